@@ -1,0 +1,68 @@
+"""The ``mturk-eval`` command: a click group whose verbs live one per module in this package.
+
+Each verb module is thin: it parses options and calls a library function (amti / sqlite-utils style).
+Modules are imported lazily so ``mturk-eval --help`` stays fast and torch is only loaded by the verbs
+that train or generate.
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from mturk_eval import __version__
+
+# verb -> (module, attribute, one-line help shown by `mturk-eval --help`)
+VERBS: dict[str, tuple[str, str, str]] = {
+    "data": ("mturk_eval.cli.data", "data", "Build the persona and general datasets of an experiment."),
+    "generate": ("mturk_eval.cli.generate", "generate", "Train prompt-tuned and fine-tuned systems and sample responses."),
+    "distinct": ("mturk_eval.cli.generate", "distinct", "Automatic evaluation: distinct-1/2 of a responses file (Tables 1/6)."),
+    "preview": ("mturk_eval.cli.hits", "preview", "Render rating HITs to HTML files (or serve them) to look at before paying."),
+    "publish": ("mturk_eval.cli.hits", "publish", "Publish rating HITs to MTurk (sandbox by default), recorded in the ledger."),
+    "status": ("mturk_eval.cli.hits", "status", "HITs and assignments by state, cost so far, time left."),
+    "collect": ("mturk_eval.cli.hits", "collect", "Fetch submitted assignments, validate and store their answers."),
+    "review": ("mturk_eval.cli.hits", "review", "Approve, reject, block and bonus (dry run by default)."),
+    "expire": ("mturk_eval.cli.hits", "expire", "Expire or delete the batch's HITs."),
+    "report": ("mturk_eval.cli.report", "report", "Tables 2/3/7/8, agreement, tests, workers and plots."),
+    "sandbox": ("mturk_eval.cli.sandbox", "sandbox", "A local MTurk-compatible server, worker site and simulated workers."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(VERBS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in VERBS:
+            return None
+        module, attr, _ = VERBS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Use the short help from VERBS so `--help` need not import every verb (and torch).
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, _, help_) in VERBS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mturk-eval")
+def main() -> None:
+    """mturk-eval: a persona dialogue study from prompt-tuning to published human-evaluation tables.
+
+    \b
+    Typical run:
+      mturk-eval data build --config experiments/paper_en.toml
+      mturk-eval generate   --config experiments/paper_en.toml
+      mturk-eval publish    --config experiments/paper_en.toml --sandbox
+      mturk-eval collect    --config experiments/paper_en.toml
+      mturk-eval report     --config experiments/paper_en.toml
+    """
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Experiment TOML file (see experiments/).",
+)
