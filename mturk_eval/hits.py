@@ -1,0 +1,216 @@
+"""The HIT builder: responses.jsonl rows -> rating items (+ attention checks) -> HITs -> HTMLQuestion XML.
+
+Reads any file of the responses schema (docs/architecture.md section 3) with file:line errors, mixes in
+attention-check items at ``hit.attention_check_rate``, groups items ``hit.items_per_hit`` to a HIT in a
+seeded order, derives each HIT's deterministic ``UniqueRequestToken`` and renders the Jinja rating
+template (autoescape on, so no persona, utterance or response text can inject markup) into an
+``HTMLQuestion`` document no larger than MTurk's 65,535-byte limit. Nothing here talks to a platform.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from mturk_eval.config import ASPECTS, ExperimentConfig
+from mturk_eval.errors import UserError, where
+from mturk_eval.io import iter_jsonl
+
+HTMLQUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2011-11-11/HTMLQuestion.xsd"
+MAX_QUESTION_BYTES = 65535
+ITEM_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+REQUIRED_KEYS = ("item_id", "persona", "eval_set", "method", "model", "utterance", "response")
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+ATTENTION_METHOD = "attention_check"
+
+# Off-topic replies for attention checks: no dialogue or persona could make them relevant.
+_OFF_TOPIC = {
+    "en": [
+        "The mitochondria is the powerhouse of the cell.",
+        "Photosynthesis turns light, water and carbon dioxide into sugar.",
+        "The capital of Australia is Canberra, not Sydney.",
+        "A triangle's angles always add up to one hundred and eighty degrees.",
+        "Copper is an excellent conductor of electricity.",
+    ],
+    "ja": [
+        "ミトコンドリアは細胞のエネルギー工場です。",
+        "光合成は光と水と二酸化炭素から糖を作ります。",
+        "オーストラリアの首都はシドニーではなくキャンベラです。",
+        "三角形の内角の和は常に百八十度です。",
+        "銅は電気をよく通す金属です。",
+    ],
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading responses
+
+def load_responses(path: str | Path) -> list[dict[str, Any]]:
+    """Read and validate a responses.jsonl file; each problem is a UserError naming file:line and field."""
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for lineno, row in iter_jsonl(path):
+        loc = where(path, lineno)
+        for key in REQUIRED_KEYS:
+            if key not in row:
+                raise UserError(f"{loc}: {key}: required key missing")
+        item_id = row["item_id"]
+        if not isinstance(item_id, str) or not ITEM_ID_RE.fullmatch(item_id):
+            raise UserError(f"{loc}: item_id: expected 1-200 characters of [A-Za-z0-9_.:-], got {item_id!r}")
+        if item_id in seen:
+            raise UserError(f"{loc}: item_id: {item_id!r} already used on line {seen[item_id]}")
+        persona = row["persona"]
+        if not isinstance(persona, list) or not persona or not all(isinstance(s, str) and s.strip() for s in persona):
+            raise UserError(f"{loc}: persona: expected a non-empty list of non-empty strings, got {persona!r}")
+        for key in ("eval_set", "method", "model", "utterance"):
+            if not isinstance(row[key], str) or not row[key].strip():
+                raise UserError(f"{loc}: {key}: expected a non-empty string, got {row[key]!r}")
+        if not isinstance(row["response"], str):
+            raise UserError(f"{loc}: response: expected a string, got {row['response']!r}")
+        if row.get("persona_id") is not None and not isinstance(row["persona_id"], str):
+            raise UserError(f"{loc}: persona_id: expected a string or null, got {row['persona_id']!r}")
+        if "attention_check" in row:
+            raise UserError(f"{loc}: attention_check: reserved for the HIT builder, remove it from the input")
+        seen[item_id] = lineno
+        rows.append(row)
+    if not rows:
+        raise UserError(f"{path}: no responses in the file")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Attention checks and HIT plans
+
+def _garble(text: str, language: str, rng: random.Random) -> str:
+    """Word salad from ``text``: shuffled words (characters for Japanese) with stutters; never fluent."""
+    units = list(text.replace(" ", "")) if language == "ja" else text.split()
+    if len(units) < 4:
+        units = units + (list("ですがのをにはへ") if language == "ja" else "the of is and to a go".split())
+    rng.shuffle(units)
+    out = []
+    for u in units:
+        out.append(u)
+        if rng.random() < 0.3:
+            out.append(u)
+    return ("" if language == "ja" else " ").join(out)
+
+
+def make_attention_checks(items: list[dict[str, Any]], rate: float, seed: int, language: str,
+                          batch: str) -> list[dict[str, Any]]:
+    """Attention-check items so that they make up ``rate`` of all items: half garbled replies (expected
+    fluency <= 2), half off-topic replies (expected relevance <= 2), built from real items' personas and
+    utterances so that workers cannot tell them apart. ``method`` and ``model`` are ``attention_check``."""
+    if rate <= 0 or not items:
+        return []
+    n = max(1, round(len(items) * rate / (1.0 - rate)))
+    rng = random.Random(f"{seed}:{batch}:attention")
+    sources = [items[rng.randrange(len(items))] for _ in range(n)]
+    off_topic = _OFF_TOPIC.get(language, _OFF_TOPIC["en"])
+    out = []
+    for i, src in enumerate(sources):
+        if i % 2 == 0:
+            kind, response, aspects = "garbled", _garble(src["response"], language, rng), {"fluency": 2}
+        else:
+            kind, response, aspects = "off_topic", off_topic[rng.randrange(len(off_topic))], {"relevance": 2}
+        item_id = f"attn.{batch}.{i}.{src['item_id']}"[:200]
+        out.append({
+            "item_id": item_id, "persona_id": src.get("persona_id"), "persona": list(src["persona"]),
+            "eval_set": src["eval_set"], "pair_id": src.get("pair_id"), "method": ATTENTION_METHOD,
+            "model": ATTENTION_METHOD, "utterance": src["utterance"], "response": response,
+            "attention_check": {"aspects": aspects, "kind": kind, "source": src["item_id"]},
+        })
+    return out
+
+
+def request_token(experiment: str, target: str, batch: str, hit_key: str, item_ids: list[str]) -> str:
+    """The deterministic ``UniqueRequestToken`` of a HIT (64 characters at most, MTurk's limit)."""
+    raw = "\x1f".join([experiment, target, batch, hit_key, *item_ids])
+    return "me-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:48]
+
+
+def plan_hits(items: list[dict[str, Any]], *, experiment: str, target: str, batch: str, seed: int,
+              items_per_hit: int, max_assignments: int, reward: str, start_index: int = 0) -> list[dict[str, Any]]:
+    """Shuffle ``items`` (seeded) and cut them into HITs of ``items_per_hit`` (the last may be shorter)."""
+    order = list(items)
+    random.Random(f"{seed}:{batch}:{start_index}:order").shuffle(order)
+    hits = []
+    for n, start in enumerate(range(0, len(order), items_per_hit), start=start_index):
+        ids = [it["item_id"] for it in order[start:start + items_per_hit]]
+        hit_key = f"{batch}/{n:05d}"
+        token = request_token(experiment, target, batch, hit_key, ids)
+        hits.append({
+            "hit_key": hit_key, "batch": batch, "request_token": token,
+            "annotation": f"mturk-eval:{experiment}:{hit_key}:{token}"[:255],
+            "max_assignments": max_assignments, "reward": reward, "item_ids": ids,
+        })
+    return hits
+
+
+# --------------------------------------------------------------------------------------------------
+# Rendering
+
+def template_env(template_dir: str | Path | None = None) -> jinja2.Environment:
+    """Jinja environment over ``template_dir`` (searched first) and the built-in templates; autoescape on
+    for every template, whatever its file name."""
+    dirs = [str(template_dir)] if template_dir else []
+    dirs.append(str(TEMPLATES_DIR))
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(dirs), autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True,
+    )
+
+
+def template_name(language: str) -> str:
+    return f"rating_{language}.html"
+
+
+def render_html(items: list[dict[str, Any]], language: str, submit_url: str,
+                template_dir: str | Path | None = None) -> str:
+    """The worker-facing HTML document for one HIT (items in slot order)."""
+    env = template_env(template_dir)
+    try:
+        tpl = env.get_template(template_name(language))
+    except jinja2.TemplateNotFound:
+        raise UserError(f"{template_dir or TEMPLATES_DIR}: {template_name(language)}: template not found") from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise UserError(f"{exc.filename}:{exc.lineno}: template syntax error: {exc.message}") from None
+    view = [{"slot": k, "persona": it["persona"], "utterance": it["utterance"], "response": it["response"]}
+            for k, it in enumerate(items)]
+    try:
+        return tpl.render(items=view, aspects=ASPECTS, submit_url=submit_url)
+    except jinja2.UndefinedError as exc:
+        raise UserError(f"{template_name(language)}: template uses an undefined value ({exc.message})") from None
+
+
+def question_xml(html: str, frame_height: int = 0) -> str:
+    """Wrap an HTML document in an HTMLQuestion (HTMLContent in CDATA, then FrameHeight)."""
+    # "]]>" cannot appear inside CDATA; split it across two sections (escaped text never contains it).
+    cdata = html.replace("]]>", "]]]]><![CDATA[>")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<HTMLQuestion xmlns="{HTMLQUESTION_NS}">'
+        f"<HTMLContent><![CDATA[{cdata}]]></HTMLContent>"
+        f"<FrameHeight>{int(frame_height)}</FrameHeight></HTMLQuestion>"
+    )
+
+
+def build_question(items: list[dict[str, Any]], cfg: ExperimentConfig, submit_url: str) -> str:
+    """The HTMLQuestion for one HIT; refuses one over MTurk's 65,535-byte limit with what to change."""
+    xml = question_xml(render_html(items, cfg.language, submit_url, cfg.hit.template_dir))
+    size = len(xml.encode("utf-8"))
+    if size > MAX_QUESTION_BYTES:
+        ids = ", ".join(it["item_id"] for it in items[:3])
+        raise UserError(
+            f"hit.items_per_hit: the question for items {ids}{'...' if len(items) > 3 else ''} is {size} bytes,"
+            f" over MTurk's {MAX_QUESTION_BYTES}-byte limit; lower hit.items_per_hit"
+            f" (now {cfg.hit.items_per_hit}) or shorten the texts"
+        )
+    return xml
+
+
+def question_sha(xml: str) -> str:
+    return hashlib.sha256(xml.encode("utf-8")).hexdigest()[:16]
