@@ -104,6 +104,8 @@ class QualificationConfig:
     values: list[int] = field(default_factory=list)
     locales: list[str] = field(default_factory=list)
     actions_guarded: str = "DiscoverPreviewAndAccept"
+    # A custom type's id on the sandbox (and the local emulator) where it differs from ``type``.
+    sandbox_id: str | None = None
 
 
 @dataclass
@@ -131,7 +133,16 @@ class ReportConfig:
     # Persona-Chat's human reference row (fluency, engagingness, relevance): "mean (SD)" strings.
     human_reference: dict[str, str] = field(default_factory=dict)
     bootstrap_samples: int = 1000
+    # Significance level of the tests between systems (after Holm correction).
     alpha: float = 0.05
+    # Workers passing fewer than this share of their attention checks are excluded entirely
+    # (assignments that failed their own check are always excluded).
+    min_attention_pass_rate: float = 0.8
+    # A worker rating the same item and aspect twice: "first" keeps the first rating and counts a
+    # warning, "error" stops the report.
+    duplicates: Literal["first", "error"] = "first"
+    # Ratings each item should have; 0 means hit.assignments_per_hit. Items with fewer are listed.
+    planned_ratings: int = 0
 
 
 @dataclass

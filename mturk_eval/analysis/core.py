@@ -1,0 +1,468 @@
+"""From checked ratings to every figure of the report: exclusions, Tables 2/3 (7/8), confidence
+intervals, tests between systems, agreement, worker figures and under-rated items.
+
+Everything is computed on integer codes with ``np.bincount`` so a million rating rows take seconds.
+The result is a plain :class:`Analysis` of lists and dicts that the renderers (``render.py``,
+``plots.py``) turn into Markdown, LaTeX, CSV, JSON and PNG without further arithmetic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from mturk_eval.analysis import stats
+from mturk_eval.analysis.ratings import Ratings, ResponseIndex
+from mturk_eval.config import ASPECTS, EVAL_SETS, METHODS, ExperimentConfig
+from mturk_eval.errors import UserError, where
+
+METHOD_NAMES = {"prompt_tuning": "Prompt-tuning", "finetune_none": "Fine-tuning (none)",
+                "finetune_added": "Fine-tuning (added)"}
+EVAL_SET_NAMES = {"persona": "Persona", "general": "General"}
+ASPECT_NAMES = {"fluency": "Fluency", "engagingness": "Engagingness", "relevance": "Relevance",
+                "persona": "Persona consideration"}
+TABLE2_ASPECTS = ("fluency", "engagingness", "relevance")
+BINS = ("[1,2)", "[2,3)", "[3,4)", "[4,5]")
+
+
+def method_name(m: str) -> str:
+    return METHOD_NAMES.get(m, m)
+
+
+def eval_set_name(e: str) -> str:
+    return EVAL_SET_NAMES.get(e, e)
+
+
+@dataclass
+class System:
+    """One row of the paper's tables: an eval set x training method x model."""
+
+    eval_set: str
+    method: str
+    model: str
+    letter: str = ""  # a, b, c ... within its eval set, used to mark significant differences
+
+    @property
+    def label(self) -> str:
+        return f"{eval_set_name(self.eval_set)} / {method_name(self.method)} / {self.model}"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"eval_set": self.eval_set, "method": self.method, "model": self.model,
+                "eval_set_name": eval_set_name(self.eval_set), "method_name": method_name(self.method),
+                "letter": self.letter}
+
+
+@dataclass
+class Analysis:
+    experiment: str
+    language: str
+    systems: list[System]
+    table2: list[dict[str, Any]]        # per system: per aspect n, items, mean, sd, ci_low, ci_high, better_than
+    table3: list[dict[str, Any]]        # per system: bins counts, n
+    tests: list[dict[str, Any]]
+    test_summary: list[dict[str, Any]]  # per eval set: number of tests, significant ones, a sentence
+    agreement: list[dict[str, Any]]
+    workers: dict[str, Any]
+    underrated: list[dict[str, Any]]
+    planned_ratings: int
+    counts: dict[str, int]
+    simulated_rows: int
+    warnings: list[str] = field(default_factory=list)
+    human_reference: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def table_numbers(self) -> dict[str, int]:
+        """The paper numbers its English tables 1-3 and the Japanese ones 6-8."""
+        return {"auto": 1, "human": 2, "persona": 3} if self.language != "ja" else {"auto": 6, "human": 7, "persona": 8}
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def _order(values: list[str], preferred: tuple[str, ...] | list[str]) -> list[int]:
+    """Indices of ``values`` with the preferred names first (in their order), the rest as they came."""
+    pos = {v: i for i, v in enumerate(preferred)}
+    return sorted(range(len(values)), key=lambda i: (pos.get(values[i], len(pos)), i))
+
+
+def _exclusions(r: Ratings, min_pass_rate: float) -> tuple[np.ndarray, dict[str, Any], list[dict[str, Any]]]:
+    """Mask of rows that count, the counts of what was excluded, and the excluded workers with reasons."""
+    n_assign = len(r.assignment_ids)
+    n_workers = len(r.worker_ids)
+    rejected_codes = [i for i, s in enumerate(r.statuses) if s.strip().lower() == "rejected"]
+    rejected = np.isin(r.status, rejected_codes) if rejected_codes else np.zeros(len(r), bool)
+
+    # Per assignment: -1 no check, 0 failed, 1 passed (a failure anywhere in the assignment wins).
+    ap = np.full(n_assign, 2, dtype=np.int64)
+    has = r.attention_passed >= 0
+    np.minimum.at(ap, r.assignment[has], r.attention_passed[has].astype(np.int64))
+    ap[ap == 2] = -1
+    # Assignments that were not rejected, per worker: with a check, and passed.
+    a_worker = np.zeros(n_assign, dtype=np.int64)
+    a_worker[r.assignment] = r.worker
+    a_rejected = np.zeros(n_assign, dtype=bool)
+    a_rejected[r.assignment[rejected]] = True
+    valid = ~a_rejected
+    checked = np.bincount(a_worker[valid & (ap >= 0)], minlength=n_workers)
+    passed = np.bincount(a_worker[valid & (ap == 1)], minlength=n_workers)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = passed / checked
+    bad_worker = (checked > 0) & (rate < min_pass_rate)
+    excluded_workers = []
+    w_assign = np.bincount(a_worker[valid], minlength=n_workers)
+    for w in np.flatnonzero(bad_worker).tolist():
+        excluded_workers.append({
+            "worker_id": r.worker_ids[w],
+            "reason": f"passed {passed[w]} of {checked[w]} attention checks ({rate[w]:.0%}), "
+                      f"below the minimum {min_pass_rate:.0%}",
+            "assignments": int(w_assign[w]),
+        })
+    all_rejected = (np.bincount(a_worker, minlength=n_workers) > 0) & (w_assign == 0)
+    for w in np.flatnonzero(all_rejected).tolist():
+        excluded_workers.append({"worker_id": r.worker_ids[w], "reason": "every assignment was rejected",
+                                 "assignments": 0})
+
+    failed = ap[r.assignment] == 0
+    check_rows = r.attention_check
+    worker_out = bad_worker[r.worker]
+    keep = ~rejected & ~check_rows & ~failed & ~worker_out
+    counts = {
+        "rows": len(r),
+        "rejected_rows": int(rejected.sum()),
+        "rejected_assignments": int(a_rejected.sum()),
+        "attention_check_rows": int((check_rows & ~rejected).sum()),
+        "failed_check_assignments": int((valid & (ap == 0)).sum()),
+        "failed_check_rows": int((failed & ~rejected & ~check_rows).sum()),
+        "excluded_worker_rows": int((worker_out & ~rejected & ~check_rows & ~failed).sum()),
+    }
+    return keep, counts, excluded_workers
+
+
+def _drop_duplicates(r: Ratings, keep: np.ndarray, policy: str) -> tuple[np.ndarray, int, list[str]]:
+    """A worker rating the same item's aspect twice: keep the first row (policy "first") or fail."""
+    idx = np.flatnonzero(keep)
+    key = (r.worker[idx] * len(r.item_ids) + r.item[idx]) * len(ASPECTS) + r.aspect[idx]
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    is_first = np.zeros(idx.size, dtype=bool)
+    is_first[first] = True
+    dups = idx[~is_first]
+    examples = []
+    for j in np.flatnonzero(~is_first)[:5].tolist():
+        row = idx[j]
+        orig = idx[first[inverse[j]]]
+        examples.append(
+            f"worker {r.worker_ids[r.worker[row]]} rated item {r.item_ids[r.item[row]]} "
+            f"({ASPECTS[r.aspect[row]]}) again on line {r.lines[row]} (first on line {r.lines[orig]})"
+        )
+    if dups.size and policy == "error":
+        row = int(dups[0])
+        orig = int(idx[first[inverse[np.flatnonzero(~is_first)[0]]]])
+        raise UserError(
+            f"{where(r.source, int(r.lines[row]))}: worker_id: expected one rating per worker, item and aspect, "
+            f"got a second rating of item {r.item_ids[r.item[row]]!r} ({ASPECTS[r.aspect[row]]}) by worker "
+            f"{r.worker_ids[r.worker[row]]!r} (first on line {int(r.lines[orig])})"
+        )
+    out = keep.copy()
+    out[dups] = False
+    return out, int(dups.size), examples
+
+
+def analyze(
+    r: Ratings,
+    cfg: ExperimentConfig,
+    responses: ResponseIndex | None = None,
+    *,
+    seed: int | None = None,
+) -> Analysis:
+    """Compute every table, interval, test and agreement figure of the report from ``r``."""
+    rc = cfg.report
+    warnings: list[str] = list(r.notes)
+    for k in rc.human_reference:
+        if k not in TABLE2_ASPECTS:
+            raise UserError(
+                f"{cfg.source_path or '<config>'}: report.human_reference.{k}: expected one of "
+                f"{', '.join(TABLE2_ASPECTS)}, got an unknown aspect"
+            )
+    keep, counts, excluded_workers = _exclusions(r, rc.min_attention_pass_rate)
+    keep, n_dup, dup_examples = _drop_duplicates(r, keep, rc.duplicates)
+    counts["duplicate_rows"] = n_dup
+    if n_dup:
+        warnings.append(
+            f"{n_dup} duplicate rating(s) (a worker rating the same item and aspect twice) were dropped, "
+            f"keeping each first rating: " + "; ".join(dup_examples) + ("; ..." if n_dup > len(dup_examples) else "")
+        )
+    if counts["rejected_rows"]:
+        warnings.append(f"{counts['rejected_assignments']} rejected assignment(s) ({counts['rejected_rows']} "
+                        "rating rows) were excluded.")
+    if counts["failed_check_assignments"]:
+        warnings.append(f"{counts['failed_check_assignments']} assignment(s) failed their attention check; their "
+                        f"{counts['failed_check_rows']} rating rows were excluded.")
+    if excluded_workers:
+        warnings.append(f"{len(excluded_workers)} worker(s) were excluded ({counts['excluded_worker_rows']} further "
+                        "rating rows); see Workers.")
+    counts["used_rows"] = int(keep.sum())
+    if counts["used_rows"] == 0:
+        raise UserError(f"{r.source}: expected at least one usable rating after exclusions, got none "
+                        f"({counts['rows']} rows: {counts['rejected_rows']} rejected, "
+                        f"{counts['attention_check_rows']} attention checks, {counts['failed_check_rows']} failed checks)")
+
+    n_items = len(r.item_ids)
+    item = r.item[keep]
+    aspect = r.aspect[keep]
+    score = r.score[keep].astype(np.float64)
+    A = len(ASPECTS)
+
+    # Systems: eval set x method x model of the items that have used ratings.
+    used_item = np.zeros(n_items, dtype=bool)
+    used_item[item] = True
+    es_rank = np.empty(len(r.eval_sets), dtype=np.int64)
+    es_rank[_order(r.eval_sets, EVAL_SETS)] = np.arange(len(r.eval_sets))
+    me_rank = np.empty(len(r.methods), dtype=np.int64)
+    me_rank[_order(r.methods, cfg.methods or METHODS)] = np.arange(len(r.methods))
+    mo_rank = np.empty(len(r.models), dtype=np.int64)
+    mo_rank[_order(r.models, cfg.models)] = np.arange(len(r.models))
+    sys_key = (es_rank[r.item_eval_set] * len(r.methods) + me_rank[r.item_method]) * len(r.models) + mo_rank[r.item_model]
+    uniq_keys, item_sys = np.unique(np.where(used_item, sys_key, -1), return_inverse=True)
+    # Drop the -1 "unused" bucket if present.
+    if uniq_keys[0] == -1:
+        item_sys = item_sys - 1
+        uniq_keys = uniq_keys[1:]
+    S = len(uniq_keys)
+    inv_es = np.argsort(es_rank)
+    inv_me = np.argsort(me_rank)
+    inv_mo = np.argsort(mo_rank)
+    systems: list[System] = []
+    for k in uniq_keys.tolist():
+        mo = k % len(r.models)
+        me = (k // len(r.models)) % len(r.methods)
+        es = k // (len(r.models) * len(r.methods))
+        systems.append(System(r.eval_sets[inv_es[es]], r.methods[inv_me[me]], r.models[inv_mo[mo]]))
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    per_es: dict[str, int] = {}
+    for s in systems:
+        i = per_es.get(s.eval_set, 0)
+        s.letter = letters[i] if i < 26 else f"s{i}"
+        per_es[s.eval_set] = i + 1
+
+    # Units = item x aspect.
+    unit = item * A + aspect
+    n_units = n_items * A
+    unit_sum = np.bincount(unit, weights=score, minlength=n_units)
+    unit_cnt = np.bincount(unit, minlength=n_units)
+    unit_item = np.arange(n_units) // A
+    unit_aspect = np.arange(n_units) % A
+    has = unit_cnt > 0
+
+    # Table 2 (and the persona aspect too, for the plots): mean and SD over all answers.
+    group = item_sys[item] * A + aspect
+    n_g, mean_g, sd_g = stats.group_mean_sd(group, score, S * A)
+    unit_group = item_sys[unit_item[has]] * A + unit_aspect[has]
+    items_g = np.bincount(unit_group, minlength=S * A)
+    rng = np.random.default_rng(cfg.seed if seed is None else seed)
+    ci_lo, ci_hi = stats.cluster_bootstrap_ci(unit_group, unit_sum[has], unit_cnt[has], S * A,
+                                              rc.bootstrap_samples, rng)
+
+    # Table 3: each response's persona mean, binned with exact integer comparisons (sum >= k * count).
+    pa = ASPECTS.index("persona")
+    pu = np.flatnonzero(has & (unit_aspect == pa))
+    ps, pc = unit_sum[pu], unit_cnt[pu]
+    bin_idx = (ps >= 2 * pc).astype(np.int64) + (ps >= 3 * pc) + (ps >= 4 * pc)
+    bins = np.bincount(item_sys[unit_item[pu]] * 4 + bin_idx, minlength=S * 4).reshape(S, 4)
+
+    # Tests between systems of one eval set, per aspect, on per-item means (paired when possible).
+    item_mean = np.full(n_units, np.nan)
+    item_mean[has] = unit_sum[has] / unit_cnt[has]
+    pair_key: np.ndarray | None = None
+    if responses is not None:
+        keys: dict[tuple, int] = {}
+        pk = np.full(n_items, -1, dtype=np.int64)
+        for i, iid in enumerate(r.item_ids):
+            meta = responses.items.get(iid)
+            if meta is not None and meta.get("pair_id") is not None:
+                pk[i] = keys.setdefault((meta.get("persona_id"), meta["pair_id"]), len(keys))
+        pair_key = pk
+    order_units = np.argsort(unit_group, kind="stable")
+    unit_idx = np.flatnonzero(has)[order_units]
+    bounds = np.searchsorted(unit_group[order_units], np.arange(S * A + 1))
+
+    def units_of(s: int, a: int) -> np.ndarray:
+        g = s * A + a
+        return unit_idx[bounds[g]:bounds[g + 1]]
+
+    tests: list[dict[str, Any]] = []
+    eval_sets_in = list(dict.fromkeys(s.eval_set for s in systems))
+    for es in eval_sets_in:
+        members = [i for i, s in enumerate(systems) if s.eval_set == es]
+        for a in range(A):
+            for i, j in combinations(members, 2):
+                ua, ub = units_of(i, a), units_of(j, a)
+                paired = False
+                if pair_key is not None and ua.size and ua.size == ub.size:
+                    ka, kb = pair_key[unit_item[ua]], pair_key[unit_item[ub]]
+                    if (ka >= 0).all() and (kb >= 0).all():
+                        sa, sb = np.argsort(ka), np.argsort(kb)
+                        if np.array_equal(ka[sa], kb[sb]) and np.unique(ka).size == ka.size:
+                            paired = True
+                            ua, ub = ua[sa], ub[sb]
+                res = stats.compare(item_mean[ua], item_mean[ub], paired)
+                tests.append({
+                    "eval_set": es, "aspect": ASPECTS[a],
+                    "a": systems[i].letter, "b": systems[j].letter,
+                    "system_a": systems[i].label, "system_b": systems[j].label,
+                    "mean_a": float(mean_g[i * A + a]), "mean_b": float(mean_g[j * A + a]),
+                    "test": res.test, "n_a": res.n_a, "n_b": res.n_b,
+                    "statistic": res.statistic, "p": res.p,
+                })
+    # Holm within each eval set (its family: every pair of systems on every aspect).
+    for es in eval_sets_in:
+        idx = [k for k, t in enumerate(tests) if t["eval_set"] == es and np.isfinite(t["p"])]
+        adj = stats.holm([tests[k]["p"] for k in idx])
+        for k, p in zip(idx, adj):
+            tests[k]["p_holm"] = float(p)
+    for t in tests:
+        t.setdefault("p_holm", float("nan"))
+        t["significant"] = bool(np.isfinite(t["p_holm"]) and t["p_holm"] < rc.alpha)
+
+    better: dict[tuple[int, int], list[str]] = {}
+    by_label = {s.label: k for k, s in enumerate(systems)}
+    for t in tests:
+        if not t["significant"]:
+            continue
+        i, j = by_label[t["system_a"]], by_label[t["system_b"]]
+        a = ASPECTS.index(t["aspect"])
+        hi, lo = (i, j) if t["mean_a"] > t["mean_b"] else (j, i)
+        better.setdefault((hi, a), []).append(systems[lo].letter)
+
+    test_summary = []
+    for es in eval_sets_in:
+        ts = [t for t in tests if t["eval_set"] == es]
+        sig = [t for t in ts if t["significant"]]
+        name = eval_set_name(es)
+        if not ts:
+            sentence = f"{name}: only one system, nothing to compare."
+        elif not sig:
+            pmin = min((t["p_holm"] for t in ts if np.isfinite(t["p_holm"])), default=float("nan"))
+            sentence = (f"{name}: no significant differences between systems on any aspect "
+                        f"({len(ts)} tests, smallest Holm-adjusted p = {pmin:.3g} >= {rc.alpha}).")
+        else:
+            parts = [f"{t['aspect']}: ({t['a']}) vs ({t['b']}), p_holm = {t['p_holm']:.3g}" for t in sig]
+            sentence = f"{name}: {len(sig)} of {len(ts)} comparisons significant at {rc.alpha} ({'; '.join(parts)})."
+        test_summary.append({"eval_set": es, "tests": len(ts), "significant": len(sig), "sentence": sentence})
+
+    table2 = []
+    table3 = []
+    for k, s in enumerate(systems):
+        row: dict[str, Any] = {**s.as_dict(), "aspects": {}}
+        for a, name in enumerate(ASPECTS):
+            g = k * A + a
+            row["aspects"][name] = {
+                "n": int(n_g[g]), "items": int(items_g[g]), "mean": float(mean_g[g]), "sd": float(sd_g[g]),
+                "ci_low": float(ci_lo[g]), "ci_high": float(ci_hi[g]),
+                "better_than": sorted(better.get((k, a), [])),
+            }
+        table2.append(row)
+        table3.append({**s.as_dict(), "bins": dict(zip(BINS, bins[k].tolist())), "n": int(bins[k].sum())})
+
+    # Agreement per aspect: all systems pooled, then per system.
+    counts_u = stats.unit_value_counts(unit, r.score[keep], n_units)
+    ag_sys = stats.agreement(counts_u[has], item_sys[unit_item[has]] * A + unit_aspect[has], S * A)
+    ag_all = stats.agreement(counts_u[has], unit_aspect[has], A)
+    rating_group = item_sys[item] * A + aspect
+    order_r = np.argsort(rating_group, kind="stable")
+    rb = np.searchsorted(rating_group[order_r], np.arange(S * A + 1))
+    agreement_rows = []
+    for a, name in enumerate(ASPECTS):
+        sel = aspect == a
+        rho = stats.leave_one_out_spearman(unit[sel], score[sel], unit_sum, unit_cnt)
+        agreement_rows.append(_agreement_row("all systems", None, name, ag_all, a, rho))
+    for k, s in enumerate(systems):
+        for a, name in enumerate(ASPECTS):
+            g = k * A + a
+            rows_g = order_r[rb[g]:rb[g + 1]]
+            rho = stats.leave_one_out_spearman(unit[rows_g], score[rows_g], unit_sum, unit_cnt)
+            agreement_rows.append(_agreement_row(s.label, s, name, ag_sys, g, rho))
+
+    workers = _workers(r, keep, cfg, excluded_workers)
+    planned = rc.planned_ratings or cfg.hit.assignments_per_hit
+    per_item = unit_cnt.reshape(n_items, A).max(axis=1)
+    seen = np.zeros(n_items, dtype=bool)
+    seen[r.item[~r.attention_check]] = True
+    short = np.flatnonzero(seen & (per_item < planned))
+    underrated = [{"item_id": r.item_ids[i], "ratings": int(per_item[i]), "planned": planned,
+                   "eval_set": r.eval_sets[r.item_eval_set[i]], "method": r.methods[r.item_method[i]],
+                   "model": r.models[r.item_model[i]]} for i in short.tolist()]
+    if underrated:
+        warnings.append(f"{len(underrated)} item(s) have fewer than the planned {planned} ratings; see Workers.")
+
+    return Analysis(
+        experiment=cfg.name, language=cfg.language, systems=systems, table2=table2, table3=table3,
+        tests=tests, test_summary=test_summary, agreement=agreement_rows, workers=workers,
+        underrated=underrated, planned_ratings=planned, counts=counts,
+        simulated_rows=int(r.simulated.sum()), warnings=warnings,
+        human_reference=dict(rc.human_reference),
+        settings={"bootstrap_samples": rc.bootstrap_samples, "alpha": rc.alpha,
+                  "min_attention_pass_rate": rc.min_attention_pass_rate, "duplicates": rc.duplicates,
+                  "seed": cfg.seed if seed is None else seed},
+    )
+
+
+def _agreement_row(scope: str, s: System | None, aspect: str, ag: stats.Agreement, g: int, rho: float) -> dict[str, Any]:
+    return {
+        "scope": scope, "eval_set": s.eval_set if s else None, "method": s.method if s else None,
+        "model": s.model if s else None, "aspect": aspect,
+        "alpha_ordinal": float(ag.alpha_ordinal[g]), "alpha_interval": float(ag.alpha_interval[g]),
+        "units": int(ag.units[g]), "pairable_values": int(ag.pairable[g]),
+        "exact_agreement": float(ag.exact[g]), "within_one": float(ag.within_one[g]), "loo_spearman": rho,
+    }
+
+
+def _workers(r: Ratings, keep: np.ndarray, cfg: ExperimentConfig, excluded: list[dict[str, Any]]) -> dict[str, Any]:
+    """Distinct workers, assignments per worker, work time, effective hourly pay, attention checks."""
+    n_assign = len(r.assignment_ids)
+    first = np.full(n_assign, -1, dtype=np.int64)
+    first[r.assignment[::-1]] = np.arange(len(r) - 1, -1, -1)
+    present = first >= 0
+    fa = first[present]
+    a_worker = r.worker[fa]
+    rejected_codes = [i for i, s in enumerate(r.statuses) if s.strip().lower() == "rejected"]
+    a_rejected = np.isin(r.status[fa], rejected_codes)
+    per_worker = np.bincount(a_worker, minlength=len(r.worker_ids))
+    per_worker = per_worker[per_worker > 0]
+    wt = r.work_time_s[fa]
+    wt_ok = wt[np.isfinite(wt) & ~a_rejected]
+    median_wt = float(np.median(wt_ok)) if wt_ok.size else float("nan")
+    if r.reward is not None and np.isfinite(r.reward[fa]).any():
+        rewards = r.reward[fa][np.isfinite(r.reward[fa])]
+        reward = float(np.median(rewards))
+    else:
+        reward = float(cfg.hit.reward)
+    hourly = reward * 3600.0 / median_wt if median_wt and np.isfinite(median_wt) and median_wt > 0 else float("nan")
+    mean_hourly = float(reward * wt_ok.size * 3600.0 / wt_ok.sum()) if wt_ok.size and wt_ok.sum() > 0 else float("nan")
+    ap = np.full(n_assign, 2, dtype=np.int64)
+    hasp = r.attention_passed >= 0
+    np.minimum.at(ap, r.assignment[hasp], r.attention_passed[hasp].astype(np.int64))
+    a_ap = ap[present]
+    checked = (a_ap <= 1) & ~a_rejected
+    passed = (a_ap == 1) & ~a_rejected
+    return {
+        "workers": int(per_worker.size),
+        "assignments": int(present.sum()),
+        "rejected_assignments": int(a_rejected.sum()),
+        "assignments_per_worker": {
+            "mean": float(per_worker.mean()) if per_worker.size else float("nan"),
+            "median": float(np.median(per_worker)) if per_worker.size else float("nan"),
+            "max": int(per_worker.max()) if per_worker.size else 0,
+        },
+        "median_work_time_s": median_wt,
+        "reward_per_assignment": reward,
+        "hourly_pay_at_median": hourly,
+        "hourly_pay_overall": mean_hourly,
+        "attention_checks": int(checked.sum()),
+        "attention_passed": int(passed.sum()),
+        "attention_pass_rate": float(passed.sum() / checked.sum()) if checked.sum() else float("nan"),
+        "excluded_workers": excluded,
+        "workers_used": int(np.unique(r.worker[keep]).size),
+    }

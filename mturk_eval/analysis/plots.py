@@ -1,0 +1,75 @@
+"""The report's PNG plots (matplotlib, Agg backend): persona-consideration distributions as stacked
+bars per system, and per-aspect means with their 95% confidence intervals."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mturk_eval.analysis.core import ASPECT_NAMES, BINS, Analysis  # noqa: E402
+from mturk_eval.config import ASPECTS  # noqa: E402
+
+
+def _labels(an: Analysis) -> list[str]:
+    return [f"{r['eval_set_name']}\n{r['method_name']}\n{r['model']}" for r in an.table3]
+
+
+def persona_bars(an: Analysis, path: Path) -> None:
+    """Stacked bars: for each system, the share of responses in each persona-consideration bin."""
+    counts = np.array([[r["bins"][b] for b in BINS] for r in an.table3], dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(counts) + 2), 4.2))
+    x = np.arange(len(counts))
+    bottom = np.zeros(len(counts))
+    colours = plt.cm.RdYlGn(np.linspace(0.15, 0.85, len(BINS)))
+    for j, b in enumerate(BINS):
+        ax.bar(x, share[:, j], bottom=bottom, color=colours[j], label=b, edgecolor="white")
+        bottom += share[:, j]
+    for i, t in enumerate(totals[:, 0]):
+        ax.text(i, 1.01, f"n={int(t)}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, _labels(an), fontsize=7)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("share of responses")
+    ax.set_title("Persona consideration: each response's mean score")
+    ax.legend(title="mean score", bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def means_with_ci(an: Analysis, path: Path) -> None:
+    """Grouped points: each system's mean per aspect with its 95% bootstrap interval."""
+    n = len(an.table2)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(ASPECTS) * max(n, 1) / 3 + 3), 4.2))
+    width = 0.8 / max(n, 1)
+    for k, r in enumerate(an.table2):
+        means = np.array([r["aspects"][a]["mean"] for a in ASPECTS])
+        lo = np.array([r["aspects"][a]["ci_low"] for a in ASPECTS])
+        hi = np.array([r["aspects"][a]["ci_high"] for a in ASPECTS])
+        err = np.vstack([np.nan_to_num(means - lo), np.nan_to_num(hi - means)])
+        xs = np.arange(len(ASPECTS)) - 0.4 + width * (k + 0.5)
+        ax.errorbar(xs, means, yerr=err, fmt="o", capsize=3, markersize=4,
+                    label=f"({r['letter']}) {r['eval_set_name']} / {r['method_name']} / {r['model']}")
+    ax.set_xticks(np.arange(len(ASPECTS)), [ASPECT_NAMES[a] for a in ASPECTS])
+    ax.set_ylim(1, 5)
+    ax.set_ylabel("mean score (1-5)")
+    ax.set_title("Mean score per aspect with 95% bootstrap CI")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_plots(an: Analysis, out_dir: Path) -> dict[str, str]:
+    """Write both plots into ``out_dir/plots``; returns their paths relative to ``out_dir``."""
+    d = out_dir / "plots"
+    d.mkdir(parents=True, exist_ok=True)
+    persona_bars(an, d / "persona_consideration.png")
+    means_with_ci(an, d / "means_ci.png")
+    return {"persona": "plots/persona_consideration.png", "means": "plots/means_ci.png"}

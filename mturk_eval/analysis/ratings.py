@@ -1,0 +1,549 @@
+"""Ratings in the long format (docs/architecture.md section 6), loaded into columnar numpy arrays.
+
+Three sources end up here: ``Ledger.ratings()`` (a list of dicts), a ``--ratings`` CSV/JSONL file, and
+an MTurk batch results CSV (:func:`ratings_from_batch`, mapped to items through its ``Input.*``
+columns and the responses file). All of them go through :func:`ratings_from_columns`, which checks
+every row once, vectorised, and raises a one-line :class:`UserError` naming the file, line and field
+of the first bad value. Strings are turned into integer codes with a dict (faster than ``np.unique``
+on object arrays for a million rows) so that every later statistic is a ``np.bincount``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from mturk_eval.config import ASPECTS
+from mturk_eval.errors import UserError, where
+from mturk_eval.io import iter_jsonl, read_text
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("item_id", "eval_set", "method", "model", "worker_id", "aspect", "score")
+OPTIONAL_COLUMNS: tuple[str, ...] = (
+    "persona_id", "assignment_id", "attention_check", "attention_passed", "simulated", "work_time_s", "status",
+)
+# Columns whose value must be the same on every row of one item.
+ITEM_COLUMNS: tuple[str, ...] = ("eval_set", "method", "model", "persona_id")
+
+_TRUE = {"1", "true", "True", "TRUE", "yes", 1, True, 1.0}
+_FALSE = {"0", "false", "False", "FALSE", "no", 0, False, 0.0}
+_EMPTY = {"", None}
+
+
+@dataclass
+class Ratings:
+    """Columnar ratings: one entry per (assignment x item x aspect) row; strings as integer codes."""
+
+    source: str
+    item: np.ndarray          # int64 codes into item_ids
+    item_ids: list[str]
+    worker: np.ndarray        # codes into worker_ids
+    worker_ids: list[str]
+    assignment: np.ndarray    # codes into assignment_ids (worker+item when the column is absent)
+    assignment_ids: list[str]
+    aspect: np.ndarray        # int64 index into config.ASPECTS
+    score: np.ndarray         # int64, 1..5
+    attention_check: np.ndarray   # bool: the row rates an attention-check item
+    attention_passed: np.ndarray  # int8: 1 passed, 0 failed, -1 no check in the assignment
+    simulated: np.ndarray         # bool
+    work_time_s: np.ndarray       # float64, NaN when unknown
+    status: np.ndarray            # codes into statuses
+    statuses: list[str]
+    # Per item (indexed by item code): codes into the vocabularies below.
+    item_eval_set: np.ndarray
+    eval_sets: list[str]
+    item_method: np.ndarray
+    methods: list[str]
+    item_model: np.ndarray
+    models: list[str]
+    item_persona: np.ndarray
+    personas: list[str]
+    lines: np.ndarray             # the source line of each row (for messages)
+    reward: np.ndarray | None = None  # dollars per assignment, per row (batch CSV only)
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.score.shape[0])
+
+    def take(self, mask: np.ndarray) -> "Ratings":
+        """The rows where ``mask`` is true (item-level vocabularies are kept as they are)."""
+        row_fields = ("item", "worker", "assignment", "aspect", "score", "attention_check", "attention_passed",
+                      "simulated", "work_time_s", "status", "lines")
+        kw = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        for f in row_fields:
+            kw[f] = getattr(self, f)[mask]
+        if self.reward is not None:
+            kw["reward"] = self.reward[mask]
+        kw["notes"] = list(self.notes)
+        return Ratings(**kw)
+
+
+# --------------------------------------------------------------------------------------------------
+# Building from columns
+
+
+def _factorize(values: list[Any], source: str, name: str, lines: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    d: dict[Any, int] = {}
+    try:
+        codes = np.fromiter((d.setdefault(v, len(d)) for v in values), dtype=np.int64, count=len(values))
+    except TypeError:
+        for i, v in enumerate(values):
+            try:
+                hash(v)
+            except TypeError:
+                raise UserError(f"{where(source, int(lines[i]))}: {name}: expected a string, got {v!r}") from None
+        raise
+    return codes, list(d)
+
+
+def _first_bad(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _strings(codes: np.ndarray, vocab: list[Any], source: str, name: str, lines: np.ndarray,
+             required: bool) -> list[str]:
+    """Check a factorized string column: no missing values when required; vocabulary as strings."""
+    if required:
+        empty = [i for i, v in enumerate(vocab) if v in _EMPTY or (isinstance(v, str) and not v.strip())]
+        if empty:
+            i = _first_bad(np.isin(codes, empty))
+            raise UserError(f"{where(source, int(lines[i]))}: {name}: expected a value, got an empty cell")
+    for i, v in enumerate(vocab):
+        if isinstance(v, (dict, list, bool)) or (isinstance(v, float) and not math.isfinite(v)):
+            j = _first_bad(codes == i)
+            raise UserError(f"{where(source, int(lines[j]))}: {name}: expected a string, got {v!r}")
+    return ["" if v is None else str(v) for v in vocab]
+
+
+def _scores(values: list[Any], source: str, lines: np.ndarray) -> np.ndarray:
+    def bad(i: int) -> UserError:
+        return UserError(
+            f"{where(source, int(lines[i]))}: score: expected an integer from 1 to 5, got {values[i]!r}"
+        )
+
+    try:
+        arr = np.array(values, dtype=np.float64)
+    except (ValueError, TypeError):
+        for i, v in enumerate(values):
+            if isinstance(v, bool):
+                raise bad(i) from None
+            try:
+                float(v)
+            except (ValueError, TypeError):
+                raise bad(i) from None
+        raise
+    ok = np.isfinite(arr) & (arr >= 1) & (arr <= 5) & (arr == np.round(arr))
+    if not ok.all():
+        raise bad(_first_bad(~ok))
+    return arr.astype(np.int64)
+
+
+def _flags(values: list[Any] | None, n: int, source: str, name: str, lines: np.ndarray,
+           allow_empty: bool) -> np.ndarray:
+    """0/1 columns as int8 (-1 where empty and ``allow_empty``)."""
+    if values is None:
+        return np.full(n, -1 if allow_empty else 0, dtype=np.int8)
+    codes, vocab = _factorize(values, source, name, lines)
+    table = np.empty(len(vocab), dtype=np.int8)
+    for i, v in enumerate(vocab):
+        if v in _TRUE:
+            table[i] = 1
+        elif v in _FALSE:
+            table[i] = 0
+        elif v in _EMPTY:
+            table[i] = -1 if allow_empty else 0
+        else:
+            j = _first_bad(codes == i)
+            expected = "0, 1 or empty" if allow_empty else "0 or 1"
+            raise UserError(f"{where(source, int(lines[j]))}: {name}: expected {expected}, got {v!r}")
+    return table[codes]
+
+
+def _floats(values: list[Any] | None, n: int, source: str, name: str, lines: np.ndarray) -> np.ndarray:
+    if values is None:
+        return np.full(n, np.nan)
+    try:
+        arr = np.array([np.nan if v in _EMPTY else v for v in values], dtype=np.float64)
+    except (ValueError, TypeError):
+        for i, v in enumerate(values):
+            try:
+                if v not in _EMPTY:
+                    float(v)
+            except (ValueError, TypeError):
+                raise UserError(f"{where(source, int(lines[i]))}: {name}: expected a number, got {v!r}") from None
+        raise
+    bad = arr < 0
+    if bad.any():
+        i = _first_bad(bad)
+        raise UserError(f"{where(source, int(lines[i]))}: {name}: expected a number >= 0, got {values[i]!r}")
+    return arr
+
+
+def ratings_from_columns(
+    cols: dict[str, list[Any]],
+    source: str,
+    lines: Iterable[int] | None = None,
+    reward: list[Any] | None = None,
+) -> Ratings:
+    """Check and encode long-format columns (each a list of one value per row).
+
+    Errors (one line each): a missing required column, an empty required cell, a score that is not an
+    integer from 1 to 5, an unknown aspect, a bad 0/1 flag, an item whose eval_set / method / model /
+    persona_id differs between rows.
+    """
+    missing = [c for c in REQUIRED_COLUMNS if c not in cols]
+    if missing:
+        raise UserError(
+            f"{where(source, 1)}: {missing[0]}: expected the columns {', '.join(REQUIRED_COLUMNS)}, "
+            f"missing {', '.join(missing)}"
+        )
+    n = len(cols["item_id"])
+    line_arr = np.arange(2, n + 2) if lines is None else np.asarray(list(lines), dtype=np.int64)
+    if n == 0:
+        raise UserError(f"{source}: expected at least one rating row, got none")
+
+    item, item_vocab = _factorize(cols["item_id"], source, "item_id", line_arr)
+    item_ids = _strings(item, item_vocab, source, "item_id", line_arr, True)
+    worker, wv = _factorize(cols["worker_id"], source, "worker_id", line_arr)
+    worker_ids = _strings(worker, wv, source, "worker_id", line_arr, True)
+
+    asp_codes, asp_vocab = _factorize(cols["aspect"], source, "aspect", line_arr)
+    asp_table = np.empty(len(asp_vocab), dtype=np.int64)
+    for i, v in enumerate(asp_vocab):
+        name = v.strip().lower() if isinstance(v, str) else v
+        if name not in ASPECTS:
+            j = _first_bad(asp_codes == i)
+            raise UserError(
+                f"{where(source, int(line_arr[j]))}: aspect: expected one of {', '.join(ASPECTS)}, got {v!r}"
+            )
+        asp_table[i] = ASPECTS.index(name)
+    aspect = asp_table[asp_codes]
+    score = _scores(cols["score"], source, line_arr)
+
+    if cols.get("assignment_id") is not None:
+        assignment, av = _factorize(cols["assignment_id"], source, "assignment_id", line_arr)
+        assignment_ids = _strings(assignment, av, source, "assignment_id", line_arr, True)
+    else:
+        # No assignment column: each (worker, item) pair is one assignment.
+        key = worker * len(item_ids) + item
+        uniq, assignment = np.unique(key, return_inverse=True)
+        assignment_ids = [f"{worker_ids[k // len(item_ids)]}:{item_ids[k % len(item_ids)]}" for k in uniq.tolist()]
+
+    # First row of each item, then every item-level column must agree with it.
+    first = np.empty(len(item_ids), dtype=np.int64)
+    first[item[::-1]] = np.arange(n - 1, -1, -1)
+    per_item: dict[str, tuple[np.ndarray, list[str]]] = {}
+    for name in ITEM_COLUMNS:
+        values = cols.get(name)
+        if values is None:
+            per_item[name] = (np.zeros(len(item_ids), dtype=np.int64), [""])
+            continue
+        codes, vocab = _factorize(values, source, name, line_arr)
+        strs = _strings(codes, vocab, source, name, line_arr, name in REQUIRED_COLUMNS)
+        item_code = codes[first]
+        diff = codes != item_code[item]
+        if diff.any():
+            j = _first_bad(diff)
+            k = int(first[item[j]])
+            raise UserError(
+                f"{where(source, int(line_arr[j]))}: {name}: expected {strs[item_code[item[j]]]!r} for item "
+                f"{item_ids[item[j]]!r} as on line {int(line_arr[k])}, got {strs[codes[j]]!r}"
+            )
+        per_item[name] = (item_code, strs)
+
+    if cols.get("status") is not None:
+        status, sv = _factorize(cols["status"], source, "status", line_arr)
+        statuses = _strings(status, sv, source, "status", line_arr, False)
+    else:
+        status, statuses = np.zeros(n, dtype=np.int64), [""]
+
+    rew = None
+    if reward is not None:
+        rew = _floats(reward, n, source, "Reward", line_arr)
+
+    return Ratings(
+        source=source,
+        item=item, item_ids=item_ids, worker=worker, worker_ids=worker_ids,
+        assignment=assignment, assignment_ids=assignment_ids,
+        aspect=aspect, score=score,
+        attention_check=_flags(cols.get("attention_check"), n, source, "attention_check", line_arr, True) == 1,
+        attention_passed=_flags(cols.get("attention_passed"), n, source, "attention_passed", line_arr, True),
+        simulated=_flags(cols.get("simulated"), n, source, "simulated", line_arr, True) == 1,
+        work_time_s=_floats(cols.get("work_time_s"), n, source, "work_time_s", line_arr),
+        status=status, statuses=statuses,
+        item_eval_set=per_item["eval_set"][0], eval_sets=per_item["eval_set"][1],
+        item_method=per_item["method"][0], methods=per_item["method"][1],
+        item_model=per_item["model"][0], models=per_item["model"][1],
+        item_persona=per_item["persona_id"][0], personas=per_item["persona_id"][1],
+        lines=line_arr,
+        reward=rew,
+    )
+
+
+def ratings_from_records(records: list[dict[str, Any]], source: str, lines: Iterable[int] | None = None) -> Ratings:
+    """Long-format rows as dicts (``Ledger.ratings()``, JSONL) -> :class:`Ratings`."""
+    if not records:
+        raise UserError(f"{source}: expected at least one rating row, got none")
+    keys: dict[str, None] = {}
+    for k in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS):
+        keys[k] = None
+    present = {k for r in records[:1000] for k in r} | set(records[-1])
+    cols: dict[str, list[Any]] = {}
+    for k in keys:
+        if k in REQUIRED_COLUMNS or k in present or any(k in r for r in records):
+            cols[k] = [r.get(k) for r in records]
+    line_list = list(lines) if lines is not None else list(range(1, len(records) + 1))
+    for k in REQUIRED_COLUMNS:
+        if all(v is None for v in cols[k][:1]) and any(k not in r for r in records):
+            i = next(i for i, r in enumerate(records) if k not in r)
+            raise UserError(f"{where(source, line_list[i])}: {k}: expected a value, got no such key")
+    return ratings_from_columns(cols, source, line_list)
+
+
+def read_ratings(path: str | os.PathLike) -> Ratings:
+    """Read a long-format ratings file: ``.jsonl`` (one object a line) or CSV with a header."""
+    path = Path(path)
+    if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+        recs, lines = [], []
+        for lineno, obj in iter_jsonl(path):
+            recs.append(obj)
+            lines.append(lineno)
+        return ratings_from_records(recs, str(path), lines)
+    text = read_text(path, encoding="utf-8-sig")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise UserError(f"{where(path, 1)}: header: expected the columns {', '.join(REQUIRED_COLUMNS)}, got an empty file") from None
+    if len(set(header)) != len(header):
+        dup = next(h for h in header if header.count(h) > 1)
+        raise UserError(f"{where(path, 1)}: header: column {dup!r} appears twice")
+    try:
+        body = list(reader)
+    except csv.Error as exc:
+        raise UserError(f"{where(path, reader.line_num)}: not valid CSV ({exc})") from None
+    # Drop blank lines; a row with the wrong number of cells is an error (CSV lines = row + 2 unless
+    # cells span lines, which long-format files have no reason to do).
+    width = len(header)
+    lines = []
+    rows = []
+    for i, cells in enumerate(body):
+        if not cells:
+            continue
+        if len(cells) != width:
+            raise UserError(f"{where(path, i + 2)}: row: expected {width} cells as in the header, got {len(cells)}")
+        rows.append(cells)
+        lines.append(i + 2)
+    if not rows:
+        raise UserError(f"{path}: expected at least one rating row, got none")
+    columns = list(zip(*rows))
+    cols = {h: list(columns[j]) for j, h in enumerate(header)}
+    return ratings_from_columns(cols, str(path), lines)
+
+
+def write_ratings_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
+    """Write long-format rows as CSV (atomic); used by tests and for exporting ledger ratings."""
+    from mturk_eval.io import atomic_write_text
+
+    columns = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS]
+    columns = [c for c in columns if c in REQUIRED_COLUMNS or any(c in r for r in rows)]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
+    atomic_write_text(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------------------------------
+# Responses file (for the batch CSV mapping, paired tests and automatic metrics)
+
+
+@dataclass
+class ResponseIndex:
+    """item_id -> the responses.jsonl row's item fields (eval_set, method, model, persona_id, pair_id)."""
+
+    path: str
+    items: dict[str, dict[str, Any]]
+
+
+def read_responses(path: str | os.PathLike) -> ResponseIndex:
+    """Index a responses.jsonl (docs/architecture.md section 3) by item_id; checks the required keys."""
+    path = Path(path)
+    items: dict[str, dict[str, Any]] = {}
+    need = ("item_id", "eval_set", "method", "model", "response")
+    for lineno, obj in iter_jsonl(path):
+        for k in need:
+            if k not in obj:
+                raise UserError(f"{where(path, lineno)}: {k}: expected a value, got no such key")
+        iid = obj["item_id"]
+        if not isinstance(iid, str) or not iid:
+            raise UserError(f"{where(path, lineno)}: item_id: expected a non-empty string, got {iid!r}")
+        if iid in items:
+            raise UserError(f"{where(path, lineno)}: item_id: expected a unique id, got {iid!r} again")
+        items[iid] = {
+            "eval_set": obj["eval_set"], "method": obj["method"], "model": obj["model"],
+            "persona_id": obj.get("persona_id"), "pair_id": obj.get("pair_id"),
+        }
+    return ResponseIndex(path=str(path), items=items)
+
+
+# --------------------------------------------------------------------------------------------------
+# MTurk batch results CSV -> ratings
+
+
+def _answer_value(v: Any) -> Any:
+    """crowd-form answers: a plain value, or ``{"3": true, "4": false}`` / ``{"on": true}`` objects."""
+    if isinstance(v, dict):
+        chosen = [k for k, on in v.items() if on is True]
+        return chosen[0] if len(chosen) == 1 else None
+    return v
+
+
+def _parse_reward(text: str) -> float | None:
+    t = text.strip().lstrip("$").replace("USD", "").strip()
+    if not t:
+        return None
+    try:
+        return float(t)
+    except ValueError:
+        return None
+
+
+def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings:
+    """Map an MTurk batch results CSV (:class:`~mturk_eval.analysis.batch_csv.BatchCSV`) to ratings.
+
+    Slot ``k`` of a HIT is described by ``Input.i{k}_item_id`` (or ``Input.item_id`` for one-item HITs);
+    its eval_set, method, model and persona_id come from ``Input.i{k}_<field>`` / ``Input.<field>``
+    when present, otherwise from the responses file. Scores come from ``Answer.i{k}_{aspect}`` (or
+    ``Answer.{aspect}`` for one-item HITs) or from the JSON ``Answer.taskAnswers`` column. An optional
+    ``Input.i{k}_attention_check`` (JSON ``{"aspects": {"relevance": 2}}``) marks an attention check.
+    Rejected assignments (AssignmentStatus ``Rejected``, or a filled ``Reject`` cell) keep status
+    ``Rejected`` and are excluded by the report, which counts them.
+    """
+    path = batch.path
+    cols = set(batch.columns)
+    slots: list[tuple[int, str]] = []
+    k = 0
+    while f"Input.i{k}_item_id" in cols:
+        slots.append((k, f"i{k}_"))
+        k += 1
+    if not slots:
+        if "Input.item_id" in cols:
+            slots = [(0, "")]
+        else:
+            raise UserError(
+                f"{where(path, 1)}: Input.item_id: expected Input.item_id or Input.i0_item_id columns naming "
+                "the rated items, got none"
+            )
+    task_answers = "Answer.taskAnswers" in cols
+    if not task_answers:
+        for _, prefix in slots:
+            for a in ASPECTS:
+                names = [f"Answer.{prefix}{a}"] + ([f"Answer.i0_{a}"] if prefix == "" else [])
+                if not any(nm in cols for nm in names):
+                    raise UserError(
+                        f"{where(path, 1)}: Answer.{prefix}{a}: expected an answer column for every aspect "
+                        "(or Answer.taskAnswers), got none"
+                    )
+    out: dict[str, list[Any]] = {c: [] for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
+    lines: list[int] = []
+    rewards: list[Any] = []
+    for row, line in zip(batch.rows, batch.lines):
+        answers: dict[str, Any] = {c[7:]: v for c, v in row.items() if c.startswith("Answer.")}
+        if task_answers:
+            raw = row.get("Answer.taskAnswers", "")
+            try:
+                parsed = json.loads(raw) if raw.strip() else [{}]
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{where(path, line)}: Answer.taskAnswers: expected a JSON array, got {raw[:40]!r} ({exc.msg})") from None
+            if isinstance(parsed, dict):
+                parsed = [parsed]
+            if not isinstance(parsed, list) or not parsed or not isinstance(parsed[0], dict):
+                raise UserError(f"{where(path, line)}: Answer.taskAnswers: expected a JSON array of one object, got {raw[:40]!r}")
+            answers.update({str(kk): _answer_value(v) for kk, v in parsed[0].items()})
+        status = row.get("AssignmentStatus", "").strip()
+        if row.get("Reject", "").strip():
+            status = "Rejected"
+        simulated = 1 if str(answers.get("mturk_eval_simulated", "")).strip() in ("1", "true") else 0
+        wt = row.get("WorkTimeInSeconds", "").strip()
+        start = len(lines)
+        checks: list[bool] = []
+        for k, prefix in slots:
+            iid = row.get(f"Input.{prefix}item_id", "").strip()
+            if not iid:
+                if prefix:
+                    continue  # a HIT with fewer items than slots leaves the rest empty
+                raise UserError(f"{where(path, line)}: Input.item_id: expected an item id, got an empty cell")
+            meta: dict[str, Any] = {}
+            if responses is not None and iid in responses.items:
+                meta.update(responses.items[iid])
+            for f in ITEM_COLUMNS:
+                v = row.get(f"Input.{prefix}{f}")
+                if v is not None and v.strip():
+                    meta[f] = v.strip()
+            for f in ("eval_set", "method", "model"):
+                if not meta.get(f):
+                    why = "the responses file has no such item" if responses is not None else "no --responses file was given"
+                    raise UserError(
+                        f"{where(path, line)}: Input.{prefix}{f}: expected the item's {f} (an Input column or the "
+                        f"responses file), got none for item {iid!r} ({why})"
+                    )
+            check = row.get(f"Input.{prefix}attention_check", "").strip()
+            if check:
+                try:
+                    spec = json.loads(check)
+                    limits = spec.get("aspects", {}) if isinstance(spec, dict) else None
+                    if not isinstance(limits, dict):
+                        raise ValueError
+                except (json.JSONDecodeError, ValueError, AttributeError):
+                    raise UserError(
+                        f"{where(path, line)}: Input.{prefix}attention_check: expected JSON like "
+                        f'{{"aspects": {{"relevance": 2}}}}, got {check[:40]!r}'
+                    ) from None
+            for a in ASPECTS:
+                v = answers.get(f"{prefix}{a}")
+                if v is None and prefix == "":
+                    v = answers.get(f"i0_{a}")
+                if v is None or (isinstance(v, str) and not v.strip()):
+                    raise UserError(
+                        f"{where(path, line)}: Answer.{prefix}{a}: expected a score from 1 to 5, got an empty answer"
+                    )
+                out["item_id"].append(iid)
+                out["eval_set"].append(meta["eval_set"])
+                out["method"].append(meta["method"])
+                out["model"].append(meta["model"])
+                out["persona_id"].append(meta.get("persona_id"))
+                out["worker_id"].append(row.get("WorkerId", "").strip())
+                out["assignment_id"].append(row.get("AssignmentId", "").strip())
+                out["aspect"].append(a)
+                out["score"].append(v.strip() if isinstance(v, str) else v)
+                out["attention_check"].append(1 if check else 0)
+                out["simulated"].append(simulated)
+                out["work_time_s"].append(wt)
+                out["status"].append(status)
+                out["attention_passed"].append(None)
+                rewards.append(_parse_reward(row.get("Reward", "")))
+                lines.append(line)
+            if check:
+                n = len(ASPECTS)
+                try:
+                    ok = all(float(out["score"][-n + ASPECTS.index(a)]) <= float(lim)
+                             for a, lim in limits.items() if a in ASPECTS)
+                except (TypeError, ValueError):
+                    ok = False
+                checks.append(ok)
+        if checks:
+            # The assignment's check result applies to every row of that assignment.
+            passed = 1 if all(checks) else 0
+            for j in range(start, len(lines)):
+                out["attention_passed"][j] = passed
+    if not lines:
+        raise UserError(f"{path}: expected at least one assignment row, got none")
+    return ratings_from_columns(out, path, lines, reward=rewards)

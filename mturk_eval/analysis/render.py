@@ -1,0 +1,298 @@
+"""Turn an :class:`~mturk_eval.analysis.core.Analysis` into text: Markdown, LaTeX (booktabs), CSV, JSON
+tables, and the single ``report.md`` that reads like a results section.
+
+Tables mirror the paper: Table 2/7 rows are Eval Dataset x Training Method x Model with "mean (SD)"
+cells to two decimals; Table 3/8 counts each response's mean persona consideration in four bins.
+A cell's superscript letters name the systems of the same eval set it is significantly better than.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from typing import Any
+
+from mturk_eval.analysis.core import ASPECT_NAMES, BINS, TABLE2_ASPECTS, Analysis
+
+BANNER = ("> **SIMULATED RATINGS.** {n} of the rating rows come from simulated workers, not people. "
+          "These figures test the pipeline; they are not results.")
+
+
+def _f2(x: float) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.2f}"
+
+
+def _f3(x: float) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.3f}"
+
+
+def _p(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    return "<0.001" if x < 0.001 else f"{x:.3f}"
+
+
+def _cell(a: dict[str, Any], latex: bool = False) -> str:
+    text = f"{_f2(a['mean'])} ({_f2(a['sd'])})"
+    if a["better_than"]:
+        marks = "".join(a["better_than"])
+        text += f"$^{{{marks}}}$" if latex else f" ^{marks}"
+    return text
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), sep, *[line(r) for r in rows]]) + "\n"
+
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
+          "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _latex_escape(s: str) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in s)
+
+
+def latex_table(header: list[str], rows: list[list[str]], caption: str, label: str, raw_cols: set[int] = frozenset()) -> str:
+    cols = "l" * 3 + "c" * (len(header) - 3)
+    out = ["\\begin{table}[t]", "\\centering", f"\\begin{{tabular}}{{{cols}}}", "\\toprule",
+           " & ".join(_latex_escape(h) for h in header) + " \\\\", "\\midrule"]
+    prev = None
+    for r in rows:
+        if prev is not None and r[0] != prev and r[0]:
+            out.append("\\midrule")
+        prev = r[0] or prev
+        out.append(" & ".join(c if i in raw_cols else _latex_escape(c) for i, c in enumerate(r)) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{_latex_escape(caption)}}}", f"\\label{{{label}}}",
+            "\\end{table}"]
+    return "\n".join(out) + "\n"
+
+
+def csv_text(header: list[str], rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------------
+# Table 2 / 7
+
+
+def table2_rows(an: Analysis, latex: bool = False) -> tuple[list[str], list[list[str]]]:
+    header = ["Eval Dataset", "Training Method", "Model", *[ASPECT_NAMES[a] for a in TABLE2_ASPECTS]]
+    rows = []
+    prev_es = None
+    for row in an.table2:
+        es = row["eval_set_name"] if row["eval_set"] != prev_es else ""
+        prev_es = row["eval_set"]
+        rows.append([es, f"({row['letter']}) {row['method_name']}", row["model"],
+                     *[_cell(row["aspects"][a], latex) for a in TABLE2_ASPECTS]])
+    if an.human_reference:
+        rows.append(["Human", "(Persona-Chat)", "-", *[an.human_reference.get(a, "-") for a in TABLE2_ASPECTS]])
+    return header, rows
+
+
+def table2_csv(an: Analysis) -> str:
+    header = ["eval_set", "method", "model", "letter"]
+    for a in TABLE2_ASPECTS + ("persona",):
+        header += [f"{a}_mean", f"{a}_sd", f"{a}_ci_low", f"{a}_ci_high", f"{a}_n", f"{a}_items", f"{a}_better_than"]
+    rows = []
+    for r in an.table2:
+        cells: list[Any] = [r["eval_set"], r["method"], r["model"], r["letter"]]
+        for a in TABLE2_ASPECTS + ("persona",):
+            s = r["aspects"][a]
+            cells += [f"{s['mean']:.6g}", f"{s['sd']:.6g}", f"{s['ci_low']:.6g}", f"{s['ci_high']:.6g}", s["n"],
+                      s["items"], "".join(s["better_than"])]
+        rows.append(cells)
+    return csv_text(header, rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# Table 3 / 8
+
+
+def table3_rows(an: Analysis) -> tuple[list[str], list[list[str]]]:
+    header = ["Eval Dataset", "Training Method", "Model", *BINS, "Sample count"]
+    rows = []
+    prev_es = None
+    for row in an.table3:
+        es = row["eval_set_name"] if row["eval_set"] != prev_es else ""
+        prev_es = row["eval_set"]
+        rows.append([es, f"({row['letter']}) {row['method_name']}", row["model"],
+                     *[str(row["bins"][b]) for b in BINS], str(row["n"])])
+    return header, rows
+
+
+def table3_csv(an: Analysis) -> str:
+    header = ["eval_set", "method", "model", *BINS, "n"]
+    return csv_text(header, [[r["eval_set"], r["method"], r["model"], *[r["bins"][b] for b in BINS], r["n"]]
+                             for r in an.table3])
+
+
+# --------------------------------------------------------------------------------------------------
+# Tests, agreement, workers
+
+
+def tests_rows(an: Analysis) -> tuple[list[str], list[list[str]]]:
+    header = ["Eval set", "Aspect", "Systems", "Means", "Test", "n", "p", "p (Holm)", "Sig."]
+    rows = []
+    for t in an.tests:
+        rows.append([t["eval_set"], t["aspect"], f"({t['a']}) vs ({t['b']})", f"{_f2(t['mean_a'])} vs {_f2(t['mean_b'])}",
+                     "Wilcoxon (paired)" if t["test"] == "wilcoxon" else "Mann-Whitney U",
+                     f"{t['n_a']}/{t['n_b']}", _p(t["p"]), _p(t["p_holm"]), "yes" if t["significant"] else "no"])
+    return header, rows
+
+
+def tests_csv(an: Analysis) -> str:
+    keys = ["eval_set", "aspect", "a", "b", "system_a", "system_b", "mean_a", "mean_b", "test", "n_a", "n_b",
+            "statistic", "p", "p_holm", "significant"]
+    return csv_text(keys, [[t[k] for k in keys] for t in an.tests])
+
+
+def agreement_rows(an: Analysis) -> tuple[list[str], list[list[str]]]:
+    header = ["Scope", "Aspect", "alpha (ordinal)", "alpha (interval)", "LOO Spearman rho", "Exact agr.",
+              "Within 1", "Items"]
+    rows = [[g["scope"], ASPECT_NAMES[g["aspect"]], _f3(g["alpha_ordinal"]), _f3(g["alpha_interval"]),
+             _f3(g["loo_spearman"]), _f2(g["exact_agreement"]), _f2(g["within_one"]), str(g["units"])]
+            for g in an.agreement]
+    return header, rows
+
+
+def agreement_csv(an: Analysis) -> str:
+    keys = ["scope", "eval_set", "method", "model", "aspect", "alpha_ordinal", "alpha_interval", "loo_spearman",
+            "exact_agreement", "within_one", "units", "pairable_values"]
+    return csv_text(keys, [["" if g[k] is None else g[k] for k in keys] for g in an.agreement])
+
+
+def underrated_csv(an: Analysis) -> str:
+    keys = ["item_id", "eval_set", "method", "model", "ratings", "planned"]
+    return csv_text(keys, [[u[k] for k in keys] for u in an.underrated])
+
+
+def _money(x: float) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"${x:.2f}"
+
+
+def workers_markdown(an: Analysis) -> str:
+    w = an.workers
+    apw = w["assignments_per_worker"]
+    rate = "-" if not math.isfinite(w["attention_pass_rate"]) else f"{w['attention_pass_rate']:.1%}"
+    lines = [
+        f"- Distinct workers: {w['workers']} ({w['workers_used']} with ratings used)",
+        f"- Assignments: {w['assignments']} ({w['rejected_assignments']} rejected); per worker mean "
+        f"{_f2(apw['mean'])}, median {_f2(apw['median'])}, max {apw['max']}",
+        f"- Median work time: {_f2(w['median_work_time_s'])} s per assignment",
+        f"- Effective hourly pay: {_money(w['hourly_pay_at_median'])} at the median work time "
+        f"({_money(w['hourly_pay_overall'])} over all work time), reward {_money(w['reward_per_assignment'])} per assignment",
+        f"- Attention checks: {w['attention_passed']} of {w['attention_checks']} passed ({rate})",
+    ]
+    if w["excluded_workers"]:
+        lines.append(f"- Workers excluded: {len(w['excluded_workers'])}")
+        for e in w["excluded_workers"]:
+            lines.append(f"  - {e['worker_id']}: {e['reason']} ({e['assignments']} assignments)")
+    else:
+        lines.append("- Workers excluded: none")
+    if an.underrated:
+        lines.append(f"- Items with fewer than the planned {an.planned_ratings} ratings: {len(an.underrated)} "
+                     "(all in `underrated_items.csv`)")
+        for u in an.underrated[:20]:
+            lines.append(f"  - {u['item_id']}: {u['ratings']} rating(s)")
+        if len(an.underrated) > 20:
+            lines.append(f"  - ... and {len(an.underrated) - 20} more")
+    else:
+        lines.append(f"- Every item has at least the planned {an.planned_ratings} ratings.")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(an: Analysis, automatic: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def clean(x: Any) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [clean(v) for v in x]
+        return x
+
+    return clean({
+        "experiment": an.experiment, "language": an.language, "table_numbers": an.table_numbers,
+        "simulated_rows": an.simulated_rows, "counts": an.counts, "settings": an.settings,
+        "human_reference": an.human_reference,
+        "table2": an.table2, "table3": an.table3, "tests": an.tests, "test_summary": an.test_summary,
+        "agreement": an.agreement, "workers": an.workers, "underrated": an.underrated, "warnings": an.warnings,
+        "automatic": automatic,
+    })
+
+
+def report_markdown(an: Analysis, plots: dict[str, str], automatic_md: str | None, sources: list[str]) -> str:
+    """The whole results section as one Markdown document."""
+    tn = an.table_numbers
+    out = [f"# Results: {an.experiment}\n"]
+    if an.simulated_rows:
+        out.append(BANNER.format(n=an.simulated_rows) + "\n")
+    c = an.counts
+    out.append(f"Inputs: {', '.join(sources)}. {c['rows']} rating rows read, {c['used_rows']} used "
+               f"({c['rejected_rows']} from rejected assignments, {c['attention_check_rows']} on attention-check "
+               f"items, {c['failed_check_rows']} from assignments that failed a check, {c['excluded_worker_rows']} "
+               f"from excluded workers, {c['duplicate_rows']} duplicates).\n")
+    if automatic_md:
+        out.append(f"## Automatic evaluation (Table {tn['auto']})\n\n{automatic_md}\n")
+    h, rows = table2_rows(an)
+    out.append(f"## Human evaluation (Table {tn['human']})\n\n"
+               "Mean (SD) over all answers of all workers on a 1-5 scale. A superscript lists the systems "
+               f"(letters, within the eval set) that the cell is significantly better than (Holm-adjusted "
+               f"p < {an.settings['alpha']}).\n\n" + markdown_table(h, rows))
+    ci_rows = []
+    for r in an.table2:
+        ci_rows.append([r["eval_set_name"], f"({r['letter']}) {r['method_name']}", r["model"],
+                        *[f"{_f2(r['aspects'][a]['mean'])} [{_f2(r['aspects'][a]['ci_low'])}, "
+                          f"{_f2(r['aspects'][a]['ci_high'])}]" for a in (*TABLE2_ASPECTS, "persona")]])
+    out.append(f"\n95% bootstrap confidence intervals of the means ({an.settings['bootstrap_samples']} item "
+               "resamples, percentile method):\n\n" +
+               markdown_table(["Eval Dataset", "Training Method", "Model",
+                               *[ASPECT_NAMES[a] for a in (*TABLE2_ASPECTS, "persona")]], ci_rows))
+    if "means" in plots:
+        out.append(f"\n![Per-aspect means with 95% confidence intervals]({plots['means']})\n")
+    h, rows = table3_rows(an)
+    out.append(f"\n## Persona consideration (Table {tn['persona']})\n\nEach response's mean persona-consideration "
+               "score over its workers, counted in bins (a mean of exactly 5 falls in the last bin).\n\n"
+               + markdown_table(h, rows))
+    if "persona" in plots:
+        out.append(f"\n![Persona-consideration distribution per system]({plots['persona']})\n")
+    out.append("\n## Differences between systems\n\n"
+               "Two-sided tests on per-item mean scores between every pair of systems within an eval set, per "
+               "aspect: Wilcoxon signed-rank where both systems answered the same prompts (paired by persona "
+               "and pair id from the responses file), Mann-Whitney U otherwise. p-values are Holm-corrected "
+               "within each eval set.\n\n")
+    for s in an.test_summary:
+        out.append(f"- {s['sentence']}\n")
+    if an.tests:
+        h, rows = tests_rows(an)
+        out.append("\n" + markdown_table(h, rows))
+    h, rows = agreement_rows(an)
+    out.append("\n## Agreement between workers\n\nKrippendorff's alpha over items (units) with at least two "
+               "ratings, next to the leave-one-out Spearman correlation (each rating against the mean of the "
+               "item's other ratings) and the share of rating pairs that agree exactly or within one point. "
+               "Likert agreement in NLG studies is usually low; read alpha together with the correlation.\n\n"
+               + markdown_table(h, rows))
+    out.append("\n## Workers\n\n" + workers_markdown(an))
+    if an.warnings:
+        out.append("\n## Data warnings\n\n" + "".join(f"- {w}\n" for w in an.warnings))
+    out.append("\n## Method notes\n\n"
+               f"- SD is the sample standard deviation (n-1). Confidence intervals resample items with "
+               f"replacement (seed {an.settings['seed']}).\n"
+               f"- Excluded: rejected assignments, ratings of attention-check items, assignments that failed "
+               f"their check, and workers passing fewer than {an.settings['min_attention_pass_rate']:.0%} of their "
+               f"checks. Duplicate ratings policy: {an.settings['duplicates']}.\n"
+               "- Files: `tables/` (Markdown, LaTeX, CSV, JSON), `tests.csv`, `agreement.csv`, "
+               "`underrated_items.csv`, `report.json`, `plots/`.\n")
+    return "".join(out)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, indent=2) + "\n"

@@ -1,0 +1,202 @@
+"""``mturk-eval report``: read ratings (ledger, long-format file or MTurk batch CSV), analyse them and
+write ``runs/<experiment>/report/`` in one atomic step.
+
+Output directory::
+
+    report.md                 the results section (tables, plots, tests, agreement, workers, warnings)
+    report.json               everything as data
+    tables/table2.{md,tex,csv,json}, tables/table3.{md,tex,csv,json}   (7/8 for Japanese experiments)
+    tables/table1.{md,json}   automatic metrics (6 for Japanese), when a responses file is available
+    tests.csv, agreement.csv, underrated_items.csv
+    plots/persona_consideration.png, plots/means_ci.png
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from mturk_eval.analysis import render
+from mturk_eval.analysis.core import Analysis, analyze
+from mturk_eval.analysis.ratings import Ratings, ResponseIndex, ratings_from_batch, ratings_from_records, read_ratings, read_responses
+from mturk_eval.config import ExperimentConfig
+from mturk_eval.errors import UserError
+from mturk_eval.io import atomic_directory, atomic_write_text
+
+
+@dataclass
+class ReportResult:
+    out_dir: Path
+    analysis: Analysis
+    terminal: str                       # the Markdown tables printed to the terminal
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def check_report_config(cfg: ExperimentConfig) -> None:
+    """Range checks for the [report] section (the loader checks types)."""
+    rc = cfg.report
+    file = cfg.source_path or "<config>"
+    if rc.bootstrap_samples < 0:
+        raise UserError(f"{file}: report.bootstrap_samples: expected an integer >= 0, got {rc.bootstrap_samples}")
+    if not 0.0 < rc.alpha < 1.0:
+        raise UserError(f"{file}: report.alpha: expected a number between 0 and 1, got {rc.alpha}")
+    if not 0.0 <= rc.min_attention_pass_rate <= 1.0:
+        raise UserError(f"{file}: report.min_attention_pass_rate: expected a number from 0 to 1, "
+                        f"got {rc.min_attention_pass_rate}")
+    if rc.planned_ratings < 0:
+        raise UserError(f"{file}: report.planned_ratings: expected an integer >= 0, got {rc.planned_ratings}")
+
+
+def find_ledger(cfg: ExperimentConfig, target: str | None) -> Path:
+    """The experiment's ledger for ``target``, or the only one that exists."""
+    from mturk_eval.ledger import TARGETS, ledger_path
+
+    if target is not None:
+        p = ledger_path(cfg, target)
+        if not p.exists():
+            raise UserError(f"{p}: file not found (no ratings collected for target {target!r}); "
+                            "run `mturk-eval collect` or pass --ratings / --batch-csv")
+        return p
+    found = [ledger_path(cfg, t) for t in TARGETS if ledger_path(cfg, t).exists()]
+    if not found:
+        raise UserError(f"{cfg.run_dir}: expected a ledger (ledger.<target>.sqlite), got none; run "
+                        "`mturk-eval collect` first or pass --ratings FILE or --batch-csv FILE")
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise UserError(f"{cfg.run_dir}: found several ledgers ({names}); choose one with --target")
+    return found[0]
+
+
+def load_ratings(
+    cfg: ExperimentConfig,
+    *,
+    ratings_path: str | Path | None = None,
+    batch_csv: str | Path | None = None,
+    target: str | None = None,
+    responses: ResponseIndex | None = None,
+) -> tuple[Ratings, str]:
+    """Ratings from exactly one source; returns them and a description of the source."""
+    given = [x for x in (ratings_path, batch_csv) if x is not None]
+    if len(given) > 1:
+        raise UserError("--ratings and --batch-csv: expected one ratings source, got both")
+    if ratings_path is not None:
+        return read_ratings(ratings_path), f"ratings file `{ratings_path}`"
+    if batch_csv is not None:
+        from mturk_eval.analysis.batch_csv import read_batch_csv
+
+        return ratings_from_batch(read_batch_csv(batch_csv), responses), f"MTurk batch results `{batch_csv}`"
+    from mturk_eval.ledger import Ledger
+
+    path = find_ledger(cfg, target)
+    with Ledger.open(path, create=False) as led:
+        rows = led.ratings()
+    if not rows:
+        raise UserError(f"{path}: expected collected ratings, got none; run `mturk-eval collect` first")
+    return ratings_from_records(rows, str(path)), f"ledger `{path}`"
+
+
+def automatic_metrics(responses_path: Path) -> tuple[str, Any] | None:
+    """Table 1/6 (distinct-1/2) from the generators' ``mturk_eval.analysis.distinct``, when available."""
+    try:
+        from mturk_eval.analysis import distinct
+    except ImportError:
+        return None
+    build = getattr(distinct, "build_table", None) or getattr(distinct, "distinct_table", None)
+    if build is None:
+        return None
+    table = build(responses_path)
+    md = getattr(distinct, "format_markdown", None)
+    text = md(table) if md else None
+    data = table if isinstance(table, (list, dict)) else getattr(table, "rows", None)
+    if text is None:
+        return None
+    return text, data
+
+
+def build_report(
+    cfg: ExperimentConfig,
+    *,
+    ratings_path: str | Path | None = None,
+    batch_csv: str | Path | None = None,
+    target: str | None = None,
+    responses_path: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    seed: int | None = None,
+    plots: bool = True,
+    progress: bool = True,
+) -> ReportResult:
+    """Load, analyse and write the report directory atomically (nothing half-written on error)."""
+    check_report_config(cfg)
+    timings: dict[str, float] = {}
+    stages = tqdm(total=4, desc="report", unit="step", disable=not progress, leave=False)
+    t0 = time.perf_counter()
+    if responses_path is None and (cfg.run_dir / "responses.jsonl").exists():
+        responses_path = cfg.run_dir / "responses.jsonl"
+    responses = read_responses(responses_path) if responses_path is not None else None
+    stages.set_postfix_str("loading ratings")
+    ratings, source = load_ratings(cfg, ratings_path=ratings_path, batch_csv=batch_csv, target=target,
+                                   responses=responses)
+    stages.update()
+    t1 = time.perf_counter()
+    timings["load_s"] = t1 - t0
+    stages.set_postfix_str("statistics")
+    an = analyze(ratings, cfg, responses, seed=seed)
+    stages.update()
+    t2 = time.perf_counter()
+    timings["analyze_s"] = t2 - t1
+
+    auto = automatic_metrics(Path(responses_path)) if responses_path is not None else None
+    out = Path(out_dir) if out_dir is not None else cfg.run_dir / "report"
+    sources = [source] + ([f"responses `{responses_path}`"] if responses_path is not None else [])
+    tn = an.table_numbers
+    h2, r2 = render.table2_rows(an)
+    h3, r3 = render.table3_rows(an)
+    terminal = (f"Table {tn['human']}: human evaluation, mean (SD)\n" + render.markdown_table(h2, r2)
+                + f"\nTable {tn['persona']}: persona consideration, per-response mean in bins\n"
+                + render.markdown_table(h3, r3) + "\n" + "".join(s["sentence"] + "\n" for s in an.test_summary))
+    if an.simulated_rows:
+        terminal = render.BANNER.format(n=an.simulated_rows).lstrip("> ") + "\n\n" + terminal
+    with atomic_directory(out) as tmp:
+        stages.set_postfix_str("plots")
+        if plots:
+            from mturk_eval.analysis.plots import write_plots  # matplotlib is slow to import
+
+            plot_paths = write_plots(an, tmp)
+        else:
+            plot_paths = {}
+        stages.update()
+        t3 = time.perf_counter()
+        timings["plots_s"] = t3 - t2
+        stages.set_postfix_str("writing")
+        tables = tmp / "tables"
+        tables.mkdir()
+        atomic_write_text(tables / f"table{tn['human']}.md", render.markdown_table(h2, r2))
+        h2l, r2l = render.table2_rows(an, latex=True)
+        atomic_write_text(tables / f"table{tn['human']}.tex", render.latex_table(
+            h2l, r2l, f"Human evaluation: mean (SD) on a 1-5 scale ({an.experiment}).", f"tab:human-{an.experiment}",
+            raw_cols={3, 4, 5}))
+        atomic_write_text(tables / f"table{tn['human']}.csv", render.table2_csv(an))
+        atomic_write_text(tables / f"table{tn['human']}.json", render.dumps(render.to_json(an)["table2"]))
+        atomic_write_text(tables / f"table{tn['persona']}.md", render.markdown_table(h3, r3))
+        atomic_write_text(tables / f"table{tn['persona']}.tex", render.latex_table(
+            h3, r3, f"Persona consideration: per-response mean score in bins ({an.experiment}).",
+            f"tab:persona-{an.experiment}"))
+        atomic_write_text(tables / f"table{tn['persona']}.csv", render.table3_csv(an))
+        atomic_write_text(tables / f"table{tn['persona']}.json", render.dumps(an.table3))
+        auto_md = None
+        if auto is not None:
+            auto_md, auto_data = auto
+            atomic_write_text(tables / f"table{tn['auto']}.md", auto_md)
+            atomic_write_text(tables / f"table{tn['auto']}.json", render.dumps(auto_data))
+        atomic_write_text(tmp / "tests.csv", render.tests_csv(an))
+        atomic_write_text(tmp / "agreement.csv", render.agreement_csv(an))
+        atomic_write_text(tmp / "underrated_items.csv", render.underrated_csv(an))
+        atomic_write_text(tmp / "report.json", render.dumps(render.to_json(an, auto[1] if auto else None)))
+        atomic_write_text(tmp / "report.md", render.report_markdown(an, plot_paths, auto_md, sources))
+        stages.update()
+        timings["write_s"] = time.perf_counter() - t3
+    stages.close()
+    return ReportResult(out_dir=out, analysis=an, terminal=terminal, timings=timings)
