@@ -1,0 +1,325 @@
+"""``mturk-eval generate``: build the data if needed, train every (persona x method x model), sample
+responses for the persona and general eval sets, and write ``runs/<exp>/responses.jsonl``.
+
+Checkpoints live in ``runs/<exp>/models/<model>/<persona>/<method>/``: a PEFT adapter (prompt-tuning)
+or a full transformers model (fine-tuning), plus ``training.json`` (fingerprint, loss history, speed)
+and ``loss.png``. A checkpoint whose fingerprint (model, method, persona, training data, training
+settings, seed, format) matches is reused; ``force`` retrains. Each checkpoint also keeps its sampled
+responses keyed by the generation settings and eval items, so a rerun with nothing changed is quick.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from mturk_eval.config import ExperimentConfig
+from mturk_eval.errors import UserError
+from mturk_eval.io import atomic_directory, atomic_write_bytes, write_json, write_jsonl
+
+ITEM_ID = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+
+
+@dataclass
+class EvalItem:
+    eval_set: str  # persona | general
+    pair: Any  # mturk_eval.data.Pair
+
+
+@dataclass
+class SystemResult:
+    """One trained system (model x persona x method) and its responses."""
+
+    model: str
+    persona_id: str
+    method: str
+    checkpoint: Path
+    reused: bool
+    log: dict[str, Any]
+    rows: list[dict[str, Any]]
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def decode_settings(cfg: ExperimentConfig):
+    from mturk_eval.generators.sampling import DecodeSettings
+
+    g = cfg.generation
+    return DecodeSettings(
+        strategy=g.strategy,
+        max_new_tokens=g.max_new_tokens,
+        temperature=g.temperature,
+        top_p=g.top_p,
+        top_k=g.top_k,
+        num_beams=g.num_beams,
+        batch_size=g.batch_size,
+        seed=cfg.seed,
+    )
+
+
+def training_fingerprint(cfg: ExperimentConfig, model: str, method: str, persona: Any, train_pairs: list) -> str:
+    from mturk_eval.generators.formatting import FORMAT_VERSION
+
+    t = dataclasses.asdict(cfg.training)
+    t.pop("gradient_checkpointing", None)  # changes memory, not the result
+    if method == "prompt_tuning":
+        t.pop("finetune_lr", None)
+    else:
+        t.pop("prompt_lr", None)
+        t.pop("num_virtual_tokens", None)
+    return _sha(
+        {
+            "format": FORMAT_VERSION,
+            "model": model,
+            "method": method,
+            "persona": persona.sentences,
+            "train": [[p.utterance, p.response] for p in train_pairs],
+            "training": t,
+            "seed": cfg.seed,
+        }
+    )
+
+
+def save_loss_plot(path: Path, log: dict[str, Any], title: str) -> None:
+    """Step losses and epoch means of one training run as a PNG."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    steps = log.get("step_losses", [])
+    ax.plot(range(1, len(steps) + 1), steps, lw=0.8, alpha=0.6, label="batch loss")
+    ep = log.get("epoch_losses", [])
+    if ep and steps:
+        per = len(steps) / len(ep)
+        ax.plot([per * (i + 1) for i in range(len(ep))], ep, "o-", label="epoch mean")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (response tokens)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_summary_plot(path: Path, results: list[SystemResult]) -> None:
+    """Epoch-mean training loss of every system in one PNG, one panel per method."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = sorted({r.method for r in results})
+    if not methods:
+        return
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 3.5), dpi=100, squeeze=False)
+    for ax, m in zip(axes[0], methods):
+        for r in results:
+            if r.method == m:
+                ep = r.log.get("epoch_losses", [])
+                ax.plot(range(1, len(ep) + 1), ep, "o-", label=f"{r.model} {r.persona_id}")
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("mean training loss")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _response_rows(
+    items: list[EvalItem], persona: Any, method: str, slug: str, texts: list[str], settings: dict[str, Any]
+) -> list[dict[str, Any]]:
+    rows = []
+    for it, text in zip(items, texts):
+        item_id = f"{it.eval_set}.{persona.persona_id}.{it.pair.pair_id}.{method}.{slug}"
+        if not ITEM_ID.fullmatch(item_id):
+            raise UserError(f"pair {it.pair.pair_id!r}: item id {item_id!r} does not match [A-Za-z0-9_.:-]{{1,200}}")
+        rows.append(
+            {
+                "item_id": item_id,
+                "persona_id": persona.persona_id,
+                "persona": list(persona.sentences),
+                "eval_set": it.eval_set,
+                "pair_id": it.pair.pair_id,
+                "method": method,
+                "model": slug,
+                "utterance": it.pair.utterance,
+                "response": text,
+                "reference": it.pair.response,
+                "generation": settings,
+            }
+        )
+    return rows
+
+
+def run_generate(
+    cfg: ExperimentConfig,
+    force: bool = False,
+    models: list[str] | None = None,
+    methods: list[str] | None = None,
+    device: str | None = None,
+    data: Any = None,
+    progress: bool = True,
+    echo: Callable[[str], None] = print,
+) -> list[SystemResult]:
+    """Train and sample every system of the experiment; writes ``runs/<exp>/responses.jsonl``."""
+    import torch
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    from mturk_eval.generators.finetune import save_finetuned, train_finetune
+    from mturk_eval.generators.formatting import PairFormat
+    from mturk_eval.generators.models import LoadedModel, load_model, model_slug
+    from mturk_eval.generators.prefix import prefix_embeds
+    from mturk_eval.generators.prompt_tuning import load_prompt, save_prompt, train_prompt
+    from mturk_eval.generators.sampling import generate
+    from mturk_eval.generators.trainer import Example
+
+    if data is None:
+        from mturk_eval.data import load_built
+        from mturk_eval.data.build import build_datasets
+
+        build_datasets(cfg)
+        data = load_built(cfg)
+    models = models or cfg.models
+    methods = methods or cfg.methods
+    slugs = [model_slug(m) for m in models]
+    if len(set(slugs)) != len(slugs):
+        raise UserError(f"models: two models share the id {slugs}; give distinct names")
+    acc = Accelerator(cpu=(device == "cpu") or not torch.cuda.is_available())
+    dev = device or str(acc.device)
+    settings = decode_settings(cfg)
+    general = [EvalItem("general", p) for p in data.general_eval()]
+    results: list[SystemResult] = []
+    torch.manual_seed(cfg.seed)
+
+    for name in models:
+        base = load_model(name, device=dev)
+        fmt = PairFormat(base.tokenizer, cfg.training.chat_template, cfg.training.max_length)
+        pad = base.tokenizer.pad_token_id
+        for persona in data.personas:
+            pid = persona.persona_id
+            train_pairs = data.train(pid)
+            if not train_pairs:
+                raise UserError(f"{cfg.data_dir}/{pid}/train.jsonl: expected training pairs, got none")
+            items = [EvalItem("persona", p) for p in data.persona_eval(pid)] + general
+            prompts = [fmt.encode(it.pair.utterance).prompt_ids for it in items]
+            for method in methods:
+                ckpt = cfg.run_dir / "models" / base.slug / pid / method
+                fp = training_fingerprint(cfg, name, method, persona, train_pairs)
+                info_path = ckpt / "training.json"
+                old = json.loads(info_path.read_text()) if info_path.is_file() else {}
+                reuse = not force and old.get("fingerprint") == fp
+                desc = f"{base.slug} {pid} {method}"
+                model = base.model
+                soft = None
+                ft: LoadedModel | None = None
+                if reuse:
+                    log = old
+                    if method == "prompt_tuning":
+                        soft = load_prompt(ckpt, device=dev)
+                    else:
+                        ft = load_model(str(ckpt), device=dev)
+                        model = ft.model
+                    echo(f"{desc}: trained already ({old.get('epochs')} epochs), reusing {ckpt}")
+                else:
+                    if method == "prompt_tuning":
+                        ex = [Example(**vars(fmt.encode(p.utterance, p.response))) for p in train_pairs]
+                        peft_model, tlog = train_prompt(
+                            base, persona.sentences, ex, fmt.prefix_ids(None), cfg.training, cfg.seed,
+                            desc=desc, accelerator=acc, progress=progress,
+                        )
+                        soft = peft_model.prompt_encoder["default"].embedding.weight.detach().clone()
+                    else:
+                        ft = load_model(name, device=dev, trainable=True)
+                        lead = fmt.prefix_ids(persona.sentences if method == "finetune_added" else None)
+                        ex = []
+                        for p in train_pairs:
+                            e = fmt.encode(p.utterance, p.response)
+                            ex.append(Example(lead + e.prompt_ids, e.response_ids))
+                        tlog = train_finetune(ft, ex, cfg.training, cfg.seed, desc=desc, accelerator=acc, progress=progress)
+                        model = ft.model
+                    log = {
+                        "fingerprint": fp,
+                        "model": name,
+                        "persona_id": pid,
+                        "method": method,
+                        "epochs": tlog.epochs,
+                        "converged": tlog.converged,
+                        "epoch_losses": tlog.epoch_losses,
+                        "step_losses": tlog.step_losses,
+                        "pairs_per_s": round(tlog.pairs_per_s, 3),
+                        "seconds": round(tlog.seconds, 2),
+                        "num_train_pairs": len(train_pairs),
+                        "training": dataclasses.asdict(cfg.training),
+                    }
+                    if acc.is_main_process:
+                        with atomic_directory(ckpt) as tmp:
+                            if method == "prompt_tuning":
+                                save_prompt(peft_model, tmp)
+                            else:
+                                save_finetuned(ft, tmp)
+                            save_loss_plot(tmp / "loss.png", log, desc)
+                            write_json(tmp / "training.json", log)
+                    acc.wait_for_everyone()
+                    loss_txt = " -> ".join(f"{x:.3f}" for x in tlog.epoch_losses)
+                    echo(f"{desc}: {tlog.epochs} epochs, loss {loss_txt}, {tlog.pairs_per_s:.2f} pairs/s")
+
+                if acc.is_main_process:
+                    rows = _sample(
+                        cfg, ckpt, fmt, model, soft, method, persona, items, prompts, settings, base.slug, pad,
+                        progress, desc, generate, prefix_embeds, tqdm,
+                    )
+                else:
+                    rows = []
+                results.append(SystemResult(name, pid, method, ckpt, reuse, log, rows))
+                del ft
+
+    if acc.is_main_process:
+        rows = [r for res in results for r in res.rows]
+        write_jsonl(cfg.run_dir / "responses.jsonl", rows)
+        save_summary_plot(cfg.run_dir / "loss_curves.png", results)
+        echo(f"wrote {len(rows)} responses to {cfg.run_dir / 'responses.jsonl'}; loss curves in {cfg.run_dir / 'loss_curves.png'}")
+    return results
+
+
+def _sample(cfg, ckpt, fmt, model, soft, method, persona, items, prompts, settings, slug, pad, progress, desc,
+            generate, prefix_embeds, tqdm) -> list[dict[str, Any]]:
+    """Responses of one system, reusing the checkpoint's cached ones when nothing changed."""
+    import torch
+
+    public = settings.public()
+    key = _sha({"gen": dataclasses.asdict(settings), "prompts": prompts, "fp": json.loads((ckpt / "training.json").read_text())["fingerprint"]})
+    cache_path = ckpt / "responses_cache.json"
+    if cache_path.is_file():
+        try:
+            cached = json.loads(cache_path.read_text())
+        except ValueError:
+            cached = {}
+        if cached.get("key") == key and len(cached.get("texts", [])) == len(items):
+            return _response_rows(items, persona, method, slug, cached["texts"], public)
+    lead = fmt.prefix_ids(persona.sentences if method == "finetune_added" else None)
+    with torch.inference_mode():
+        pe = prefix_embeds(model, soft, lead)
+    bar = tqdm(total=len(prompts), desc=f"sample {desc}", unit="resp", disable=not progress, leave=False)
+    outs = generate(model, pe, prompts, settings, fmt.stop_ids, pad, progress=bar.update)
+    bar.close()
+    texts = [fmt.decode_response(o) for o in outs]
+    write_json(cache_path, {"key": key, "texts": texts})
+    return _response_rows(items, persona, method, slug, texts, public)
