@@ -1,0 +1,109 @@
+"""``collect``: fetch every submitted assignment of the batch's HITs, parse and validate its answer,
+and store it in the ledger (idempotent: an assignment is upserted by id, its answers replaced).
+
+Optionally writes the MTurk batch-results CSV (``mturk_eval.analysis.batch_csv``) from the ledger.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mturk_eval.actions.common import experiment_lock, make_platform, open_ledger
+from mturk_eval.config import ExperimentConfig
+from mturk_eval.ledger import Ledger
+from mturk_eval.mturk.answers import attention_passed, parse_answer, parse_fields, AnswerError
+from mturk_eval.platform import CrowdPlatform
+
+
+@dataclass
+class CollectResult:
+    hits: int = 0
+    new: int = 0
+    updated: int = 0
+    invalid: int = 0
+    simulated: int = 0
+    attention_failed: int = 0
+    exported: Path | None = None
+
+
+def collect(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str | None = None,
+            platform: CrowdPlatform | None = None, export_csv: str | Path | None = None,
+            progress: bool = True) -> CollectResult:
+    result = CollectResult()
+    with experiment_lock(cfg, target, "collect"), open_ledger(cfg, target, create=False) as ledger:
+        plat = platform or make_platform(target, endpoint_url)
+        hits = [h for h in ledger.hits() if h.hit_id and h.state != "deleted"]
+        for h in tqdm(hits, desc="collect", unit="HIT", disable=not progress):
+            items = ledger.hit_items(h.hit_id)
+            result.hits += 1
+            for sub in plat.list_submissions(h.hit_id):
+                parsed = parse_answer(sub.answer_xml, len(items))
+                passed = attention_passed(parsed.scores, items)
+                new = ledger.store_assignment(
+                    assignment_id=sub.assignment_id, hit_id=h.hit_id, worker_id=sub.worker_id, status=sub.status,
+                    accept_time=sub.accept_time, submit_time=sub.submit_time, answer_xml=sub.answer_xml,
+                    scores=parsed.scores, error=parsed.error, simulated=parsed.simulated, attention_passed=passed)
+                result.new += int(new)
+                result.updated += int(not new)
+                result.invalid += int(parsed.scores is None)
+                result.simulated += int(parsed.simulated)
+                result.attention_failed += int(passed is False)
+        if export_csv:
+            from mturk_eval.analysis.batch_csv import write_batch_csv
+
+            write_batch_csv(export_csv, batch_rows(cfg, ledger))
+            result.exported = Path(export_csv)
+    return result
+
+
+def _mturk_time(epoch: float | None) -> str:
+    if epoch is None:
+        return ""
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
+
+
+def batch_rows(cfg: ExperimentConfig, ledger: Ledger) -> list[dict]:
+    """One batch-results CSV row per stored assignment (inputs per slot: ``Input.i{k}_<field>``)."""
+    h_cfg = cfg.hit
+    rows = []
+    hits = {h.hit_id: h for h in ledger.hits() if h.hit_id}
+    hit_rows = {r["hit_id"]: r for r in ledger.hit_status_rows() if r["hit_id"]}
+    for a in ledger.assignments():
+        h = hits.get(a.hit_id)
+        rec = ledger.assignment_record(a.assignment_id)
+        hr = hit_rows.get(a.hit_id)
+        row = {
+            "HITId": a.hit_id, "HITTypeId": h.hit_type_id if h else "", "Title": h_cfg.title,
+            "Description": h_cfg.description, "Keywords": h_cfg.keywords,
+            "Reward": f"${h.reward if h else h_cfg.reward}",
+            "CreationTime": _mturk_time(hr["created_at"]) if hr else "",
+            "MaxAssignments": h.max_assignments if h else "", "RequesterAnnotation": h.annotation if h else "",
+            "AssignmentDurationInSeconds": h_cfg.assignment_duration_s,
+            "AutoApprovalDelayInSeconds": h_cfg.auto_approval_delay_s,
+            "Expiration": _mturk_time(hr["expiration"]) if hr else "", "NumberOfSimilarHITs": "",
+            "LifetimeInSeconds": h_cfg.lifetime_s, "AssignmentId": a.assignment_id, "WorkerId": a.worker_id,
+            "AssignmentStatus": a.status, "AcceptTime": _mturk_time(rec["accept_time"]),
+            "SubmitTime": _mturk_time(rec["submit_time"]), "AutoApprovalTime": "",
+            "ApprovalTime": _mturk_time(rec["reviewed_at"]) if a.status == "Approved" else "",
+            "RejectionTime": _mturk_time(rec["reviewed_at"]) if a.status == "Rejected" else "",
+            "RequesterFeedback": rec["feedback"] or "",
+            "WorkTimeInSeconds": "" if a.work_time_s is None else int(round(a.work_time_s)),
+            "LifetimeApprovalRate": "", "Last30DaysApprovalRate": "", "Last7DaysApprovalRate": "",
+        }
+        for k, it in enumerate(ledger.hit_items(a.hit_id)):
+            row[f"Input.i{k}_item_id"] = it["item_id"]
+            row[f"Input.i{k}_persona"] = json.dumps(it["persona"], ensure_ascii=False)
+            row[f"Input.i{k}_utterance"] = it["utterance"]
+            row[f"Input.i{k}_response"] = it["response"]
+        try:
+            fields = parse_fields(rec["answer_xml"])
+        except AnswerError:
+            fields = {}
+        for name, value in fields.items():
+            row[f"Answer.{name}"] = value
+        rows.append(row)
+    return rows

@@ -1,0 +1,47 @@
+"""``expire``: stop the batch's HITs from being worked on (UpdateExpirationForHIT to a past date), or
+with ``delete`` remove those MTurk allows (Reviewable, every assignment approved or rejected)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mturk_eval.actions.common import experiment_lock, make_platform, open_ledger
+from mturk_eval.config import ExperimentConfig
+from mturk_eval.platform import CrowdPlatform
+
+
+@dataclass
+class ExpireOutcome:
+    hit_id: str
+    action: str  # expired | deleted | skipped
+    detail: str = ""
+
+
+def expire(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str | None = None, delete: bool = False,
+           dry_run: bool = False, platform: CrowdPlatform | None = None) -> list[ExpireOutcome]:
+    out: list[ExpireOutcome] = []
+    with experiment_lock(cfg, target, "expire"), open_ledger(cfg, target, create=False) as ledger:
+        plat = platform or make_platform(target, endpoint_url)
+        for h in ledger.hits():
+            if not h.hit_id or h.state == "deleted":
+                continue
+            if not delete:
+                if h.state == "expired":
+                    continue
+                if not dry_run:
+                    plat.expire(h.hit_id)
+                    ledger.set_hit_state(h.hit_id, "expired")
+                out.append(ExpireOutcome(h.hit_id, "expired"))
+                continue
+            st = plat.task_state(h.hit_id)
+            undecided = [a.assignment_id for a in ledger.assignments(h.hit_id) if a.status == "Submitted"]
+            if st.status != "Reviewable" or st.pending or undecided:
+                why = (f"HIT is {st.status}" if st.status != "Reviewable" else
+                       f"{st.pending} assignments in progress" if st.pending else
+                       f"{len(undecided)} submitted assignments not yet approved or rejected (run review)")
+                out.append(ExpireOutcome(h.hit_id, "skipped", why))
+                continue
+            if not dry_run:
+                plat.delete(h.hit_id)
+                ledger.set_hit_state(h.hit_id, "deleted")
+            out.append(ExpireOutcome(h.hit_id, "deleted"))
+    return out

@@ -1,0 +1,64 @@
+"""``preview``: render chosen items' rating HITs to HTML files (and optionally serve them on localhost)
+so a person can look at exactly what workers will see before paying for it."""
+from __future__ import annotations
+
+import functools
+import html
+import http.server
+from pathlib import Path
+
+from mturk_eval import hits as builder
+from mturk_eval.config import ExperimentConfig
+from mturk_eval.errors import UserError
+from mturk_eval.io import atomic_write_text
+from mturk_eval.mturk.client import SUBMIT_URLS
+
+
+def preview(cfg: ExperimentConfig, responses_path: str | Path, out_dir: str | Path, *,
+            item_ids: tuple[str, ...] = (), count: int = 3, attention: bool = False) -> list[Path]:
+    """Write ``hit-NNN.html`` (the worker's page), ``hit-NNN.xml`` (the HTMLQuestion) and ``index.html``."""
+    items = builder.load_responses(responses_path)
+    if item_ids:
+        by_id = {it["item_id"]: it for it in items}
+        missing = [i for i in item_ids if i not in by_id]
+        if missing:
+            raise UserError(f"--item: {missing[0]!r} is not an item_id of {responses_path}")
+        chosen = [by_id[i] for i in item_ids]
+    else:
+        if count < 1:
+            raise UserError(f"--count: expected an integer >= 1, got {count}")
+        chosen = items[: count * cfg.hit.items_per_hit]
+    if attention:
+        chosen = chosen + builder.make_attention_checks(chosen, 0.5, cfg.seed, cfg.language, "preview")[:1]
+    out = Path(out_dir)
+    written: list[Path] = []
+    links = []
+    n_per = cfg.hit.items_per_hit
+    for n, start in enumerate(range(0, len(chosen), n_per), start=1):
+        group = chosen[start:start + n_per]
+        xml = builder.build_question(group, cfg, SUBMIT_URLS["sandbox"])
+        page = builder.render_html(group, cfg.language, SUBMIT_URLS["sandbox"], cfg.hit.template_dir)
+        for suffix, text in ((".html", page), (".xml", xml)):
+            p = out / f"hit-{n:03d}{suffix}"
+            atomic_write_text(p, text)
+            written.append(p)
+        ids = ", ".join(html.escape(it["item_id"]) for it in group)
+        links.append(f'<li><a href="hit-{n:03d}.html">HIT {n}</a> ({ids}; {len(xml.encode())} bytes;'
+                     f' <a href="hit-{n:03d}.html?assignmentId=PREVIEW_ANSWERING&amp;turkSubmitTo=about:blank">'
+                     f'as after accepting</a>)</li>')
+    index = out / "index.html"
+    atomic_write_text(index, "<!DOCTYPE html><meta charset=utf-8><title>mturk-eval preview</title>"
+                      f"<h1>{html.escape(cfg.name)}: {len(links)} HITs</h1><ul>{''.join(links)}</ul>\n")
+    written.append(index)
+    return written
+
+
+def serve(out_dir: str | Path, port: int = 8000) -> None:
+    """Serve ``out_dir`` on http://127.0.0.1:port until interrupted."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out_dir))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as httpd:
+        print(f"serving {out_dir} at http://127.0.0.1:{httpd.server_address[1]}/ (Ctrl-C to stop)")
+        try:
+            httpd.serve_forever()
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,133 @@
+"""``review``: approve, reject, block and bonus, from what the ledger has stored. Dry run by default.
+
+Safety rules: only assignments whose valid answers are stored in the ledger are approved (collect
+writes the answers and the assignment in one transaction); rejecting needs an explicit opt-in and
+sends feedback a worker can read; each bonus has a ledger row and a deterministic SendBonus
+``UniqueRequestToken`` per (assignment, label), written before the call, so no rerun pays twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+from mturk_eval.actions.common import experiment_lock, make_platform, open_ledger
+from mturk_eval.config import ExperimentConfig
+from mturk_eval.errors import UserError
+from mturk_eval.mturk import fees
+from mturk_eval.platform import CrowdPlatform
+
+DEFAULT_REJECT_FEEDBACK = (
+    "Your answer failed a quality-check item: one reply in this task was deliberately broken or off-topic"
+    " and was rated as fine. Sorry, we cannot accept this work."
+)
+DEFAULT_BLOCK_REASON = "Repeatedly failed quality-check items in our rating tasks."
+_MONEY = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
+_WORKER = re.compile(r"A[A-Z0-9]{1,63}")
+
+
+@dataclass
+class Action:
+    kind: str          # approve | reject | bonus | block | skip
+    assignment_id: str | None
+    worker_id: str
+    detail: str = ""
+    done: bool = False
+
+    def format(self) -> str:
+        what = f"{self.kind:7s} {self.assignment_id or '-':30s} worker {self.worker_id}"
+        return f"{what}  {self.detail}".rstrip()
+
+
+def bonus_token(experiment: str, target: str, assignment_id: str, label: str) -> str:
+    raw = "\x1f".join(["bonus", experiment, target, assignment_id, label])
+    return "mb-" + hashlib.sha256(raw.encode()).hexdigest()[:48]
+
+
+def plan(cfg: ExperimentConfig, ledger, *, target: str, reject_failed_attention: bool = False,
+         feedback: str = DEFAULT_REJECT_FEEDBACK, block_failed_attention: bool = False,
+         block_workers: tuple[str, ...] = (), block_reason: str = DEFAULT_BLOCK_REASON,
+         bonus: str | None = None, bonus_reason: str = "", bonus_label: str = "bonus") -> list[Action]:
+    """What review would do, in execution order: approvals/rejections, bonuses, blocks."""
+    if bonus is not None and (not _MONEY.fullmatch(bonus) or Decimal(bonus) <= 0):
+        raise UserError(f"--bonus: expected dollars like 0.10, got {bonus!r}")
+    if bonus is not None and not bonus_reason.strip():
+        raise UserError("--bonus-reason: workers see it with the bonus; give one")
+    if reject_failed_attention and not feedback.strip():
+        raise UserError("--feedback: a rejected worker must be told why; give a reason")
+    for w in block_workers:
+        if not _WORKER.fullmatch(w):
+            raise UserError(f"--block: expected a worker id like A1B2C3..., got {w!r}")
+    actions: list[Action] = []
+    approved: list[tuple[str, str]] = []
+    failed_workers: set[str] = set()
+    for a in ledger.assignments():
+        if a.attention_passed is False:
+            failed_workers.add(a.worker_id)
+        if a.status == "Approved":
+            approved.append((a.assignment_id, a.worker_id))
+            continue
+        if a.status != "Submitted":
+            continue
+        if not a.valid or ledger.answer_count(a.assignment_id) == 0:
+            actions.append(Action("skip", a.assignment_id, a.worker_id, f"answer not usable: {a.error}"))
+            continue
+        if a.attention_passed is False and reject_failed_attention:
+            actions.append(Action("reject", a.assignment_id, a.worker_id, f"feedback: {feedback}"))
+            continue
+        note = "failed attention check (kept; --reject-failed-attention to reject)" if a.attention_passed is False else ""
+        actions.append(Action("approve", a.assignment_id, a.worker_id, note))
+        approved.append((a.assignment_id, a.worker_id))
+    if bonus is not None:
+        cost = fees.money(bonus) + fees.bonus_fee(bonus)
+        for assignment_id, worker_id in approved:
+            token = bonus_token(cfg.name, target, assignment_id, bonus_label)
+            row = ledger.bonus(token)
+            if row is not None and row["state"] == "paid":
+                continue
+            actions.append(Action("bonus", assignment_id, worker_id, f"${bonus} (+ fee = ${cost}): {bonus_reason}"))
+    to_block = list(dict.fromkeys([*block_workers, *(sorted(failed_workers) if block_failed_attention else [])]))
+    for w in to_block:
+        row = ledger.block(w)
+        if row is not None and row["state"] == "blocked":
+            continue
+        actions.append(Action("block", None, w, f"reason: {block_reason}"))
+    return actions
+
+
+def review(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str | None = None, apply: bool = False,
+           platform: CrowdPlatform | None = None, **options) -> list[Action]:
+    """Plan the review; with ``apply`` carry it out, recording each step in the ledger."""
+    with experiment_lock(cfg, target, "review"), open_ledger(cfg, target, create=False) as ledger:
+        actions = plan(cfg, ledger, target=target, **options)
+        if not apply:
+            return actions
+        plat = platform or make_platform(target, endpoint_url)
+        feedback = options.get("feedback", DEFAULT_REJECT_FEEDBACK)
+        for act in actions:
+            if act.kind == "approve":
+                # Re-read: approve only what the ledger holds answers for, right now.
+                rec = ledger.assignment_record(act.assignment_id)
+                if rec is None or not rec["valid"] or ledger.answer_count(act.assignment_id) == 0:
+                    continue
+                plat.approve(act.assignment_id)
+                ledger.set_assignment_status(act.assignment_id, "Approved", "approved")
+            elif act.kind == "reject":
+                plat.reject(act.assignment_id, feedback)
+                ledger.set_assignment_status(act.assignment_id, "Rejected", "rejected", feedback)
+            elif act.kind == "bonus":
+                label = options.get("bonus_label", "bonus")
+                token = bonus_token(cfg.name, target, act.assignment_id, label)
+                ledger.add_bonus(token, act.assignment_id, act.worker_id, options["bonus"], options["bonus_reason"])
+                plat.bonus(act.worker_id, act.assignment_id, options["bonus"], options["bonus_reason"], token)
+                ledger.mark_bonus_paid(token)
+            elif act.kind == "block":
+                reason = options.get("block_reason", DEFAULT_BLOCK_REASON)
+                ledger.record_block(act.worker_id, reason, "pending")
+                plat.block(act.worker_id, reason)
+                ledger.record_block(act.worker_id, reason, "blocked")
+            else:
+                continue
+            act.done = True
+        return actions
