@@ -232,14 +232,14 @@ def to_json(an: Analysis, automatic: list[dict[str, Any]] | None = None) -> dict
 def report_markdown(an: Analysis, plots: dict[str, str], automatic_md: str | None, sources: list[str]) -> str:
     """The whole results section as one Markdown document."""
     tn = an.table_numbers
-    out = [f"# Results: {an.experiment}\n"]
+    out = [f"# Results: {an.experiment}\n\n"]
     if an.simulated_rows:
-        out.append(BANNER.format(n=an.simulated_rows) + "\n")
+        out.append(BANNER.format(n=an.simulated_rows) + "\n\n")
     c = an.counts
     out.append(f"Inputs: {', '.join(sources)}. {c['rows']} rating rows read, {c['used_rows']} used "
                f"({c['rejected_rows']} from rejected assignments, {c['attention_check_rows']} on attention-check "
                f"items, {c['failed_check_rows']} from assignments that failed a check, {c['excluded_worker_rows']} "
-               f"from excluded workers, {c['duplicate_rows']} duplicates).\n")
+               f"from excluded workers, {c['duplicate_rows']} duplicates).\n\n")
     if automatic_md:
         out.append(f"## Automatic evaluation (Table {tn['auto']})\n\n{automatic_md}\n")
     h, rows = table2_rows(an)
