@@ -99,6 +99,11 @@ def batch_rows(cfg: ExperimentConfig, ledger: Ledger) -> list[dict]:
             row[f"Input.i{k}_persona"] = json.dumps(it["persona"], ensure_ascii=False)
             row[f"Input.i{k}_utterance"] = it["utterance"]
             row[f"Input.i{k}_response"] = it["response"]
+            # Item fields and the attention check, so that `report --batch-csv` can map rows without the ledger.
+            for f in ("eval_set", "method", "model", "persona_id"):
+                row[f"Input.i{k}_{f}"] = it.get(f) or ""
+            if it.get("attention_check"):
+                row[f"Input.i{k}_attention_check"] = json.dumps(it["attention_check"], ensure_ascii=False)
         try:
             fields = parse_fields(rec["answer_xml"])
         except AnswerError:
