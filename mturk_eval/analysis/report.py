@@ -98,22 +98,16 @@ def load_ratings(
     return ratings_from_records(rows, str(path)), f"ledger `{path}`"
 
 
-def automatic_metrics(responses_path: Path) -> tuple[str, Any] | None:
-    """Table 1/6 (distinct-1/2) from the generators' ``mturk_eval.analysis.distinct``, when available."""
-    try:
-        from mturk_eval.analysis import distinct
-    except ImportError:
-        return None
-    build = getattr(distinct, "build_table", None) or getattr(distinct, "distinct_table", None)
-    if build is None:
-        return None
-    table = build(responses_path)
-    md = getattr(distinct, "format_markdown", None)
-    text = md(table) if md else None
-    data = table if isinstance(table, (list, dict)) else getattr(table, "rows", None)
-    if text is None:
-        return None
-    return text, data
+def automatic_metrics(responses_path: Path, language: str) -> tuple[str, list[dict[str, Any]]]:
+    """Table 1/6 (distinct-1/2 per model and method) from the generators' ``distinct`` module; character
+    tokens for Japanese, whitespace tokens otherwise (as ``mturk-eval distinct`` does)."""
+    from dataclasses import asdict
+
+    from mturk_eval.analysis.distinct import distinct_rows, to_markdown
+
+    tok = "char" if language == "ja" else "space"
+    rows = distinct_rows(responses_path, tokenizer=tok)
+    return to_markdown(rows, tokenizer=tok), [asdict(r) for r in rows]
 
 
 def build_report(
@@ -148,7 +142,7 @@ def build_report(
     t2 = time.perf_counter()
     timings["analyze_s"] = t2 - t1
 
-    auto = automatic_metrics(Path(responses_path)) if responses_path is not None else None
+    auto = automatic_metrics(Path(responses_path), cfg.language) if responses_path is not None else None
     out = Path(out_dir) if out_dir is not None else cfg.run_dir / "report"
     sources = [source] + ([f"responses `{responses_path}`"] if responses_path is not None else [])
     tn = an.table_numbers
