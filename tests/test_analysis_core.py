@@ -1,0 +1,206 @@
+"""Tables 2/3, tests, exclusions and worker figures, each checked against a plain-Python recomputation
+on small hand-made ratings."""
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from fractions import Fraction
+
+import pytest
+
+from mturk_eval.analysis.core import analyze
+from mturk_eval.analysis.ratings import ResponseIndex, ratings_from_records
+from mturk_eval.config import ASPECTS, ExperimentConfig
+from mturk_eval.errors import UserError
+from helpers.analysis import make_rows, responses_for
+
+
+def cfg(**report) -> ExperimentConfig:
+    c = ExperimentConfig(name="t", models=["tiny"])
+    for k, v in report.items():
+        setattr(c.report, k, v)
+    c.report.bootstrap_samples = report.get("bootstrap_samples", 200)
+    return c
+
+
+def index(rows) -> ResponseIndex:
+    return ResponseIndex("responses.jsonl", {r["item_id"]: r for r in responses_for(rows)})
+
+
+def rating(item, worker, aspect, score, es="persona", method="prompt_tuning", model="tiny", **kw):
+    row = {"item_id": item, "eval_set": es, "method": method, "model": model, "persona_id": "p1",
+           "worker_id": worker, "assignment_id": kw.pop("assignment_id", f"{worker}-{item}"), "aspect": aspect,
+           "score": score}
+    row.update(kw)
+    return row
+
+
+def full(item, worker, scores, **kw):
+    """One assignment: four aspects in the paper's order."""
+    return [rating(item, worker, a, s, **kw) for a, s in zip(ASPECTS, scores)]
+
+
+def test_table2_mean_sd_and_counts_match_plain_python():
+    rows = make_rows(n_prompts=6, seed=3, shift={"finetune_added": -0.5})
+    an = analyze(ratings_from_records(rows, "r"), cfg())
+    groups = defaultdict(list)
+    items = defaultdict(set)
+    for r in rows:
+        groups[(r["eval_set"], r["method"], r["model"], r["aspect"])].append(r["score"])
+        items[(r["eval_set"], r["method"], r["model"], r["aspect"])].add(r["item_id"])
+    assert len(an.table2) == 6
+    assert [(t["eval_set"], t["method"]) for t in an.table2] == [
+        (e, m) for e in ("persona", "general") for m in ("prompt_tuning", "finetune_none", "finetune_added")]
+    for t in an.table2:
+        for a in ASPECTS:
+            vals = groups[(t["eval_set"], t["method"], t["model"], a)]
+            cell = t["aspects"][a]
+            assert cell["n"] == len(vals)
+            assert cell["items"] == len(items[(t["eval_set"], t["method"], t["model"], a)])
+            assert cell["mean"] == pytest.approx(statistics.mean(vals))
+            assert cell["sd"] == pytest.approx(statistics.stdev(vals))
+            assert cell["ci_low"] <= cell["mean"] <= cell["ci_high"]
+
+
+def test_table3_bins_on_exact_boundaries():
+    # Per-item persona scores whose means land exactly on and around the bin edges.
+    cases = {
+        "m1.0": [1, 1, 1], "m1.8": [1, 2, 2, 2, 2], "m2.0": [2, 2, 2, 2, 2], "m2.0b": [1, 3, 2],
+        "m2.33": [2, 2, 3], "m3.0": [3, 4, 2], "m3.8": [4, 4, 4, 4, 3], "m4.0": [4, 4, 4], "m4.0b": [5, 3, 4],
+        "m5.0": [5, 5, 5, 5, 5], "m4.67": [5, 5, 4],
+    }
+    rows = []
+    for item, scores in cases.items():
+        for w, s in enumerate(scores):
+            rows += full(item, f"AW{w}", [3, 3, 3, s])
+    an = analyze(ratings_from_records(rows, "r"), cfg(planned_ratings=3))
+    expected = [0, 0, 0, 0]
+    for scores in cases.values():
+        mean = Fraction(sum(scores), len(scores))
+        expected[0 if mean < 2 else 1 if mean < 3 else 2 if mean < 4 else 3] += 1
+    assert expected == [2, 3, 2, 4]
+    (t3,) = an.table3
+    assert list(t3["bins"].values()) == expected
+    assert t3["n"] == len(cases)
+
+
+def test_tests_mark_significant_differences_and_say_none_on_general():
+    rows = make_rows(n_prompts=30, seed=1, shift={"prompt_tuning": 1.2})
+    # General: all three methods draw from the same distribution.
+    general = make_rows(n_prompts=30, seed=2, systems=[("general", m, "tiny") for m in
+                                                       ("prompt_tuning", "finetune_none", "finetune_added")])
+    rows = [r for r in rows if r["eval_set"] == "persona"] + general
+    an = analyze(ratings_from_records(rows, "r"), cfg(), index(rows))
+    persona = [t for t in an.tests if t["eval_set"] == "persona"]
+    assert len(persona) == 3 * len(ASPECTS) and all(t["test"] == "wilcoxon" for t in persona)
+    pt = next(t for t in an.table2 if t["eval_set"] == "persona" and t["method"] == "prompt_tuning")
+    assert pt["aspects"]["fluency"]["better_than"] == ["b", "c"]
+    assert all(not t["significant"] for t in an.tests if t["eval_set"] == "general")
+    summary = {s["eval_set"]: s["sentence"] for s in an.test_summary}
+    assert summary["general"].startswith("General: no significant differences between systems on any aspect (12 tests")
+    # Holm within the eval set, recomputed by hand.
+    ps = [t["p"] for t in persona]
+    order = sorted(range(len(ps)), key=ps.__getitem__)
+    running, adj = 0.0, {}
+    for rank, i in enumerate(order):
+        running = max(running, (len(ps) - rank) * ps[i])
+        adj[i] = min(1.0, running)
+    assert [t["p_holm"] for t in persona] == pytest.approx([adj[i] for i in range(len(ps))])
+
+
+def test_unpaired_without_responses_file():
+    rows = make_rows(n_prompts=5, seed=4)
+    an = analyze(ratings_from_records(rows, "r"), cfg())
+    assert {t["test"] for t in an.tests} == {"mannwhitney"}
+
+
+def test_exclusions_are_counted_and_explained():
+    rows = []
+    # Worker AW1: two assignments with checks, failed both -> excluded entirely.
+    rows += full("x1", "AW1", [5, 5, 5, 5], attention_passed=0, assignment_id="a1")
+    rows += full("chk", "AW1", [5, 5, 5, 5], attention_check=1, attention_passed=0, method="attention_check",
+                 assignment_id="a1")
+    rows += full("x2", "AW1", [5, 5, 5, 5], attention_passed=0, assignment_id="a2")
+    # Worker AW2: one failed check out of five -> 80% pass rate, kept; the failed assignment is dropped.
+    for k in range(5):
+        ok = 0 if k == 0 else 1
+        rows += full(f"x{k}", "AW2", [1, 1, 1, 1] if not ok else [3, 3, 3, 3], attention_passed=ok,
+                     assignment_id=f"b{k}")
+    # Worker AW3: one rejected assignment, one fine.
+    rows += full("x1", "AW3", [4, 4, 4, 4], status="Rejected", assignment_id="c1")
+    rows += full("x2", "AW3", [2, 2, 2, 2], status="Approved", assignment_id="c2")
+    an = analyze(ratings_from_records(rows, "r"), cfg(min_attention_pass_rate=0.8))
+    c = an.counts
+    assert c["rejected_rows"] == 4 and c["rejected_assignments"] == 1
+    assert c["attention_check_rows"] == 4
+    assert c["failed_check_assignments"] == 3 and c["failed_check_rows"] == 12
+    # AW2's four passing assignments + AW3's approved one.
+    assert c["used_rows"] == 5 * 4
+    (ex,) = an.workers["excluded_workers"]
+    assert ex["worker_id"] == "AW1" and ex["reason"].startswith("passed 0 of 2 attention checks")
+    assert an.workers["attention_checks"] == 7 and an.workers["attention_passed"] == 4
+    assert an.workers["attention_pass_rate"] == pytest.approx(4 / 7)
+    assert any("rejected assignment" in w for w in an.warnings)
+    # Fluency mean recomputed from the rows that remain: AW2 x1..x4 (3) and AW3 x2 (2).
+    assert an.table2[0]["aspects"]["fluency"]["mean"] == pytest.approx((3 * 4 + 2) / 5)
+
+
+def test_duplicate_ratings_warn_and_keep_first_or_fail():
+    rows = full("x1", "AW1", [4, 4, 4, 4]) + full("x1", "AW2", [2, 2, 2, 2])
+    rows += full("x1", "AW1", [1, 1, 1, 1], assignment_id="again")
+    an = analyze(ratings_from_records(rows, "r"), cfg())
+    assert an.counts["duplicate_rows"] == 4
+    assert an.table2[0]["aspects"]["fluency"]["mean"] == pytest.approx(3.0)
+    assert any(w.startswith("4 duplicate rating(s)") and "line 9 (first on line 1)" in w for w in an.warnings)
+    with pytest.raises(UserError, match=r"^r:9: worker_id: expected one rating per worker, item and aspect"):
+        analyze(ratings_from_records(rows, "r"), cfg(duplicates="error"))
+
+
+def test_underrated_items_listed():
+    rows = []
+    for w in range(5):
+        rows += full("full", f"AW{w}", [3, 3, 3, 3])
+    for w in range(2):
+        rows += full("short", f"AW{w}", [3, 3, 3, 3])
+    an = analyze(ratings_from_records(rows, "r"), cfg())
+    assert an.planned_ratings == 5
+    assert [(u["item_id"], u["ratings"]) for u in an.underrated] == [("short", 2)]
+
+
+def test_worker_figures_by_hand():
+    rows = []
+    times = {"AW1": [20, 40, 60], "AW2": [30]}
+    for w, ts in times.items():
+        for k, t in enumerate(ts):
+            rows += full(f"x{k}", w, [3, 4, 3, 4], work_time_s=t)
+    an = analyze(ratings_from_records(rows, "r"), cfg())
+    w = an.workers
+    assert w["workers"] == 2 and w["assignments"] == 4
+    assert w["assignments_per_worker"]["mean"] == 2.0 and w["assignments_per_worker"]["max"] == 3
+    assert w["median_work_time_s"] == statistics.median([20, 40, 60, 30])
+    assert w["hourly_pay_at_median"] == pytest.approx(0.05 * 3600 / 35)
+    assert w["hourly_pay_overall"] == pytest.approx(0.05 * 4 * 3600 / 150)
+
+
+def test_simulated_rows_counted_and_human_reference_checked():
+    rows = full("x1", "AW1", [3, 3, 3, 3], simulated=1) + full("x1", "AW2", [4, 4, 4, 4])
+    an = analyze(ratings_from_records(rows, "r"), cfg(human_reference={"fluency": "4.31 (1.07)"}))
+    assert an.simulated_rows == 4
+    with pytest.raises(UserError, match=r"report.human_reference.persona: expected one of fluency"):
+        analyze(ratings_from_records(rows, "r"), cfg(human_reference={"persona": "4 (1)"}))
+
+
+def test_agreement_rows_pooled_and_per_system():
+    rows = make_rows(n_prompts=6, seed=9)
+    an = analyze(ratings_from_records(rows, "r"), cfg())
+    pooled = [g for g in an.agreement if g["scope"] == "all systems"]
+    assert [g["aspect"] for g in pooled] == list(ASPECTS)
+    assert len(an.agreement) == len(ASPECTS) * (1 + 6)
+    assert all(g["units"] == 36 for g in pooled)
+    assert all(-1 <= g["alpha_ordinal"] <= 1 for g in an.agreement)
+
+
+def test_nothing_usable_is_an_error():
+    rows = full("x1", "AW1", [3, 3, 3, 3], status="Rejected")
+    with pytest.raises(UserError, match="expected at least one usable rating after exclusions"):
+        analyze(ratings_from_records(rows, "r"), cfg())

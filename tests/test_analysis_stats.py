@@ -1,0 +1,179 @@
+"""Statistics recomputed by an independent route: plain Python, and the GPL ``krippendorff`` package as
+an oracle (tests only; the project computes alpha itself)."""
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import statistics
+
+import krippendorff
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from mturk_eval.analysis import stats
+
+
+def holm_plain(ps):
+    m = len(ps)
+    order = sorted(range(m), key=lambda i: ps[i])
+    adj = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, (m - rank) * ps[i])
+        adj[i] = min(1.0, running)
+    return adj
+
+
+@pytest.mark.parametrize("ps", [[0.01, 0.04, 0.03, 0.005], [0.5], [0.2, 0.2, 0.2], [0.001, 0.9, 0.04, 0.012, 0.3]])
+def test_holm_matches_plain_python(ps):
+    assert stats.holm(ps).tolist() == pytest.approx(holm_plain(ps))
+
+
+def test_holm_known_values():
+    # Holm (1979) by hand: sorted 0.005, 0.01, 0.03, 0.04 -> x4, x3, x2, x1 with running max.
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]).tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([]).size == 0
+
+
+def test_group_mean_sd_matches_statistics():
+    rng = random.Random(1)
+    groups = [rng.randrange(4) for _ in range(200)]
+    values = [rng.randint(1, 5) for _ in range(200)]
+    groups[0] = 3  # group 3 gets at least one value; group 4 (requested) stays empty
+    n, mean, sd = stats.group_mean_sd(np.array(groups), np.array(values, float), 5)
+    for g in range(4):
+        vs = [v for gg, v in zip(groups, values) if gg == g]
+        assert n[g] == len(vs)
+        assert mean[g] == pytest.approx(statistics.mean(vs))
+        assert sd[g] == pytest.approx(statistics.stdev(vs))
+    assert n[4] == 0 and math.isnan(mean[4]) and math.isnan(sd[4])
+
+
+def _random_reliability(seed: int, n_units: int = 60, n_coders: int = 8):
+    rng = np.random.default_rng(seed)
+    data = np.full((n_coders, n_units), np.nan)
+    for u in range(n_units):
+        k = int(rng.integers(1, 6))  # some units have one rating only: not pairable
+        base = int(rng.integers(1, 6))
+        for c in rng.choice(n_coders, k, replace=False):
+            data[c, u] = int(np.clip(base + rng.integers(-1, 2), 1, 5))
+    unit, score = np.nonzero(~np.isnan(data.T))
+    return data, unit, data.T[unit, score].astype(int)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("level", ["ordinal", "interval"])
+def test_alpha_matches_krippendorff_package(seed, level):
+    data, unit, score = _random_reliability(seed)
+    counts = stats.unit_value_counts(unit, score, data.shape[1])
+    ag = stats.agreement(counts, np.zeros(data.shape[1], dtype=int), 1)
+    got = ag.alpha_ordinal[0] if level == "ordinal" else ag.alpha_interval[0]
+    assert got == pytest.approx(krippendorff.alpha(reliability_data=data, level_of_measurement=level), abs=1e-12)
+
+
+def test_alpha_per_group_equals_alpha_of_each_group_alone():
+    d1, u1, s1 = _random_reliability(3)
+    d2, u2, s2 = _random_reliability(4)
+    n1 = d1.shape[1]
+    unit = np.concatenate([u1, u2 + n1])
+    score = np.concatenate([s1, s2])
+    counts = stats.unit_value_counts(unit, score, n1 + d2.shape[1])
+    group = np.array([0] * n1 + [1] * d2.shape[1])
+    ag = stats.agreement(counts, group, 2)
+    for g, d in enumerate((d1, d2)):
+        assert ag.alpha_interval[g] == pytest.approx(krippendorff.alpha(reliability_data=d, level_of_measurement="interval"))
+        assert ag.alpha_ordinal[g] == pytest.approx(krippendorff.alpha(reliability_data=d, level_of_measurement="ordinal"))
+
+
+def test_pairwise_agreement_rates_by_enumerating_pairs():
+    data, unit, score = _random_reliability(5)
+    counts = stats.unit_value_counts(unit, score, data.shape[1])
+    ag = stats.agreement(counts, np.zeros(data.shape[1], dtype=int), 1)
+    # Plain Python: every ordered pair of ratings within a unit, each unit weighted 1/(m-1) (the
+    # coincidence-matrix definition of pairable values).
+    tot = same = near = 0.0
+    units = 0
+    for u in range(data.shape[1]):
+        vals = [int(v) for v in data[:, u] if not np.isnan(v)]
+        if len(vals) < 2:
+            continue
+        units += 1
+        w = 1 / (len(vals) - 1)
+        for i, j in itertools.permutations(range(len(vals)), 2):
+            tot += w
+            same += w * (vals[i] == vals[j])
+            near += w * (abs(vals[i] - vals[j]) <= 1)
+    assert ag.units[0] == units
+    assert ag.exact[0] == pytest.approx(same / tot)
+    assert ag.within_one[0] == pytest.approx(near / tot)
+
+
+def test_alpha_perfect_agreement_is_one_and_no_variation_is_nan():
+    unit = np.array([0, 0, 1, 1, 2, 2])
+    counts = stats.unit_value_counts(unit, np.array([1, 1, 3, 3, 5, 5]), 3)
+    assert stats.agreement(counts, np.zeros(3, int), 1).alpha_interval[0] == pytest.approx(1.0)
+    counts = stats.unit_value_counts(unit, np.array([4, 4, 4, 4, 4, 4]), 3)
+    assert math.isnan(stats.agreement(counts, np.zeros(3, int), 1).alpha_ordinal[0])
+
+
+def test_leave_one_out_spearman_by_hand():
+    rating_unit = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])
+    score = np.array([5, 4, 5, 1, 2, 3, 3, 2, 4])
+    unit_sum = np.bincount(rating_unit, weights=score).astype(float)
+    unit_cnt = np.bincount(rating_unit)
+    got = stats.leave_one_out_spearman(rating_unit, score, unit_sum, unit_cnt)
+    xs, rest = [], []
+    for i, (u, s) in enumerate(zip(rating_unit, score)):
+        others = [int(t) for j, (v, t) in enumerate(zip(rating_unit, score)) if v == u and j != i]
+        if others:
+            xs.append(int(s))
+            rest.append(sum(others) / len(others))
+    assert got == pytest.approx(sps.spearmanr(xs, rest).statistic)
+
+
+def test_cluster_bootstrap_matches_naive_resampling():
+    """The multinomial shortcut has the same distribution as resampling items in a loop."""
+    rng = random.Random(7)
+    items = [[rng.randint(1, 5) for _ in range(rng.choice([3, 5]))] for _ in range(40)]
+    sums = np.array([sum(x) for x in items], float)
+    cnts = np.array([len(x) for x in items])
+    lo, hi = stats.cluster_bootstrap_ci(np.zeros(40, int), sums, cnts, 1, 20000, np.random.default_rng(0))
+    naive = []
+    for _ in range(20000):
+        pick = [items[rng.randrange(40)] for _ in range(40)]
+        naive.append(sum(map(sum, pick)) / sum(map(len, pick)))
+    naive.sort()
+    assert lo[0] == pytest.approx(naive[int(0.025 * 20000)], abs=0.03)
+    assert hi[0] == pytest.approx(naive[int(0.975 * 20000)], abs=0.03)
+    mean = sums.sum() / cnts.sum()
+    assert lo[0] < mean < hi[0]
+
+
+def test_bootstrap_skips_groups_without_data():
+    lo, hi = stats.cluster_bootstrap_ci(np.array([1, 1, 1]), np.array([3.0, 4, 5]), np.array([1, 1, 1]), 3, 100,
+                                        np.random.default_rng(0))
+    assert math.isnan(lo[0]) and math.isnan(lo[2]) and 3 <= lo[1] <= hi[1] <= 5
+
+
+def test_mann_whitney_statistic_by_counting_pairs():
+    a = np.array([3.2, 4.0, 4.4, 2.0, 5.0, 3.2])
+    b = np.array([2.2, 3.2, 1.8, 2.6, 3.0])
+    r = stats.compare(a, b, paired=False)
+    u = sum((x > y) + 0.5 * (x == y) for x in a for y in b)
+    assert r.test == "mannwhitney" and r.statistic == pytest.approx(u)
+    assert 0 < r.p < 0.1
+
+
+def test_wilcoxon_statistic_by_hand_and_identical_systems():
+    a = np.array([4.2, 3.0, 3.6, 4.8, 2.0, 3.4, 4.4])
+    b = np.array([3.0, 3.4, 2.2, 3.0, 2.6, 2.0, 2.9])
+    r = stats.compare(a, b, paired=True)
+    d = a - b
+    ranks = sps.rankdata(np.abs(d))
+    w_minus = sum(rk for rk, x in zip(ranks, d) if x < 0)
+    w_plus = sum(rk for rk, x in zip(ranks, d) if x > 0)
+    assert r.test == "wilcoxon" and r.statistic == pytest.approx(min(w_minus, w_plus))
+    same = stats.compare(a, a.copy(), paired=True)
+    assert same.p == 1.0
