@@ -42,7 +42,7 @@ def client(url: str, max_attempts: int = 1, **config):
     """boto3's own mturk client pointed at the sandbox, dummy credentials, no retries by default."""
     return boto3.client(
         "mturk", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x",
-        config=Config(retries={"mode": "standard", "max_attempts": max_attempts}, **config))
+        config=Config(retries={"mode": "standard", "total_max_attempts": max_attempts}, **config))
 
 
 def task_html(n_items: int = 1, text: str = "hello") -> str:
