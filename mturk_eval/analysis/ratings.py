@@ -139,6 +139,8 @@ def _scores(values: list[Any], source: str, lines: np.ndarray) -> np.ndarray:
                 raise bad(i) from None
         raise
     ok = np.isfinite(arr) & (arr >= 1) & (arr <= 5) & (arr == np.round(arr))
+    if bool in set(map(type, values)):  # JSON true/false would pass as 1/0
+        ok &= np.fromiter((type(v) is not bool for v in values), dtype=bool, count=len(values))
     if not ok.all():
         raise bad(_first_bad(~ok))
     return arr.astype(np.int64)
@@ -300,9 +302,10 @@ def ratings_from_records(records: list[dict[str, Any]], source: str, lines: Iter
             cols[k] = [r.get(k) for r in records]
     line_list = list(lines) if lines is not None else list(range(1, len(records) + 1))
     for k in REQUIRED_COLUMNS:
-        if all(v is None for v in cols[k][:1]) and any(k not in r for r in records):
-            i = next(i for i, r in enumerate(records) if k not in r)
-            raise UserError(f"{where(source, line_list[i])}: {k}: expected a value, got no such key")
+        if None in cols[k]:
+            i = cols[k].index(None)
+            got = "null" if k in records[i] else "no such key"
+            raise UserError(f"{where(source, line_list[i])}: {k}: expected a value, got {got}")
     return ratings_from_columns(cols, source, line_list)
 
 
@@ -321,6 +324,8 @@ def read_ratings(path: str | os.PathLike) -> Ratings:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         raise UserError(f"{where(path, 1)}: header: expected the columns {', '.join(REQUIRED_COLUMNS)}, got an empty file") from None
+    if not any(header):
+        raise UserError(f"{where(path, 1)}: header: expected the columns {', '.join(REQUIRED_COLUMNS)}, got an empty line")
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
         raise UserError(f"{where(path, 1)}: header: column {dup!r} appears twice")
