@@ -81,7 +81,9 @@ class PairLoss(nn.Module):
         hidden, _, _ = forward_hidden(self.model, input_ids, attention_mask, kv, use_cache=False)
         sel = targets != -100
         logits = self.model.get_output_embeddings()(hidden[sel])
-        return nn.functional.cross_entropy(logits.float(), targets[sel])
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()  # the loss in full precision
+        return nn.functional.cross_entropy(logits, targets[sel])
 
 
 def train_loop(
