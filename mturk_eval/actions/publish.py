@@ -19,7 +19,6 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +30,7 @@ from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.ledger import Ledger
 from mturk_eval.mturk import fees, quals
+from mturk_eval.mturk.client import submit_url_for
 from mturk_eval.platform import CrowdPlatform, TaskSpec, TaskType
 
 # Pending HITs first tried longer ago than this are looked up by annotation before their token is
@@ -118,14 +118,14 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
             reward=cfg.hit.reward, start_index=start_index)
         by_id = {it["item_id"]: it for it in new_items + attention}
 
-        plat = platform or make_platform(target, endpoint_url, cfg.hit.publish_concurrency)
         settings = task_type(cfg, target)
+        submit_url = platform.submit_url if platform else submit_url_for(target, endpoint_url)
         # Render now: a question over 64 KB stops the run before anything is written or spent.
-        new_questions = _questions(lambda ids: [by_id[i] for i in ids], new_hits, cfg, plat.submit_url)
+        new_questions = _questions(lambda ids: [by_id[i] for i in ids], new_hits, cfg, submit_url)
         old_pending = ledger.hits(state="pending", batch=batch)
         old_questions = _questions(lambda ids: [ledger.item(i) for i in ids],
                                    [{"hit_key": h.hit_key, "item_ids": h.item_ids} for h in old_pending],
-                                   cfg, plat.submit_url)
+                                   cfg, submit_url)
         questions = {**old_questions, **new_questions}
 
         to_create = len(old_pending) + len(new_hits)
@@ -140,14 +140,16 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
         echo(f"cost of this run: {cost.describe()}")
         if to_create == 0:
             echo("nothing to publish: every item of this batch already has its HIT")
-            result.preview_url = _preview(ledger, plat, batch)
+            if platform is not None:
+                result.preview_url = _preview(ledger, platform, batch)
             return result
-        if max_cost is not None and cost.total > Decimal(str(max_cost)):
-            raise UserError(f"--max-cost: this run costs ${cost.total}, above the limit ${Decimal(str(max_cost))};"
+        if max_cost is not None and cost.total > fees.money(max_cost):
+            raise UserError(f"--max-cost: this run costs ${cost.total}, above the limit ${fees.money(max_cost)};"
                             " raise the limit or publish fewer items")
         if dry_run:
             echo("dry run: nothing was written or published")
             return result
+        plat = platform or make_platform(target, endpoint_url, cfg.hit.publish_concurrency)
         balance = plat.balance()
         if balance is not None:
             echo(f"account balance: ${balance}")

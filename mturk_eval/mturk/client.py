@@ -36,6 +36,13 @@ def resolve_target(live: bool = False, endpoint_url: str | None = None) -> str:
     return "live" if live else "sandbox"
 
 
+def submit_url_for(target: str, endpoint_url: str | None = None) -> str:
+    """Where a HIT form posts when opened without ``turkSubmitTo`` (MTurk always passes it)."""
+    if target in SUBMIT_URLS:
+        return SUBMIT_URLS[target]
+    return f"{(endpoint_url or '').rstrip('/')}/mturk/externalSubmit"
+
+
 def make_client(target: str, endpoint_url: str | None = None, *, max_attempts: int = 5,
                 max_pool_connections: int = 10, session: boto3.session.Session | None = None):
     """A boto3 ``mturk`` client for ``target`` (sandbox | live | local)."""

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from mturk_eval.errors import UserError
 from mturk_eval.mturk import retry
-from mturk_eval.mturk.client import SUBMIT_URLS, WORKER_SITES
+from mturk_eval.mturk.client import WORKER_SITES, submit_url_for
 from mturk_eval.platform import CrowdPlatform, Published, Submission, TaskSpec, TaskState, TaskType
 
 HIT_ALREADY_EXISTS = "AWS.MechanicalTurk.HitAlreadyExists"
@@ -190,6 +190,4 @@ class MTurkPlatform(CrowdPlatform):
 
     @property
     def submit_url(self) -> str:
-        if self.target in SUBMIT_URLS:
-            return SUBMIT_URLS[self.target]
-        return f"{(self.endpoint_url or '').rstrip('/')}/mturk/externalSubmit"
+        return submit_url_for(self.target, self.endpoint_url)
