@@ -125,7 +125,8 @@ def build_report(
     """Load, analyse and write the report directory atomically (nothing half-written on error)."""
     check_report_config(cfg)
     timings: dict[str, float] = {}
-    stages = tqdm(total=4, desc="report", unit="step", disable=not progress, leave=False)
+    # disable=None: progress only on a terminal, so logs and captured output stay clean.
+    stages = tqdm(total=4, desc="report", unit="step", disable=None if progress else True, leave=False)
     t0 = time.perf_counter()
     if responses_path is None and (cfg.run_dir / "responses.jsonl").exists():
         responses_path = cfg.run_dir / "responses.jsonl"
