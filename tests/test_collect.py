@@ -1,0 +1,155 @@
+"""collect: paged ListAssignmentsForHIT under the Stubber, validation, simulated and attention marks,
+idempotence, the batch-results CSV export; status from the ledger."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from click.testing import CliRunner
+
+from helpers.mturk import (FakeMTurk, assignment, hit_response, make_cfg, qfa_xml, rating_fields, stubbed,
+                           write_responses)
+from mturk_eval.actions import collect as col
+from mturk_eval.actions import publish as pub
+from mturk_eval.actions import status as st
+from mturk_eval.cli import main
+from mturk_eval.errors import UserError
+from mturk_eval.ledger import Ledger, ledger_path
+
+STATUSES = ["Submitted", "Approved", "Rejected"]
+GOOD = {"fluency": 4, "engagingness": 3, "relevance": 5, "persona": 2}
+
+
+def _published(tmp_path, n=2, **hit):
+    cfg = make_cfg(tmp_path, **hit)
+    responses = write_responses(tmp_path / "r.jsonl", n)
+    pub.publish(cfg, responses, platform=FakeMTurk(), echo=lambda s: None, progress=False)
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        return cfg, led.hits()
+
+
+def _stub_hit(stub, hid, pages):
+    for i, page in enumerate(pages):
+        params = {"HITId": hid, "MaxResults": 100, "AssignmentStatuses": STATUSES}
+        if i:
+            params["NextToken"] = f"t{i}"
+        resp = {"Assignments": page, "NumResults": len(page)}
+        if i + 1 < len(pages):
+            resp["NextToken"] = f"t{i + 1}"
+        stub.add_response("list_assignments_for_hit", resp, params)
+
+
+def test_collect_stores_valid_invalid_and_simulated_answers(tmp_path):
+    cfg, hits = _published(tmp_path)
+    h0, h1 = hits[0].hit_id, hits[1].hit_id
+    plat, stub = stubbed()
+    _stub_hit(stub, h0, [[assignment("3A1", h0, "AW1", qfa_xml(rating_fields(GOOD)))],
+                         [assignment("3A2", h0, "AW2", qfa_xml(rating_fields(GOOD, simulated=True)))]])
+    _stub_hit(stub, h1, [[assignment("3A3", h1, "AW1", qfa_xml({"i0_fluency": "9"}))]])
+    res = col.collect(cfg, platform=plat, progress=False)
+    stub.assert_no_pending_responses()
+    assert (res.hits, res.new, res.updated, res.invalid, res.simulated) == (2, 3, 0, 1, 1)
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        rows = led.ratings()
+        assert len(rows) == 8 and {r["assignment_id"] for r in rows} == {"3A1", "3A2"}
+        assert {r["simulated"] for r in rows if r["assignment_id"] == "3A2"} == {1}
+        assert rows[0]["work_time_s"] == 42.0 and rows[0]["worker_id"] == "AW1"
+        bad = [a for a in led.assignments() if a.assignment_id == "3A3"][0]
+        assert not bad.valid and "i0_fluency: expected an integer 1..5, got 9" in bad.error
+
+    # Idempotent: the same submissions again change nothing but statuses.
+    plat, stub = stubbed()
+    _stub_hit(stub, h0, [[assignment("3A1", h0, "AW1", qfa_xml(rating_fields(GOOD)), "Approved"),
+                          assignment("3A2", h0, "AW2", qfa_xml(rating_fields(GOOD, simulated=True)))]])
+    _stub_hit(stub, h1, [[]])
+    res = col.collect(cfg, platform=plat, progress=False)
+    assert (res.new, res.updated) == (0, 2)
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        assert len(led.ratings()) == 8
+        assert {r["status"] for r in led.ratings() if r["assignment_id"] == "3A1"} == {"Approved"}
+
+
+def test_attention_results_are_stored(tmp_path):
+    cfg, hits = _published(tmp_path, n=1, items_per_hit=2, attention_check_rate=0.5)
+    (h,) = hits
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        items = led.hit_items(h.hit_id)
+    k = next(i for i, it in enumerate(items) if it["attention_check"])
+    aspect, limit = next(iter(items[k]["attention_check"]["aspects"].items()))
+    passing = [dict(GOOD), dict(GOOD)]
+    passing[k][aspect] = limit
+    failing = [dict(GOOD), dict(GOOD)]
+    failing[k][aspect] = 5
+    plat, stub = stubbed()
+    _stub_hit(stub, h.hit_id, [[assignment("3A1", h.hit_id, "AW1", qfa_xml(rating_fields(passing))),
+                                assignment("3A2", h.hit_id, "AW2", qfa_xml(rating_fields(failing)))]])
+    res = col.collect(cfg, platform=plat, progress=False)
+    assert res.attention_failed == 1
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        by = {r["assignment_id"]: r for r in led.ratings()}
+        assert by["3A1"]["attention_passed"] == 1 and by["3A2"]["attention_passed"] == 0
+        assert sum(r["attention_check"] for r in led.ratings()) == 8
+
+
+def test_export_batch_csv(tmp_path):
+    from mturk_eval.analysis.batch_csv import BATCH_FIXED_COLUMNS, read_batch_csv
+    cfg, hits = _published(tmp_path, n=1)
+    h = hits[0].hit_id
+    plat, stub = stubbed()
+    _stub_hit(stub, h, [[assignment("3A1", h, "AW1", qfa_xml(rating_fields(GOOD)))]])
+    out = tmp_path / "batch.csv"
+    res = col.collect(cfg, platform=plat, export_csv=out, progress=False)
+    assert res.exported == out
+    b = read_batch_csv(out)
+    assert b.columns[:27] == list(BATCH_FIXED_COLUMNS) and b.columns[-2:] == ["Approve", "Reject"]
+    row = b.rows[0]
+    assert row["HITId"] == h and row["WorkerId"] == "AW1" and row["Reward"] == "$0.05"
+    assert row["Answer.i0_fluency"] == "4" and row["WorkTimeInSeconds"] == "42"
+    assert row["Input.i0_item_id"].startswith("persona.p1.") and row["SubmitTime"].endswith("UTC 2026")
+
+
+def test_collect_without_a_ledger_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="no ledger here yet"):
+        col.collect(make_cfg(tmp_path), platform=FakeMTurk(), progress=False)
+
+
+def test_status_counts_cost_and_eta(tmp_path):
+    cfg, hits = _published(tmp_path, n=2)
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        t0 = led.hit_status_rows()[0]["created_at"]
+        for n, aid in enumerate(["3A1", "3A2", "3A3"]):
+            led.store_assignment(assignment_id=aid, hit_id=hits[0].hit_id, worker_id=f"AW{n}",
+                                 status="Approved" if n < 2 else "Submitted", accept_time=t0, submit_time=t0 + 60,
+                                 answer_xml="<x/>", scores={0: GOOD}, error=None, simulated=False,
+                                 attention_passed=None)
+    plat, stub = stubbed()
+    for h in hits:
+        stub.add_response("get_hit", hit_response(int(h.hit_id[4:]), status="Assignable", pending=1, available=2,
+                                                  completed=2), {"HITId": h.hit_id})
+    rep = st.status(cfg, platform=plat, now=t0 + 300)
+    stub.assert_no_pending_responses()
+    assert rep.hits_by_state == {"created": 2} and rep.hits_by_status == {"Assignable": 2}
+    assert rep.assignments_total == 10 and rep.assignments_by_status == {"Approved": 2, "Submitted": 1}
+    assert rep.in_progress == 2
+    assert str(rep.cost_so_far) == "0.12"        # 2 approved x ($0.05 + $0.01)
+    assert str(rep.cost_committed) == "0.60"     # 10 assignments x $0.06
+    assert rep.eta_s == pytest.approx(700.0)     # 7 left at 3 per 300 s
+    text = rep.format()
+    assert "cost so far: $0.12" in text and "3 submitted of 10" in text and "estimated time left: 11m 40s" in text
+    offline = st.status(cfg, offline=True, now=t0 + 300)
+    assert offline.assignments_by_status == rep.assignments_by_status
+
+
+def test_cli_status_and_collect_help(tmp_path):
+    runner = CliRunner()
+    for verb, opts in (("status", ["--offline", "--endpoint-url", "--sandbox / --live"]),
+                       ("collect", ["--export-csv", "--endpoint-url"])):
+        r = runner.invoke(main, [verb, "--help"])
+        assert r.exit_code == 0 and all(o in r.output for o in opts)
+    cfg, _ = _published(tmp_path, n=1)
+    conf = tmp_path / "exp.toml"
+    conf.write_text(f'[experiment]\nname = "exp1"\nruns_dir = "{tmp_path / "runs"}"\n')
+    r = runner.invoke(main, ["status", "--config", str(conf), "--offline"])
+    assert r.exit_code == 0 and "HITs (ledger): created 1" in r.output
+    r = runner.invoke(main, ["status", "--config", str(conf), "--offline", "--live"])
+    assert r.exit_code == 2 and "no ledger here yet" in r.output
