@@ -53,11 +53,25 @@ def preview(cfg: ExperimentConfig, responses_path: str | Path, out_dir: str | Pa
     return written
 
 
-def serve(out_dir: str | Path, port: int = 8000) -> None:
+def make_server(out_dir: str | Path, port: int = 8000) -> http.server.ThreadingHTTPServer:
+    """An HTTP server for ``out_dir`` on 127.0.0.1 (port 0 picks a free one); not yet serving."""
+    handler = functools.partial(_QuietHandler, directory=str(out_dir))
+    return http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's signature
+        pass
+
+
+def serve(out_dir: str | Path, port: int = 8000, echo=print) -> None:
     """Serve ``out_dir`` on http://127.0.0.1:port until interrupted."""
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out_dir))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", port), handler) as httpd:
-        print(f"serving {out_dir} at http://127.0.0.1:{httpd.server_address[1]}/ (Ctrl-C to stop)")
+    try:
+        httpd = make_server(out_dir, port)
+    except OSError as exc:
+        raise UserError(f"--port: cannot listen on 127.0.0.1:{port} ({exc.strerror})") from None
+    with httpd:
+        echo(f"serving {out_dir} at http://127.0.0.1:{httpd.server_address[1]}/index.html (Ctrl-C to stop)")
         try:
             httpd.serve_forever()
         except KeyboardInterrupt:

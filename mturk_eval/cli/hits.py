@@ -60,7 +60,7 @@ def preview(config_path, responses, out_dir, item_ids, count, attention, serve, 
     written = run(cfg, _responses(cfg, responses), out, item_ids=tuple(item_ids), count=count, attention=attention)
     click.echo(f"wrote {len(written)} files; open {out / 'index.html'}")
     if serve:
-        serve_dir(out, port)
+        serve_dir(out, port, echo=click.echo)
 
 
 @click.command()

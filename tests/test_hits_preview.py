@@ -1,0 +1,73 @@
+"""preview: rendered HTML/XML files for chosen items, the local server, CLI errors."""
+from __future__ import annotations
+
+import threading
+import urllib.request
+
+from click.testing import CliRunner
+from lxml import etree
+
+from helpers.mturk import SCHEMAS, make_cfg, response_row, write_responses
+from mturk_eval.actions import preview as pv
+from mturk_eval.cli import main
+
+
+def _conf(tmp_path, extra=""):
+    p = tmp_path / "exp.toml"
+    p.write_text(f'[experiment]\nname = "exp1"\nruns_dir = "{tmp_path / "runs"}"\n{extra}')
+    return p
+
+
+def test_cli_preview_writes_pages_and_questions(tmp_path):
+    responses = write_responses(tmp_path / "r.jsonl", 5)
+    out = tmp_path / "pv"
+    r = CliRunner().invoke(main, ["preview", "--config", str(_conf(tmp_path, "[hit]\nitems_per_hit = 2\n")),
+                                  "--responses", str(responses), "--out", str(out), "--count", "2"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["hit-001.html", "hit-001.xml", "hit-002.html", "hit-002.xml",
+                                                     "index.html"]
+    schema = etree.XMLSchema(etree.parse(str(SCHEMAS / "HTMLQuestion.xsd")))
+    assert schema.validate(etree.parse(str(out / "hit-001.xml")))
+    page = (out / "hit-002.html").read_text()
+    assert response_row(2)["response"] in page and response_row(3)["response"] in page and 'name="i1_persona"' in page
+    index = (out / "index.html").read_text()
+    assert "hit-001.html" in index and response_row(0)["item_id"] in index
+
+
+def test_preview_chosen_items_and_attention(tmp_path):
+    cfg = make_cfg(tmp_path)
+    responses = write_responses(tmp_path / "r.jsonl", 5)
+    files = pv.preview(cfg, responses, tmp_path / "pv", item_ids=(response_row(4)["item_id"],), attention=True)
+    assert [f.name for f in files] == ["hit-001.html", "hit-001.xml", "hit-002.html", "hit-002.xml", "index.html"]
+    assert response_row(4)["response"] in files[0].read_text()
+
+
+def test_preview_errors_exit_2(tmp_path):
+    responses = write_responses(tmp_path / "r.jsonl", 2)
+    r = CliRunner().invoke(main, ["preview", "--config", str(_conf(tmp_path)), "--responses", str(responses),
+                                  "--item", "nope"])
+    assert r.exit_code == 2 and "--item: 'nope' is not an item_id" in r.output
+    r = CliRunner().invoke(main, ["preview", "--config", str(_conf(tmp_path)), "--responses", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "file not found" in r.output
+    r = CliRunner().invoke(main, ["preview", "--config", str(_conf(tmp_path)), "--responses", str(responses),
+                                  "--count", "0"])
+    assert r.exit_code == 2 and "--count: expected an integer >= 1" in r.output
+    h = CliRunner().invoke(main, ["preview", "--help"]).output
+    for opt in ("--out", "--item", "--count", "--serve", "--port", "--attention", "--responses"):
+        assert opt in h
+
+
+def test_preview_server_serves_the_files(tmp_path):
+    cfg = make_cfg(tmp_path)
+    responses = write_responses(tmp_path / "r.jsonl", 1)
+    pv.preview(cfg, responses, tmp_path / "pv")
+    httpd = pv.make_server(tmp_path / "pv", 0)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        port = httpd.server_address[1]
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/hit-001.html", timeout=5).read().decode()
+        assert response_row(0)["response"] in body
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
