@@ -8,6 +8,7 @@ template (autoescape on, so no persona, utterance or response text can inject ma
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import re
@@ -155,8 +156,14 @@ def plan_hits(items: list[dict[str, Any]], *, experiment: str, target: str, batc
 
 def template_env(template_dir: str | Path | None = None) -> jinja2.Environment:
     """Jinja environment over ``template_dir`` (searched first) and the built-in templates; autoescape on
-    for every template, whatever its file name."""
-    dirs = [str(template_dir)] if template_dir else []
+    for every template, whatever its file name. Cached per folder: Jinja then parses each template once
+    (and still reloads a template whose file changed)."""
+    return _template_env(str(template_dir) if template_dir else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _template_env(template_dir: str | None) -> jinja2.Environment:
+    dirs = [template_dir] if template_dir else []
     dirs.append(str(TEMPLATES_DIR))
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(dirs), autoescape=True, undefined=jinja2.StrictUndefined,
