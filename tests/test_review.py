@@ -153,3 +153,26 @@ def test_cli_review_dry_run(tmp_path, monkeypatch):
         assert opt in h
     h = CliRunner().invoke(main, ["expire", "--help"]).output
     assert "--delete" in h and "--dry-run" in h
+
+
+def test_cli_live_bonuses_show_cost_and_need_yes(tmp_path, monkeypatch):
+    cfg = make_cfg(tmp_path)
+    responses = write_responses(tmp_path / "r.jsonl", 1)
+    pub.publish(cfg, responses, target="live", platform=FakeMTurk(), yes=True, echo=lambda s: None, progress=False)
+    with Ledger.open(ledger_path(cfg, "live")) as led:
+        hid = led.hits()[0].hit_id
+        led.store_assignment(assignment_id="3A1", hit_id=hid, worker_id="AW1", status="Approved", accept_time=1.0,
+                             submit_time=2.0, answer_xml="<x/>", scores={0: GOOD}, error=None, simulated=False,
+                             attention_passed=None)
+    conf = tmp_path / "exp.toml"
+    conf.write_text(f'[experiment]\nname = "exp1"\nruns_dir = "{tmp_path / "runs"}"\n')
+    fake = FakeMTurk()
+    import mturk_eval.actions.review as review_mod
+    monkeypatch.setattr(review_mod, "make_platform", lambda *a, **k: fake)
+    args = ["review", "--config", str(conf), "--live", "--apply", "--bonus", "1.00", "--bonus-reason", "great"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "1 bonuses of $1.00 cost $1.20 with MTurk's fee" in r.output and "--yes" in r.output
+    with Ledger.open(ledger_path(cfg, "live")) as led:
+        assert led.bonuses() == []
+    r = CliRunner().invoke(main, args + ["--yes"])
+    assert r.exit_code == 0 and "applied: bonus 1 (bonuses $1.20 with fees)" in r.output

@@ -45,6 +45,12 @@ def bonus_token(experiment: str, target: str, assignment_id: str, label: str) ->
     return "mb-" + hashlib.sha256(raw.encode()).hexdigest()[:48]
 
 
+def bonus_total(actions: list[Action], amount: str) -> tuple[int, Decimal]:
+    """How many bonuses ``actions`` pay and what they cost with MTurk's fee."""
+    n = sum(1 for a in actions if a.kind == "bonus")
+    return n, (fees.money(amount) + fees.bonus_fee(amount)) * n
+
+
 def plan(cfg: ExperimentConfig, ledger, *, target: str, reject_failed_attention: bool = False,
          feedback: str = DEFAULT_REJECT_FEEDBACK, block_failed_attention: bool = False,
          block_workers: tuple[str, ...] = (), block_reason: str = DEFAULT_BLOCK_REASON,

@@ -140,27 +140,41 @@ def collect(config_path, sandbox, endpoint_url, export_csv, no_progress):
 @click.option("--bonus-reason", default="", help="The message workers get with the bonus (required with --bonus).")
 @click.option("--bonus-label", default="bonus", show_default=True,
               help="Bonuses with the same label are paid at most once per assignment, whatever the amount.")
+@click.option("--yes", is_flag=True, help="Do not ask before paying bonuses on --live.")
 def review(config_path, sandbox, endpoint_url, apply, reject_failed_attention, feedback, block_workers,
-           block_failed_attention, block_reason, bonus, bonus_reason, bonus_label):
+           block_failed_attention, block_reason, bonus, bonus_reason, bonus_label, yes):
     """Approve stored assignments, optionally reject attention-check failures, block, bonus.
 
-    A dry run by default: it prints what it would do; --apply does it.
+    A dry run by default: it prints what it would do; --apply does it. Paying bonuses on --live shows
+    their total cost first and needs --yes or a confirmation.
     """
     from mturk_eval.actions import review as rv
+    from mturk_eval.errors import UserError
 
     cfg, target = _setup(config_path, sandbox, endpoint_url)
-    actions = rv.review(cfg, target=target, endpoint_url=endpoint_url, apply=apply,
-                        reject_failed_attention=reject_failed_attention,
-                        feedback=feedback or rv.DEFAULT_REJECT_FEEDBACK, block_workers=tuple(block_workers),
-                        block_failed_attention=block_failed_attention,
-                        block_reason=block_reason or rv.DEFAULT_BLOCK_REASON, bonus=bonus,
-                        bonus_reason=bonus_reason, bonus_label=bonus_label)
+    options = dict(reject_failed_attention=reject_failed_attention,
+                   feedback=feedback or rv.DEFAULT_REJECT_FEEDBACK, block_workers=tuple(block_workers),
+                   block_failed_attention=block_failed_attention,
+                   block_reason=block_reason or rv.DEFAULT_BLOCK_REASON, bonus=bonus,
+                   bonus_reason=bonus_reason, bonus_label=bonus_label)
+    if apply and target == "live" and bonus is not None and not yes:
+        planned = rv.review(cfg, target=target, endpoint_url=endpoint_url, apply=False, **options)
+        n, total = rv.bonus_total(planned, bonus)
+        if n:
+            click.echo(f"{n} bonuses of ${bonus} cost ${total} with MTurk's fee")
+            if not sys.stdin.isatty():
+                raise UserError("--live: not running interactively, so give --yes to confirm paying bonuses")
+            if not click.confirm(f"Pay {n} bonuses on LIVE MTurk for ${total}?", default=False):
+                raise UserError("bonuses not confirmed: nothing was done")
+    actions = rv.review(cfg, target=target, endpoint_url=endpoint_url, apply=apply, **options)
     for a in actions:
         click.echo(("done   " if a.done else ("would  " if not apply else "       ")) + a.format())
     kinds = {}
     for a in actions:
         kinds[a.kind] = kinds.get(a.kind, 0) + 1
     summary = ", ".join(f"{k} {v}" for k, v in kinds.items()) or "nothing to do"
+    if bonus is not None and kinds.get("bonus"):
+        summary += f" (bonuses ${rv.bonus_total(actions, bonus)[1]} with fees)"
     click.echo(f"{'applied' if apply else 'dry run (use --apply)'}: {summary}")
 
 
