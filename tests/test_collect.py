@@ -2,7 +2,6 @@
 idempotence, the batch-results CSV export; status from the ledger."""
 from __future__ import annotations
 
-import datetime as dt
 
 import pytest
 from click.testing import CliRunner

@@ -2,14 +2,13 @@
 under botocore's Stubber (which checks parameters against the mturk service model)."""
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 
 import boto3
 import pytest
 from lxml import etree
 
-from helpers.mturk import (ANY, NOW, SCHEMAS, assignment, hit_id, hit_response, hit_shape, qfa_xml,
+from helpers.mturk import (ANY, SCHEMAS, assignment, hit_id, hit_response, hit_shape, qfa_xml,
                            rating_fields, stubbed)
 from mturk_eval.config import QualificationConfig
 from mturk_eval.errors import UserError

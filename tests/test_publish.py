@@ -2,7 +2,6 @@
 item), stale-pending recovery, concurrency within the configured limits, the experiment lock, the CLI."""
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
