@@ -196,7 +196,9 @@ def render_html(items: list[dict[str, Any]], language: str, submit_url: str,
 def question_xml(html: str, frame_height: int = 0) -> str:
     """Wrap an HTML document in an HTMLQuestion (HTMLContent in CDATA, then FrameHeight)."""
     # "]]>" cannot appear inside CDATA; split it across two sections (escaped text never contains it).
-    cdata = html.replace("]]>", "]]]]><![CDATA[>")
+    # Characters XML 1.0 cannot carry (control bytes a small model may generate) become U+FFFD.
+    cdata = re.sub("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]", "\ufffd", html)
+    cdata = cdata.replace("]]>", "]]]]><![CDATA[>")
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<HTMLQuestion xmlns="{HTMLQUESTION_NS}">'

@@ -185,3 +185,11 @@ def test_plan_hits_is_deterministic_and_covers_each_item_once():
     other = hits.plan_hits(items, **{**kw, "target": "live"})
     assert not set(tokens) & {h["request_token"] for h in other}
     assert all(len(h["annotation"]) <= 255 for h in plan)
+
+
+def test_control_characters_cannot_break_the_xml(tmp_path):
+    odd = response_row(0, response="a\x00b\x07c\x1fd\ufffe", utterance="tab\tand\nnewline")
+    xml = hits.build_question([odd], make_cfg(tmp_path), SUBMIT)
+    assert _schema("HTMLQuestion.xsd").validate(etree.fromstring(xml.encode("utf-8")))
+    html = _html_of(xml)
+    assert "a\ufffdb\ufffdc\ufffdd\ufffd" in html and "tab\tand\nnewline" in html
