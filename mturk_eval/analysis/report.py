@@ -121,14 +121,19 @@ def build_report(
     seed: int | None = None,
     plots: bool = True,
     progress: bool = True,
+    default_responses: bool = True,
 ) -> ReportResult:
-    """Load, analyse and write the report directory atomically (nothing half-written on error)."""
+    """Load, analyse and write the report directory atomically (nothing half-written on error).
+
+    With ``default_responses`` the experiment's ``runs/<exp>/responses.jsonl`` is used when no
+    ``responses_path`` is given and it exists.
+    """
     check_report_config(cfg)
     timings: dict[str, float] = {}
     # disable=None: progress only on a terminal, so logs and captured output stay clean.
     stages = tqdm(total=4, desc="report", unit="step", disable=None if progress else True, leave=False)
     t0 = time.perf_counter()
-    if responses_path is None and (cfg.run_dir / "responses.jsonl").exists():
+    if responses_path is None and default_responses and (cfg.run_dir / "responses.jsonl").exists():
         responses_path = cfg.run_dir / "responses.jsonl"
     responses = read_responses(responses_path) if responses_path is not None else None
     stages.set_postfix_str("loading ratings")

@@ -42,7 +42,7 @@ def report(config_path, ratings_path, batch_csv, target, responses_path, out_dir
         cfg = ExperimentConfig(name="report")
     result = build_report(cfg, ratings_path=ratings_path, batch_csv=batch_csv, target=target,
                           responses_path=responses_path, out_dir=out_dir, seed=seed, plots=not no_plots,
-                          progress=not quiet)
+                          progress=not quiet, default_responses=config_path is not None)
     if not quiet:
         click.echo(result.terminal)
         for w in result.analysis.warnings:
