@@ -166,7 +166,8 @@ class MTurkPlatform(CrowdPlatform):
                        AssignmentId=assignment_id, Reason=reason, UniqueRequestToken=request_token)
         except ClientError as exc:
             msg = retry.error_message(exc).lower()
-            if "already" in msg or "unique" in msg or "duplicate" in retry.turk_error_code(exc).lower():
+            # A reused token: "The idempotency token ... has already been processed" (DuplicateRequest).
+            if "duplicate" in retry.turk_error_code(exc).lower() or ("already" in msg and ("token" in msg or "processed" in msg)):
                 return False
             raise UserError(retry.describe(exc)) from None
         return True
