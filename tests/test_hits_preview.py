@@ -71,3 +71,14 @@ def test_preview_server_serves_the_files(tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_preview_failure_writes_nothing(tmp_path):
+    from helpers.mturk import response_row
+    import pytest
+    from mturk_eval.errors import UserError
+    cfg = make_cfg(tmp_path, items_per_hit=40)
+    responses = write_responses(tmp_path / "r.jsonl", rows=[response_row(i, response="y" * 1500) for i in range(80)])
+    with pytest.raises(UserError, match="65535-byte limit"):
+        pv.preview(cfg, responses, tmp_path / "pv", count=2)
+    assert not (tmp_path / "pv").exists()

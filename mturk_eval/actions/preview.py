@@ -31,26 +31,25 @@ def preview(cfg: ExperimentConfig, responses_path: str | Path, out_dir: str | Pa
     if attention:
         chosen = chosen + builder.make_attention_checks(chosen, 0.5, cfg.seed, cfg.language, "preview")[:1]
     out = Path(out_dir)
-    written: list[Path] = []
+    files: dict[Path, str] = {}
     links = []
     n_per = cfg.hit.items_per_hit
+    # Render everything first: a template error or a question over 64 KB leaves no files behind.
     for n, start in enumerate(range(0, len(chosen), n_per), start=1):
         group = chosen[start:start + n_per]
         xml = builder.build_question(group, cfg, SUBMIT_URLS["sandbox"])
         page = builder.render_html(group, cfg.language, SUBMIT_URLS["sandbox"], cfg.hit.template_dir)
-        for suffix, text in ((".html", page), (".xml", xml)):
-            p = out / f"hit-{n:03d}{suffix}"
-            atomic_write_text(p, text)
-            written.append(p)
+        files[out / f"hit-{n:03d}.html"] = page
+        files[out / f"hit-{n:03d}.xml"] = xml
         ids = ", ".join(html.escape(it["item_id"]) for it in group)
         links.append(f'<li><a href="hit-{n:03d}.html">HIT {n}</a> ({ids}; {len(xml.encode())} bytes;'
                      f' <a href="hit-{n:03d}.html?assignmentId=PREVIEW_ANSWERING&amp;turkSubmitTo=about:blank">'
                      f'as after accepting</a>)</li>')
-    index = out / "index.html"
-    atomic_write_text(index, "<!DOCTYPE html><meta charset=utf-8><title>mturk-eval preview</title>"
-                      f"<h1>{html.escape(cfg.name)}: {len(links)} HITs</h1><ul>{''.join(links)}</ul>\n")
-    written.append(index)
-    return written
+    files[out / "index.html"] = ("<!DOCTYPE html><meta charset=utf-8><title>mturk-eval preview</title>"
+                                 f"<h1>{html.escape(cfg.name)}: {len(links)} HITs</h1><ul>{''.join(links)}</ul>\n")
+    for path, text in files.items():
+        atomic_write_text(path, text)
+    return list(files)
 
 
 def make_server(out_dir: str | Path, port: int = 8000) -> http.server.ThreadingHTTPServer:
