@@ -157,8 +157,13 @@ def test_dry_run_writes_nothing(tmp_path):
     fake = FakeMTurk()
     res = pub.publish(cfg, responses, platform=fake, dry_run=True, echo=_quiet, progress=False)
     assert res.dry_run and res.cost.hits == 2 and fake.create_calls == 0
+    assert not (tmp_path / "runs").exists()
+    pub.publish(cfg, responses, platform=fake, echo=_quiet, progress=False)
+    write_responses(responses, 3)
+    res = pub.publish(cfg, responses, platform=fake, dry_run=True, echo=_quiet, progress=False)
+    assert (res.cost.hits, res.already) == (1, 2)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        assert led.hits() == []
+        assert len(led.hits()) == 2
 
 
 def test_crash_between_calls_then_resume_with_stubber(tmp_path):

@@ -14,6 +14,7 @@ Order of work (each step safe to interrupt, even by SIGKILL):
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -28,7 +29,7 @@ from mturk_eval import hits as builder
 from mturk_eval.actions.common import experiment_lock, make_platform, open_ledger
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
-from mturk_eval.ledger import Ledger
+from mturk_eval.ledger import Ledger, ledger_path
 from mturk_eval.mturk import fees, quals
 from mturk_eval.mturk.client import submit_url_for
 from mturk_eval.platform import CrowdPlatform, TaskSpec, TaskType
@@ -104,7 +105,14 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
     items = builder.load_responses(responses_path)
     if max_cost is None:
         max_cost = cfg.hit.max_cost
-    with experiment_lock(cfg, target, "publish"), open_ledger(cfg, target) as ledger:
+    with contextlib.ExitStack() as stack:
+        if dry_run:
+            # A dry run reads the ledger if there is one and creates nothing (no lock, no file).
+            path = ledger_path(cfg, target)
+            ledger = stack.enter_context(Ledger.open(path if path.exists() else ":memory:"))
+        else:
+            stack.enter_context(experiment_lock(cfg, target, "publish"))
+            ledger = stack.enter_context(open_ledger(cfg, target))
         _check_unchanged(ledger, items, responses_path)
         planned_ids = {iid for h in ledger.hits(batch=batch) for iid in h.item_ids}
         new_items = [it for it in items if it["item_id"] not in planned_ids]
