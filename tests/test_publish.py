@@ -330,7 +330,8 @@ def test_lock_is_released_when_the_holder_dies(tmp_path):
     import subprocess
     import sys
     cfg = make_cfg(tmp_path)
-    code = ("import sys, time; sys.path.insert(0, 'tests');"
+    from pathlib import Path
+    code = (f"import sys, time; sys.path.insert(0, {str(Path(__file__).parent)!r});"
             "from helpers.mturk import make_cfg; from pathlib import Path;"
             "from mturk_eval.actions.common import experiment_lock;"
             f"cm = experiment_lock(make_cfg(Path({str(tmp_path)!r})), 'sandbox', 'publish'); cm.__enter__();"
