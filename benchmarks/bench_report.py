@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import tempfile
 import time
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--all-aspects", action="store_true")
     args = ap.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f} (2-core machine shared with other jobs)")
     cfg = ExperimentConfig(name="bench", models=["tiny"])
     cfg.report.bootstrap_samples = 1000
     rows = []
@@ -91,6 +93,7 @@ def main() -> None:
         a, b = rows[0], rows[-1]
         print(f"growth {a[0]} -> {b[0]} rows ({b[0] / a[0]:.0f}x): whole report {b[5] / a[5]:.1f}x, "
               f"analyze {b[4] / a[4]:.1f}x")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     worst = max(r[5] for r in rows if r[0] == max(args.sizes))
     print(f"target: {max(args.sizes)} rows in < 10 s -> {worst:.2f} s ({'met' if worst < 10 else 'MISSED'})")
 

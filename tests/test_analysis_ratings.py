@@ -242,3 +242,25 @@ def test_records_from_ledger_shape():
              "attention_passed": None, "simulated": 0, "work_time_s": 12.5, "status": "Submitted"} for a in ASPECTS]
     r = ratings_from_records(rows, "ledger")
     assert r.attention_passed.tolist() == [-1] * 4 and r.work_time_s.tolist() == [12.5] * 4
+
+
+def test_factorize_by_hash_matches_dict_and_detects_collisions():
+    from mturk_eval.analysis.ratings import _factorize, _factorize_dict, _factorize_hash
+
+    values = [f"A{i % 70_000}x" for i in range(120_000)]
+    lines = np.arange(len(values))
+    codes, vocab = _factorize(values, "s", "assignment_id", lines)
+    dcodes, dvocab = _factorize_dict(values)
+    assert np.array_equal(codes, dcodes) and vocab == dvocab
+
+    class Same:
+        def __init__(self, v):
+            self.v = v
+
+        def __hash__(self):
+            return 7
+
+        def __eq__(self, other):
+            return self.v == other.v
+
+    assert _factorize_hash([Same(1), Same(2), Same(1)]) is None
