@@ -77,14 +77,15 @@ def main() -> None:
             _, t_k = timed(lambda: [krippendorff.alpha(value_counts=counts, level_of_measurement=lv)
                                     for lv in ("ordinal", "interval")])
             _, t_ours = timed(lambda: stats.agreement(counts, np.zeros(len(counts), dtype=np.int64), 1))
+            n_items = len(r.item_ids)
+            del r, an, counts, unit
             res, t_all = timed(lambda: build_report(cfg, ratings_path=path, out_dir=Path(d) / "out", progress=False))
-            rows.append((n, len(r.item_ids), t_csv, t_load, t_an, t_all, t_ours, t_k))
-            print(f"{n:>9} rows {len(r.item_ids):>7} items: csv.reader {t_csv:6.2f} s | load {t_load:6.2f} s | "
+            rows.append((n, n_items, t_csv, t_load, t_an, t_all, t_ours, t_k))
+            print(f"{n:>9} rows {n_items:>7} items: csv.reader {t_csv:6.2f} s | load {t_load:6.2f} s | "
                   f"analyze {t_an:6.2f} s | whole report {t_all:6.2f} s (load {res.timings['load_s']:.2f}, "
                   f"analyze {res.timings['analyze_s']:.2f}, plots {res.timings['plots_s']:.2f}, "
                   f"write {res.timings['write_s']:.2f}) | alpha ours {t_ours * 1e3:.1f} ms vs krippendorff "
                   f"{t_k * 1e3:.1f} ms", flush=True)
-            del r, an
     print("\nsize | items | load/csv.reader | report/csv.reader | report us/row | analyze us/row | alpha speed-up")
     for n, items, t_csv, t_load, t_an, t_all, t_ours, t_k in rows:
         print(f"{n:>9} | {items:>7} | {t_load / t_csv:5.2f}x | {t_all / t_csv:5.2f}x | {t_all / n * 1e6:6.2f} | "

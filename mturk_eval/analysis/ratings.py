@@ -364,6 +364,32 @@ def read_ratings(path: str | os.PathLike) -> Ratings:
         return _read_ratings(Path(path))
 
 
+def _split_plain_csv(text: str, width: int) -> list[list[str]] | None:
+    """Columns of a CSV text without any quote character, or ``None`` to use the csv module.
+
+    Without quotes, RFC 4180 fields cannot hold commas or line breaks, so splitting on them is exactly
+    what ``csv.reader`` would do; as one flat ``str.split`` plus slicing it runs in C and takes a third of
+    the time of ``csv.reader`` + transposing (the bulk of loading a million rows). Files with quotes,
+    blank lines, stray carriage returns or ragged rows go the careful way.
+    """
+    if '"' in text:
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            return None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    body = lines[1:]
+    if not body or "" in body:
+        return None
+    if set(map(operator.methodcaller("count", ","), body)) != {width - 1}:
+        return None
+    cells = ",".join(body).split(",")
+    return [cells[j::width] for j in range(width)]
+
+
 def _read_ratings(path: Path) -> Ratings:
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         recs, lines = [], []
@@ -382,6 +408,9 @@ def _read_ratings(path: Path) -> Ratings:
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
         raise UserError(f"{where(path, 1)}: header: column {dup!r} appears twice")
+    fast = _split_plain_csv(text, len(header))
+    if fast is not None:
+        return ratings_from_columns(dict(zip(header, fast)), str(path), None)
     try:
         body = list(reader)
     except csv.Error as exc:
