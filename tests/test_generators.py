@@ -189,6 +189,22 @@ def test_finetune_trains_all_weights(fmt):
     assert not m.model.training and not any(p.requires_grad for p in m.model.parameters())
 
 
+def test_shared_persona_prefix_gives_the_same_loss_and_gradients(fmt):
+    m = tiny64()
+    m.model.requires_grad_(True)
+    lead = fmt.prefix_ids(PERSONA)
+    ex = examples(fmt)
+    shared = PairLoss(m.model, None, lead)(**collate(ex, 1))
+    shared.backward()
+    g_shared = [p.grad.clone() for p in m.model.parameters()]
+    m.model.zero_grad()
+    repeated = PairLoss(m.model, None, [])(**collate([Example(lead + e.prompt_ids, e.response_ids) for e in ex], 1))
+    repeated.backward()
+    assert float(shared) == pytest.approx(float(repeated), rel=1e-10)
+    for a, p in zip(g_shared, m.model.parameters()):
+        assert torch.allclose(a, p.grad, rtol=1e-6, atol=1e-8)  # summation order differs
+
+
 def test_training_stops_when_loss_stops_improving(tiny, fmt):
     from mturk_eval.generators.prompt_tuning import train_prompt
 

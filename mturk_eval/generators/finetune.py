@@ -3,9 +3,10 @@
 * ``finetune_none``: the model sees only the dialogue pair.
 * ``finetune_added``: the persona sentences are prepended to the utterance (see formatting.py).
 
-The whole sequence (including the persona text) goes through the model for every pair, as in standard
-fine-tuning; the loss is on the response tokens only. Gradient checkpointing (``training.
-gradient_checkpointing``) trades compute for activation memory here.
+The loss is on the response tokens only. The persona text, identical for every pair of a persona, is run
+once per batch as a shared prefix (see prefix.py); gradients are the same as when it is repeated in every
+sequence. Gradient checkpointing (``training.gradient_checkpointing``) trades compute for activation
+memory.
 """
 from __future__ import annotations
 
@@ -22,19 +23,30 @@ def train_finetune(
     examples: list[Example],
     tcfg: Any,
     seed: int,
+    prefix_ids: list[int] | None = None,
     desc: str = "fine-tuning",
     accelerator: Any = None,
     progress: bool = True,
     max_steps: int | None = None,
 ) -> TrainLog:
-    """Fine-tune ``loaded.model`` in place on ``examples`` (each already holding its persona prefix)."""
+    """Fine-tune ``loaded.model`` in place on ``examples``, each preceded by ``prefix_ids`` (BOS, and the
+    persona text for ``finetune_added``).
+
+    The prefix is the same for every pair of a persona, so it runs once per batch and its keys/values are
+    shared (exactly the same gradients as running it per sequence). Gradient checkpointing cannot keep a
+    cache (transformers drops it during the recompute), so with it the prefix is put back into each
+    sequence instead.
+    """
     torch.manual_seed(seed)
     model = loaded.model
     model.requires_grad_(True)
     model.train()
+    prefix = list(prefix_ids or [])
     if tcfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    module = PairLoss(model, None, [])
+        examples = [Example(prefix + e.prompt_ids, e.response_ids) for e in examples]
+        prefix = []
+    module = PairLoss(model, None, prefix)
     log = train_loop(
         module,
         [p for p in model.parameters() if p.requires_grad],

@@ -249,11 +249,10 @@ def run_generate(
                     else:
                         ft = load_model(name, device=dev, trainable=True)
                         lead = fmt.prefix_ids(persona.sentences if method == "finetune_added" else None)
-                        ex = []
-                        for p in train_pairs:
-                            e = fmt.encode(p.utterance, p.response)
-                            ex.append(Example(lead + e.prompt_ids, e.response_ids))
-                        tlog = train_finetune(ft, ex, cfg.training, cfg.seed, desc=desc, accelerator=acc, progress=progress)
+                        ex = [Example(**vars(fmt.encode(p.utterance, p.response))) for p in train_pairs]
+                        tlog = train_finetune(
+                            ft, ex, cfg.training, cfg.seed, prefix_ids=lead, desc=desc, accelerator=acc, progress=progress
+                        )
                         model = ft.model
                     log = {
                         "fingerprint": fp,
