@@ -179,7 +179,7 @@ def analyze(
 ) -> Analysis:
     """Compute every table, interval, test and agreement figure of the report from ``r``."""
     rc = cfg.report
-    warnings: list[str] = list(r.notes)
+    warnings: list[str] = []
     for k in rc.human_reference:
         if k not in TABLE2_ASPECTS:
             raise UserError(

@@ -17,7 +17,7 @@ import json
 import math
 import operator
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -69,22 +69,9 @@ class Ratings:
     personas: list[str]
     lines: np.ndarray             # the source line of each row (for messages)
     reward: np.ndarray | None = None  # dollars per assignment, per row (batch CSV only)
-    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
-
-    def take(self, mask: np.ndarray) -> "Ratings":
-        """The rows where ``mask`` is true (item-level vocabularies are kept as they are)."""
-        row_fields = ("item", "worker", "assignment", "aspect", "score", "attention_check", "attention_passed",
-                      "simulated", "work_time_s", "status", "lines")
-        kw = {f: getattr(self, f) for f in self.__dataclass_fields__}
-        for f in row_fields:
-            kw[f] = getattr(self, f)[mask]
-        if self.reward is not None:
-            kw["reward"] = self.reward[mask]
-        kw["notes"] = list(self.notes)
-        return Ratings(**kw)
 
 
 # --------------------------------------------------------------------------------------------------
