@@ -214,3 +214,29 @@ def test_no_ledger_is_a_clear_error(tmp_path):
     cfg = write_config(tmp_path)
     res = CliRunner().invoke(main, ["report", "--config", str(cfg)])
     assert res.exit_code == 2 and "expected a ledger (ledger.<target>.sqlite), got none" in res.output
+
+
+def test_several_ledgers_need_a_target(files):
+    tmp_path, rows = files
+    cfg_path = write_config(tmp_path)
+    _fill_ledger(cfg_path, rows)
+    run_dir = tmp_path / "runs" / "exp"
+    (run_dir / "ledger.local.sqlite").rename(run_dir / "ledger.sandbox.sqlite")
+    _fill_ledger(cfg_path, rows[: len(rows) // 2])
+    res = CliRunner().invoke(main, ["report", "--config", str(cfg_path), "-q"])
+    assert res.exit_code == 2 and "found several ledgers (ledger.sandbox.sqlite, ledger.local.sqlite)" in res.output
+    res = CliRunner().invoke(main, ["report", "--config", str(cfg_path), "--target", "sandbox", "-q", "--no-plots"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((run_dir / "report" / "report.json").read_text())
+    # The sandbox ledger holds every row; AW3 fails every attention check and is left out.
+    assert data["counts"]["used_rows"] == sum(r["worker_id"] != "AW3" for r in rows)
+
+
+def test_duplicate_warning_reaches_stderr_and_report(files):
+    tmp_path, rows = files
+    write_ratings_csv(tmp_path / "dup.csv", rows + rows[:4])
+    res = run("--ratings", str(tmp_path / "dup.csv"), "--out", str(tmp_path / "rep"), "--no-plots")
+    assert res.exit_code == 0
+    assert "warning: 4 duplicate rating(s)" in res.stderr
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Data warnings" in md and "4 duplicate rating(s)" in md
