@@ -87,6 +87,8 @@ class TrainingConfig:
 class GenerationConfig:
     strategy: Literal["greedy", "sample", "beam"] = "greedy"
     max_new_tokens: int = 40
+    # End-of-turn tokens are blocked for the first min_new_tokens tokens (1: no empty responses).
+    min_new_tokens: int = 1
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0

@@ -243,6 +243,16 @@ def test_finished_sequences_leave_the_batch(tiny, fmt):
     assert out == ref
 
 
+def test_min_new_tokens_blocks_early_stops(tiny, fmt):
+    prompts = [fmt.encode(u).prompt_ids for u, _ in PAIRS]
+    stops = frozenset(set(range(len(tiny.tokenizer))) - {5})  # everything but one token ends the turn
+    out0 = generate(tiny.model, None, prompts, DecodeSettings(max_new_tokens=5, min_new_tokens=0), stops, 1)
+    assert all(len(o) == 1 for o in out0)
+    out3 = generate(tiny.model, None, prompts, DecodeSettings(max_new_tokens=5, min_new_tokens=3), stops, 1)
+    assert all(o[:3] == [5, 5, 5] and len(o) == 4 for o in out3)
+    assert out3 == [reference_greedy(tiny.model, None, p, 5, stops, min_new_tokens=3) for p in prompts]
+
+
 def test_other_strategies(tiny, fmt):
     prompts = [fmt.encode(u).prompt_ids for u, _ in PAIRS]
     stops = frozenset({tiny.tokenizer.eos_token_id})

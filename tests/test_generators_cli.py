@@ -38,7 +38,8 @@ def test_generate_end_to_end_and_rerun(config, tmp_path):
         assert REQUIRED <= row.keys()
         assert re.fullmatch(r"[A-Za-z0-9_.:-]{1,200}", row["item_id"])
         assert row["item_id"] == ".".join([row["eval_set"], row["persona_id"], row["pair_id"], row["method"], "tiny-random"])
-        assert row["generation"] == {"strategy": "greedy", "max_new_tokens": 6}
+        assert row["generation"] == {"strategy": "greedy", "max_new_tokens": 6, "min_new_tokens": 1}
+        assert row["response"].strip()
         assert row["persona"] == next(p["sentences"] for p in personas if p["persona_id"] == row["persona_id"])
     assert {row["method"] for row in rows} == {"prompt_tuning", "finetune_none", "finetune_added"}
     pt = run / "models" / "tiny-random" / "p1" / "prompt_tuning"
@@ -93,6 +94,8 @@ def test_generate_help_documents_options():
     [
         (("max_epochs = 2", "max_epochs = 0"), "training.max_epochs: expected an integer >= 1"),
         (("max_new_tokens = 6", "max_new_tokens = 'x'"), "generation.max_new_tokens: expected an integer"),
+        (("max_new_tokens = 6", "max_new_tokens = 6\nmin_new_tokens = 7"), "generation.min_new_tokens: expected 0 to max_new_tokens (6), got 7"),
+        (("max_new_tokens = 6", "max_new_tokens = 6\nstrategy = 'sample'\ntop_p = 0.0"), "generation: sampling needs temperature > 0"),
         (('models = ["tiny-random"]', 'models = ["/no/such/model"]'), "model /no/such/model: no such directory"),
     ],
 )

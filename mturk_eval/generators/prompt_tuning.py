@@ -12,6 +12,7 @@ because PEFT's own forward recomputes the prompt for every sequence and ignores 
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,10 @@ def init_soft_prompt(model: Any, model_path: str, persona: list[str], num_virtua
         prompt_tuning_init_text=" ".join(persona),
         tokenizer_name_or_path=model_path,
     )
-    peft_model = get_peft_model(model, cfg)
+    with warnings.catch_warnings():
+        # PEFT 0.21 calls a transformers helper that transformers 5 marks deprecated; harmless
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = get_peft_model(model, cfg)
     param = peft_model.prompt_encoder["default"].embedding.weight
     return peft_model, param
 

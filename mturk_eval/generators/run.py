@@ -51,9 +51,18 @@ def decode_settings(cfg: ExperimentConfig):
     from mturk_eval.generators.sampling import DecodeSettings
 
     g = cfg.generation
+    file = cfg.source_path or "config"
+    if not 0 <= g.min_new_tokens <= g.max_new_tokens:
+        raise UserError(f"{file}: generation.min_new_tokens: expected 0 to max_new_tokens ({g.max_new_tokens}), got {g.min_new_tokens}")
+    if g.strategy == "beam" and g.num_beams < 1:
+        raise UserError(f"{file}: generation.num_beams: expected an integer >= 1, got {g.num_beams}")
+    if g.strategy == "sample" and (g.temperature <= 0 or not 0 < g.top_p <= 1 or g.top_k < 0):
+        raise UserError(f"{file}: generation: sampling needs temperature > 0, 0 < top_p <= 1 and top_k >= 0, "
+                        f"got temperature={g.temperature}, top_p={g.top_p}, top_k={g.top_k}")
     return DecodeSettings(
         strategy=g.strategy,
         max_new_tokens=g.max_new_tokens,
+        min_new_tokens=g.min_new_tokens,
         temperature=g.temperature,
         top_p=g.top_p,
         top_k=g.top_k,
@@ -191,6 +200,10 @@ def run_generate(
     from mturk_eval.generators.sampling import generate
     from mturk_eval.generators.trainer import Example
 
+    if not progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     if data is None:
         from mturk_eval.data import load_built
         from mturk_eval.data.build import build_datasets

@@ -27,6 +27,8 @@ from mturk_eval.generators.prefix import backbone, compute_prefix_kv, forward_hi
 class DecodeSettings:
     strategy: str = "greedy"  # greedy | sample | beam
     max_new_tokens: int = 40
+    # stop tokens are not allowed before this many tokens (no empty responses); 0 allows them
+    min_new_tokens: int = 1
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
@@ -39,7 +41,8 @@ class DecodeSettings:
 
     def public(self) -> dict[str, Any]:
         """The settings written into responses.jsonl (only those that affect the output)."""
-        d: dict[str, Any] = {"strategy": self.strategy, "max_new_tokens": self.max_new_tokens}
+        d: dict[str, Any] = {"strategy": self.strategy, "max_new_tokens": self.max_new_tokens,
+                             "min_new_tokens": self.min_new_tokens}
         if self.strategy == "sample":
             d.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, seed=self.seed)
         if self.strategy == "beam":
@@ -88,6 +91,8 @@ def generate_batch(
     logits = lm_head(hidden[:, -1, :])
     stop = torch.tensor(sorted(stop_ids), device=device)
     for step in range(s.max_new_tokens):
+        if step < s.min_new_tokens:
+            logits = logits.index_fill(-1, stop, float("-inf"))
         tok = _choose(logits, s, gen)
         for r, t in zip(rows.tolist(), tok.tolist()):
             outs[r].append(t)
@@ -134,6 +139,7 @@ def generate_beam(model: Any, prefix_embeds, prompts, s: DecodeSettings, stop_id
             inputs_embeds=emb,
             attention_mask=mask,
             max_new_tokens=s.max_new_tokens,
+            min_new_tokens=s.min_new_tokens,
             num_beams=s.num_beams,
             do_sample=False,
             eos_token_id=sorted(stop_ids),
@@ -179,7 +185,12 @@ def generate(
 
 @torch.inference_mode()
 def reference_greedy(
-    model: Any, prefix_embeds: torch.Tensor | None, prompt: list[int], max_new_tokens: int, stop_ids: frozenset[int]
+    model: Any,
+    prefix_embeds: torch.Tensor | None,
+    prompt: list[int],
+    max_new_tokens: int,
+    stop_ids: frozenset[int],
+    min_new_tokens: int = 1,
 ) -> list[int]:
     """Unbatched greedy decoding that recomputes the whole sequence at every step, without a cache.
 
@@ -195,7 +206,10 @@ def reference_greedy(
             emb = torch.cat([prefix_embeds.to(emb.dtype), emb], dim=1)
         pos = torch.arange(emb.shape[1], device=device).unsqueeze(0)
         h = backbone(model)(inputs_embeds=emb, position_ids=pos, use_cache=False).last_hidden_state
-        t = int(model.get_output_embeddings()(h[:, -1, :]).argmax(-1))
+        logits = model.get_output_embeddings()(h[0, -1, :])
+        if len(out) < min_new_tokens:
+            logits[sorted(stop_ids)] = float("-inf")
+        t = int(logits.argmax(-1))
         out.append(t)
         seq.append(t)
         if t in stop_ids:
