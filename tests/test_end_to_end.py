@@ -15,13 +15,21 @@ from mturk_eval.cli import main
 pytestmark = pytest.mark.slow
 
 
+SECRET = "SECRETKEYMARKER0123456789abcdefghijklmnop"
+OUTPUTS: list[str] = []
+
+
 def run(*args: str) -> str:
     r = CliRunner().invoke(main, list(args), catch_exceptions=False)
     assert r.exit_code == 0, f"mturk-eval {' '.join(args)}:\n{r.output}"
+    OUTPUTS.append(r.output)  # stdout and stderr together (click >= 8.2)
     return r.output
 
 
-def test_whole_study_on_the_local_sandbox(tmp_path):
+def test_whole_study_on_the_local_sandbox(tmp_path, monkeypatch):
+    # real-looking credentials in the environment must never reach any output, file or the server
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAMARKERMARKER0000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     cfg = tmp_path / "exp.toml"
     text = tiny_config_text(name="e2e", runs_dir=str(tmp_path / "runs")).replace("num_personas = 2", "num_personas = 1")
     cfg.write_text(text + """
@@ -70,3 +78,9 @@ bootstrap_samples = 100
     report = (tmp_path / "runs" / "e2e" / "report" / "report.md").read_text()
     assert "SIMULATED RATINGS" in report.split("\n\n")[0] + report.split("\n\n")[1]
     assert "Prompt-tuning" in out and "Fine-tuning (none)" in out
+    # nothing secret anywhere: every command's output, every file the run left
+    assert OUTPUTS and not any(SECRET in o or "AKIAMARKERMARKER0000" in o for o in OUTPUTS)
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            assert SECRET.encode() not in data and b"AKIAMARKERMARKER0000" not in data, f
