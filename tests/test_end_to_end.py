@@ -44,7 +44,14 @@ bootstrap_samples = 100
 """)
     c = str(cfg)
     run("data", "build", "--config", c)
-    run("generate", "--config", c, "--quiet", "--method", "prompt_tuning", "--method", "finetune_none")
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model on a busy 2-core machine: extra threads only spin (8x slower)
+    try:
+        run("generate", "--config", c, "--quiet", "--method", "prompt_tuning", "--method", "finetune_none")
+    finally:
+        torch.set_num_threads(threads)
     responses = [json.loads(x) for x in (tmp_path / "runs" / "e2e" / "responses.jsonl").read_text().splitlines()]
     assert {r["method"] for r in responses} == {"prompt_tuning", "finetune_none"}
 
