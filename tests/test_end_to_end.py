@@ -3,7 +3,6 @@ simulated workers -> collect -> review -> report, checking what each step leaves
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner

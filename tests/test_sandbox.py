@@ -142,6 +142,7 @@ def test_bad_wire_requests_get_service_errors(sandbox, headers, data, status, ki
 @pytest.mark.parametrize("change,needle", [
     ({"Reward": "5.123"}, "regular expression"),
     ({"Reward": "$1"}, "regular expression"),
+    ({"Reward": "0.00"}, "minimum is 0.01"),
     ({"LifetimeInSeconds": 5}, "between 30 and 31536000"),
     ({"AssignmentDurationInSeconds": 10}, "between 30"),
     ({"AutoApprovalDelayInSeconds": 2592001}, "between 0 and 2592000"),

@@ -40,8 +40,7 @@ from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
 from mturk_eval.sandbox.faults import FaultConfig, FaultInjector
-from mturk_eval.sandbox.store import (ACCEPTED, APPROVED, DONE, REJECTED, SANDBOX_BALANCE, SUBMITTED,
-                                      HITView, SandboxError, Store, new_id)
+from mturk_eval.sandbox.store import ACCEPTED, DONE, SANDBOX_BALANCE, HITView, SandboxError, Store, new_id
 
 TARGET_PREFIX = "MTurkRequesterServiceV20170117."
 HTML_QUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2011-11-11/HTMLQuestion.xsd"
@@ -151,9 +150,8 @@ def validate_limits(p: dict[str, Any]) -> None:
         raise _bad("Title must not be empty.")
     if len(p.get("QualificationRequirements") or []) > 10:
         raise _bad("A HIT can have at most 10 QualificationRequirements.")
-    for k in ("Reward", "BonusAmount"):
-        if k in p and float(p[k]) <= 0 and k == "BonusAmount":
-            raise _bad(f"{k} must be greater than 0.")
+    if "Reward" in p and float(p["Reward"]) < 0.01:
+        raise _bad(f"The value {p['Reward']} for Reward is invalid: the minimum is 0.01.")
 
 
 def validate_question(question: str) -> dict[str, Any]:
