@@ -117,3 +117,16 @@ def test_cli_refuses_a_public_bind_and_bad_fault_flags():
     for flag in ("--throttle-rate", "--error-rate", "--drop-rate", "--drop-after-rate", "--latency", "--fault-seed",
                  "--state", "--host", "--allow-remote", "--max-body"):
         assert flag in r.output
+
+
+def test_cli_port_in_use_is_one_clear_error(tmp_path):
+    import socket
+
+    from mturk_eval.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = CliRunner().invoke(main, ["sandbox", "serve", "--port", str(port), "--state", str(tmp_path / "s.sqlite")])
+    assert r.exit_code == 2 and "cannot bind" in r.output and "Traceback" not in r.output

@@ -752,6 +752,23 @@ class RunningServer:
         self.app.store.close()
 
 
+def _make_server(host: str, port: int, app: SandboxApp, quiet: bool):
+    """werkzeug's threaded server; a busy port is an OSError here (werkzeug itself would sys.exit)."""
+    import socket
+
+    if port:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))  # raises OSError when the port is taken
+    try:
+        server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler if quiet else _Handler)
+    except SystemExit:
+        raise OSError(f"{host}:{port} is in use or cannot be bound") from None
+    server.daemon_threads = True
+    return server
+
+
 def make_app(state: str | Path = ":memory:", faults: FaultConfig | None = None,
              max_body: int = DEFAULT_MAX_BODY) -> SandboxApp:
     return SandboxApp(Store(state), FaultInjector(faults), max_body=max_body)
@@ -762,8 +779,7 @@ def start_server(state: str | Path = ":memory:", host: str = "127.0.0.1", port: 
                  quiet: bool = True) -> RunningServer:
     """Start a sandbox on ``host:port`` (0 = a free port) in a daemon thread; ``.stop()`` ends it."""
     app = make_app(state, faults, max_body)
-    server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler if quiet else _Handler)
-    server.daemon_threads = True
+    server = _make_server(host, port, app, quiet)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="mturk-sandbox",
                               daemon=True)
     thread.start()
@@ -774,8 +790,11 @@ def serve(state: str | Path, host: str, port: int, faults: FaultConfig | None, m
           quiet: bool = False, ready: Callable[[str], None] | None = None) -> None:
     """Serve in the foreground until interrupted (``mturk-eval sandbox serve``)."""
     app = make_app(state, faults, max_body)
-    server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler if quiet else _Handler)
-    server.daemon_threads = True
+    try:
+        server = _make_server(host, port, app, quiet)
+    except BaseException:
+        app.store.close()
+        raise
     if ready:
         ready(f"http://{host}:{server.server_port}")
     try:
