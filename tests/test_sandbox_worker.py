@@ -99,7 +99,9 @@ def _items_of(n_slots: int, attention_slot: int | None = None):
         out = []
         for k in range(n_slots):
             att = {"aspects": {"relevance": 1, "persona": 2}} if k == attention_slot else None
-            out.append({"item_id": f"x{k}", "method": "prompt_tuning", "attention_check": att, "slot": k})
+            out.append({"item_id": f"x{k}", "method": "prompt_tuning", "attention_check": att, "slot": k,
+                        "persona": ["i like cats."], "utterance": "do you have pets?",
+                        "response": "yes, i have two cats."})
         return out
     return items_of
 
@@ -138,11 +140,15 @@ def test_careful_workers_pass_attention_checks_careless_mostly_fail(sandbox):
     assert careless.attention_checks == 40 and careless.attention_passed < 12  # chance: 1/5 * 2/5
 
 
-def test_rating_model_follows_method_quality():
+def test_rating_model_follows_the_text_not_the_method():
+    """More in tests/test_simulate_model.py."""
     model = RatingModel(careless_share=0.0, noise_sd=0.5, worker_bias_sd=0.0)
     w = make_workers(1, model, seed=0)[0]
-    good = [rate_item(w, model, {"method": "prompt_tuning"}, "persona") for _ in range(400)]
-    bad = [rate_item(w, model, {"method": "finetune_none"}, "persona") for _ in range(400)]
+    persona = ["i like cats.", "i work as a baker."]
+    on = {"method": "finetune_none", "persona": persona, "utterance": "hi!", "response": "i bake bread for my cats."}
+    off = {"method": "prompt_tuning", "persona": persona, "utterance": "hi!", "response": "the weather is nice."}
+    good = [rate_item(w, model, on, "persona") for _ in range(400)]
+    bad = [rate_item(w, model, off, "persona") for _ in range(400)]
     assert sum(good) / 400 > sum(bad) / 400 + 0.5
     assert set(good) <= {1, 2, 3, 4, 5}
     assert [x.careless for x in make_workers(10, RatingModel(careless_share=0.3), 5)].count(True) == 3
@@ -187,5 +193,6 @@ def test_serve_and_simulate_through_the_cli(tmp_path):
                                       "--quality", str(quality), "--careless-share", "0"])
         assert r.exit_code == 0, r.output
         assert "2 simulated assignments submitted by 3 workers" in r.output
+        assert "assumed from" in r.output and "not a finding" in r.output
     with sandbox_subprocess(state) as url:
         assert client(url).get_hit(HITId=hid)["HIT"]["HITStatus"] == "Reviewable"

@@ -94,8 +94,8 @@ def _is_loopback(host: str) -> bool:
 @click.option("--workers", type=click.IntRange(1), default=5, show_default=True,
               help="Number of simulated workers; each works on every HIT open to them, once.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="Experiment TOML: its local ledger tells the rating model each item's system and attention"
-                   " checks (without it every item is rated from a neutral quality).")
+              help="Experiment TOML: its local ledger gives the rating model each item's text (persona, utterance,"
+                   " reply) and attention checks (without it every item is rated from the neutral quality 3).")
 @click.option("--noise", type=click.FloatRange(0.0), default=0.8, show_default=True,
               help="Standard deviation of a careful worker's rating noise (1..5 scale).")
 @click.option("--bias-sd", type=click.FloatRange(0.0), default=0.4, show_default=True,
@@ -107,19 +107,30 @@ def _is_loopback(host: str) -> bool:
 @click.option("--careless-work-time", type=click.FloatRange(0.1), default=8.0, show_default=True,
               help="Median seconds a careless worker spends per HIT.")
 @click.option("--quality", "quality_path", type=click.Path(dir_okay=False),
-              help="JSON file {method: {aspect: mean 1..5}} replacing the default system qualities.")
+              help="Opt-in: JSON file {method: {aspect: mean 1..5}} of qualities YOU assume (e.g. an effect size"
+                   " for a power analysis); replaces the text-based quality for the methods and aspects listed.")
 @click.option("--max-hits-per-worker", type=click.IntRange(1), default=None, help="Stop each worker after this many HITs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the workers and their ratings.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def simulate(endpoint: str, workers: int, config_path: str | None, noise: float, bias_sd: float,
              careless_share: float, work_time: float, careless_work_time: float, quality_path: str | None,
              max_hits_per_worker: int | None, seed: int, no_progress: bool) -> None:
-    """Simulated workers browse the sandbox's worker site and submit ratings (marked simulated)."""
-    from mturk_eval.sandbox.simulate import DEFAULT_QUALITY, RatingModel, ledger_items, simulate as run
+    """Simulated workers browse the sandbox's worker site and submit ratings (marked simulated).
 
-    quality = {k: dict(v) for k, v in DEFAULT_QUALITY.items()}
-    if quality_path:
-        quality = _read_quality(quality_path)
+    \b
+    By default each item's latent quality comes from its own text (needs
+    --config), by crude heuristics, never from which system wrote it:
+      persona       content words shared with the persona (none: 3)
+      relevance     content words shared with the utterance, reply shape
+      fluency       repetition, junk characters, very short, no sentence end
+      engagingness  length, asks back, talks about itself, not generic
+    A worker's score is that quality + their bias + noise, within 1..5.
+    Simulated ratings say nothing about how people would rate the systems;
+    the report marks them SIMULATED. Details: docs/sandbox.md.
+    """
+    from mturk_eval.sandbox.simulate import RatingModel, ledger_items, simulate as run
+
+    quality = _read_quality(quality_path) if quality_path else None
     model = RatingModel(quality=quality, noise_sd=noise, worker_bias_sd=bias_sd, careless_share=careless_share,
                         work_time_median_s=work_time, careless_work_time_median_s=careless_work_time)
     items_of = None
@@ -145,6 +156,9 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
                f" ({len(res.careless_workers)} careless); {res.skipped} HITs were gone or refused.")
     if res.attention_checks:
         click.echo(f"attention checks: {res.attention_passed}/{res.attention_checks} passed")
+    if quality_path:
+        click.echo(f"latent qualities: assumed from {quality_path} for the methods and aspects it lists"
+                   " (your assumption, not a finding); text-based otherwise")
 
 
 def _read_quality(path: str) -> dict[str, dict[str, float]]:

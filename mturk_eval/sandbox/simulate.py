@@ -4,19 +4,44 @@ Each worker lists the open HITs on the site, accepts each one, fetches the HIT's
 person's browser gets), finds the rating groups ``i{k}_{aspect}`` in its form and POSTs answers to the
 form's ``/mturk/externalSubmit`` with the extra field ``mturk_eval_simulated=1``.
 
-The HIT's HTML holds no hidden truth. What a rating model needs (the item's method, whether it is an
-attention check and its expected answer) comes from the experiment's ledger (``Ledger.hit_items``), which
-the simulator may read and a worker could not. Without a ledger every item is rated from the neutral
-default quality.
+The HIT's HTML holds no hidden truth. What a rating model needs (the item's persona, utterance and reply
+text, whether it is an attention check and its expected answer) comes from the experiment's ledger
+(``Ledger.hit_items``), which the simulator may read and a worker could not. Without a ledger every item
+is rated from the neutral quality 3.
 
-Rating model: a careful worker's score for an aspect is the method's quality for that aspect plus the
-worker's own bias plus Gaussian noise, rounded and clipped to 1..5; on attention checks careful workers
-answer within the expected range. Careless workers (a configurable share) click uniformly at random and
-so mostly fail attention checks. Work times are log-normal (careless ones much faster) and reach the
-server in the ``X-Mturk-Eval-Work-Time`` header, so nobody has to wait for them.
+Latent quality (default): computed from the item's own text by a few crude, deterministic heuristics
+(:func:`text_features`, :func:`text_quality`); the item's method and model are never looked at, so
+whatever differences the report shows come from what the systems actually wrote (as judged by these
+heuristics), not from an assumed result:
+
+- persona: content words shared by the reply and the persona sentences (lowercase tokens, stopwords and
+  generic chat words dropped, a tiny suffix stripper; CJK text as character bigrams). No shared word is
+  3 ("irrelevant to the persona"), more shared words approach 5. Contradictions are not detected, so this
+  is mostly 3..5;
+- relevance: content words shared with the utterance, plus a little for a reply of the right shape (a
+  question answered with yes/no or in the first person; otherwise a reply about oneself or the partner),
+  less for generic replies and for parroting the utterance; an empty reply is 1;
+- fluency: 4.5 minus penalties for repeated word triples and stutters ("the the"), non-text junk
+  characters, fewer than 3 words, and a missing sentence end (a truncated generation); word order is not
+  checked, so shuffled words without repeats still read as fluent;
+- engagingness: a length between 6 and 30 words, asking a question back, talking about oneself and some
+  content words add; generic replies ("i don't know", "ok") and repetition subtract.
+
+These are heuristics, not a judge of dialogue quality: simulated ratings say nothing about how people
+would rate the systems, and every report built from them opens with a SIMULATED banner. ``quality``
+({method: {aspect: mean}}, ``--quality FILE``) is an opt-in override for users who want to simulate an
+effect size they assume (e.g. for a power analysis): for the methods and aspects it lists it replaces the
+text-based quality, and it is the user's assumption, not a finding.
+
+Rating: a careful worker's score for an aspect is the item's latent quality plus the worker's own bias
+plus Gaussian noise, rounded and clipped to 1..5; on attention checks careful workers answer within the
+expected range. Careless workers (a configurable share) click uniformly at random and so mostly fail
+attention checks. Work times are log-normal (careless ones much faster) and reach the server in the
+``X-Mturk-Eval-Work-Time`` header, so nobody has to wait for them.
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 import re
@@ -34,22 +59,197 @@ from mturk_eval.sandbox.server import PREVIEW_ASSIGNMENT, SIMULATED_FIELD, WORK_
 
 ASPECT_FIELD = re.compile(r"^i(\d+)_([a-z_]+)$")
 
-# Default qualities (1..5 scale) by method, loosely shaped like the paper's English results: fine-tuning
-# on persona data is fluent but forgets the persona; prompt-tuning keeps the persona.
-DEFAULT_QUALITY: dict[str, dict[str, float]] = {
-    "prompt_tuning": {"fluency": 3.9, "engagingness": 3.4, "relevance": 3.4, "persona": 3.6},
-    "finetune_none": {"fluency": 3.7, "engagingness": 3.0, "relevance": 3.1, "persona": 2.6},
-    "finetune_added": {"fluency": 3.7, "engagingness": 3.2, "relevance": 3.2, "persona": 3.1},
-    "human": {"fluency": 4.3, "engagingness": 3.8, "relevance": 4.0, "persona": 3.5},
-}
+# --------------------------------------------------------------------------------------------------
+# The default rating model: each item's latent quality from its own text (crude heuristics)
+
+ASPECTS = ("fluency", "engagingness", "relevance", "persona")
 NEUTRAL_QUALITY = 3.0
+"""The latent quality of every aspect when the simulator knows nothing about an item (no ledger, no text)."""
+
+# Function words plus words too generic in chat to tie a reply to a persona or an utterance.
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are aren as at be because been before being below
+between both but by can cannot could couldn did didn do does doesn doing don down during each else even ever
+few for from further get gets getting go goes going gonna got had hadn has hasn have haven having he her here
+hers herself him himself his how i if in into is isn it its itself just let ll me might more most much must my
+myself no nor not now of off oh ok okay on once only or other ought our ours ourselves out over own re really
+s same shall she should shouldn so some such t than that the their theirs them themselves then there these
+they this those through to too um under until up us ve very was wasn we well were weren what when where which
+while who whom why will with won would wouldn yeah yes yet you your yours yourself yourselves d m
+like likes liked love loved enjoy enjoys enjoyed thing things something anything nothing everything lot lots
+good great nice cool fun sure right know think thought want wanted make made say said see tell time day
+people pretty kind sort way one ones lol haha hi hello hey thanks thank
+""".split())
+
+FIRST_PERSON = frozenset("i i'm im i've i'd i'll me my mine myself we we're our us".split())
+FIRST_PERSON_JA = ("私", "僕", "俺", "わたし", "ぼく")
+YES_NO = frozenset("yes yeah yep yup sure no nope nah not".split()) | {"はい", "いいえ", "うん", "ええ"}
+QUESTION_OPENERS = frozenset("what who whom whose where when why how which do does did is are was were can could "
+                             "would will have has should".split())
+GENERIC_REPLIES = frozenset({
+    "i don't know", "i dont know", "i do not know", "ok", "okay", "yes", "no", "yeah", "me too", "i see",
+    "cool", "nice", "lol", "haha", "that's nice", "thats nice", "that's cool", "thats cool", "that is nice",
+    "that is cool", "i'm not sure", "im not sure", "sure", "really", "oh", "hmm", "thanks", "thank you",
+})
+
+_LATIN_WORD = re.compile(r"[a-zà-öø-ÿ0-9]+(?:'[a-z]+)?")
+_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uff66-\uff9f]+")
+_TOKEN = re.compile(_CJK_RUN.pattern + "|" + _LATIN_WORD.pattern)
+_HIRAGANA = re.compile(r"^[\u3040-\u309f]+$")
+_END = (".", "!", "?", "…", "。", "！", "？", ")", '"', "'", "」", "』", "~", "〜")
+_OK_CHARS = re.compile(r"[\w\s.,!?;:'\"()\-…。、！？「」『』・〜~]", re.UNICODE)
+
+
+def _norm(text: str) -> str:
+    return text.lower().replace("\u2019", "'")
+
+
+def _stem(word: str) -> str:
+    """A tiny suffix stripper, enough to match cats/cat, baking/bake/baker, played/play, teacher/teach."""
+    if word.endswith("'s"):
+        word = word[:-2]
+    word = word.replace("'", "")
+    if len(word) > 4 and word.endswith("ies"):
+        word = word[:-3] + "y"
+    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    for suf in ("ing", "ed", "er"):
+        if word.endswith(suf) and len(word) - len(suf) >= 3:
+            word = word[:-len(suf)]
+            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsz":
+                word = word[:-1]  # running -> run
+            break
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
+    return word
+
+
+def words(text: str) -> list[str]:
+    """Crude tokens: lowercase Latin words (apostrophes kept) and, for Japanese/Chinese script, the
+    characters of each CJK run (there are no spaces to split on)."""
+    out: list[str] = []
+    for m in _TOKEN.finditer(_norm(text)):
+        tok = m.group(0)
+        if _CJK_RUN.fullmatch(tok):
+            out.extend(tok)
+        else:
+            out.append(tok)
+    return out
+
+
+def content_tokens(text: str) -> set[str]:
+    """Stemmed content words (stopwords and 1-letter words dropped) plus CJK character bigrams that are
+    not all hiragana (hiragana is mostly particles and endings)."""
+    text_l = _norm(text)
+    out = {_stem(w) for w in _LATIN_WORD.findall(text_l) if w.split("'")[0] not in STOPWORDS and len(w) > 1}
+    for run in _CJK_RUN.findall(text_l):
+        out.update(run[i:i + 2] for i in range(len(run) - 1) if not _HIRAGANA.match(run[i:i + 2]))
+    out.discard("")
+    return out
+
+
+def _n_words(text: str) -> float:
+    """Word count; a CJK run counts as one word per two characters."""
+    latin = len(_LATIN_WORD.findall(_norm(text)))
+    cjk = sum(len(r) for r in _CJK_RUN.findall(text))
+    return latin + cjk / 2.0
+
+
+def _saturating(n: float, top: float, rate: float) -> float:
+    return top * (1.0 - math.exp(-rate * n))
+
+
+def text_features(item: dict[str, Any]) -> dict[str, float]:
+    """The measurements behind :func:`text_quality` (also handy to see why an item got its scores)."""
+    response = str(item.get("response") or "").strip()
+    utterance = str(item.get("utterance") or "").strip()
+    persona = item.get("persona") or []
+    if isinstance(persona, str):
+        persona = [persona]
+    toks = words(response)
+    n = len(toks)
+    trigrams = list(zip(toks, toks[1:], toks[2:]))
+    resp_content = content_tokens(response)
+    persona_content = set().union(*(content_tokens(str(s)) for s in persona)) if persona else set()
+    utt_content = content_tokens(utterance)
+    norm = " ".join(toks)
+    utt_toks = words(utterance)
+    chars = [c for c in response if not c.isspace()]
+    return {
+        "n_words": _n_words(response),
+        "repeated_trigram_share": (1.0 - len(set(trigrams)) / len(trigrams)) if trigrams else 0.0,
+        "immediate_repeats": float(sum(1 for a, b in zip(toks, toks[1:]) if a == b and not _CJK_RUN.match(a))),
+        "junk_char_share": (sum(1 for c in chars if not _OK_CHARS.match(c)) / len(chars)) if chars else 0.0,
+        "ends_properly": float(response.endswith(_END)),
+        "persona_overlap": float(len(resp_content & persona_content)),
+        "utterance_overlap": float(len(resp_content & utt_content)),
+        "content_words": float(len(resp_content)),
+        "asks_question": float("?" in response or "？" in response),
+        "mentions_self": float(any(t in FIRST_PERSON for t in toks) or any(p in response for p in FIRST_PERSON_JA)),
+        "addresses_partner": float(any(t in ("you", "your", "you're", "yours") for t in toks)),
+        "utterance_is_question": float("?" in utterance or "？" in utterance
+                                       or (bool(utt_toks) and utt_toks[0] in QUESTION_OPENERS)),
+        "opens_yes_no": float(bool(toks) and toks[0] in YES_NO),
+        "generic": float(norm in GENERIC_REPLIES or (n > 0 and not resp_content)),
+        "parrot": float(bool(toks) and norm == " ".join(utt_toks)),
+    }
+
+
+def _clip(x: float) -> float:
+    return float(min(5.0, max(1.0, x)))
+
+
+@functools.lru_cache(maxsize=65536)
+def _text_quality(response: str, utterance: str, persona: tuple[str, ...]) -> tuple[float, float, float, float]:
+    f = text_features({"response": response, "utterance": utterance, "persona": list(persona)})
+    if f["n_words"] == 0:  # an empty reply (or punctuation only): bad on every aspect but persona
+        return (1.0, 1.0, 1.0, NEUTRAL_QUALITY)
+    # repetition, 0..1: share of repeated word triples ("i like it i like it") plus stutters ("the the")
+    repetition = min(1.0, f["repeated_trigram_share"] + 0.25 * f["immediate_repeats"])
+    junk = f["junk_char_share"]
+    fluency = (4.5 - 3.0 * repetition - 4.0 * junk
+               - (0.8 if f["n_words"] < 3 else 0.0) - (0.0 if f["ends_properly"] else 0.4))
+    length = f["n_words"]
+    length_credit = -0.6 if length < 4 else (0.5 if 6 <= length <= 30 else (0.2 if length <= 45 else -0.3))
+    engagingness = (2.8 + length_credit + 0.5 * f["asks_question"] + 0.3 * f["mentions_self"]
+                    + 0.3 * min(1.0, f["content_words"] / 3.0) - 0.8 * f["generic"] - 0.8 * f["parrot"]
+                    - 1.5 * repetition - 2.0 * junk)
+    if f["utterance_is_question"]:
+        shape = 0.6 if (f["opens_yes_no"] or f["mentions_self"]) else 0.0
+    else:
+        shape = 0.3 if (f["mentions_self"] or f["addresses_partner"]) else 0.0
+    relevance = (2.5 + _saturating(f["utterance_overlap"], 1.6, 0.8) + shape - 0.3 * f["generic"] - 1.0 * f["parrot"]
+                 - 2.0 * junk)
+    persona_score = NEUTRAL_QUALITY + _saturating(f["persona_overlap"], 2.0, 0.7)
+    return (_clip(fluency), _clip(engagingness), _clip(relevance), _clip(persona_score))
+
+
+def text_quality(item: dict[str, Any] | None) -> dict[str, float]:
+    """The latent quality (1..5) of each aspect of one item, from its text alone; never from its method.
+
+    Without an item or without a ``response`` field every aspect is :data:`NEUTRAL_QUALITY`.
+    """
+    if not item or item.get("response") is None:
+        return {a: NEUTRAL_QUALITY for a in ASPECTS}
+    persona = item.get("persona") or []
+    if isinstance(persona, str):
+        persona = [persona]
+    q = _text_quality(str(item["response"]), str(item.get("utterance") or ""), tuple(str(s) for s in persona))
+    return dict(zip(ASPECTS, q))
 
 
 @dataclass
 class RatingModel:
-    """How simulated workers rate. Qualities are per method and aspect, on the 1..5 scale."""
+    """How simulated workers rate.
 
-    quality: dict[str, dict[str, float]] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_QUALITY.items()})
+    By default an item's latent quality per aspect comes from its own text (:func:`text_quality`).
+    ``quality`` ({method: {aspect: mean 1..5}}) is an explicit opt-in override: for the methods and aspects
+    it lists, the mean is the number given (an assumption of the user's, e.g. an effect size for a power
+    analysis) instead of the text-based one.
+    """
+
+    quality: dict[str, dict[str, float]] | None = None
+    """Optional override of the latent quality per method and aspect; None: text-based only."""
     noise_sd: float = 0.8
     """Standard deviation of a careful worker's per-rating noise."""
     worker_bias_sd: float = 0.4
@@ -70,6 +270,10 @@ class RatingModel:
         for name in ("work_time_median_s", "careless_work_time_median_s"):
             if getattr(self, name) <= 0:
                 raise UserError(f"simulate: {name}: expected seconds > 0, got {getattr(self, name)!r}")
+        for method, aspects in (self.quality or {}).items():
+            for aspect, v in (aspects or {}).items():
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not 1 <= v <= 5:
+                    raise UserError(f"simulate: quality: {method}.{aspect}: expected a number from 1 to 5, got {v!r}")
 
 
 @dataclass
@@ -98,6 +302,16 @@ def make_workers(n: int, model: RatingModel, seed: int) -> list[SimWorker]:
                       random.Random(f"{seed}:{i}")) for i in range(n)]
 
 
+def item_quality(model: RatingModel, item: dict[str, Any] | None) -> dict[str, float]:
+    """The latent quality of each aspect of ``item``: from its text, except where ``model.quality`` (the
+    user's override) lists the item's method and the aspect. Without an item: neutral everywhere."""
+    q = text_quality(item)
+    method = (item or {}).get("method")
+    if model.quality and method in model.quality:
+        q.update({a: float(v) for a, v in model.quality[method].items()})
+    return q
+
+
 def rate_item(worker: SimWorker, model: RatingModel, item: dict[str, Any] | None, aspect: str) -> int:
     """One score 1..5 for one aspect of one item."""
     if worker.careless:
@@ -106,8 +320,7 @@ def rate_item(worker: SimWorker, model: RatingModel, item: dict[str, Any] | None
     if check and aspect in check.get("aspects", {}):
         limit = int(check["aspects"][aspect])
         return worker.rng.randint(1, max(1, min(5, limit)))
-    method = (item or {}).get("method")
-    mean = model.quality.get(method, {}).get(aspect, NEUTRAL_QUALITY) if method else NEUTRAL_QUALITY
+    mean = item_quality(model, item).get(aspect, NEUTRAL_QUALITY)
     score = mean + worker.bias + worker.rng.gauss(0.0, model.noise_sd)
     return int(min(5, max(1, round(score))))
 
