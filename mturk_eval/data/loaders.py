@@ -28,7 +28,7 @@ from pathlib import Path
 
 from mturk_eval.config import DataSource
 from mturk_eval.errors import UserError, where
-from mturk_eval.io import read_text
+from mturk_eval.io import iter_jsonl, read_text
 
 DAILYDIALOG_TOPICS = {
     1: "Ordinary Life",
@@ -214,18 +214,9 @@ def load_synthetic(path: str | Path, warnings: list[str] | None = None) -> list[
 
 
 def load_persona_jsonl(path: str | Path) -> list[Episode]:
-    text = read_text(path)
     episodes: dict[str, Episode] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for lineno, obj in iter_jsonl(path):
         loc = where(path, lineno)
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{loc}: not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise UserError(f"{loc}: expected a JSON object")
         for key in ("persona", "utterance", "response"):
             if key not in obj:
                 raise UserError(f"{loc}: missing field '{key}'")
@@ -235,19 +226,27 @@ def load_persona_jsonl(path: str | Path) -> list[Episode]:
         persona = [_clean(s) for s in persona if _clean(s)]
         if not persona:
             raise UserError(f"{loc}: field 'persona' is empty")
-        for key in ("utterance", "response"):
-            if not isinstance(obj[key], str) or not _clean(obj[key]):
-                raise UserError(f"{loc}: field '{key}' must be a non-empty string")
+        utterance, response = _pair_fields(obj, loc)
         dialogue_id = str(obj.get("dialogue_id", "\x00".join(persona)))
         ep = episodes.get(dialogue_id)
         if ep is None:
             ep = episodes[dialogue_id] = Episode(persona, [], f"{path}:{lineno}")
         elif ep.persona != persona:
             raise UserError(f"{loc}: dialogue_id {dialogue_id!r} has a different persona than its first line")
-        ep.pairs.append((_clean(obj["utterance"]), _clean(obj["response"])))
+        ep.pairs.append((utterance, response))
     if not episodes:
         raise UserError(f"{path}: no lines found (expected JSONL with persona, utterance, response)")
     return list(episodes.values())
+
+
+def _pair_fields(obj: dict, loc: str) -> tuple[str, str]:
+    """The cleaned ``utterance`` and ``response`` of a JSONL line, both required non-empty strings."""
+    for key in ("utterance", "response"):
+        if key not in obj:
+            raise UserError(f"{loc}: missing field '{key}'")
+        if not isinstance(obj[key], str) or not _clean(obj[key]):
+            raise UserError(f"{loc}: field '{key}' must be a non-empty string")
+    return _clean(obj["utterance"]), _clean(obj["response"])
 
 
 PERSONA_LOADERS = {
@@ -322,22 +321,9 @@ def load_dailydialog(src: DataSource) -> list[GeneralPair]:
 
 def load_general_jsonl(src: DataSource) -> list[GeneralPair]:
     pairs = []
-    text = read_text(src.path)
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        loc = where(src.path, lineno)
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{loc}: not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise UserError(f"{loc}: expected a JSON object")
-        for key in ("utterance", "response"):
-            if not isinstance(obj.get(key), str) or not _clean(obj[key]):
-                raise UserError(f"{loc}: field '{key}' must be a non-empty string")
-        topic = obj.get("topic")
-        pairs.append(GeneralPair(_clean(obj["utterance"]), _clean(obj["response"]), topic, f"{src.path}:{lineno}"))
+    for lineno, obj in iter_jsonl(src.path):
+        utterance, response = _pair_fields(obj, where(src.path, lineno))
+        pairs.append(GeneralPair(utterance, response, obj.get("topic"), f"{src.path}:{lineno}"))
     if not pairs:
         raise UserError(f"{src.path}: no lines found (expected JSONL with utterance, response)")
     return pairs
