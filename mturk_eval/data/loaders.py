@@ -142,12 +142,7 @@ def load_xpersona(path: str | Path) -> list[Episode]:
         loc = f"{path}: dialogue {i}"
         if not isinstance(d, dict) or "persona" not in d or "dialogue" not in d:
             raise UserError(f"{loc}: expected an object with 'persona' and 'dialogue'")
-        persona = d["persona"]
-        if not isinstance(persona, list) or not all(isinstance(s, str) for s in persona):
-            raise UserError(f"{loc}: 'persona' must be a list of sentences")
-        persona = [_clean(s) for s in persona if _clean(s)]
-        if not persona:
-            raise UserError(f"{loc}: empty persona")
+        persona = _persona_field(d["persona"], loc)
         pairs = []
         for j, turn in enumerate(d["dialogue"]):
             if not (isinstance(turn, list) and len(turn) == 2 and all(isinstance(t, str) for t in turn)):
@@ -220,12 +215,7 @@ def load_persona_jsonl(path: str | Path) -> list[Episode]:
         for key in ("persona", "utterance", "response"):
             if key not in obj:
                 raise UserError(f"{loc}: missing field '{key}'")
-        persona = obj["persona"]
-        if not isinstance(persona, list) or not all(isinstance(s, str) for s in persona):
-            raise UserError(f"{loc}: field 'persona' must be a list of sentences")
-        persona = [_clean(s) for s in persona if _clean(s)]
-        if not persona:
-            raise UserError(f"{loc}: field 'persona' is empty")
+        persona = _persona_field(obj["persona"], loc)
         utterance, response = _pair_fields(obj, loc)
         dialogue_id = str(obj.get("dialogue_id", "\x00".join(persona)))
         ep = episodes.get(dialogue_id)
@@ -237,6 +227,16 @@ def load_persona_jsonl(path: str | Path) -> list[Episode]:
     if not episodes:
         raise UserError(f"{path}: no lines found (expected JSONL with persona, utterance, response)")
     return list(episodes.values())
+
+
+def _persona_field(value: object, loc: str) -> list[str]:
+    """A ``persona`` value: a non-empty list of sentences, cleaned."""
+    if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
+        raise UserError(f"{loc}: field 'persona' must be a list of sentences")
+    persona = [_clean(s) for s in value if _clean(s)]
+    if not persona:
+        raise UserError(f"{loc}: field 'persona' is empty")
+    return persona
 
 
 def _pair_fields(obj: dict, loc: str) -> tuple[str, str]:
