@@ -6,7 +6,11 @@ available. What makes greedy and sampling fast on CPU, each measured in benchmar
 * the prefix's key/value cache is computed once per persona and broadcast to every batch;
 * prompts are sorted by length before batching, so little padding is computed;
 * a sequence that has stopped leaves the batch (its cache rows are dropped), so the last steps of a batch
-  do not keep computing finished rows.
+  do not keep computing finished rows;
+* continuous batching: waiting prompts join the running batch when a quarter of it has finished (their
+  prompt is run once, then their cache rows are padded to the batch's length and appended), so the batch
+  stays full. On CPU a decoding step costs about the same for 4 rows as for 16 (reading the weights
+  dominates), so full batches mean fewer steps per response.
 
 Left padding with padding-aware position ids makes a batched response token-for-token identical to the
 unbatched one (tests/test_generators_sampling.py checks this against :func:`reference_greedy`, which
@@ -38,6 +42,8 @@ class DecodeSettings:
     # ablation switches for the benchmark; both on in normal use
     sort_by_length: bool = True
     drop_finished: bool = True
+    # keep the batch full: when rows finish, waiting prompts join the running batch
+    continuous: bool = True
 
     def public(self) -> dict[str, Any]:
         """The settings written into responses.jsonl (only those that affect the output)."""
@@ -117,6 +123,101 @@ def generate_batch(
     return outs
 
 
+def _pad_kv_middle(cache: Any, at: int, n: int) -> None:
+    """Insert ``n`` zero positions at sequence index ``at`` of every layer (masked out by the caller)."""
+    if n <= 0:
+        return
+    for layer in cache.layers:
+        for name in ("keys", "values"):
+            t = getattr(layer, name)
+            z = t.new_zeros(t.shape[0], t.shape[1], n, t.shape[3])
+            setattr(layer, name, torch.cat([t[:, :, :at], z, t[:, :, at:]], dim=2))
+
+
+def _cat_kv(cache: Any, other: Any) -> None:
+    for a, b in zip(cache.layers, other.layers):
+        a.keys = torch.cat([a.keys, b.keys], dim=0)
+        a.values = torch.cat([a.values, b.values], dim=0)
+
+
+@torch.inference_mode()
+def generate_continuous(
+    model: Any,
+    prefix_kv: list,
+    prompts: list[list[int]],
+    order: list[int],
+    s: DecodeSettings,
+    stop_ids: frozenset[int],
+    pad_id: int,
+    gen: torch.Generator | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[list[int]]:
+    """Continuous batching over ``prompts`` taken in ``order``; outputs as :func:`generate_batch`."""
+    device = model.get_input_embeddings().weight.device
+    lm_head = model.get_output_embeddings()
+    P = prefix_kv[0][0].shape[-2] if prefix_kv else 0
+    stop = torch.tensor(sorted(stop_ids), device=device)
+    outs: list[list[int]] = [[] for _ in prompts]
+    queue = list(order)
+    cache = None
+    mask = pos = logits = rows = None
+    refill = max(1, s.batch_size // 4)
+
+    def admit(k: int) -> None:
+        nonlocal cache, mask, pos, logits, rows
+        idx = queue[:k]
+        del queue[:k]
+        ids, m = left_pad([prompts[i] for i in idx], pad_id, device)
+        hidden, c, full = forward_hidden(model, ids, m, prefix_kv)
+        new_logits = lm_head(hidden[:, -1, :])
+        new_pos = P + m.sum(-1, keepdim=True)
+        new_rows = torch.tensor(idx, device=device)
+        if cache is None:
+            cache, mask, pos, logits, rows = c, full, new_pos, new_logits, new_rows
+            return
+        T_old, T_new = mask.shape[1], full.shape[1]
+        if T_new < T_old:
+            _pad_kv_middle(c, P, T_old - T_new)
+            full = torch.cat([full[:, :P], full.new_zeros(full.shape[0], T_old - T_new), full[:, P:]], dim=1)
+        elif T_old < T_new:
+            _pad_kv_middle(cache, P, T_new - T_old)
+            mask = torch.cat([mask[:, :P], mask.new_zeros(mask.shape[0], T_new - T_old), mask[:, P:]], dim=1)
+        _cat_kv(cache, c)
+        mask = torch.cat([mask, full])
+        pos = torch.cat([pos, new_pos])
+        logits = torch.cat([logits, new_logits])
+        rows = torch.cat([rows, new_rows])
+
+    admit(min(s.batch_size, len(queue)))
+    while rows is not None and len(rows):
+        counts = torch.tensor([len(outs[r]) for r in rows.tolist()], device=device)
+        early = counts < s.min_new_tokens
+        if bool(early.any()):
+            blocked = logits.index_fill(-1, stop, float("-inf"))
+            logits = torch.where(early.unsqueeze(-1), blocked, logits)
+        tok = _choose(logits, s, gen)
+        for r, t in zip(rows.tolist(), tok.tolist()):
+            outs[r].append(t)
+        done = torch.isin(tok, stop) | (counts + 1 >= s.max_new_tokens)
+        if bool(done.any()):
+            if progress:
+                progress(int(done.sum()))
+            keep = (~done).nonzero().squeeze(-1)
+            cache.batch_select_indices(keep)
+            mask, pos, tok, rows = mask[keep], pos[keep], tok[keep], rows[keep]
+        if len(rows):
+            one = torch.ones(len(rows), 1, dtype=mask.dtype, device=device)
+            hidden, cache, mask = forward_hidden(model, tok.unsqueeze(-1), one, prefix_kv, cache=cache, past_mask=mask, pos=pos)
+            pos = pos + 1
+            logits = lm_head(hidden[:, -1, :])
+        free = s.batch_size - len(rows)
+        if queue and (free >= refill or len(rows) == 0):
+            if len(rows) == 0:
+                cache = mask = pos = logits = rows = None
+            admit(min(free, len(queue)))
+    return outs
+
+
 def _cut(ids: list[int], stop_ids: frozenset[int]) -> list[int]:
     for i, t in enumerate(ids):
         if t in stop_ids:
@@ -172,6 +273,8 @@ def generate(
     gen = None
     if s.strategy == "sample":
         gen = torch.Generator().manual_seed(s.seed)
+    if s.continuous and s.drop_finished:
+        return generate_continuous(model, prefix_kv, prompts, order, s, stop_ids, pad_id, gen, progress)
     results: list[list[int]] = [[] for _ in prompts]
     for start in range(0, len(order), s.batch_size):
         idx = order[start : start + s.batch_size]
