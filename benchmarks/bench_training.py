@@ -5,7 +5,8 @@ forward and both fine-tuning baselines, same model, same pairs, same batch size.
 
 Each variant runs in its own process so its peak RSS (``ru_maxrss``) is its own. ``finetune_added`` gets
 the persona text repeated to exactly the number of virtual tokens (200), so prompt-tuning and it see
-sequences of equal length. Reports pairs/s over ``--steps`` timed steps after one warm-up step, peak RSS,
+sequences of equal length; it runs the ordinary way (the prefix inside every sequence), and
+``finetune_added_shared`` the way ``mturk-eval generate`` trains it (the prefix once per batch). Reports pairs/s over ``--steps`` timed steps after one warm-up step, peak RSS,
 and ratios against PEFT and against fine-tuning ``added`` measured in the same run.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-VARIANTS = ("peft_prompt_tuning", "prompt_tuning", "finetune_none", "finetune_added")
+VARIANTS = ("peft_prompt_tuning", "prompt_tuning", "finetune_none", "finetune_added", "finetune_added_shared")
 
 
 def pairs(n: int) -> tuple[list[str], list[tuple[str, str]]]:
@@ -48,11 +49,13 @@ def run_variant(variant: str, model_name: str, batch: int, steps: int, ntok: int
     persona, data = pairs(batch * (steps + 1))
     enc = [fmt.encode(u, r) for u, r in data]
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if variant == "finetune_added":
+    shared: list[int] = []
+    lead: list[int] = []
+    if variant.startswith("finetune_added"):
         ids = fmt.prefix_ids(persona)
         lead = [ids[i % len(ids)] for i in range(ntok)]  # persona text repeated to ntok tokens
-    else:
-        lead = []
+        if variant == "finetune_added_shared":  # as `generate` runs it: the prefix once per batch
+            shared, lead = lead, []
     exs = [Example(lead + e.prompt_ids, e.response_ids) for e in enc]
     pad = m.tokenizer.pad_token_id
     if variant == "peft_prompt_tuning":
@@ -73,7 +76,7 @@ def run_variant(variant: str, model_name: str, batch: int, steps: int, ntok: int
             module, params = PairLoss(m.model, param, []), [param]
         else:
             m.model.train()
-            module, params = PairLoss(m.model, None, []), list(m.model.parameters())
+            module, params = PairLoss(m.model, None, shared), list(m.model.parameters())
 
         def step_loss(b):
             return module(**collate(b, pad))
@@ -91,7 +94,7 @@ def run_variant(variant: str, model_name: str, batch: int, steps: int, ntok: int
         if i:  # the first step is a warm-up
             times.append(time.perf_counter() - t)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    seq = sum(len(e.prompt_ids) + len(e.response_ids) for e in exs) / len(exs) + (ntok if "prompt" in variant else 0)
+    seq = sum(len(e.prompt_ids) + len(e.response_ids) for e in exs) / len(exs) + (ntok if "prompt" in variant else 0) + len(shared)
     return {"variant": variant, "pairs_per_s": batch * steps / sum(times), "peak_rss_gb": peak / 1024**2,
             "model_rss_gb": base_rss / 1024**2, "mean_seq_tokens": seq, "loss": float(loss)}
 
