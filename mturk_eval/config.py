@@ -382,6 +382,10 @@ def _check(cfg: ExperimentConfig, file: str) -> None:
         raise bad("hit.auto_approval_delay_s", "seconds from 0 to 2592000", h.auto_approval_delay_s)
     if len(h.qualifications) > 10:
         raise bad("hit.qualifications", "at most 10 requirements (MTurk's limit)", len(h.qualifications))
+    if h.template_dir and not Path(h.template_dir).is_dir():
+        # Jinja would skip a missing folder and silently render the built-in template.
+        why = "not a folder" if Path(h.template_dir).exists() else "folder not found"
+        raise UserError(f"{file}: hit.template_dir: {h.template_dir}: {why}")
 
 
 def parse_config(text: str, file: str = "<config>", base_dir: Path | None = None) -> ExperimentConfig:

@@ -17,7 +17,7 @@ from typing import Any
 
 import jinja2
 
-from mturk_eval.config import ASPECTS, ExperimentConfig
+from mturk_eval.config import ASPECTS, EVAL_SETS, ExperimentConfig
 from mturk_eval.errors import UserError, where
 from mturk_eval.io import iter_jsonl
 
@@ -70,6 +70,8 @@ def load_responses(path: str | Path) -> list[dict[str, Any]]:
         for key in ("eval_set", "method", "model", "utterance"):
             if not isinstance(row[key], str) or not row[key].strip():
                 raise UserError(f"{loc}: {key}: expected a non-empty string, got {row[key]!r}")
+        if row["eval_set"] not in EVAL_SETS:
+            raise UserError(f"{loc}: eval_set: expected {' or '.join(EVAL_SETS)}, got {row['eval_set']!r}")
         if not isinstance(row["response"], str):
             raise UserError(f"{loc}: response: expected a string, got {row['response']!r}")
         if row.get("persona_id") is not None and not isinstance(row["persona_id"], str):
@@ -157,8 +159,19 @@ def plan_hits(items: list[dict[str, Any]], *, experiment: str, target: str, batc
 def template_env(template_dir: str | Path | None = None) -> jinja2.Environment:
     """Jinja environment over ``template_dir`` (searched first) and the built-in templates; autoescape on
     for every template, whatever its file name. Cached per folder: Jinja then parses each template once
-    (and still reloads a template whose file changed)."""
+    (and still reloads a template whose file changed). A ``template_dir`` that is not a folder is an error:
+    Jinja would silently skip it and render the built-in template."""
+    if template_dir:
+        check_template_dir(template_dir)
     return _template_env(str(template_dir) if template_dir else None)
+
+
+def check_template_dir(template_dir: str | Path) -> None:
+    """Refuse a ``hit.template_dir`` that does not exist or is not a folder (config loading checks it
+    too, naming the config file; this covers configs built in code)."""
+    path = Path(template_dir)
+    if not path.is_dir():
+        raise UserError(f"hit.template_dir: {path}: {'not a folder' if path.exists() else 'folder not found'}")
 
 
 @functools.lru_cache(maxsize=8)

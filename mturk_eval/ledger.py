@@ -175,6 +175,7 @@ class Ledger:
         if not create and not path.exists():
             raise UserError(f"{path}: no ledger here yet (publish first)")
         path.parent.mkdir(parents=True, exist_ok=True)
+        conn = None
         try:
             conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
             conn.row_factory = sqlite3.Row
@@ -187,8 +188,12 @@ class Ledger:
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif int(row[0]) != SCHEMA_VERSION:
                 raise UserError(f"{path}: ledger schema version {row[0]}, expected {SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as exc:
-            raise UserError(f"{path}: not a readable ledger ({exc})") from None
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()  # a refused ledger keeps no connection (nor its -wal/-shm files) open
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise UserError(f"{path}: not a readable ledger ({exc})") from None
+            raise
         return cls(conn, path)
 
     def close(self) -> None:
@@ -220,14 +225,19 @@ class Ledger:
         with self.transaction() as c:
             c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-    def bind(self, experiment: str, target: str) -> None:
-        """Record which experiment and target this ledger belongs to; refuse a mismatch."""
+    def check_bound(self, experiment: str, target: str) -> None:
+        """Refuse a ledger recorded as another experiment's or target's (writes nothing)."""
         for key, value in (("experiment", experiment), ("target", target)):
             have = self.get_meta(key)
-            if have is None:
-                self.set_meta(key, value)
-            elif have != value:
+            if have is not None and have != value:
                 raise UserError(f"{self.path}: ledger belongs to {key} {have!r}, not {value!r}")
+
+    def bind(self, experiment: str, target: str) -> None:
+        """Record which experiment and target this ledger belongs to; refuse a mismatch."""
+        self.check_bound(experiment, target)
+        for key, value in (("experiment", experiment), ("target", target)):
+            if self.get_meta(key) is None:
+                self.set_meta(key, value)
 
     # ------------------------------------------------------------------ items and plan
     def known_item_ids(self) -> set[str]:

@@ -115,6 +115,9 @@ def test_read_responses_checks(tmp_path):
     write_jsonl(p, [{k: v for k, v in row.items() if k != "model"}])
     with pytest.raises(UserError, match=r"resp.jsonl:1: model: expected a value"):
         read_responses(p)
+    write_jsonl(p, [row, {**row, "item_id": "b", "eval_set": "banana"}])
+    with pytest.raises(UserError, match=r"resp.jsonl:2: eval_set: expected persona or general, got 'banana'"):
+        read_responses(p)
 
 
 # --------------------------------------------------------------------------------------------------

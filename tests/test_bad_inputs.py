@@ -2,14 +2,13 @@
 
 Every case runs the real command through click's CliRunner and checks the same four things: exit status
 2, one line naming the file/line/field (or option) and what was expected, no traceback, and nothing left
-half-written: no new or changed files in the test's folder (the experiment's ``.lock.<target>`` file,
-which every workflow verb rewrites with its pid, aside) and no ``*.tmp`` files from atomic writes.
+half-written: no new or changed files in the test's folder (not even the experiment's ``.lock.<target>``
+file: every refusal comes before the lock is taken) and no ``*.tmp`` files from atomic writes.
 Cases already covered elsewhere are listed in docs/bad-inputs.md with their own tests.
 """
 from __future__ import annotations
 
 import copy
-import gc
 import json
 import re
 import socket
@@ -31,9 +30,8 @@ from mturk_eval.io import write_jsonl
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` (lock files aside: each workflow run rewrites its pid into them)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.name.startswith(".lock.")}
+    """Every file under ``root``, lock files included (a refused run must not even take the lock)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def tmp_leftovers(root: Path) -> list[Path]:
@@ -50,10 +48,8 @@ def fails_cleanly(args: list[str], root: Path, needle: str, *, stdin: str | None
     assert "Traceback" not in out, out
     assert out.startswith("Error: ") and out.strip().count("\n") == 0, out
     assert needle in out, out
-    # A real process closes SQLite connections at exit (removing -wal/-shm sidecars); in-process, a
-    # ledger opened before a refusal may wait for the garbage collector (see docs/bad-inputs.md).
-    res = None  # its exc_info keeps the failing frames (and their ledger) alive
-    gc.collect()
+    # No garbage collection first: a ledger opened before a refusal is closed by then (no -wal/-shm
+    # sidecars left open), even while ``res`` keeps the failing frames alive.
     after = snapshot(root)
     assert sorted(after) == sorted(before), sorted(set(after) ^ set(before))
     assert {k for k in after if after[k] != before[k]} == set()
@@ -125,6 +121,19 @@ def test_config_whose_data_path_is_missing(tmp_path, verb):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("verb", [["preview"], ["publish", "--dry-run"], ["publish"]], ids=" ".join)
+def test_missing_template_dir(tmp_path, no_platform, verb):
+    responses = write_responses(tmp_path / "r.jsonl", 2)
+    cfg = write_config(tmp_path, '[hit]\ntemplate_dir = "no_such_dir"\n')
+    fails_cleanly([*verb, "--config", str(cfg), "--responses", str(responses)], tmp_path,
+                  f"exp.toml: hit.template_dir: {tmp_path / 'no_such_dir'}: folder not found")
+    (tmp_path / "a_file").write_text("x")
+    cfg = write_config(tmp_path, '[hit]\ntemplate_dir = "a_file"\n')
+    fails_cleanly([*verb, "--config", str(cfg), "--responses", str(responses)], tmp_path,
+                  f"exp.toml: hit.template_dir: {tmp_path / 'a_file'}: not a folder")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_missing_config_file(tmp_path):
     fails_cleanly(["publish", "--config", str(tmp_path / "nope.toml")], tmp_path, "nope.toml: file not found")
 
@@ -180,6 +189,8 @@ RESPONSES_CASES = {
     "persona_not_a_list": ([response_row(0, persona="i like cats")], "r.jsonl:1: persona: expected a non-empty list"),
     "line_not_an_object": ("[1, 2]\n", "r.jsonl:1: expected a JSON object, got list"),
     "not_utf8": (b'\xff\xfe{"a": 1}\n', "r.jsonl:1: not valid utf-8 text"),
+    "eval_set_unknown": ([response_row(0), response_row(1, eval_set="banana")],
+                         "r.jsonl:2: eval_set: expected persona or general, got 'banana'"),
     "empty_file": ("", "r.jsonl: no responses in the file"),
     "missing_file": (None, "r.jsonl: file not found"),
 }
@@ -232,7 +243,8 @@ def test_publish_live_without_yes_and_no_terminal(tmp_path, no_platform):
     (["--endpoint-url", "ftp://x"], "--endpoint-url: expected an http:// or https:// URL, got 'ftp://x'"),
     (["--live", "--endpoint-url", "http://127.0.0.1:9"], "--live and --endpoint-url: choose one target"),
     (["--dry-run", "--max-cost", "0.01"], "--max-cost: this run costs $0.60, above the limit $0.01"),
-], ids=["endpoint_not_http", "live_and_endpoint", "max_cost"])
+    (["--max-cost", "0.01"], "--max-cost: this run costs $0.60, above the limit $0.01"),
+], ids=["endpoint_not_http", "live_and_endpoint", "max_cost_dry_run", "max_cost"])
 def test_publish_bad_options(tmp_path, no_platform, extra, needle):
     responses = write_responses(tmp_path / "r.jsonl", 2)
     cfg = write_config(tmp_path)
@@ -240,7 +252,7 @@ def test_publish_bad_options(tmp_path, no_platform, extra, needle):
     assert res.exit_code == 2 and needle in res.output and "Traceback" not in res.output, res.output
     # --max-cost prints the cost first, then the one-line error as the last line
     assert res.output.strip().splitlines()[-1].startswith("Error: ")
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs").exists()  # no ledger, no lock file, even without --dry-run
 
 
 def test_preview_bad_options(tmp_path):
@@ -250,6 +262,19 @@ def test_preview_bad_options(tmp_path):
                   f"--item: 'nope' is not an item_id of {responses}")
     fails_cleanly(["preview", "--config", str(cfg), "--responses", str(responses), "--count", "0"], tmp_path,
                   "--count: expected an integer >= 1, got 0")
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_preview_port_out_of_range(tmp_path, port):
+    """Click's range check: its usage block and exit 2, before any page is written (no OverflowError)."""
+    responses = write_responses(tmp_path / "r.jsonl", 2)
+    cfg = write_config(tmp_path)
+    res = CliRunner().invoke(main, ["preview", "--config", str(cfg), "--responses", str(responses), "--serve",
+                                    "--port", port])
+    assert res.exit_code == 2, (res.output, res.exception)
+    assert "Traceback" not in res.output and isinstance(res.exception, SystemExit), res.exception
+    assert f"Invalid value for '--port': {port} is not in the range 0<=x<=65535." in res.output
+    assert not (tmp_path / "runs").exists()
 
 
 # ---------------------------------------------------------------------------------------------- rating files
@@ -412,16 +437,56 @@ def test_unreadable_or_foreign_ledger(ledger, no_platform):
     led = tmp_path / "runs" / "exp1" / "ledger.sandbox.sqlite"
     good = led.read_bytes()
     led.write_bytes(b"not sqlite at all")
-    fails_cleanly(["status", "--config", str(cfg), "--offline"], tmp_path,
-                  "ledger.sandbox.sqlite: not a readable ledger (file is not a database)")
+    for verb in (["status", "--offline"], ["collect"], ["review"], ["expire"]):
+        fails_cleanly([*verb, "--config", str(cfg)], tmp_path,
+                      "ledger.sandbox.sqlite: not a readable ledger (file is not a database)")
     led.write_bytes(good)
     other = tmp_path / "other" / "exp.toml"
     other.parent.mkdir()
     other.write_text(f'[experiment]\nname = "other"\nruns_dir = "{tmp_path / "runs2"}"\n')
     (tmp_path / "runs2" / "other").mkdir(parents=True)
     (tmp_path / "runs2" / "other" / "ledger.sandbox.sqlite").write_bytes(good)
-    fails_cleanly(["status", "--config", str(other), "--offline"], tmp_path,
-                  "ledger.sandbox.sqlite: ledger belongs to experiment 'exp1', not 'other'")
+    for verb in (["status", "--offline"], ["collect"], ["review"], ["expire"], ["publish", "--dry-run"],
+                 ["publish"]):
+        extra = ["--responses", str(tmp_path / "r.jsonl")] if verb[0] == "publish" else []
+        fails_cleanly([*verb, "--config", str(other), *extra], tmp_path,
+                      "ledger.sandbox.sqlite: ledger belongs to experiment 'exp1', not 'other'")
+
+
+def test_a_refused_ledger_is_closed(ledger):
+    """open_ledger closes what it refuses: no -wal/-shm sidecar stays while the error is still held."""
+    from mturk_eval.actions.common import open_ledger
+    from mturk_eval.errors import UserError
+
+    tmp_path, _ = ledger
+    run = tmp_path / "runs" / "exp1"
+    (run / "ledger.local.sqlite").write_bytes((run / "ledger.sandbox.sqlite").read_bytes())
+    before = snapshot(tmp_path)
+    with pytest.raises(UserError, match="ledger belongs to target 'sandbox', not 'local'") as err:
+        open_ledger(make_cfg(tmp_path), "local")
+    assert err.value is not None  # the traceback (and its frames) are still alive here
+    assert snapshot(tmp_path) == before, sorted(set(snapshot(tmp_path)) ^ set(before))
+
+
+@pytest.mark.parametrize("verb", [["status", "--offline"], ["status"], ["collect"], ["review"],
+                                  ["review", "--apply"], ["expire"], ["expire", "--dry-run"],
+                                  ["collect", "--endpoint-url", "http://127.0.0.1:9"]], ids=" ".join)
+def test_no_ledger_yet_leaves_nothing(tmp_path, no_platform, verb):
+    """Refused before the lock: no ``runs/<exp>/`` folder, no ``.lock.<target>`` file."""
+    cfg = write_config(tmp_path)
+    name = "local" if "--endpoint-url" in verb else "sandbox"
+    fails_cleanly([*verb, "--config", str(cfg)], tmp_path,
+                  f"{tmp_path / 'runs' / 'exp1' / f'ledger.{name}.sqlite'}: no ledger here yet (publish first)")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_review_options_are_checked_before_the_ledger(tmp_path, no_platform):
+    cfg = write_config(tmp_path)
+    fails_cleanly(["review", "--config", str(cfg), "--bonus", "0.10"], tmp_path,
+                  "--bonus-reason: workers see it with the bonus; give one")
+    fails_cleanly(["review", "--config", str(cfg), "--block", "bob"], tmp_path,
+                  "--block: expected a worker id like A1B2C3..., got 'bob'")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_no_ledger_yet(tmp_path, no_platform):
@@ -430,6 +495,20 @@ def test_no_ledger_yet(tmp_path, no_platform):
                   "ledger.sandbox.sqlite: no ledger here yet (publish first)")
     fails_cleanly(["report", "--config", str(cfg)], tmp_path,
                   "expected a ledger (ledger.<target>.sqlite), got none; run `mturk-eval collect` first")
+
+
+# ---------------------------------------------------------------------------------------------- sandbox
+
+
+def test_sandbox_state_that_is_not_sqlite(tmp_path):
+    state = tmp_path / "s.txt"
+    state.write_text("garbage\n")
+    fails_cleanly(["sandbox", "serve", "--state", str(state), "--port", "0", "--quiet"], tmp_path,
+                  f"{state}: not a sandbox state database (SQLite) (file is not a database)")
+    assert state.read_text() == "garbage\n"
+    (tmp_path / "f").write_text("x")
+    fails_cleanly(["sandbox", "serve", "--state", str(tmp_path / "f" / "s.sqlite"), "--port", "0", "--quiet"],
+                  tmp_path, f"{tmp_path / 'f' / 's.sqlite'}: cannot create its folder {tmp_path / 'f'} (")
 
 
 # ---------------------------------------------------------------------------------------------- model / generation

@@ -43,6 +43,8 @@ def test_load_responses_reads_any_file_of_the_schema(tmp_path):
     (lambda r: r.update(response=3), ":2: response: expected a string"),
     (lambda r: r.update(persona_id=7), ":2: persona_id: expected a string or null"),
     (lambda r: r.update(attention_check={"aspects": {}}), ":2: attention_check: reserved"),
+    (lambda r: r.update(eval_set="banana"), ":2: eval_set: expected persona or general, got 'banana'"),
+    (lambda r: r.update(eval_set="Persona"), ":2: eval_set: expected persona or general, got 'Persona'"),
 ])
 def test_load_responses_errors_name_file_line_and_field(tmp_path, mutate, message):
     bad = response_row(1)
@@ -137,6 +139,9 @@ def test_template_dir_overrides_and_errors(tmp_path):
         hits.build_question([response_row(0)], make_cfg(tmp_path, template_dir=str(tpl)), SUBMIT)
     with pytest.raises(UserError, match="rating_de.html: template not found"):
         hits.render_html([response_row(0)], "de", SUBMIT)
+    # A folder that is not there is an error, not a silent fall-back to the built-in template.
+    with pytest.raises(UserError, match=r"^hit\.template_dir: .*nope: folder not found$"):
+        hits.build_question([response_row(0)], make_cfg(tmp_path, template_dir=str(tmp_path / "nope")), SUBMIT)
 
 
 def test_64kb_limit_is_refused_with_advice(tmp_path):

@@ -7,8 +7,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from helpers.mturk import (ANY, Crash, FakeMTurk, hit_id, hit_response, hit_shape, make_cfg, stubbed,
+from helpers.mturk import (ANY, Crash, FakeMTurk, hit_id, hit_response, hit_shape, make_cfg, response_row, stubbed,
                            write_responses)
+from mturk_eval import hits as hits_mod
 from mturk_eval.actions import publish as pub
 from mturk_eval.actions.common import experiment_lock
 from mturk_eval.cli import main
@@ -128,9 +129,8 @@ def test_cost_limits_and_balance(tmp_path):
     stub.add_response("get_account_balance", {"AvailableBalance": "0.50"}, {})
     with pytest.raises(UserError, match=r"account balance \$0.50 is below this run's cost \$0.90"):
         pub.publish(cfg, responses, platform=plat, echo=_quiet, progress=False)
-    # Nothing was written by the refused runs.
-    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        assert led.hits() == []
+    # Nothing was written by the refused runs: no ledger, no lock file, not even the run folder.
+    assert not (tmp_path / "runs").exists()
 
 
 def test_live_needs_yes_or_confirmation(tmp_path):
@@ -143,6 +143,7 @@ def test_live_needs_yes_or_confirmation(tmp_path):
     assert asked == ["Publish 2 HITs on LIVE MTurk for $0.60?"]
     with pytest.raises(UserError, match="not confirmed"):
         pub.publish(cfg, responses, target="live", platform=FakeMTurk(), echo=_quiet, progress=False)
+    assert not (tmp_path / "runs").exists()  # the refusals left no ledger or lock file behind
     res = pub.publish(cfg, responses, target="live", platform=FakeMTurk(), echo=_quiet, progress=False,
                       confirm=lambda m: True)
     assert res.created == 2
@@ -313,6 +314,50 @@ def test_new_items_later_and_a_second_batch(tmp_path):
     assert (res.created, res.already) == (1, 2)
     res = pub.publish(cfg, responses, platform=fake, batch="more", echo=_quiet, progress=False)
     assert res.created == 3 and fake.created == 6
+
+
+def test_a_batch_published_between_the_checks_and_the_lock_is_planned_again(tmp_path):
+    """The checks run before the lock; if another run publishes the batch meanwhile, this run plans
+    again under the lock: nothing is created twice, and a dearer plan than the one checked is refused."""
+    cfg = make_cfg(tmp_path, items_per_hit=1, attention_check_rate=0.0)
+    responses = write_responses(tmp_path / "r.jsonl", 3)
+
+    class Racing(FakeMTurk):
+        def __init__(self, other_rows: int):
+            super().__init__()
+            self.other_rows = other_rows
+
+        def balance(self):
+            if self.other_rows:  # another publish gets in while this one is asking for the balance
+                n, self.other_rows = self.other_rows, 0
+                pub.publish(cfg, write_responses(tmp_path / "other.jsonl", n), platform=self, echo=_quiet,
+                            progress=False)
+            return super().balance()
+
+    fake = Racing(other_rows=3)  # the whole batch: nothing left for this run
+    res = pub.publish(cfg, responses, platform=fake, echo=_quiet, progress=False)
+    assert (res.created, fake.created) == (0, 3)
+    write_responses(responses, 5)
+    res = pub.publish(cfg, responses, platform=fake, echo=_quiet, progress=False)
+    assert (res.created, res.already, fake.created) == (2, 3, 5)
+
+    # A plan that grew meanwhile (another run left HITs pending) is refused rather than paid unchecked.
+    write_responses(responses, 6)
+    checked = {}
+
+    class Growing(FakeMTurk):
+        def balance(self):
+            with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+                items = [response_row(i) for i in range(6, 9)]
+                led.add_plan(items, hits_mod.plan_hits(items, experiment="exp1", target="sandbox", batch="main",
+                                                       seed=cfg.seed, items_per_hit=1, max_assignments=5,
+                                                       reward="0.05", start_index=99))
+            checked["yes"] = True
+            return super().balance()
+
+    with pytest.raises(UserError, match=r"batch main changed while this run was checking it"):
+        pub.publish(cfg, responses, platform=Growing(), echo=_quiet, progress=False)
+    assert checked
 
 
 def test_lock_refuses_a_concurrent_run(tmp_path):

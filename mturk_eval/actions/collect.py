@@ -34,7 +34,8 @@ def collect(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str
             platform: CrowdPlatform | None = None, export_csv: str | Path | None = None,
             progress: bool = True) -> CollectResult:
     result = CollectResult()
-    with experiment_lock(cfg, target, "collect"), open_ledger(cfg, target, create=False) as ledger:
+    # The ledger is opened (and checked) before the lock is taken: a refused run leaves no lock file.
+    with open_ledger(cfg, target, create=False) as ledger, experiment_lock(cfg, target, "collect"):
         plat = platform or make_platform(target, endpoint_url)
         hits = [h for h in ledger.hits() if h.hit_id and h.state != "deleted"]
         for h in tqdm(hits, desc="collect", unit="HIT", disable=not progress):

@@ -45,8 +45,16 @@ def experiment_lock(cfg: ExperimentConfig, target: str, command: str) -> Iterato
 
 
 def open_ledger(cfg: ExperimentConfig, target: str, create: bool = True) -> Ledger:
+    """Open the target's ledger and check it belongs to this experiment and target (closed if not).
+
+    With ``create=False`` a missing ledger is refused before anything is created; the verbs open it
+    before taking the lock, so that a refusal leaves no lock file either."""
     ledger = Ledger.open(ledger_path(cfg, target), create=create)
-    ledger.bind(cfg.name, target)
+    try:
+        ledger.bind(cfg.name, target)
+    except BaseException:
+        ledger.close()
+        raise
     return ledger
 
 

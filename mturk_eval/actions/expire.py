@@ -19,7 +19,8 @@ class ExpireOutcome:
 def expire(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str | None = None, delete: bool = False,
            dry_run: bool = False, platform: CrowdPlatform | None = None) -> list[ExpireOutcome]:
     out: list[ExpireOutcome] = []
-    with experiment_lock(cfg, target, "expire"), open_ledger(cfg, target, create=False) as ledger:
+    # The ledger is opened (and checked) before the lock is taken: a refused run leaves no lock file.
+    with open_ledger(cfg, target, create=False) as ledger, experiment_lock(cfg, target, "expire"):
         plat = platform or make_platform(target, endpoint_url)
         for h in ledger.hits():
             if not h.hit_id or h.state == "deleted":

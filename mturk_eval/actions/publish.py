@@ -4,8 +4,11 @@ Order of work (each step safe to interrupt, even by SIGKILL):
 1. read and validate the responses; plan HITs for items not yet planned in this batch (attention
    checks mixed in), render every question (so a 64 KB overflow stops before anything is written);
 2. show the cost (rewards + MTurk fees) of every HIT not yet created; refuse above ``--max-cost`` or
-   the account balance; ``--live`` needs ``--yes`` or a confirmation;
-3. commit the plan (state ``pending`` with each HIT's deterministic UniqueRequestToken);
+   the account balance; ``--live`` needs ``--yes`` or a confirmation. Steps 1-2 only read the ledger
+   (if there is one), so a refused run takes no lock and creates no file;
+3. take the experiment's lock, create the ledger if needed, check the plan against it again (another
+   run may have changed the batch meanwhile), then commit the plan (state ``pending`` with each HIT's
+   deterministic UniqueRequestToken);
 4. create the HIT type once; recover HITs left ``pending`` by a crash more than ``RECOVER_AFTER_S`` ago
    by their RequesterAnnotation (MTurk forgets request tokens after 24 h);
 5. CreateHITWithHITType for every pending HIT, ``publish_concurrency`` at a time within ``publish_rate``
@@ -14,7 +17,6 @@ Order of work (each step safe to interrupt, even by SIGKILL):
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -96,82 +98,131 @@ def _questions(ledger_items: Callable[[list[str]], list[dict[str, Any]]], hit_pl
     return {h["hit_key"]: builder.build_question(ledger_items(h["item_ids"]), cfg, submit_url) for h in hit_plans}
 
 
+@dataclass
+class _Plan:
+    """What a publish run would do, worked out from the ledger's state (``state``) without writing."""
+    new_hits: list[dict[str, Any]]
+    by_id: dict[str, dict[str, Any]]
+    old_pending: list
+    questions: dict[str, str]
+    cost: fees.CostEstimate
+    already: int
+    n_attn: int
+    state: tuple
+
+    @property
+    def to_create(self) -> int:
+        return len(self.old_pending) + len(self.new_hits)
+
+
+def _batch_state(ledger: Ledger, batch: str) -> tuple:
+    """Everything of the ledger a batch's plan depends on (item contents never change once stored)."""
+    return _batch_state_of(ledger.hits(batch=batch))
+
+
+def _batch_state_of(batch_hits: list) -> tuple:
+    return tuple((h.hit_key, h.state, tuple(h.item_ids)) for h in batch_hits)
+
+
+def _make_plan(cfg: ExperimentConfig, ledger: Ledger, items: list[dict[str, Any]], responses_path: str | Path, *,
+               target: str, batch: str, submit_url: str) -> _Plan:
+    """Steps 1-2 of the module docstring against ``ledger``; reads it and writes nothing."""
+    _check_unchanged(ledger, items, responses_path)
+    batch_hits = ledger.hits(batch=batch)
+    planned_ids = {iid for h in batch_hits for iid in h.item_ids}
+    new_items = [it for it in items if it["item_id"] not in planned_ids]
+    n_attn_before = sum(1 for h in batch_hits for iid in h.item_ids if iid.startswith("attn."))
+    attention = builder.make_attention_checks(new_items, cfg.hit.attention_check_rate, cfg.seed, cfg.language,
+                                              f"{batch}.{n_attn_before}") if new_items else []
+    new_hits = builder.plan_hits(
+        new_items + attention, experiment=cfg.name, target=target, batch=batch, seed=cfg.seed,
+        items_per_hit=cfg.hit.items_per_hit, max_assignments=cfg.hit.assignments_per_hit,
+        reward=cfg.hit.reward, start_index=len(batch_hits))
+    by_id = {it["item_id"]: it for it in new_items + attention}
+    # Render now: a question over 64 KB stops the run before anything is written or spent.
+    new_questions = _questions(lambda ids: [by_id[i] for i in ids], new_hits, cfg, submit_url)
+    old_pending = [h for h in batch_hits if h.state == "pending"]
+    old_questions = _questions(lambda ids: [ledger.item(i) for i in ids],
+                               [{"hit_key": h.hit_key, "item_ids": h.item_ids} for h in old_pending],
+                               cfg, submit_url)
+    cost = fees.estimate(len(old_pending) + len(new_hits), cfg.hit.assignments_per_hit, cfg.hit.reward,
+                         quals.uses_masters(cfg.hit.qualifications))
+    n_attn = sum(1 for h in new_hits for i in h["item_ids"] if i in by_id and by_id[i].get("attention_check"))
+    return _Plan(new_hits=new_hits, by_id=by_id, old_pending=old_pending,
+                 questions={**old_questions, **new_questions}, cost=cost,
+                 already=len([h for h in batch_hits if h.state != "pending"]), n_attn=n_attn,
+                 state=_batch_state_of(batch_hits))
+
+
 def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = "sandbox",
             endpoint_url: str | None = None, batch: str = "main", yes: bool = False,
             max_cost: float | None = None, dry_run: bool = False,
             confirm: Callable[[str], bool] | None = None, echo: Callable[[str], None] = print,
             platform: CrowdPlatform | None = None, progress: bool = True) -> PublishResult:
-    """Publish the responses' items (see the module docstring). ``confirm`` asks the user (live only)."""
+    """Publish the responses' items (see the module docstring). ``confirm`` asks the user (live only).
+
+    Every check (responses, questions, cost, balance, confirmation) runs before the experiment's lock
+    is taken or its ledger created, so a refused run leaves no file behind; under the lock the plan is
+    checked against the ledger again (another run may have changed it meanwhile)."""
     items = builder.load_responses(responses_path)
     if max_cost is None:
         max_cost = cfg.hit.max_cost
-    with contextlib.ExitStack() as stack:
-        if dry_run:
-            # A dry run reads the ledger if there is one and creates nothing (no lock, no file).
-            path = ledger_path(cfg, target)
-            ledger = stack.enter_context(Ledger.open(path if path.exists() else ":memory:"))
-        else:
-            stack.enter_context(experiment_lock(cfg, target, "publish"))
-            ledger = stack.enter_context(open_ledger(cfg, target))
-        _check_unchanged(ledger, items, responses_path)
-        planned_ids = {iid for h in ledger.hits(batch=batch) for iid in h.item_ids}
-        new_items = [it for it in items if it["item_id"] not in planned_ids]
-        n_attn_before = sum(1 for h in ledger.hits(batch=batch) for iid in h.item_ids if iid.startswith("attn."))
-        attention = builder.make_attention_checks(new_items, cfg.hit.attention_check_rate, cfg.seed, cfg.language,
-                                                  f"{batch}.{n_attn_before}") if new_items else []
-        start_index = len(ledger.hits(batch=batch))
-        new_hits = builder.plan_hits(
-            new_items + attention, experiment=cfg.name, target=target, batch=batch, seed=cfg.seed,
-            items_per_hit=cfg.hit.items_per_hit, max_assignments=cfg.hit.assignments_per_hit,
-            reward=cfg.hit.reward, start_index=start_index)
-        by_id = {it["item_id"]: it for it in new_items + attention}
-
-        settings = task_type(cfg, target)
-        submit_url = platform.submit_url if platform else submit_url_for(target, endpoint_url)
-        # Render now: a question over 64 KB stops the run before anything is written or spent.
-        new_questions = _questions(lambda ids: [by_id[i] for i in ids], new_hits, cfg, submit_url)
-        old_pending = ledger.hits(state="pending", batch=batch)
-        old_questions = _questions(lambda ids: [ledger.item(i) for i in ids],
-                                   [{"hit_key": h.hit_key, "item_ids": h.item_ids} for h in old_pending],
-                                   cfg, submit_url)
-        questions = {**old_questions, **new_questions}
-
-        to_create = len(old_pending) + len(new_hits)
-        cost = fees.estimate(to_create, cfg.hit.assignments_per_hit, cfg.hit.reward,
-                             quals.uses_masters(cfg.hit.qualifications))
-        already = len([h for h in ledger.hits(batch=batch) if h.state != "pending"])
-        result = PublishResult(target=target, ledger=ledger.path, cost=cost, already=already, dry_run=dry_run)
-        n_attn = sum(1 for h in new_hits for i in h["item_ids"] if i in by_id and by_id[i].get("attention_check"))
+    settings = task_type(cfg, target)
+    submit_url = platform.submit_url if platform else submit_url_for(target, endpoint_url)
+    path = ledger_path(cfg, target)
+    # Steps 1-2 read the ledger if there is one and create nothing (no lock, no file).
+    with Ledger.open(path if path.exists() else ":memory:") as ledger:
+        if path.exists():
+            ledger.check_bound(cfg.name, target)
+        plan = _make_plan(cfg, ledger, items, responses_path, target=target, batch=batch, submit_url=submit_url)
+        cost, to_create = plan.cost, plan.to_create
+        result = PublishResult(target=target, ledger=path, cost=cost, already=plan.already, dry_run=dry_run)
         echo(f"target: {target}{' (' + endpoint_url + ')' if endpoint_url else ''}; batch {batch};"
-             f" {len(items)} items in {responses_path}; {len(new_hits)} new HITs planned"
-             f" ({n_attn} attention checks), {len(old_pending)} left pending, {already} already created")
+             f" {len(items)} items in {responses_path}; {len(plan.new_hits)} new HITs planned"
+             f" ({plan.n_attn} attention checks), {len(plan.old_pending)} left pending,"
+             f" {plan.already} already created")
         echo(f"cost of this run: {cost.describe()}")
         if to_create == 0:
             echo("nothing to publish: every item of this batch already has its HIT")
             if platform is not None:
                 result.preview_url = _preview(ledger, platform, batch)
             return result
-        if max_cost is not None and cost.total > fees.money(max_cost):
-            raise UserError(f"--max-cost: this run costs ${cost.total}, above the limit ${fees.money(max_cost)};"
-                            " raise the limit or publish fewer items")
-        if dry_run:
-            echo("dry run: nothing was written or published")
-            return result
-        plat = platform or make_platform(target, endpoint_url, cfg.hit.publish_concurrency)
-        balance = plat.balance()
-        if balance is not None:
-            echo(f"account balance: ${balance}")
-            if balance < cost.total:
-                raise UserError(f"account balance ${balance} is below this run's cost ${cost.total};"
-                                " add funds or publish fewer items")
-        if target == "live" and not yes:
-            if confirm is None or not confirm(f"Publish {to_create} HITs on LIVE MTurk for ${cost.total}?"):
-                raise UserError("live publishing not confirmed: nothing was published (use --yes to skip the question)")
+    if max_cost is not None and cost.total > fees.money(max_cost):
+        raise UserError(f"--max-cost: this run costs ${cost.total}, above the limit ${fees.money(max_cost)};"
+                        " raise the limit or publish fewer items")
+    if dry_run:
+        echo("dry run: nothing was written or published")
+        return result
+    plat = platform or make_platform(target, endpoint_url, cfg.hit.publish_concurrency)
+    balance = plat.balance()
+    if balance is not None:
+        echo(f"account balance: ${balance}")
+        if balance < cost.total:
+            raise UserError(f"account balance ${balance} is below this run's cost ${cost.total};"
+                            " add funds or publish fewer items")
+    if target == "live" and not yes:
+        if confirm is None or not confirm(f"Publish {to_create} HITs on LIVE MTurk for ${cost.total}?"):
+            raise UserError("live publishing not confirmed: nothing was published (use --yes to skip the question)")
+
+    with experiment_lock(cfg, target, "publish"), open_ledger(cfg, target) as ledger:
+        if _batch_state(ledger, batch) == plan.state:
+            _check_unchanged(ledger, items, responses_path)  # another batch may have stored these ids meanwhile
+        else:
+            # Another run published this batch between the checks above and the lock: plan again.
+            plan = _make_plan(cfg, ledger, items, responses_path, target=target, batch=batch, submit_url=submit_url)
+            if plan.cost.total > cost.total:
+                raise UserError(f"{ledger.path}: batch {batch} changed while this run was checking it (another"
+                                " publish?); run publish again")
+            if plan.to_create == 0:
+                echo("nothing to publish: every item of this batch already has its HIT")
+                result.preview_url = _preview(ledger, plat, batch)
+                return result
+            result.cost, result.already = plan.cost, plan.already
 
         # Step 3: the plan is committed before any CreateHIT call.
-        if new_hits:
-            ledger.add_plan(list(by_id.values()), new_hits)
-            result.planned = len(new_hits)
+        if plan.new_hits:
+            ledger.add_plan(list(plan.by_id.values()), plan.new_hits)
+            result.planned = len(plan.new_hits)
 
         # Step 4: one HIT type for the batch.
         type_id = ledger.hit_type_for(settings.as_dict())
@@ -190,7 +241,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
                 result.recovered += 1
             pending = ledger.hits(state="pending", batch=batch)
 
-        _create_all(cfg, ledger, plat, pending, questions, type_id, result, progress)
+        _create_all(cfg, ledger, plat, pending, plan.questions, type_id, result, progress)
         result.preview_url = _preview(ledger, plat, batch)
         if result.preview_url:
             echo(f"workers see the HITs at {result.preview_url}")

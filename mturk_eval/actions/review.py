@@ -51,11 +51,10 @@ def bonus_total(actions: list[Action], amount: str) -> tuple[int, Decimal]:
     return n, (fees.money(amount) + fees.bonus_fee(amount)) * n
 
 
-def plan(cfg: ExperimentConfig, ledger, *, target: str, reject_failed_attention: bool = False,
-         feedback: str = DEFAULT_REJECT_FEEDBACK, block_failed_attention: bool = False,
-         block_workers: tuple[str, ...] = (), block_reason: str = DEFAULT_BLOCK_REASON,
-         bonus: str | None = None, bonus_reason: str = "", bonus_label: str = "bonus") -> list[Action]:
-    """What review would do, in execution order: approvals/rejections, bonuses, blocks."""
+def check_options(*, reject_failed_attention: bool = False, feedback: str = DEFAULT_REJECT_FEEDBACK,
+                  block_workers: tuple[str, ...] = (), bonus: str | None = None, bonus_reason: str = "",
+                  **_: object) -> None:
+    """Refuse bad review options (before any ledger is looked at, so the message is about the option)."""
     if bonus is not None and (not _MONEY.fullmatch(bonus) or Decimal(bonus) <= 0):
         raise UserError(f"--bonus: expected dollars like 0.10, got {bonus!r}")
     if bonus is not None and not bonus_reason.strip():
@@ -65,6 +64,15 @@ def plan(cfg: ExperimentConfig, ledger, *, target: str, reject_failed_attention:
     for w in block_workers:
         if not _WORKER.fullmatch(w):
             raise UserError(f"--block: expected a worker id like A1B2C3..., got {w!r}")
+
+
+def plan(cfg: ExperimentConfig, ledger, *, target: str, reject_failed_attention: bool = False,
+         feedback: str = DEFAULT_REJECT_FEEDBACK, block_failed_attention: bool = False,
+         block_workers: tuple[str, ...] = (), block_reason: str = DEFAULT_BLOCK_REASON,
+         bonus: str | None = None, bonus_reason: str = "", bonus_label: str = "bonus") -> list[Action]:
+    """What review would do, in execution order: approvals/rejections, bonuses, blocks."""
+    check_options(reject_failed_attention=reject_failed_attention, feedback=feedback, block_workers=block_workers,
+                  bonus=bonus, bonus_reason=bonus_reason)
     actions: list[Action] = []
     approved: list[tuple[str, str]] = []
     failed_workers: set[str] = set()
@@ -105,7 +113,9 @@ def plan(cfg: ExperimentConfig, ledger, *, target: str, reject_failed_attention:
 def review(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str | None = None, apply: bool = False,
            platform: CrowdPlatform | None = None, **options) -> list[Action]:
     """Plan the review; with ``apply`` carry it out, recording each step in the ledger."""
-    with experiment_lock(cfg, target, "review"), open_ledger(cfg, target, create=False) as ledger:
+    check_options(**options)
+    # The ledger is opened (and checked) before the lock is taken: a refused run leaves no lock file.
+    with open_ledger(cfg, target, create=False) as ledger, experiment_lock(cfg, target, "review"):
         actions = plan(cfg, ledger, target=target, **options)
         if not apply:
             return actions

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from mturk_eval.config import ASPECTS
+from mturk_eval.config import ASPECTS, EVAL_SETS
 from mturk_eval.errors import UserError, where
 from mturk_eval.io import iter_jsonl, read_text
 
@@ -456,6 +456,9 @@ def read_responses(path: str | os.PathLike) -> ResponseIndex:
         for k in need:
             if k not in obj:
                 raise UserError(f"{where(path, lineno)}: {k}: expected a value, got no such key")
+        if obj["eval_set"] not in EVAL_SETS:
+            raise UserError(f"{where(path, lineno)}: eval_set: expected {' or '.join(EVAL_SETS)},"
+                            f" got {obj['eval_set']!r}")
         iid = obj["item_id"]
         if not isinstance(iid, str) or not iid:
             raise UserError(f"{where(path, lineno)}: item_id: expected a non-empty string, got {iid!r}")

@@ -49,7 +49,8 @@ responses_option = click.option(
 @click.option("--count", default=3, show_default=True, help="How many HITs to render when no --item is given.")
 @click.option("--attention", is_flag=True, help="Also render one attention-check item.")
 @click.option("--serve", is_flag=True, help="Serve the files on http://127.0.0.1:PORT until Ctrl-C.")
-@click.option("--port", default=8000, show_default=True, help="Port for --serve (0 picks a free one).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port for --serve (0 picks a free one).")
 def preview(config_path, responses, out_dir, item_ids, count, attention, serve, port):
     """Render rating HITs to HTML files (or serve them) to look at before paying."""
     from mturk_eval.actions.preview import preview as run, serve as serve_dir

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mturk_eval.errors import UserError
+
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 SANDBOX_BALANCE = "10000.00"
 TOKEN_TTL_S = 24 * 3600
@@ -99,17 +101,28 @@ class Store:
     def __init__(self, path: str | Path = ":memory:"):
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        # One connection shared by the server's threads, serialised by a lock: SQLite writes are
-        # serialised anyway, and this keeps every operation one transaction.
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            parent = Path(self.path).parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserError(f"{self.path}: cannot create its folder {parent} ({exc.strerror or exc})") from None
+        try:
+            # One connection shared by the server's threads, serialised by a lock: SQLite writes are
+            # serialised anyway, and this keeps every operation one transaction.
+            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise UserError(f"{self.path}: cannot open the sandbox state ({exc})") from None
         self.db.row_factory = sqlite3.Row
         self.lock = threading.RLock()
-        with self.lock:
-            if self.path != ":memory:":
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
+        try:
+            with self.lock:
+                if self.path != ":memory:":
+                    self.db.execute("PRAGMA journal_mode=WAL")
+                    self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise UserError(f"{self.path}: not a sandbox state database (SQLite) ({exc})") from None
 
     def close(self) -> None:
         with self.lock:
