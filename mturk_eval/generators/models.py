@@ -16,7 +16,6 @@ The cache directory is ``$MTURK_EVAL_CACHE`` or ``~/.cache/mturk-eval``.
 """
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 import re
@@ -219,9 +218,3 @@ def load_model(name: str, device: str | None = None, dtype: Any = None, trainabl
     if not trainable:
         model.requires_grad_(False)
     return LoadedModel(name=name, slug=model_slug(name), path=path, model=model, tokenizer=tok, device=dev)
-
-
-@functools.lru_cache(maxsize=2)
-def load_frozen(name: str, device: str | None = None) -> LoadedModel:
-    """A frozen, eval-mode model shared by prompt-tuning and sampling within one process."""
-    return load_model(name, device=device, trainable=False)

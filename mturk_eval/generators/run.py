@@ -190,14 +190,11 @@ def run_generate(
     """Train and sample every system of the experiment; writes ``runs/<exp>/responses.jsonl``."""
     import torch
     from accelerate import Accelerator
-    from tqdm.auto import tqdm
 
     from mturk_eval.generators.finetune import save_finetuned, train_finetune
     from mturk_eval.generators.formatting import PairFormat
     from mturk_eval.generators.models import LoadedModel, load_model, model_slug
-    from mturk_eval.generators.prefix import prefix_embeds
     from mturk_eval.generators.prompt_tuning import load_prompt, save_prompt, train_prompt
-    from mturk_eval.generators.sampling import generate
     from mturk_eval.generators.trainer import Example
 
     if not progress:
@@ -294,10 +291,7 @@ def run_generate(
                     echo(f"{desc}: {tlog.epochs} epochs, loss {loss_txt}, {tlog.pairs_per_s:.2f} pairs/s")
 
                 if acc.is_main_process:
-                    rows = _sample(
-                        cfg, ckpt, fmt, model, soft, method, persona, items, prompts, settings, base.slug, pad,
-                        progress, desc, generate, prefix_embeds, tqdm,
-                    )
+                    rows = _sample(ckpt, fmt, model, soft, method, persona, items, prompts, settings, base.slug, pad, progress, desc)
                 else:
                     rows = []
                 results.append(SystemResult(name, pid, method, ckpt, reuse, log, rows))
@@ -311,10 +305,13 @@ def run_generate(
     return results
 
 
-def _sample(cfg, ckpt, fmt, model, soft, method, persona, items, prompts, settings, slug, pad, progress, desc,
-            generate, prefix_embeds, tqdm) -> list[dict[str, Any]]:
+def _sample(ckpt, fmt, model, soft, method, persona, items, prompts, settings, slug, pad, progress, desc) -> list[dict[str, Any]]:
     """Responses of one system, reusing the checkpoint's cached ones when nothing changed."""
     import torch
+    from tqdm.auto import tqdm
+
+    from mturk_eval.generators.prefix import prefix_embeds
+    from mturk_eval.generators.sampling import generate
 
     public = settings.public()
     key = _sha({"gen": dataclasses.asdict(settings), "prompts": prompts, "fp": json.loads((ckpt / "training.json").read_text())["fingerprint"]})
