@@ -200,7 +200,7 @@ def test_shared_persona_prefix_gives_the_same_loss_and_gradients(fmt):
     m.model.zero_grad()
     repeated = PairLoss(m.model, None, [])(**collate([Example(lead + e.prompt_ids, e.response_ids) for e in ex], 1))
     repeated.backward()
-    assert float(shared) == pytest.approx(float(repeated), rel=1e-10)
+    assert shared.item() == pytest.approx(repeated.item(), rel=1e-10)
     for a, p in zip(g_shared, m.model.parameters()):
         assert torch.allclose(a, p.grad, rtol=1e-6, atol=1e-8)  # summation order differs
 

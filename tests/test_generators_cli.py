@@ -22,7 +22,6 @@ def config(tmp_path):
     return p
 
 
-@pytest.mark.slow
 def test_generate_end_to_end_and_rerun(config, tmp_path):
     r = CliRunner().invoke(main, ["generate", "--config", str(config), "--quiet"])
     assert r.exit_code == 0, r.output
