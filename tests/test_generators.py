@@ -83,6 +83,20 @@ def test_pair_format(tiny, fmt):
     assert tok.decode(short.prompt_ids).endswith("\n") and short.response_ids[0] == tok("a").input_ids[0]
 
 
+def test_chat_template_format():
+    from mturk_eval.generators.models import load_tokenizer, resolve_model_path
+
+    tok = load_tokenizer(resolve_model_path("tiny-random"))
+    tok.chat_template = (
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<bot>{% endif %}"
+    )
+    chat = PairFormat(tok, chat_template=True)
+    assert tok.decode(chat.encode("hi\nthere").prompt_ids) == "<user>hi there\n<bot>"
+    assert chat.stop_ids == {tok.eos_token_id}  # newlines belong to the template, EOS ends the turn
+    plain = PairFormat(load_tokenizer(resolve_model_path("tiny-random")), chat_template=True)
+    assert not plain.chat  # no template: the plain format
+
+
 # ---------------------------------------------------------------------------------------------- loss
 
 

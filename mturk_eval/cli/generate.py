@@ -30,7 +30,7 @@ def generate(config_path: str, force: bool, models: tuple[str, ...], methods: tu
 
     Builds the data first when needed. Checkpoints and loss curves (PNG) go to
     runs/<exp>/models/<model>/<persona>/<method>/; a rerun reuses what is already trained. On several
-    GPUs, run the same command under `accelerate launch`.
+    GPUs, run the same command under `accelerate launch --multi_gpu -m mturk_eval`.
     """
     from mturk_eval.config import load_config
     from mturk_eval.generators.run import run_generate

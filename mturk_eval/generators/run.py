@@ -213,6 +213,9 @@ def run_generate(
     if len(set(slugs)) != len(slugs):
         raise UserError(f"models: two models share the id {slugs}; give distinct names")
     acc = Accelerator(cpu=(device == "cpu") or not torch.cuda.is_available())
+    if not acc.is_main_process:
+        echo = lambda msg: None  # noqa: E731  (one process speaks)
+        progress = False
     dev = device or str(acc.device)
     settings = decode_settings(cfg)
     general = [EvalItem("general", p) for p in data.general_eval()]
