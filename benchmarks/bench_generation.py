@@ -37,22 +37,12 @@ PERSONA = ["i work night shifts as a nurse.", "i collect old comic books.", "i a
 
 
 def utterances(n: int) -> list[str]:
+    """``n`` utterances from the shipped sample data (persona and general pairs), cycled."""
     out = []
     for name in ("personas.jsonl", "general.jsonl"):
         for line in (REPO / "mturk_eval" / "data" / "sample" / name).read_text().splitlines():
-            row = json.loads(line)
-            for turn in row.get("turns", []) or []:
-                if isinstance(turn, str):
-                    out.append(turn)
-            for key in ("utterance", "text"):
-                if isinstance(row.get(key), str):
-                    out.append(row[key])
-            for d in row.get("dialogue", []) or []:
-                if isinstance(d, str):
-                    out.append(d)
+            out.append(json.loads(line)["utterance"])
     out = list(dict.fromkeys(u for u in out if u.strip()))
-    if not out:
-        out = ["how are you today ?", "what do you do for a living ?", "do you have any pets ?"]
     return [out[i % len(out)] for i in range(n)]
 
 

@@ -272,6 +272,10 @@ def test_min_new_tokens_blocks_early_stops(tiny, fmt):
     assert out3 == [reference_greedy(tiny.model, None, p, 5, stops, min_new_tokens=3) for p in prompts]
 
 
+def test_no_prompts(tiny):
+    assert generate(tiny.model, None, [], DecodeSettings(), frozenset({0}), 1) == []
+
+
 def test_other_strategies(tiny, fmt):
     prompts = [fmt.encode(u).prompt_ids for u, _ in PAIRS]
     stops = frozenset({tiny.tokenizer.eos_token_id})

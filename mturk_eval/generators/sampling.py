@@ -260,6 +260,8 @@ def generate(
     progress: Callable[[int], None] | None = None,
 ) -> list[list[int]]:
     """Responses (token ids, ending with the stop token when one was produced) for all ``prompts``, in order."""
+    if not prompts:
+        return []
     if s.strategy == "beam":
         out = generate_beam(model, prefix_embeds, prompts, s, stop_ids, pad_id)
         if progress:
