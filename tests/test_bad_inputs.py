@@ -533,6 +533,14 @@ def test_generate_with_a_missing_model_path_downloads_nothing(tmp_path, monkeypa
     assert not (tmp_path / "runs" / "tiny" / "models").exists()
 
 
+def test_generate_with_a_missing_model_builds_nothing_first(tmp_path):
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(tiny_config_text(runs_dir=str(tmp_path / "runs")))
+    fails_cleanly(["generate", "--config", str(cfg), "--model", "/nonexistent/path", "--quiet"], tmp_path,
+                  "or one of the built-ins: smollm2-135m, tiny-random")
+    assert not (tmp_path / "runs").exists()  # the model is checked before the data is built
+
+
 # ---------------------------------------------------------------------------------------------- no *.tmp left anywhere
 
 

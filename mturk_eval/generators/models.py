@@ -9,8 +9,10 @@ Accepted names (``--model`` and the config's ``models``):
 * ``tiny-random``: a 2-layer Llama with hidden size 64 and a 259-entry byte-level tokenizer, both built
   in-process from a fixed config and seed (nothing is downloaded). For tests and quick end-to-end runs;
   its responses are noise.
-* A local directory holding a transformers model, or a Hugging Face model name (downloaded by
-  transformers into its own cache the usual way).
+* A local directory holding a transformers model, or a Hugging Face model name already in the Hugging
+  Face cache (``huggingface-cli download NAME`` where there is network). Nothing downloads at run time:
+  ``HF_HUB_OFFLINE=1`` is set unless the environment sets it already (``HF_HUB_OFFLINE=0`` lets
+  transformers download as usual), which also avoids a minute of retries when a name is missing.
 
 The cache directory is ``$MTURK_EVAL_CACHE`` or ``~/.cache/mturk-eval``.
 """
@@ -24,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from mturk_eval.errors import UserError
+
+# Before transformers is imported anywhere through this module: no hub downloads at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_MODEL = "smollm2-135m"
 BUILTIN_MODELS = ("smollm2-135m", "tiny-random")
@@ -176,7 +181,10 @@ def resolve_model_path(name: str) -> str:
             raise UserError(f"model {name}: {p} has no config.json; expected a transformers model directory")
         return str(p)
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise UserError(f"model {name}: no such directory")
+        raise UserError(
+            f"model {name}: no such directory; give a transformers model directory, a Hugging Face name in "
+            f"the local cache, or one of the built-ins: {', '.join(BUILTIN_MODELS)}"
+        )
     return name
 
 

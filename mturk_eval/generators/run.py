@@ -201,14 +201,18 @@ def run_generate(
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    models = models or cfg.models
+    methods = methods or cfg.methods
+    from mturk_eval.generators.models import resolve_model_path
+
+    for name in models:  # a missing model is refused before anything is built or written
+        resolve_model_path(name)
     if data is None:
         from mturk_eval.data import load_built
         from mturk_eval.data.build import build_datasets
 
         build_datasets(cfg)
         data = load_built(cfg)
-    models = models or cfg.models
-    methods = methods or cfg.methods
     slugs = [model_slug(m) for m in models]
     if len(set(slugs)) != len(slugs):
         raise UserError(f"models: two models share the id {slugs}; give distinct names")
