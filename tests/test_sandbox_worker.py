@@ -128,6 +128,19 @@ def test_simulated_workers_fill_every_hit_marked_simulated(sandbox):
     assert sum(res.by_worker.values()) == 12
 
 
+def test_work_spreads_over_all_workers(sandbox):
+    """A crowd works in parallel: with more workers than assignments per HIT, every worker gets work,
+    not just the first MaxAssignments of them (who would otherwise take every HIT)."""
+    c, url = client(sandbox.url), sandbox.url
+    for _ in range(16):
+        c.create_hit(**hit_params(MaxAssignments=3, Question=html_question(1)))
+    res = simulate(url, workers=8, model=RatingModel(careless_share=0.0), seed=4, items_of=_items_of(1),
+                   progress=False)
+    assert res.submitted == 48
+    assert len(res.by_worker) == 8 and min(res.by_worker.values()) >= 3  # 6 each on average
+    assert max(res.by_worker.values()) <= 9
+
+
 def test_careful_workers_pass_attention_checks_careless_mostly_fail(sandbox):
     c, url = client(sandbox.url), sandbox.url
     for _ in range(10):

@@ -92,7 +92,7 @@ def _is_loopback(host: str) -> bool:
 @sandbox.command("simulate")
 @click.option("--endpoint", default=DEFAULT_URL, show_default=True, help="The sandbox's URL.")
 @click.option("--workers", type=click.IntRange(1), default=5, show_default=True,
-              help="Number of simulated workers; each works on every HIT open to them, once.")
+              help="Number of simulated workers; they take turns, one HIT each per round, so the work spreads over all of them (each HIT at most once per worker).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Experiment TOML: its local ledger gives the rating model each item's text (persona, utterance,"
                    " reply) and attention checks (without it every item is rated from the neutral quality 3).")

@@ -432,26 +432,40 @@ def simulate(url: str, workers: int, model: RatingModel | None = None, seed: int
     crew = make_workers(workers, model, seed)
     result.careless_workers = [w.worker_id for w in crew if w.careless]
     bar = tqdm(total=None, desc="simulated assignments", unit="asg", disable=not progress)
+    sessions: list[requests.Session] = []
     try:
+        queues: list[list[str]] = []
         for w in crew:
-            with requests.Session() as session:
-                session.cookies.set("workerId", w.worker_id)
-                try:
-                    hits = open_hits(session, url)
-                except requests.RequestException as exc:
-                    raise UserError(f"{url}: cannot reach the sandbox's worker site ({exc})") from None
-                w.rng.shuffle(hits)
-                if max_hits_per_worker is not None:
-                    hits = hits[:max_hits_per_worker]
-                done = 0
-                for hit_id in hits:
-                    if work_one(session, url, hit_id, w, model, items_of, result):
-                        done += 1
-                        result.submitted += 1
-                        bar.update(1)
-                    else:
-                        result.skipped += 1
-                result.by_worker[w.worker_id] = done
+            session = requests.Session()
+            sessions.append(session)
+            session.cookies.set("workerId", w.worker_id)
+            try:
+                hits = open_hits(session, url)
+            except requests.RequestException as exc:
+                raise UserError(f"{url}: cannot reach the sandbox's worker site ({exc})") from None
+            w.rng.shuffle(hits)
+            if max_hits_per_worker is not None:
+                hits = hits[:max_hits_per_worker]
+            queues.append(hits)
+            result.by_worker[w.worker_id] = 0
+        # Workers take turns, one HIT each per round in a shuffled order, as a crowd works in parallel:
+        # the assignments spread over all workers instead of the first MaxAssignments workers taking all.
+        order_rng = random.Random(f"{seed}:order")
+        turn = list(range(len(crew)))
+        for r in range(max((len(q) for q in queues), default=0)):
+            order_rng.shuffle(turn)
+            for i in turn:
+                if r >= len(queues[i]):
+                    continue
+                w = crew[i]
+                if work_one(sessions[i], url, queues[i][r], w, model, items_of, result):
+                    result.by_worker[w.worker_id] += 1
+                    result.submitted += 1
+                    bar.update(1)
+                else:
+                    result.skipped += 1
     finally:
         bar.close()
+        for session in sessions:
+            session.close()
     return result
