@@ -163,6 +163,16 @@ def _build_tiny_random(target: Path) -> None:
         tok.save_pretrained(tmp)
 
 
+def check_model_available(name: str) -> None:
+    """Refuse a model that cannot be loaded, cheaply: no conversion, no loading, no network."""
+    if name == "smollm2-135m":
+        smollm2_gguf_path()
+    elif name != "tiny-random":
+        p = Path(name).expanduser()
+        if p.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+            resolve_model_path(name)
+
+
 def resolve_model_path(name: str) -> str:
     """The directory (or hub name) that ``from_pretrained`` should read for ``name``; converts built-ins once."""
     if name == "smollm2-135m":

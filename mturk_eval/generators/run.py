@@ -203,10 +203,10 @@ def run_generate(
         hf_logging.disable_progress_bar()
     models = models or cfg.models
     methods = methods or cfg.methods
-    from mturk_eval.generators.models import resolve_model_path
+    from mturk_eval.generators.models import check_model_available
 
     for name in models:  # a missing model is refused before anything is built or written
-        resolve_model_path(name)
+        check_model_available(name)
     if data is None:
         from mturk_eval.data import load_built
         from mturk_eval.data.build import build_datasets
