@@ -48,7 +48,13 @@ def utterances(n: int) -> list[str]:
 
 def fix_peft_cache_keyword(peft_model) -> bool:
     """Make PEFT 0.21's prompt-tuning generate work where transformers renamed ``past_key_values`` to
-    ``cache`` (model-notes.md); returns whether a fix was needed. Not needed with transformers 5.23."""
+    ``cache`` (transformers 5.24; model-notes.md); returns whether a fix was needed.
+
+    PEFT looks for the cache under ``past_key_values`` in what the base model's
+    ``prepare_inputs_for_generation`` returns; finding none, it re-inserts the virtual tokens at every
+    step. Renaming the returned key lets PEFT see the cache; the model's forward still accepts the old
+    name (a deprecated alias for ``cache``).
+    """
     base = peft_model.base_model
     params = inspect.signature(type(backbone(base)).forward).parameters
     if "cache" not in params or "past_key_values" in params:
@@ -57,11 +63,9 @@ def fix_peft_cache_keyword(peft_model) -> bool:
 
     @functools.wraps(orig)
     def prepare(*args, **kwargs):
-        if "cache" in kwargs and "past_key_values" not in kwargs:
-            kwargs["past_key_values"] = kwargs.pop("cache")
         out = orig(*args, **kwargs)
-        if "past_key_values" in out:
-            out["cache"] = out.pop("past_key_values")
+        if "cache" in out and "past_key_values" not in out:
+            out["past_key_values"] = out.pop("cache")
         return out
 
     peft_model.base_model_prepare_inputs_for_generation = prepare
