@@ -8,6 +8,7 @@ Relative paths resolve against the config file's directory.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import os
@@ -304,6 +305,22 @@ def _convert(value: Any, tp: Any, key: str, file: str) -> Any:
     raise TypeError(f"unsupported config type {tp!r} at {key}")
 
 
+def _suggest(key: str, fields: dict[str, Any], prefix: str, cls: type) -> str:
+    """' (did you mean ...?; known keys here: ...)' for an unknown key."""
+    if cls is ExperimentConfig and not prefix:
+        # the top level mixes [experiment] keys with section names: list them apart
+        sections = sorted(n for n in fields if dataclasses.is_dataclass(typing.get_type_hints(cls)[n]))
+        known = f"sections: experiment, {', '.join(sections)}; [experiment] keys: " + ", ".join(
+            sorted(n for n in fields if n not in sections))
+        candidates = ["experiment", *fields]
+    else:
+        known = "known keys here: " + ", ".join(sorted(fields))
+        candidates = list(fields)
+    close = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?; " if close else ""
+    return f" ({hint}{known})"
+
+
 def _build(cls: type, data: dict[str, Any], prefix: str, file: str) -> Any:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
@@ -311,8 +328,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str, file: str) -> Any:
     for k, v in data.items():
         key = f"{prefix}.{k}" if prefix else k
         if k not in fields:
-            known = ", ".join(sorted(fields))
-            raise UserError(f"{file}: unknown key '{key}' (known keys here: {known})")
+            raise UserError(f"{file}: unknown key '{key}'{_suggest(k, fields, prefix, cls)}")
         kwargs[k] = _convert(v, hints[k], key, file)
     missing = [
         n

@@ -93,7 +93,7 @@ UNKNOWN_KEY_VERBS = [
 def test_unknown_config_key_for_every_verb(tmp_path, no_platform, verb):
     cfg = write_config(tmp_path, '[hit]\nreword = "0.05"\n')
     fails_cleanly([*verb, "--config", str(cfg)], tmp_path,
-                  "exp.toml: unknown key 'hit.reword' (known keys here: assignment_duration_s")
+                  "exp.toml: unknown key 'hit.reword' (did you mean 'reward'?; known keys here: assignment_duration_s")
     assert not (tmp_path / "runs").exists()
 
 

@@ -38,7 +38,7 @@ def test_minimal_config_has_paper_defaults(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        ("[data]\nnum_persona = 3\n", "unknown key 'data.num_persona'"),
+        ("[data]\nnum_persona = 3\n", "unknown key 'data.num_persona' (did you mean 'num_personas'?"),
         ("[training]\nbatch_size = 'eight'\n", "training.batch_size: expected an integer"),
         ("[data]\neval_fraction = 1.5\n", "data.eval_fraction: expected a number between 0 and 1"),
         ("[hit]\nreward = 0.05\n", "hit.reward: expected a string"),
@@ -56,6 +56,14 @@ def test_bad_keys_and_types_name_the_key(extra, message):
     assert message in str(e.value)
     assert str(e.value).startswith("c.toml")
     assert "\n" not in str(e.value)
+
+
+def test_misspelled_section_suggests_it_and_lists_sections():
+    with pytest.raises(UserError) as e:
+        parse_config('[experment]\nname = "t"\n', "c.toml", Path("/tmp"))
+    msg = str(e.value)
+    assert "unknown key 'experment' (did you mean 'experiment'?" in msg
+    assert "sections: experiment, data, generation, hit, report, training" in msg
 
 
 def test_methods_are_checked():
