@@ -19,7 +19,7 @@ def test_distinct_pools_ngrams_over_all_responses():
     # bigrams (a b) (b a) (b c): n-grams never cross responses, so (a b) from "a" + "b c" is not counted
     assert distinct_n(r, 2) == pytest.approx(3 / 3)
     assert distinct_n(["x y x y"], 2) == pytest.approx(2 / 3)
-    assert distinct_n(["hello"], 2) == 0.0 and distinct_n([], 1) == 0.0
+    assert distinct_n(["hello"], 2) is None and distinct_n([], 1) is None  # undefined, not 0
 
 
 def test_distinct_is_case_and_punctuation_literal():
@@ -103,3 +103,31 @@ def test_distinct_cli_needs_one_source(tmp_path):
     assert res.exit_code == 2 and "exactly one of --config or --responses" in res.output
     res = CliRunner().invoke(main, ["distinct", "--responses", str(tmp_path / "none.jsonl")])
     assert res.exit_code == 2 and "file not found" in res.output
+
+
+def test_no_ngrams_is_undefined_not_zero(tmp_path):
+    """A system whose responses are all empty (or one word, for distinct-2) has no N-grams: distinct-N is
+    undefined, shown as "-" in Markdown with a note, an empty CSV cell and null in the report's JSON."""
+    from dataclasses import asdict
+
+    rows = _rows()
+    for i, resp in enumerate(["", "  "]):
+        rows.append({**rows[0], "item_id": f"persona.p1.e{i}.finetune_added.tiny", "pair_id": f"e{i}",
+                     "method": "finetune_added", "response": resp})
+    rows.append({**rows[0], "item_id": "persona.p1.m.prompt_tuning.big", "model": "big", "response": "word"})
+    out = {(r.model, r.method): r for r in distinct_rows(rows, reference=False)}
+    empty, one = out[("tiny", "finetune_added")], out[("big", "prompt_tuning")]
+    assert (empty.responses, empty.distinct_1, empty.distinct_2) == (2, None, None)
+    assert (one.distinct_1, one.distinct_2) == (1.0, None)
+    md = to_markdown(list(out.values()))
+    assert "| tiny | Fine-tuning (added) | 2 | - | - |" in md and "| big | Prompt-tuning | 1 | 1.000 | - |" in md
+    assert "-: undefined, the system's responses hold no N-gram at all" in md
+    assert "0.000" not in md
+    assert "tiny,finetune_added,2,,\n" in to_csv(list(out.values()))
+    assert json.loads(json.dumps(asdict(empty)))["distinct_1"] is None
+    # no note when every value is defined
+    assert "undefined" not in to_markdown(distinct_rows(_rows()))
+    p = tmp_path / "responses.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    res = CliRunner().invoke(main, ["distinct", "--responses", str(p)])
+    assert res.exit_code == 0 and "| - | - |" in res.output, res.output

@@ -312,3 +312,32 @@ def test_default_model_cached_batched_greedy_equals_uncached():
     ref = [reference_greedy(m.model, pe, p, 8, f.stop_ids) for p in prompts]
     out = generate(m.model, pe, prompts, DecodeSettings(max_new_tokens=8, batch_size=2), f.stop_ids, m.tokenizer.pad_token_id)
     assert out == ref
+
+
+def test_blank_tokens_of_the_pair_format(tiny, fmt):
+    """Tokens that decode to no visible text: whitespace bytes and the special tokens (skipped on decode)."""
+    tok = tiny.tokenizer
+    space, a = tok(" ", add_special_tokens=False).input_ids[0], tok("a", add_special_tokens=False).input_ids[0]
+    assert {space, tok.eos_token_id, tok.pad_token_id, tok.bos_token_id} <= fmt.blank_ids
+    assert a not in fmt.blank_ids
+    assert all(not fmt.decode_response([t]) for t in fmt.blank_ids)
+    assert len(fmt.blank_ids) < 20
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "sample", "beam"])
+def test_first_token_has_visible_text_when_min_new_tokens_is_set(tiny, fmt, strategy):
+    """A model whose likeliest first tokens are blank (whitespace) still gives a visible first token:
+    min_new_tokens = 1 means at least one token with visible text, not a run of spaces that decodes to ''."""
+    prompts = [fmt.encode(u).prompt_ids for u, _ in PAIRS]
+    stops = frozenset({tiny.tokenizer.eos_token_id})
+    blank = frozenset(set(range(len(tiny.tokenizer))) - {5, 9})  # only tokens 5 and 9 are "visible"
+    kw = {"num_beams": 2} if strategy == "beam" else {"top_k": 3, "seed": 1} if strategy == "sample" else {}
+    free = generate(tiny.model, None, prompts, DecodeSettings(strategy, max_new_tokens=4, min_new_tokens=0, **kw), stops, 1,
+                    blank_ids=blank)
+    assert any(o[0] not in (5, 9) for o in free)  # unconstrained, the first token is usually blank
+    for cont in (True, False):
+        s = DecodeSettings(strategy, max_new_tokens=4, min_new_tokens=1, continuous=cont, batch_size=3, **kw)
+        out = generate(tiny.model, None, prompts, s, stops, 1, blank_ids=blank)
+        assert all(o[0] in (5, 9) for o in out), out
+        if strategy == "greedy":
+            assert out == [reference_greedy(tiny.model, None, p, 4, stops, blank_ids=blank) for p in prompts]

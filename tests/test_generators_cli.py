@@ -121,3 +121,64 @@ def test_bad_pair_id_is_refused_before_writing(tmp_path):
     with pytest.raises(UserError, match="item id"):
         run_generate(cfg, data=BadData(), methods=["finetune_none"], progress=False, echo=lambda s: None)
     assert not (tmp_path / "runs" / "tiny" / "responses.jsonl").exists()
+
+
+def _demo_like_config(tmp_path):
+    """The demo's settings (200 virtual tokens, prompt lr 1e-2, seed 7) with tiny-random: its soft prompts
+    make the model emit spaces only, which decoded to 14 empty responses before the first-token rule."""
+    p = tmp_path / "demo.toml"
+    p.write_text(tiny_config_text(runs_dir=str(tmp_path / "runs")).replace("seed = 3", "seed = 7")
+                 .replace("num_virtual_tokens = 8", "num_virtual_tokens = 200\nprompt_lr = 1e-2\nmax_length = 64")
+                 .replace("max_new_tokens = 6", "max_new_tokens = 24"))
+    return p
+
+
+def test_no_empty_responses_and_a_counted_warning_when_there_are(tmp_path, monkeypatch):
+    config = _demo_like_config(tmp_path)
+    r = CliRunner().invoke(main, ["generate", "--config", str(config), "--quiet", "--method", "prompt_tuning"])
+    assert r.exit_code == 0, r.output
+    rows = read_jsonl(tmp_path / "runs" / "tiny" / "responses.jsonl")
+    assert len(rows) == 14 and all(row["response"].strip() for row in rows)
+    assert "responses are empty" not in r.output
+    # training stopped at max_epochs = 2 without converging: said on the summary line, and on reuse
+    assert r.output.count("2 epochs, stopped at max_epochs without converging, loss ") == 2, r.output
+    r = CliRunner().invoke(main, ["generate", "--config", str(config), "--quiet", "--method", "prompt_tuning"])
+    assert r.output.count("trained already (2 epochs, stopped at max_epochs without converging)") == 2, r.output
+
+    # without the rule (no blank tokens known) the same model gives whitespace-only responses: counted
+    from mturk_eval.generators.formatting import PairFormat
+
+    scan = PairFormat._scan_vocab
+    monkeypatch.setattr(PairFormat, "_scan_vocab", lambda self: (scan(self)[0], set()))
+    r = CliRunner().invoke(main, ["generate", "--config", str(config), "--quiet", "--method", "prompt_tuning"])
+    assert r.exit_code == 0, r.output
+    assert ("warning: 14 of 14 responses are empty (prompt_tuning p1 tiny-random: 7 of 7; "
+            "prompt_tuning p2 tiny-random: 7 of 7)") in r.output, r.output
+
+
+def test_empty_warning_counts_by_system():
+    from pathlib import Path
+
+    from mturk_eval.generators.run import SystemResult, empty_warning
+
+    def res(method, pid, texts):
+        return SystemResult("tiny-random", pid, method, Path("."), False, {},
+                            [{"response": t, "model": "tiny-random"} for t in texts])
+
+    results = [res("prompt_tuning", "p1", ["", " ", "a"]), res("finetune_none", "p1", ["b", "c"])]
+    assert empty_warning(results).startswith("warning: 2 of 5 responses are empty (prompt_tuning p1 tiny-random: 2 of 3)")
+    assert "min_new_tokens = 0" in empty_warning(results, min_new_tokens=0)
+    assert empty_warning(results[1:]) is None
+
+
+def test_loss_plots_have_whole_epoch_ticks():
+    from pathlib import Path
+
+    from mturk_eval.generators.run import SystemResult, summary_figure
+
+    log = {"epoch_losses": [3.0, 2.5]}  # two epochs: matplotlib alone puts ticks at 1.2, 1.4, ...
+    fig = summary_figure([SystemResult("m", "p1", meth, Path("."), False, log, []) for meth in ("prompt_tuning", "finetune_none")])
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks

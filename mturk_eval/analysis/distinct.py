@@ -53,13 +53,16 @@ def ngram_counts(responses: Iterable[str], n: int, tokenize: Callable[[str], lis
     return counts
 
 
-def distinct_n(responses: list[str], n: int, tokenizer: str = "space") -> float:
-    """distinct-N over the pooled responses; 0.0 when they hold no N-gram at all."""
+def distinct_n(responses: list[str], n: int, tokenizer: str = "space") -> float | None:
+    """distinct-N over the pooled responses; None (undefined) when they hold no N-gram at all."""
     if n < 1:
         raise ValueError("n must be >= 1")
-    counts = ngram_counts(responses, n, get_tokenizer(tokenizer))
+    return _ratio(ngram_counts(responses, n, get_tokenizer(tokenizer)))
+
+
+def _ratio(counts: Counter) -> float | None:
     total = sum(counts.values())
-    return len(counts) / total if total else 0.0
+    return len(counts) / total if total else None
 
 
 METHOD_LABELS = {
@@ -75,8 +78,8 @@ class DistinctRow:
     model: str
     method: str
     responses: int
-    distinct_1: float
-    distinct_2: float
+    distinct_1: float | None  # None: the responses hold no unigram (all empty), distinct-1 is undefined
+    distinct_2: float | None  # None: no bigram (every response empty or one token long)
 
 
 def read_responses(path: str | Path) -> list[dict]:
@@ -109,10 +112,7 @@ def distinct_rows(responses: str | Path | list[dict], tokenizer: str = "space", 
             refs[(r.get("eval_set"), r.get("persona_id") if r.get("eval_set") == "persona" else None, r.get("pair_id"), r.get("utterance"))] = r["reference"]
 
     def row(model: str, method: str, texts: list[str]) -> DistinctRow:
-        c1, c2 = ngram_counts(texts, 1, tok), ngram_counts(texts, 2, tok)
-        d1 = len(c1) / sum(c1.values()) if c1 else 0.0
-        d2 = len(c2) / sum(c2.values()) if c2 else 0.0
-        return DistinctRow(model, method, len(texts), d1, d2)
+        return DistinctRow(model, method, len(texts), _ratio(ngram_counts(texts, 1, tok)), _ratio(ngram_counts(texts, 2, tok)))
 
     out = [row(m, meth, t) for (m, meth), t in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 99), kv[0][1]))]
     if refs:
@@ -129,8 +129,18 @@ def to_markdown(rows: list[DistinctRow], tokenizer: str = "space") -> str:
     ]
     for r in rows:
         label = METHOD_LABELS.get(r.method, r.method)
-        lines.append(f"| {r.model} | {label} | {r.responses} | {r.distinct_1:.3f} | {r.distinct_2:.3f} |")
+        lines.append(f"| {r.model} | {label} | {r.responses} | {_fmt(r.distinct_1, 3)} | {_fmt(r.distinct_2, 3)} |")
+    if any(r.distinct_1 is None or r.distinct_2 is None for r in rows):
+        lines += ["", f"{UNDEFINED_NOTE}."]
     return "\n".join(lines) + "\n"
+
+
+UNDEFINED_NOTE = ("-: undefined, the system's responses hold no N-gram at all (every response empty, or for "
+                  "distinct-2 at most one token long); not the same as 0 (every N-gram repeated)")
+
+
+def _fmt(x: float | None, digits: int) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
 
 
 def to_csv(rows: list[DistinctRow]) -> str:
@@ -138,5 +148,7 @@ def to_csv(rows: list[DistinctRow]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["model", "method", "responses", "distinct_1", "distinct_2"])
     for r in rows:
-        w.writerow([r.model, r.method, r.responses, f"{r.distinct_1:.6f}", f"{r.distinct_2:.6f}"])
+        # undefined values are empty cells
+        w.writerow([r.model, r.method, r.responses, "" if r.distinct_1 is None else f"{r.distinct_1:.6f}",
+                    "" if r.distinct_2 is None else f"{r.distinct_2:.6f}"])
     return buf.getvalue()

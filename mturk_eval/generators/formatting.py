@@ -48,16 +48,21 @@ class PairFormat:
         probe = tokenizer("a").input_ids
         bos = tokenizer.bos_token_id
         self.bos_ids: list[int] = [bos] if bos is not None and probe and probe[0] == bos else []
-        self.stop_ids: frozenset[int] = frozenset(self._stop_ids())
+        stops, blank = self._scan_vocab()
+        self.stop_ids: frozenset[int] = frozenset(stops)
+        # tokens that decode to no visible text in a response (whitespace, special tokens): generation does
+        # not start a response with one, so min_new_tokens >= 1 means at least one visible character
+        self.blank_ids: frozenset[int] = frozenset(blank)
 
-    def _stop_ids(self) -> set[int]:
+    def _scan_vocab(self) -> tuple[set[int], set[int]]:
         stops = {self.eos_id}
-        if not self.chat:
-            # any token whose text contains a newline ends the turn
-            for tid in range(len(self.tokenizer)):
-                if "\n" in self.tokenizer.decode([tid]):
-                    stops.add(tid)
-        return stops
+        blank = set()
+        for tid in range(len(self.tokenizer)):
+            if not self.chat and "\n" in self.tokenizer.decode([tid]):
+                stops.add(tid)  # any token whose text contains a newline ends the turn
+            if not clean(self.tokenizer.decode([tid], skip_special_tokens=True)):
+                blank.add(tid)
+        return stops, blank
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids

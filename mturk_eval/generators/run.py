@@ -22,6 +22,9 @@ from mturk_eval.errors import UserError
 from mturk_eval.io import atomic_directory, atomic_write_bytes, write_json, write_jsonl
 
 ITEM_ID = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+# Bump when decoding changes its output for the same settings, so cached responses are not reused.
+# v2: with min_new_tokens >= 1 a response's first token has visible text (no whitespace-only responses).
+DECODE_VERSION = 2
 
 
 @dataclass
@@ -103,6 +106,7 @@ def save_loss_plot(path: Path, log: dict[str, Any], title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     steps = log.get("step_losses", [])
@@ -112,6 +116,7 @@ def save_loss_plot(path: Path, log: dict[str, Any], title: str) -> None:
         per = len(steps) / len(ep)
         ax.plot([per * (i + 1) for i in range(len(ep))], ep, "o-", label="epoch mean")
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("cross-entropy (response tokens)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
@@ -126,14 +131,28 @@ def save_summary_plot(path: Path, results: list[SystemResult]) -> None:
     """Epoch-mean training loss of every system in one PNG, one panel per method."""
     import io
 
+    import matplotlib.pyplot as plt
+
+    fig = summary_figure(results)
+    if fig is None:
+        return
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def summary_figure(results: list[SystemResult]):
+    """The figure of :func:`save_summary_plot` (None when there is nothing to plot); whole-epoch ticks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     methods = sorted({r.method for r in results})
     if not methods:
-        return
+        return None
     fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 3.5), dpi=100, squeeze=False)
     for ax, m in zip(axes[0], methods):
         for r in results:
@@ -142,13 +161,11 @@ def save_summary_plot(path: Path, results: list[SystemResult]) -> None:
                 ax.plot(range(1, len(ep) + 1), ep, "o-", label=f"{r.model} {r.persona_id}")
         ax.set_title(m, fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("mean training loss")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return fig
 
 
 def _response_rows(
@@ -254,7 +271,7 @@ def run_generate(
                     else:
                         ft = load_model(str(ckpt), device=dev)
                         model = ft.model
-                    echo(f"{desc}: trained already ({old.get('epochs')} epochs), reusing {ckpt}")
+                    echo(f"{desc}: trained already ({old.get('epochs')} epochs{_not_converged(old)}), reusing {ckpt}")
                 else:
                     if method == "prompt_tuning":
                         ex = [Example(**vars(fmt.encode(p.utterance, p.response))) for p in train_pairs]
@@ -295,7 +312,7 @@ def run_generate(
                             write_json(tmp / "training.json", log)
                     acc.wait_for_everyone()
                     loss_txt = " -> ".join(f"{x:.3f}" for x in tlog.epoch_losses)
-                    echo(f"{desc}: {tlog.epochs} epochs, loss {loss_txt}, {tlog.pairs_per_s:.2f} pairs/s")
+                    echo(f"{desc}: {tlog.epochs} epochs{_not_converged(log)}, loss {loss_txt}, {tlog.pairs_per_s:.2f} pairs/s")
 
                 if acc.is_main_process:
                     rows = _sample(ckpt, fmt, model, soft, method, persona, items, prompts, settings, base.slug, pad, progress, desc)
@@ -309,7 +326,36 @@ def run_generate(
         write_jsonl(cfg.run_dir / "responses.jsonl", rows)
         save_summary_plot(cfg.run_dir / "loss_curves.png", results)
         echo(f"wrote {len(rows)} responses to {cfg.run_dir / 'responses.jsonl'}; loss curves in {cfg.run_dir / 'loss_curves.png'}")
+        warning = empty_warning(results, settings.min_new_tokens)
+        if warning:
+            echo(warning)
     return results
+
+
+def _not_converged(log: dict[str, Any]) -> str:
+    """", stopped at max_epochs without converging" when training.json says so (nothing for old files)."""
+    if log.get("converged") is False:
+        return ", stopped at max_epochs without converging"
+    return ""
+
+
+def empty_warning(results: list[SystemResult], min_new_tokens: int = 1) -> str | None:
+    """A counted warning when some responses are empty (raters would see a blank reply), by system."""
+    total = sum(len(r.rows) for r in results)
+    counts = [(r, sum(1 for row in r.rows if not str(row["response"]).strip())) for r in results]
+    counts = [(r, n) for r, n in counts if n]
+    if not counts:
+        return None
+    n_empty = sum(n for _, n in counts)
+    by_system = "; ".join(f"{r.method} {r.persona_id} {_slug(r)}: {n} of {len(r.rows)}" for r, n in counts)
+    why = ("generation.min_new_tokens = 0 allows them" if min_new_tokens < 1
+           else "the model produced no visible text; check its training (loss curves)")
+    return (f"warning: {n_empty} of {total} responses are empty ({by_system}); {why}. "
+            "Raters would see these as blank replies.")
+
+
+def _slug(r: SystemResult) -> str:
+    return r.rows[0]["model"] if r.rows else r.model
 
 
 def _sample(ckpt, fmt, model, soft, method, persona, items, prompts, settings, slug, pad, progress, desc) -> list[dict[str, Any]]:
@@ -321,7 +367,8 @@ def _sample(ckpt, fmt, model, soft, method, persona, items, prompts, settings, s
     from mturk_eval.generators.sampling import generate
 
     public = settings.public()
-    key = _sha({"gen": dataclasses.asdict(settings), "prompts": prompts, "fp": json.loads((ckpt / "training.json").read_text())["fingerprint"]})
+    key = _sha({"gen": dataclasses.asdict(settings), "prompts": prompts, "decode": DECODE_VERSION, "blank": sorted(fmt.blank_ids),
+                "fp": json.loads((ckpt / "training.json").read_text())["fingerprint"]})
     cache_path = ckpt / "responses_cache.json"
     if cache_path.is_file():
         try:
@@ -334,7 +381,7 @@ def _sample(ckpt, fmt, model, soft, method, persona, items, prompts, settings, s
     with torch.inference_mode():
         pe = prefix_embeds(model, soft, lead)
     bar = tqdm(total=len(prompts), desc=f"sample {desc}", unit="resp", disable=not progress, leave=False)
-    outs = generate(model, pe, prompts, settings, fmt.stop_ids, pad, progress=bar.update)
+    outs = generate(model, pe, prompts, settings, fmt.stop_ids, pad, progress=bar.update, blank_ids=fmt.blank_ids)
     bar.close()
     texts = [fmt.decode_response(o) for o in outs]
     write_json(cache_path, {"key": key, "texts": texts})

@@ -31,7 +31,8 @@ from mturk_eval.generators.prefix import backbone, compute_prefix_kv, forward_hi
 class DecodeSettings:
     strategy: str = "greedy"  # greedy | sample | beam
     max_new_tokens: int = 40
-    # stop tokens are not allowed before this many tokens (no empty responses); 0 allows them
+    # stop tokens are not allowed before this many tokens, and (when >= 1) the first token must be one
+    # with visible text (not in ``blank_ids``), so a response is never empty; 0 allows both
     min_new_tokens: int = 1
     temperature: float = 1.0
     top_p: float = 1.0
@@ -54,6 +55,12 @@ class DecodeSettings:
         if self.strategy == "beam":
             d.update(num_beams=self.num_beams)
         return d
+
+
+def _first_block(stop_ids: frozenset[int], blank_ids: frozenset[int], device) -> torch.Tensor:
+    """Tokens not allowed as a response's first token when ``min_new_tokens >= 1``: stops, and tokens that
+    decode to no visible text (whitespace, special tokens), which would leave the response empty."""
+    return torch.tensor(sorted(set(stop_ids) | set(blank_ids)), device=device)
 
 
 def _choose(logits: torch.Tensor, s: DecodeSettings, gen: torch.Generator | None) -> torch.Tensor:
@@ -83,6 +90,7 @@ def generate_batch(
     stop_ids: frozenset[int],
     pad_id: int,
     gen: torch.Generator | None = None,
+    blank_ids: frozenset[int] = frozenset(),
 ) -> list[list[int]]:
     """Generate for one batch of prompts; each output stops after its first stop token (kept)."""
     device = model.get_input_embeddings().weight.device
@@ -96,8 +104,11 @@ def generate_batch(
     rows = torch.arange(B, device=device)  # original row of each live batch row
     logits = lm_head(hidden[:, -1, :])
     stop = torch.tensor(sorted(stop_ids), device=device)
+    first = _first_block(stop_ids, blank_ids, device)
     for step in range(s.max_new_tokens):
-        if step < s.min_new_tokens:
+        if step == 0 and s.min_new_tokens >= 1:
+            logits = logits.index_fill(-1, first, float("-inf"))
+        elif step < s.min_new_tokens:
             logits = logits.index_fill(-1, stop, float("-inf"))
         tok = _choose(logits, s, gen)
         for r, t in zip(rows.tolist(), tok.tolist()):
@@ -151,12 +162,14 @@ def generate_continuous(
     pad_id: int,
     gen: torch.Generator | None = None,
     progress: Callable[[int], None] | None = None,
+    blank_ids: frozenset[int] = frozenset(),
 ) -> list[list[int]]:
     """Continuous batching over ``prompts`` taken in ``order``; outputs as :func:`generate_batch`."""
     device = model.get_input_embeddings().weight.device
     lm_head = model.get_output_embeddings()
     P = prefix_kv[0][0].shape[-2] if prefix_kv else 0
     stop = torch.tensor(sorted(stop_ids), device=device)
+    first = _first_block(stop_ids, blank_ids, device)
     outs: list[list[int]] = [[] for _ in prompts]
     queue = list(order)
     cache = None
@@ -195,6 +208,10 @@ def generate_continuous(
         if bool(early.any()):
             blocked = logits.index_fill(-1, stop, float("-inf"))
             logits = torch.where(early.unsqueeze(-1), blocked, logits)
+            at_start = counts == 0
+            if bool(at_start.any()):
+                blocked = logits.index_fill(-1, first, float("-inf"))
+                logits = torch.where(at_start.unsqueeze(-1), blocked, logits)
         tok = _choose(logits, s, gen)
         for r, t in zip(rows.tolist(), tok.tolist()):
             outs[r].append(t)
@@ -226,9 +243,24 @@ def _cut(ids: list[int], stop_ids: frozenset[int]) -> list[int]:
 
 
 @torch.inference_mode()
-def generate_beam(model: Any, prefix_embeds, prompts, s: DecodeSettings, stop_ids, pad_id) -> list[list[int]]:
+def generate_beam(model: Any, prefix_embeds, prompts, s: DecodeSettings, stop_ids, pad_id,
+                  blank_ids: frozenset[int] = frozenset()) -> list[list[int]]:
     """Beam search through transformers' ``generate`` on the full embeddings (prefix + prompt)."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
     device = model.get_input_embeddings().weight.device
+    first = _first_block(stop_ids, blank_ids, device)
+
+    class FirstVisible(LogitsProcessor):
+        """Blocks stops and blank tokens at the first generated position (its first call)."""
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def __call__(self, input_ids, scores):
+            self.calls += 1
+            return scores.index_fill(-1, first, float("-inf")) if self.calls == 1 else scores
+
     outs = []
     for p in prompts:
         ids = torch.tensor([p], device=device)
@@ -245,6 +277,7 @@ def generate_beam(model: Any, prefix_embeds, prompts, s: DecodeSettings, stop_id
             do_sample=False,
             eos_token_id=sorted(stop_ids),
             pad_token_id=pad_id,
+            logits_processor=LogitsProcessorList([FirstVisible()] if s.min_new_tokens >= 1 else []),
         )
         outs.append(_cut(out[0].tolist(), stop_ids))
     return outs
@@ -258,12 +291,17 @@ def generate(
     stop_ids: frozenset[int],
     pad_id: int,
     progress: Callable[[int], None] | None = None,
+    blank_ids: frozenset[int] = frozenset(),
 ) -> list[list[int]]:
-    """Responses (token ids, ending with the stop token when one was produced) for all ``prompts``, in order."""
+    """Responses (token ids, ending with the stop token when one was produced) for all ``prompts``, in order.
+
+    ``blank_ids``: tokens that decode to no visible text (PairFormat.blank_ids); with ``min_new_tokens >= 1``
+    none of them (and no stop) can be a response's first token, so no response decodes to nothing.
+    """
     if not prompts:
         return []
     if s.strategy == "beam":
-        out = generate_beam(model, prefix_embeds, prompts, s, stop_ids, pad_id)
+        out = generate_beam(model, prefix_embeds, prompts, s, stop_ids, pad_id, blank_ids)
         if progress:
             progress(len(prompts))
         return out
@@ -276,11 +314,11 @@ def generate(
     if s.strategy == "sample":
         gen = torch.Generator().manual_seed(s.seed)
     if s.continuous and s.drop_finished:
-        return generate_continuous(model, prefix_kv, prompts, order, s, stop_ids, pad_id, gen, progress)
+        return generate_continuous(model, prefix_kv, prompts, order, s, stop_ids, pad_id, gen, progress, blank_ids)
     results: list[list[int]] = [[] for _ in prompts]
     for start in range(0, len(order), s.batch_size):
         idx = order[start : start + s.batch_size]
-        outs = generate_batch(model, prefix_kv, [prompts[i] for i in idx], s, stop_ids, pad_id, gen)
+        outs = generate_batch(model, prefix_kv, [prompts[i] for i in idx], s, stop_ids, pad_id, gen, blank_ids)
         for i, o in zip(idx, outs):
             results[i] = o
         if progress:
@@ -296,6 +334,7 @@ def reference_greedy(
     max_new_tokens: int,
     stop_ids: frozenset[int],
     min_new_tokens: int = 1,
+    blank_ids: frozenset[int] = frozenset(),
 ) -> list[int]:
     """Unbatched greedy decoding that recomputes the whole sequence at every step, without a cache.
 
@@ -314,6 +353,8 @@ def reference_greedy(
         logits = model.get_output_embeddings()(h[0, -1, :])
         if len(out) < min_new_tokens:
             logits[sorted(stop_ids)] = float("-inf")
+            if not out:
+                logits[sorted(blank_ids)] = float("-inf")
         t = int(logits.argmax(-1))
         out.append(t)
         seq.append(t)
