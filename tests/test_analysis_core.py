@@ -204,3 +204,75 @@ def test_nothing_usable_is_an_error():
     rows = full("x1", "AW1", [3, 3, 3, 3], status="Rejected")
     with pytest.raises(UserError, match="expected at least one usable rating after exclusions"):
         analyze(ratings_from_records(rows, "r"), cfg())
+
+
+def test_workers_without_any_attention_check_are_listed():
+    """A careless worker who met no attention check is used unchecked: the workers section says so."""
+    from mturk_eval.analysis.render import workers_markdown
+
+    rows = []
+    rows += full("x1", "AW1", [3, 3, 3, 3], attention_passed=1, assignment_id="a1")
+    rows += full("chk", "AW1", [1, 1, 1, 1], attention_check=1, attention_passed=1, assignment_id="a1")
+    for k in range(3):  # AW2: three assignments, none with a check
+        rows += full(f"x{k}", "AW2", [5, 5, 5, 5], assignment_id=f"b{k}")
+    rows += full("x2", "AW3", [4, 4, 4, 4], assignment_id="c1")
+    rows += full("x3", "AW4", [4, 4, 4, 4], status="Rejected", assignment_id="d1")  # rejected only: not "unchecked"
+    an = analyze(ratings_from_records(rows, "r"), cfg())
+    u = an.workers["unchecked_workers"]
+    assert u == [{"worker_id": "AW2", "assignments": 3, "rows_used": 12},
+                 {"worker_id": "AW3", "assignments": 1, "rows_used": 4}]
+    md = workers_markdown(an)
+    assert "- Workers who met no attention check: 2, with 4 assignments; their 16 rating rows are used unchecked" in md
+    assert "  - AW2: 3 assignment(s)" in md
+    ok = analyze(ratings_from_records(rows[:8], "r"), cfg())
+    assert "Every worker met at least one attention check." in workers_markdown(ok)
+
+
+def test_failed_checks_without_other_rows_are_worded_correctly():
+    """One item per HIT: a failed check assignment holds only the check. The warning must not claim that
+    "their 0 rating rows were excluded"; the failing worker's other rows go with the worker."""
+    rows = []
+    for k in range(2):
+        rows += full(f"chk{k}", "AW1", [5, 5, 5, 5], attention_check=1, attention_passed=0, assignment_id=f"f{k}")
+    rows += full("x1", "AW1", [5, 5, 5, 5], assignment_id="a1")
+    rows += full("chk2", "AW2", [1, 1, 1, 1], attention_check=1, attention_passed=1, assignment_id="g1")
+    rows += full("x1", "AW2", [3, 3, 3, 3], assignment_id="a2")
+    an = analyze(ratings_from_records(rows, "r"), cfg(min_attention_pass_rate=0.8))
+    (w,) = [w for w in an.warnings if "attention check" in w]
+    assert w == ("2 assignment(s) failed their attention check; they held no rating rows besides the check itself "
+                 "(nothing more to exclude); all of them by excluded workers, whose other rating rows were "
+                 "excluded with them (see Workers).")
+    assert "0 rating rows" not in w and an.counts["excluded_worker_rows"] == 4
+    # an assignment with real items too: its rows are counted
+    rows += full("x2", "AW2", [3, 3, 3, 3], attention_passed=0, assignment_id="a3")
+    rows += full("chk3", "AW2", [5, 5, 5, 5], attention_check=1, attention_passed=0, assignment_id="a3")
+    an = analyze(ratings_from_records(rows, "r"), cfg(min_attention_pass_rate=0.4))
+    assert "3 assignment(s) failed their attention check; their 4 rating rows were excluded; 2 of them by " \
+           "excluded workers" in " ".join(an.warnings)
+
+
+def test_hourly_pay_with_bonuses_and_total_cost():
+    from decimal import Decimal
+
+    from mturk_eval.analysis.cost import Spend
+    from mturk_eval.analysis.render import workers_markdown
+
+    rows = []
+    for w, t in (("AW1", 20), ("AW2", 40)):
+        rows += full("x1", w, [3, 3, 3, 3], work_time_s=t, assignment_id=f"a-{w}")
+    spend = Spend(approved=2, rewards=Decimal("0.10"), reward_fees=Decimal("0.02"), bonuses_paid=1,
+                  bonuses=Decimal("0.20"), bonus_fees=Decimal("0.04"), submitted=3, submitted_cost=Decimal("0.18"),
+                  bonus_by_assignment={"a-AW1": Decimal("0.20")})
+    an = analyze(ratings_from_records(rows, "r"), cfg(), spend=spend)
+    w = an.workers
+    assert w["hourly_pay_at_median"] == pytest.approx(0.05 * 3600 / 30)  # without bonuses, as before
+    assert w["bonus_per_assignment_mean"] == pytest.approx(0.10)
+    assert w["hourly_pay_with_bonuses_at_median"] == pytest.approx(0.15 * 3600 / 30)
+    assert w["hourly_pay_with_bonuses_overall"] == pytest.approx((0.10 + 0.20) * 3600 / 60)
+    assert w["cost"]["total"] == pytest.approx(0.36)
+    md = workers_markdown(an)
+    assert "with bonuses ($0.10 per assignment on average): $18.00 at the median work time ($18.00 over all work time)" in md
+    assert ("- Total cost: $0.36 = rewards $0.10 (2 approved assignments) + bonuses $0.20 (1 paid) + MTurk fees $0.06; "
+            "still to come: 3 submitted assignments not yet reviewed ($0.18 with fees") in md
+    plain = workers_markdown(analyze(ratings_from_records(rows, "r"), cfg()))
+    assert "bonuses not included" in plain and "- Total cost: not in this input" in plain

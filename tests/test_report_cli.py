@@ -240,3 +240,41 @@ def test_duplicate_warning_reaches_stderr_and_report(files):
     assert "warning: 4 duplicate rating(s)" in res.stderr
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "## Data warnings" in md and "4 duplicate rating(s)" in md
+
+
+def test_report_from_ledger_counts_bonuses_and_total_cost(files):
+    """From the ledger the workers section adds paid bonuses to the hourly pay and gives the total spend:
+    rewards + bonuses + MTurk fees (20% of each, at least one cent), with unreviewed work apart."""
+    from mturk_eval.config import load_config
+    from mturk_eval.ledger import Ledger, ledger_path
+
+    tmp_path, rows = files
+    cfg_path = write_config(tmp_path)
+    _fill_ledger(cfg_path, rows)
+    with Ledger.open(ledger_path(load_config(cfg_path), "local")) as led:
+        asg = led.assignments()
+        for a in asg[:10]:
+            led.set_assignment_status(a.assignment_id, "Approved")
+        led.set_assignment_status(asg[10].assignment_id, "Rejected")
+        for k, a in enumerate(asg[:4]):
+            led.add_bonus(f"bt{k}", a.assignment_id, a.worker_id, "0.50", "thanks")
+            if k < 3:
+                led.mark_bonus_paid(f"bt{k}")
+        n = len(asg)
+    res = run("--config", str(cfg_path), "-q", "--no-plots")
+    assert res.exit_code == 0, res.output
+    rep = tmp_path / "runs" / "exp" / "report"
+    cost = json.loads((rep / "report.json").read_text())["workers"]["cost"]
+    # 10 approved x ($0.05 + $0.01 fee), 3 paid bonuses x ($0.50 + $0.10 fee)
+    assert cost == {"approved_assignments": 10, "rewards": 0.5, "bonuses_paid": 3, "bonuses": 1.5,
+                    "mturk_fees": 0.4, "total": 2.4, "submitted_assignments": n - 11,
+                    "submitted_cost": pytest.approx(0.06 * (n - 11)), "bonuses_pending": 1,
+                    "bonuses_pending_cost": 0.6, "rejected_assignments": 1}
+    md = (rep / "report.md").read_text()
+    assert "- Total cost: $2.40 = rewards $0.50 (10 approved assignments) + bonuses $1.50 (3 paid) + MTurk fees $0.40" in md
+    assert "1 pending bonuses ($0.60 with fees)" in md
+    assert "; with bonuses (" in md
+    # a ratings file knows no bonuses: said so
+    res = run("--ratings", str(tmp_path / "ratings.csv"), "--out", str(tmp_path / "o"), "-q", "--no-plots")
+    assert res.exit_code == 0, res.output
+    assert "bonuses not included" in (tmp_path / "o" / "report.md").read_text()

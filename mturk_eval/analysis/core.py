@@ -137,8 +137,24 @@ def _exclusions(r: Ratings, min_pass_rate: float) -> tuple[np.ndarray, dict[str,
         "failed_check_assignments": int((valid & (ap == 0)).sum()),
         "failed_check_rows": int((failed & ~rejected & ~check_rows).sum()),
         "excluded_worker_rows": int((worker_out & ~rejected & ~check_rows & ~failed).sum()),
+        "failed_check_assignments_of_excluded_workers": int((valid & (ap == 0) & bad_worker[a_worker]).sum()),
     }
     return keep, counts, excluded_workers
+
+
+def _failed_check_warning(c: dict[str, int]) -> str:
+    n, rows, by_excluded = (c["failed_check_assignments"], c["failed_check_rows"],
+                            c["failed_check_assignments_of_excluded_workers"])
+    text = f"{n} assignment(s) failed their attention check; "
+    if rows:
+        text += f"their {rows} rating rows were excluded"
+    else:
+        text += "they held no rating rows besides the check itself (nothing more to exclude)"
+    if by_excluded:
+        who = "all of them" if by_excluded == n else f"{by_excluded} of them"
+        text += (f"; {who} by excluded workers, whose other rating rows were excluded with them "
+                 "(see Workers)")
+    return text + "."
 
 
 def _drop_duplicates(r: Ratings, keep: np.ndarray, policy: str) -> tuple[np.ndarray, int, list[str]]:
@@ -176,8 +192,12 @@ def analyze(
     responses: ResponseIndex | None = None,
     *,
     seed: int | None = None,
+    spend: Any = None,
 ) -> Analysis:
-    """Compute every table, interval, test and agreement figure of the report from ``r``."""
+    """Compute every table, interval, test and agreement figure of the report from ``r``.
+
+    ``spend`` (:class:`mturk_eval.analysis.cost.Spend`, from the ledger) adds bonuses to the effective
+    hourly pay and the total cost to the worker figures."""
     rc = cfg.report
     warnings: list[str] = []
     for k in rc.human_reference:
@@ -198,8 +218,7 @@ def analyze(
         warnings.append(f"{counts['rejected_assignments']} rejected assignment(s) ({counts['rejected_rows']} "
                         "rating rows) were excluded.")
     if counts["failed_check_assignments"]:
-        warnings.append(f"{counts['failed_check_assignments']} assignment(s) failed their attention check; their "
-                        f"{counts['failed_check_rows']} rating rows were excluded.")
+        warnings.append(_failed_check_warning(counts))
     if excluded_workers:
         warnings.append(f"{len(excluded_workers)} worker(s) were excluded ({counts['excluded_worker_rows']} further "
                         "rating rows); see Workers.")
@@ -385,7 +404,7 @@ def analyze(
             rho = stats.leave_one_out_spearman(unit[rows_g], score[rows_g], unit_sum, unit_cnt)
             agreement_rows.append(_agreement_row(s.label, s, name, ag_sys, g, rho))
 
-    workers = _workers(r, keep, cfg, excluded_workers)
+    workers = _workers(r, keep, cfg, excluded_workers, spend)
     planned = rc.planned_ratings or cfg.hit.assignments_per_hit
     per_item = unit_cnt.reshape(n_items, A).max(axis=1)
     seen = np.zeros(n_items, dtype=bool)
@@ -419,8 +438,10 @@ def _agreement_row(scope: str, s: System | None, aspect: str, ag: stats.Agreemen
     }
 
 
-def _workers(r: Ratings, keep: np.ndarray, cfg: ExperimentConfig, excluded: list[dict[str, Any]]) -> dict[str, Any]:
-    """Distinct workers, assignments per worker, work time, effective hourly pay, attention checks."""
+def _workers(r: Ratings, keep: np.ndarray, cfg: ExperimentConfig, excluded: list[dict[str, Any]],
+             spend: Any = None) -> dict[str, Any]:
+    """Distinct workers, assignments per worker, work time, effective hourly pay (with bonuses when the
+    ledger's ``spend`` is given), cost, attention checks and the workers who never met one."""
     n_assign = len(r.assignment_ids)
     first = np.full(n_assign, -1, dtype=np.int64)
     first[r.assignment[::-1]] = np.arange(len(r) - 1, -1, -1)
@@ -447,6 +468,28 @@ def _workers(r: Ratings, keep: np.ndarray, cfg: ExperimentConfig, excluded: list
     a_ap = ap[present]
     checked = (a_ap <= 1) & ~a_rejected
     passed = (a_ap == 1) & ~a_rejected
+    # Workers none of whose (non-rejected) assignments held an attention check: their ratings are unchecked.
+    n_w = len(r.worker_ids)
+    w_valid = np.bincount(a_worker[~a_rejected], minlength=n_w)
+    w_checked = np.bincount(a_worker[checked], minlength=n_w)
+    w_rows_used = np.bincount(r.worker[keep], minlength=n_w)
+    unchecked = np.flatnonzero((w_valid > 0) & (w_checked == 0)).tolist()
+    unchecked_workers = sorted(
+        ({"worker_id": r.worker_ids[w], "assignments": int(w_valid[w]), "rows_used": int(w_rows_used[w])}
+         for w in unchecked), key=lambda d: (-d["assignments"], d["worker_id"]))
+    pay: dict[str, Any] = {}
+    if spend is not None:
+        bonus = np.array([float(spend.bonus_by_assignment.get(aid, 0)) for aid in r.assignment_ids])[present]
+        ok = np.isfinite(wt) & ~a_rejected
+        mean_bonus = float(bonus[~a_rejected].mean()) if (~a_rejected).any() else 0.0
+        pay = {
+            "bonus_per_assignment_mean": mean_bonus,
+            "hourly_pay_with_bonuses_at_median": ((reward + mean_bonus) * 3600.0 / median_wt
+                                                  if np.isfinite(median_wt) and median_wt > 0 else float("nan")),
+            "hourly_pay_with_bonuses_overall": (float((reward * ok.sum() + bonus[ok].sum()) * 3600.0 / wt[ok].sum())
+                                                if ok.any() and wt[ok].sum() > 0 else float("nan")),
+            "cost": spend.as_dict(),
+        }
     return {
         "workers": int(per_worker.size),
         "assignments": int(present.sum()),
@@ -465,4 +508,6 @@ def _workers(r: Ratings, keep: np.ndarray, cfg: ExperimentConfig, excluded: list
         "attention_pass_rate": float(passed.sum() / checked.sum()) if checked.sum() else float("nan"),
         "excluded_workers": excluded,
         "workers_used": int(np.unique(r.worker[keep]).size),
+        "unchecked_workers": unchecked_workers,
+        **pay,
     }

@@ -178,6 +178,50 @@ def _money(x: float) -> str:
     return "-" if x is None or not math.isfinite(x) else f"${x:.2f}"
 
 
+def _pay_line(w: dict[str, Any]) -> str:
+    line = (f"- Effective hourly pay: {_money(w['hourly_pay_at_median'])} at the median work time "
+            f"({_money(w['hourly_pay_overall'])} over all work time), reward {_money(w['reward_per_assignment'])} "
+            "per assignment")
+    if "hourly_pay_with_bonuses_at_median" not in w:
+        return line + "; bonuses not included (not in this input: the ledger records them)"
+    if not w["bonus_per_assignment_mean"]:
+        return line + "; no bonuses paid"
+    return (line + f"; with bonuses ({_money(w['bonus_per_assignment_mean'])} per assignment on average): "
+            f"{_money(w['hourly_pay_with_bonuses_at_median'])} at the median work time "
+            f"({_money(w['hourly_pay_with_bonuses_overall'])} over all work time)")
+
+
+def _cost_line(w: dict[str, Any]) -> str:
+    c = w.get("cost")
+    if c is None:
+        return "- Total cost: not in this input (the ledger records bonuses and fees)"
+    line = (f"- Total cost: {_money(c['total'])} = rewards {_money(c['rewards'])} ({c['approved_assignments']} "
+            f"approved assignments) + bonuses {_money(c['bonuses'])} ({c['bonuses_paid']} paid) + MTurk fees "
+            f"{_money(c['mturk_fees'])}")
+    later = []
+    if c["submitted_assignments"]:
+        later.append(f"{c['submitted_assignments']} submitted assignments not yet reviewed "
+                     f"({_money(c['submitted_cost'])} with fees; approved automatically unless rejected)")
+    if c["bonuses_pending"]:
+        later.append(f"{c['bonuses_pending']} pending bonuses ({_money(c['bonuses_pending_cost'])} with fees)")
+    if later:
+        line += "; still to come: " + ", ".join(later)
+    return line
+
+
+def _unchecked_lines(w: dict[str, Any]) -> list[str]:
+    u = w.get("unchecked_workers", [])
+    if not u:
+        return ["- Every worker met at least one attention check."]
+    rows = sum(x["rows_used"] for x in u)
+    lines = [f"- Workers who met no attention check: {len(u)}, with {sum(x['assignments'] for x in u)} "
+             f"assignments; their {rows} rating rows are used unchecked"]
+    lines += [f"  - {x['worker_id']}: {x['assignments']} assignment(s)" for x in u[:20]]
+    if len(u) > 20:
+        lines.append(f"  - ... and {len(u) - 20} more (all in `report.json`)")
+    return lines
+
+
 def workers_markdown(an: Analysis) -> str:
     w = an.workers
     apw = w["assignments_per_worker"]
@@ -187,9 +231,10 @@ def workers_markdown(an: Analysis) -> str:
         f"- Assignments: {w['assignments']} ({w['rejected_assignments']} rejected); per worker mean "
         f"{_f2(apw['mean'])}, median {_f2(apw['median'])}, max {apw['max']}",
         f"- Median work time: {_f2(w['median_work_time_s'])} s per assignment",
-        f"- Effective hourly pay: {_money(w['hourly_pay_at_median'])} at the median work time "
-        f"({_money(w['hourly_pay_overall'])} over all work time), reward {_money(w['reward_per_assignment'])} per assignment",
+        _pay_line(w),
+        _cost_line(w),
         f"- Attention checks: {w['attention_passed']} of {w['attention_checks']} passed ({rate})",
+        *_unchecked_lines(w),
     ]
     if w["excluded_workers"]:
         lines.append(f"- Workers excluded: {len(w['excluded_workers'])}")

@@ -143,7 +143,14 @@ def build_report(
     t1 = time.perf_counter()
     timings["load_s"] = t1 - t0
     stages.set_postfix_str("statistics")
-    an = analyze(ratings, cfg, responses, seed=seed)
+    spend = None
+    if ratings_path is None and batch_csv is None:  # the ledger: bonuses and fees are known
+        from mturk_eval.analysis.cost import ledger_spend
+        from mturk_eval.ledger import Ledger
+
+        with Ledger.open(find_ledger(cfg, target), create=False) as led:
+            spend = ledger_spend(led, cfg)
+    an = analyze(ratings, cfg, responses, seed=seed, spend=spend)
     stages.update()
     t2 = time.perf_counter()
     timings["analyze_s"] = t2 - t1
