@@ -29,9 +29,10 @@ def generate(config_path: str, force: bool, models: tuple[str, ...], methods: tu
     """Train prompt-tuned and fine-tuned systems for every persona and write runs/<exp>/responses.jsonl.
 
     Builds the data first when needed. Checkpoints and each system's loss curve (loss.png) go to
-    runs/<exp>/models/<model>/<persona>/<method>/, and all systems' epoch losses to
-    runs/<exp>/loss_curves.png; a rerun reuses what is already trained. On several
-    GPUs, run the same command under `accelerate launch --multi_gpu -m mturk_eval`.
+    runs/<exp>/models/<model>/<persona>/<method>/; a rerun reuses what is already trained. All
+    systems' epoch losses are plotted in runs/<exp>/loss_curves.png.
+
+    On several GPUs, run the same command under `accelerate launch --multi_gpu -m mturk_eval`.
     """
     from mturk_eval.config import load_config
     from mturk_eval.generators.run import run_generate
