@@ -276,3 +276,40 @@ def test_hourly_pay_with_bonuses_and_total_cost():
             "still to come: 3 submitted assignments not yet reviewed ($0.18 with fees") in md
     plain = workers_markdown(analyze(ratings_from_records(rows, "r"), cfg()))
     assert "bonuses not included" in plain and "- Total cost: not in this input" in plain
+
+
+def test_rejected_failed_checks_still_count_towards_the_pass_rate():
+    """`review --reject-failed-attention` rejects the failed-check assignments; they must stay in the
+    worker's attention-check denominator (1 of 4 passed is 25%, not 1 of 1), though their ratings go."""
+    rows = []
+    for k in range(3):  # AW1: three failed checks, each assignment rejected
+        rows += full(f"x{k}", "AW1", [1, 1, 1, 1], attention_passed=0, status="Rejected", assignment_id=f"f{k}")
+        rows += full(f"chk{k}", "AW1", [5, 5, 5, 5], attention_check=1, attention_passed=0, status="Rejected",
+                     method="attention_check", assignment_id=f"f{k}")
+    rows += full("x3", "AW1", [2, 2, 2, 2], attention_passed=1, assignment_id="p1")
+    rows += full("chk3", "AW1", [1, 1, 1, 1], attention_check=1, attention_passed=1, method="attention_check",
+                 assignment_id="p1")
+    rows += full("x4", "AW1", [2, 2, 2, 2], assignment_id="p2")  # no check in this one
+    # AW2: one passed check, a rejected assignment without a check, all fine.
+    rows += full("x0", "AW2", [4, 4, 4, 4], attention_passed=1, assignment_id="q1")
+    rows += full("chk0", "AW2", [1, 1, 1, 1], attention_check=1, attention_passed=1, method="attention_check",
+                 assignment_id="q1")
+    rows += full("x1", "AW2", [4, 4, 4, 4], status="Rejected", assignment_id="q2")
+    an = analyze(ratings_from_records(rows, "r"), cfg(min_attention_pass_rate=0.8))
+    (ex,) = an.workers["excluded_workers"]
+    assert ex["worker_id"] == "AW1" and ex["reason"].startswith("passed 1 of 4 attention checks (25%)")
+    assert ex["assignments"] == 2  # its non-rejected assignments
+    assert an.counts["excluded_worker_rows"] == 8  # x3 and x4; the rejected rows were rejected already
+    assert an.counts["used_rows"] == 4  # AW2's x0 only
+    assert an.table2[0]["aspects"]["fluency"]["mean"] == pytest.approx(4.0)
+    # The reported pass rate counts the rejected check assignments too: AW1 1/4, AW2 1/1.
+    assert an.workers["attention_checks"] == 5 and an.workers["attention_passed"] == 2
+    assert an.workers["attention_pass_rate"] == pytest.approx(2 / 5)
+    assert an.workers["unchecked_workers"] == []
+    # A worker whose every assignment was rejected, after failing its checks, is listed once.
+    rows += full("x5", "AW3", [1, 1, 1, 1], attention_passed=0, status="Rejected", assignment_id="z1")
+    rows += full("chk5", "AW3", [5, 5, 5, 5], attention_check=1, attention_passed=0, status="Rejected",
+                 method="attention_check", assignment_id="z1")
+    an = analyze(ratings_from_records(rows, "r"), cfg(min_attention_pass_rate=0.8))
+    aw3 = [e for e in an.workers["excluded_workers"] if e["worker_id"] == "AW3"]
+    assert len(aw3) == 1 and aw3[0]["reason"].startswith("passed 0 of 1") and aw3[0]["assignments"] == 0

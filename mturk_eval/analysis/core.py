@@ -100,14 +100,16 @@ def _exclusions(r: Ratings, min_pass_rate: float) -> tuple[np.ndarray, dict[str,
     has = r.attention_passed >= 0
     np.minimum.at(ap, r.assignment[has], r.attention_passed[has].astype(np.int64))
     ap[ap == 2] = -1
-    # Assignments that were not rejected, per worker: with a check, and passed.
+    # Per worker: assignments with a check, and passed, rejected or not. Rejection must not hide a
+    # failed check (``review --reject-failed-attention`` rejects exactly those assignments); it only
+    # decides which rating rows count.
     a_worker = np.zeros(n_assign, dtype=np.int64)
     a_worker[r.assignment] = r.worker
     a_rejected = np.zeros(n_assign, dtype=bool)
     a_rejected[r.assignment[rejected]] = True
     valid = ~a_rejected
-    checked = np.bincount(a_worker[valid & (ap >= 0)], minlength=n_workers)
-    passed = np.bincount(a_worker[valid & (ap == 1)], minlength=n_workers)
+    checked = np.bincount(a_worker[ap >= 0], minlength=n_workers)
+    passed = np.bincount(a_worker[ap == 1], minlength=n_workers)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = passed / checked
     bad_worker = (checked > 0) & (rate < min_pass_rate)
@@ -120,7 +122,7 @@ def _exclusions(r: Ratings, min_pass_rate: float) -> tuple[np.ndarray, dict[str,
                       f"below the minimum {min_pass_rate:.0%}",
             "assignments": int(w_assign[w]),
         })
-    all_rejected = (np.bincount(a_worker, minlength=n_workers) > 0) & (w_assign == 0)
+    all_rejected = (np.bincount(a_worker, minlength=n_workers) > 0) & (w_assign == 0) & ~bad_worker
     for w in np.flatnonzero(all_rejected).tolist():
         excluded_workers.append({"worker_id": r.worker_ids[w], "reason": "every assignment was rejected",
                                  "assignments": 0})
@@ -466,9 +468,11 @@ def _workers(r: Ratings, keep: np.ndarray, cfg: ExperimentConfig, excluded: list
     hasp = r.attention_passed >= 0
     np.minimum.at(ap, r.assignment[hasp], r.attention_passed[hasp].astype(np.int64))
     a_ap = ap[present]
-    checked = (a_ap <= 1) & ~a_rejected
-    passed = (a_ap == 1) & ~a_rejected
-    # Workers none of whose (non-rejected) assignments held an attention check: their ratings are unchecked.
+    # Every assignment that held a check, rejected or not (as for the exclusion of workers).
+    checked = a_ap <= 1
+    passed = a_ap == 1
+    # Workers with non-rejected assignments none of whose assignments held an attention check: their
+    # ratings are unchecked.
     n_w = len(r.worker_ids)
     w_valid = np.bincount(a_worker[~a_rejected], minlength=n_w)
     w_checked = np.bincount(a_worker[checked], minlength=n_w)

@@ -333,7 +333,7 @@ def report_markdown(an: Analysis, plots: dict[str, str], automatic_md: str | Non
                f"replacement (seed {an.settings['seed']}).\n"
                f"- Excluded: rejected assignments, ratings of attention-check items, assignments that failed "
                f"their check, and workers passing fewer than {an.settings['min_attention_pass_rate']:.0%} of their "
-               f"checks. Duplicate ratings policy: {an.settings['duplicates']}.\n"
+               f"checks (rejected assignments included). Duplicate ratings policy: {an.settings['duplicates']}.\n"
                "- Files: `tables/` (Markdown, LaTeX, CSV, JSON), `tests.csv`, `agreement.csv`, "
                "`underrated_items.csv`, `report.json`, `plots/`.\n")
     return "".join(out)
