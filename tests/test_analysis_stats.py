@@ -87,27 +87,53 @@ def test_alpha_per_group_equals_alpha_of_each_group_alone():
         assert ag.alpha_ordinal[g] == pytest.approx(krippendorff.alpha(reliability_data=d, level_of_measurement="ordinal"))
 
 
+def _pair_shares_plain(units: list[list[int]]) -> tuple[float, float, int]:
+    """Plain Python: every unordered pair of ratings within a unit, each pair counted once."""
+    tot = same = near = 0
+    for vals in units:
+        for x, y in itertools.combinations(vals, 2):
+            tot += 1
+            same += x == y
+            near += abs(x - y) <= 1
+    return same / tot, near / tot, tot
+
+
 def test_pairwise_agreement_rates_by_enumerating_pairs():
     data, unit, score = _random_reliability(5)
     counts = stats.unit_value_counts(unit, score, data.shape[1])
     ag = stats.agreement(counts, np.zeros(data.shape[1], dtype=int), 1)
-    # Plain Python: every ordered pair of ratings within a unit, each unit weighted 1/(m-1) (the
-    # coincidence-matrix definition of pairable values).
-    tot = same = near = 0.0
-    units = 0
-    for u in range(data.shape[1]):
-        vals = [int(v) for v in data[:, u] if not np.isnan(v)]
-        if len(vals) < 2:
-            continue
-        units += 1
-        w = 1 / (len(vals) - 1)
-        for i, j in itertools.permutations(range(len(vals)), 2):
-            tot += w
-            same += w * (vals[i] == vals[j])
-            near += w * (abs(vals[i] - vals[j]) <= 1)
-    assert ag.units[0] == units
-    assert ag.exact[0] == pytest.approx(same / tot)
-    assert ag.within_one[0] == pytest.approx(near / tot)
+    units = [[int(v) for v in data[:, u] if not np.isnan(v)] for u in range(data.shape[1])]
+    units = [v for v in units if len(v) >= 2]
+    exact, near, _ = _pair_shares_plain(units)
+    assert ag.units[0] == len(units)
+    assert ag.exact[0] == pytest.approx(exact)
+    assert ag.within_one[0] == pytest.approx(near)
+
+
+def test_pairwise_agreement_is_the_share_of_pairs_not_coincidence_weighted():
+    # {1,1}: 1 pair, agreeing; {1,2,3}: 3 pairs, none equal, two within one. Shares 1/4 and 3/4 (the
+    # 1/(m-1)-weighted coincidence matrix gives 2/5 and 4/5). A unit with one rating has no pair.
+    units = [[1, 1], [1, 2, 3], [4]]
+    unit = np.array([u for u, vals in enumerate(units) for _ in vals])
+    score = np.array([v for vals in units for v in vals])
+    ag = stats.agreement(stats.unit_value_counts(unit, score, 3), np.zeros(3, dtype=int), 1)
+    assert ag.exact[0] == pytest.approx(0.25) and ag.within_one[0] == pytest.approx(0.75)
+    assert (ag.exact[0], ag.within_one[0]) == pytest.approx(_pair_shares_plain(units[:2])[:2])
+
+
+def test_pairwise_agreement_per_group_by_enumerating_pairs():
+    rng = np.random.default_rng(11)
+    units = [rng.integers(1, 6, size=int(rng.integers(1, 7))).tolist() for _ in range(40)]
+    group = rng.integers(0, 3, size=len(units))
+    group[:3] = [0, 1, 2]
+    unit = np.array([u for u, vals in enumerate(units) for _ in vals])
+    score = np.array([v for vals in units for v in vals])
+    ag = stats.agreement(stats.unit_value_counts(unit, score, len(units)), group, 4)
+    for g in range(3):
+        mine = [v for v, gg in zip(units, group) if gg == g and len(v) >= 2]
+        exact, near, _ = _pair_shares_plain(mine)
+        assert ag.exact[g] == pytest.approx(exact) and ag.within_one[g] == pytest.approx(near)
+    assert np.isnan(ag.exact[3]) and np.isnan(ag.within_one[3])
 
 
 def test_alpha_perfect_agreement_is_one_and_no_variation_is_nan():

@@ -322,7 +322,8 @@ def report_markdown(an: Analysis, plots: dict[str, str], automatic_md: str | Non
     h, rows = agreement_rows(an)
     out.append("\n## Agreement between workers\n\nKrippendorff's alpha over items (units) with at least two "
                "ratings, next to the leave-one-out Spearman correlation (each rating against the mean of the "
-               "item's other ratings) and the share of rating pairs that agree exactly or within one point. "
+               "item's other ratings) and the share of rating pairs within an item that agree exactly or within one "
+               "point (each pair of ratings of the same item and aspect counted once). "
                "Likert agreement in NLG studies is usually low; read alpha together with the correlation.\n\n"
                + markdown_table(h, rows))
     out.append("\n## Workers\n\n" + workers_markdown(an))

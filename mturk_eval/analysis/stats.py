@@ -102,7 +102,8 @@ class Agreement:
     alpha_interval: np.ndarray
     units: np.ndarray          # units with at least two ratings
     pairable: np.ndarray       # values in those units
-    exact: np.ndarray          # share of rating pairs (within a unit) that agree exactly
+    exact: np.ndarray          # share of within-unit rating pairs that agree exactly: sum over units of
+                               # agreeing pairs / sum of m_u (m_u - 1) / 2, each pair counted once
     within_one: np.ndarray     # ... that differ by at most one point
 
 
@@ -168,11 +169,19 @@ def agreement(counts: np.ndarray, unit_group: np.ndarray, n_groups: int) -> Agre
     keep = m >= 2
     units = np.bincount(unit_group[keep], minlength=n_groups)
     pairable = np.bincount(unit_group[keep], weights=m[keep], minlength=n_groups).astype(np.int64)
-    total = o.sum(axis=(1, 2))
-    diag = np.trace(o, axis1=1, axis2=2)
-    near = diag + np.trace(o, offset=1, axis1=1, axis2=2) + np.trace(o, offset=-1, axis1=1, axis2=2)
+    # Share of unordered rating pairs within a unit, every pair counted once (not the 1/(m_u - 1)
+    # weighting of the coincidence matrix, which would weigh a unit's pairs by its number of ratings):
+    # per unit, m(m-1)/2 pairs, sum_c n_c(n_c-1)/2 equal, plus sum_c n_c n_(c+1) one point apart.
+    cnt = counts[keep].astype(np.float64)
+    grp = unit_group[keep]
+    mk = m[keep].astype(np.float64)
+    same_u = (cnt * (cnt - 1)).sum(axis=1) / 2.0
+    near_u = same_u + (cnt[:, :-1] * cnt[:, 1:]).sum(axis=1)
+    total = np.bincount(grp, weights=mk * (mk - 1) / 2.0, minlength=n_groups)
+    same = np.bincount(grp, weights=same_u, minlength=n_groups)
+    near = np.bincount(grp, weights=near_u, minlength=n_groups)
     with np.errstate(invalid="ignore", divide="ignore"):
-        exact = diag / total
+        exact = same / total
         within = near / total
     return Agreement(
         alpha_ordinal=np.array([alpha_from_coincidences(o[g], "ordinal") for g in range(n_groups)]),
