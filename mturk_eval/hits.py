@@ -85,6 +85,17 @@ def load_responses(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def empty_responses(items: list[dict[str, Any]]) -> list[str]:
+    """The item ids whose ``response`` is empty or only whitespace (a worker would rate a blank reply)."""
+    return [it["item_id"] for it in items if not str(it.get("response", "")).strip()]
+
+
+def describe_empty(empty_ids: list[str], total: int, path: str | Path, show: int = 5) -> str:
+    """``3 of 42 responses in FILE are empty: id1, id2, id3`` (at most ``show`` ids, then ``and N more``)."""
+    ids = ", ".join(empty_ids[:show]) + (f" and {len(empty_ids) - show} more" if len(empty_ids) > show else "")
+    return f"{len(empty_ids)} of {total} responses in {path} are empty: {ids}"
+
+
 # --------------------------------------------------------------------------------------------------
 # Attention checks and HIT plans
 

@@ -173,7 +173,8 @@ class Ledger:
         """Open (and with ``create``, create) the ledger at ``path``."""
         path = Path(path)
         if not create and not path.exists():
-            raise UserError(f"{path}: no ledger here yet (publish first)")
+            raise UserError(f"{path}: no ledger here yet (nothing published to this target:"
+                            " run `mturk-eval publish` first)")
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = None
         try:

@@ -38,9 +38,11 @@ def tmp_leftovers(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.name.endswith(".tmp") or ".tmp" in p.suffixes]
 
 
-def fails_cleanly(args: list[str], root: Path, needle: str, *, stdin: str | None = None) -> str:
+def fails_cleanly(args: list[str], root: Path, needle: str, *, stdin: str | None = None,
+                  lock_rewritten: bool = False) -> str:
     """Run ``mturk-eval ARGS``; assert exit 2, one line containing ``needle``, no traceback, nothing
-    new or changed under ``root`` and no ``*.tmp`` files. Returns the output."""
+    new or changed under ``root`` and no ``*.tmp`` files. Returns the output. ``lock_rewritten``: the
+    run took the experiment's (existing) lock, so the lock file names it as the last holder."""
     before = snapshot(root)
     res = CliRunner().invoke(main, args, input=stdin)
     out = res.output
@@ -52,7 +54,7 @@ def fails_cleanly(args: list[str], root: Path, needle: str, *, stdin: str | None
     # sidecars left open), even while ``res`` keeps the failing frames alive.
     after = snapshot(root)
     assert sorted(after) == sorted(before), sorted(set(after) ^ set(before))
-    assert {k for k in after if after[k] != before[k]} == set()
+    assert {k for k in after if after[k] != before[k] and not (lock_rewritten and "/.lock." in k)} == set()
     assert tmp_leftovers(root) == []
     return out
 
@@ -230,13 +232,159 @@ def test_distinct_bad_responses(tmp_path):
 # ---------------------------------------------------------------------------------------------- HIT/publish options
 
 
+def fails_after_output(args: list[str], root: Path, needle: str, *, stdin: str | None = None) -> list[str]:
+    """Like :func:`fails_cleanly` for a command that prints its plan first: exit 2, the error is the last
+    line and the only ``Error:`` line, no traceback, nothing new or changed under ``root``. Returns the lines."""
+    before = snapshot(root)
+    res = CliRunner().invoke(main, args, input=stdin)
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 2, (res.exit_code, res.output, res.exception)
+    assert "Traceback" not in res.output, res.output
+    assert lines[-1].startswith("Error: ") and needle in lines[-1], res.output
+    assert sum(line.startswith("Error: ") for line in lines) == 1, res.output
+    after = snapshot(root)
+    assert sorted(after) == sorted(before), sorted(set(after) ^ set(before))
+    assert {k for k in after if after[k] != before[k]} == set()
+    assert tmp_leftovers(root) == []
+    return lines
+
+
 def test_publish_live_without_yes_and_no_terminal(tmp_path, no_platform):
+    """`echo n | mturk-eval publish --live`: the plan and the cost are shown, then the refusal; the
+    platform is never contacted and nothing is written."""
     responses = write_responses(tmp_path / "r.jsonl", 2)
     cfg = write_config(tmp_path)
-    for stdin in (None, "y\n"):  # CliRunner's stdin is never a terminal, even with input
-        fails_cleanly(["publish", "--config", str(cfg), "--responses", str(responses), "--live"], tmp_path,
-                      "--live: not running interactively, so give --yes to confirm spending real money", stdin=stdin)
+    for stdin in (None, "y\n", "n\n"):  # CliRunner's stdin is never a terminal, even with input
+        lines = fails_after_output(["publish", "--config", str(cfg), "--responses", str(responses), "--live"],
+                                   tmp_path, "--live: not running interactively, so give --yes to confirm spending"
+                                   " real money; nothing was written or published", stdin=stdin)
+        assert lines[0].startswith("target: live; batch main; 2 items in ")
+        assert lines[1].startswith("cost of this run: 2 HITs x 5 assignments") and "total $0.60" in lines[1]
+        assert len(lines) == 3
     assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------------------- empty responses
+
+EMPTY_ROWS = [response_row(0), response_row(1, response=""), response_row(2), response_row(3, response="  \n\t"),
+              response_row(4)]
+EMPTY_IDS = "persona.p1.p1-0001.prompt_tuning.smollm2-135m, persona.p1.p1-0003.prompt_tuning.smollm2-135m"
+
+
+def test_publish_refuses_empty_responses(tmp_path, no_platform):
+    responses = write_responses(tmp_path / "r.jsonl", rows=EMPTY_ROWS)
+    cfg = write_config(tmp_path)
+    lines = fails_after_output(["publish", "--config", str(cfg), "--responses", str(responses)], tmp_path,
+                               f"2 of 5 responses in {responses} are empty: {EMPTY_IDS}; workers would rate a blank"
+                               " reply: regenerate or remove them, or give --allow-empty to publish them anyway;"
+                               " nothing was written or published")
+    assert lines[0] == (f"warning: 2 of 5 responses in {responses} are empty: {EMPTY_IDS} (workers would rate a"
+                        " blank reply)")
+    assert lines[1].startswith("target: sandbox;") and lines[2].startswith("cost of this run: ")
+    assert not (tmp_path / "runs").exists()
+    # a dry run warns and says what publish will do
+    res = CliRunner().invoke(main, ["publish", "--config", str(cfg), "--responses", str(responses), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("warning: 2 of 5 responses") and "publish will refuse the 2 empty responses unless" \
+        " given --allow-empty" in res.output
+    assert not (tmp_path / "runs").exists()
+    res = CliRunner().invoke(main, ["publish", "--help"])
+    assert "--allow-empty" in res.output
+
+
+def test_publish_allow_empty_publishes_them_with_the_warning(tmp_path, monkeypatch):
+    from mturk_eval.actions import publish as pub
+
+    responses = write_responses(tmp_path / "r.jsonl", rows=EMPTY_ROWS)
+    cfg = write_config(tmp_path)
+    fake = FakeMTurk()
+    monkeypatch.setattr(pub, "make_platform", lambda *a: fake)
+    res = CliRunner().invoke(main, ["publish", "--config", str(cfg), "--responses", str(responses), "--allow-empty",
+                                    "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith(f"warning: 2 of 5 responses in {responses} are empty: {EMPTY_IDS}")
+    assert "created 5, recovered 0, earlier 0" in res.output
+    # a rerun has nothing new to publish: the already published empty responses are not refused again
+    res = CliRunner().invoke(main, ["publish", "--config", str(cfg), "--responses", str(responses), "--no-progress"])
+    assert res.exit_code == 0 and "nothing to publish" in res.output, res.output
+
+
+def test_preview_warns_about_empty_responses(tmp_path):
+    responses = write_responses(tmp_path / "r.jsonl", rows=EMPTY_ROWS)
+    cfg = write_config(tmp_path)
+    res = CliRunner().invoke(main, ["preview", "--config", str(cfg), "--responses", str(responses)])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0] == (
+        f"warning: 2 of 5 responses in {responses} are empty: {EMPTY_IDS} (workers would rate a blank reply;"
+        " publish refuses them unless given --allow-empty)")
+    many = [response_row(i, response="" if i % 2 else "ok") for i in range(20)]
+    write_responses(responses, rows=many)
+    res = CliRunner().invoke(main, ["preview", "--config", str(cfg), "--responses", str(responses)])
+    assert "10 of 20 responses" in res.output and "and 5 more (workers" in res.output
+
+
+@pytest.mark.parametrize("verb", ["publish", "preview"])
+def test_missing_default_responses_says_how_to_get_them(tmp_path, no_platform, verb):
+    cfg = write_config(tmp_path)
+    fails_cleanly([verb, "--config", str(cfg)], tmp_path,
+                  f"{tmp_path / 'runs' / 'exp1' / 'responses.jsonl'}: file not found (run `mturk-eval generate"
+                  f" --config {cfg}` first, or give --responses)")
+    assert not (tmp_path / "runs").exists()
+
+
+# ---------------------------------------------------------------------------------------------- unreachable endpoint
+
+
+def _dead_url() -> str:
+    """A loopback URL where nothing listens (a port just freed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_publish_to_an_unreachable_endpoint(tmp_path):
+    url = _dead_url()
+    responses = write_responses(tmp_path / "r.jsonl", 2)
+    cfg = write_config(tmp_path)
+    lines = fails_after_output(["publish", "--config", str(cfg), "--responses", str(responses), "--endpoint-url",
+                                url, "--no-progress"], tmp_path,
+                               f"Error: {url}: cannot reach the MTurk endpoint (Connection refused; GetAccountBalance,"
+                               " 6 tries); check that the server is running and that the URL and the network are"
+                               " right, then run the command again")
+    assert lines[1].startswith("cost of this run: ") and len(lines) == 3
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("verb, op", [
+    (["status"], "GetHIT"), (["collect", "--no-progress"], "ListAssignmentsForHIT"),
+    (["review", "--apply"], "ApproveAssignment"), (["expire"], "UpdateExpirationForHIT"),
+    (["expire", "--delete"], "GetHIT"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_unreachable_endpoint_for_every_verb(tmp_path, verb, op):
+    """A local ledger with a HIT and a collected assignment; the endpoint is gone: one line, exit 2, the
+    ledger (and its lock file, there since publish) unchanged."""
+    from mturk_eval.actions import publish as pub
+    from mturk_eval.ledger import Ledger, ledger_path
+
+    url = _dead_url()
+    cfg = make_cfg(tmp_path)
+    pub.publish(cfg, write_responses(tmp_path / "r.jsonl", 1), target="local", endpoint_url=url,
+                platform=FakeMTurk(), echo=lambda s: None, progress=False)
+    with Ledger.open(ledger_path(cfg, "local")) as led:
+        hid = led.hits()[0].hit_id
+        led.store_assignment(assignment_id="3ASG1", hit_id=hid, worker_id="AW1", status="Submitted", accept_time=1.0,
+                             submit_time=2.0, answer_xml="<x/>", scores={0: dict.fromkeys(ASPECTS, 3)}, error=None,
+                             simulated=False, attention_passed=None)
+    conf = write_config(tmp_path)
+    needle = f"{url}: cannot reach the MTurk endpoint (Connection refused; {op}, 6 tries)"
+    assert (tmp_path / "runs" / "exp1" / ".lock.local").exists()
+    out = fails_cleanly([*verb, "--config", str(conf), "--endpoint-url", url], tmp_path, needle,
+                        lock_rewritten=verb[0] != "status")
+    if verb == ["status"]:
+        assert out.rstrip().endswith("; `mturk-eval status --offline` shows what the ledger knows")
+    with Ledger.open(ledger_path(cfg, "local")) as led:
+        assert [h.state for h in led.hits()] == ["created"] and led.assignments()[0].status == "Submitted"
 
 
 @pytest.mark.parametrize("extra, needle", [
@@ -476,7 +624,7 @@ def test_no_ledger_yet_leaves_nothing(tmp_path, no_platform, verb):
     cfg = write_config(tmp_path)
     name = "local" if "--endpoint-url" in verb else "sandbox"
     fails_cleanly([*verb, "--config", str(cfg)], tmp_path,
-                  f"{tmp_path / 'runs' / 'exp1' / f'ledger.{name}.sqlite'}: no ledger here yet (publish first)")
+                  f"{tmp_path / 'runs' / 'exp1' / f'ledger.{name}.sqlite'}: no ledger here yet (nothing published to this target: run `mturk-eval publish` first)")
     assert not (tmp_path / "runs").exists()
 
 
@@ -492,7 +640,7 @@ def test_review_options_are_checked_before_the_ledger(tmp_path, no_platform):
 def test_no_ledger_yet(tmp_path, no_platform):
     cfg = write_config(tmp_path)
     fails_cleanly(["status", "--config", str(cfg), "--offline"], tmp_path,
-                  "ledger.sandbox.sqlite: no ledger here yet (publish first)")
+                  "ledger.sandbox.sqlite: no ledger here yet (nothing published to this target: run `mturk-eval publish` first)")
     fails_cleanly(["report", "--config", str(cfg)], tmp_path,
                   "expected a ledger (ledger.<target>.sqlite), got none; run `mturk-eval collect` first")
 

@@ -2,6 +2,7 @@
 idempotence, the batch-results CSV export; status from the ledger."""
 from __future__ import annotations
 
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -25,6 +26,13 @@ def _published(tmp_path, n=2, **hit):
     pub.publish(cfg, responses, platform=FakeMTurk(), echo=lambda s: None, progress=False)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
         return cfg, led.hits()
+
+
+def _open_hit(n, **kw):
+    """GetHIT's answer for a HIT that expires a day from now (helpers' NOW is a fixed date)."""
+    r = hit_response(n, **kw)
+    r["HIT"]["Expiration"] = time.time() + 86400
+    return r
 
 
 def _stub_hit(stub, hid, pages):
@@ -122,21 +130,88 @@ def test_status_counts_cost_and_eta(tmp_path):
                                  answer_xml="<x/>", scores={0: GOOD}, error=None, simulated=False,
                                  attention_passed=None)
     plat, stub = stubbed()
-    for h in hits:
-        stub.add_response("get_hit", hit_response(int(h.hit_id[4:]), status="Assignable", pending=1, available=2,
-                                                  completed=2), {"HITId": h.hit_id})
+    # MTurk: HIT 0 has 3 finished (2 approved = "completed", 1 submitted), all collected; HIT 1 has 2
+    # submitted that collect has not fetched yet.
+    for h, (available, completed) in zip(hits, [(1, 2), (2, 0)]):
+        stub.add_response("get_hit", _open_hit(int(h.hit_id[4:]), status="Assignable", pending=1,
+                                               available=available, completed=completed), {"HITId": h.hit_id})
     rep = st.status(cfg, platform=plat, now=t0 + 300)
     stub.assert_no_pending_responses()
     assert rep.hits_by_state == {"created": 2} and rep.hits_by_status == {"Assignable": 2}
     assert rep.assignments_total == 10 and rep.assignments_by_status == {"Approved": 2, "Submitted": 1}
-    assert rep.in_progress == 2
+    assert (rep.in_progress, rep.available) == (2, 3)
+    assert rep.mturk_finished == (5, 5) and rep.uncollected == (2, 2)
     assert str(rep.cost_so_far) == "0.12"        # 2 approved x ($0.05 + $0.01)
     assert str(rep.cost_committed) == "0.60"     # 10 assignments x $0.06
-    assert rep.eta_s == pytest.approx(700.0)     # 7 left at 3 per 300 s
+    assert rep.eta_s == pytest.approx(300.0)     # 5 left at 5 (finished on MTurk) per 300 s
     text = rep.format()
-    assert "cost so far: $0.12" in text and "3 submitted of 10" in text and "estimated time left: 11m 40s" in text
+    assert "cost so far: $0.12" in text and "estimated time left: 5m 00s" in text
+    assert ("assignments on MTurk: 5 of 10 finished (submitted, approved or rejected); 2 in progress,"
+            " 3 available") in text
+    assert ("assignments collected: 3 (Approved 2, Submitted 1); 2 finished on MTurk not collected yet:"
+            " run `mturk-eval collect`") in text
     offline = st.status(cfg, offline=True, now=t0 + 300)
     assert offline.assignments_by_status == rep.assignments_by_status
+    assert offline.mturk_finished == rep.mturk_finished and "(as last asked, " in offline.format()
+
+
+def test_status_counts_a_deleted_hit_once_as_deleted(tmp_path):
+    """After ``expire --delete`` a deleted HIT keeps its last-seen MTurk status in the ledger; status must
+    not count it again under that status (it showed "Reviewable 94" for 47 HITs on the server)."""
+    cfg, hits = _published(tmp_path, n=2)
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        for h in hits:
+            led.record_hit_status(h.hit_id, "Reviewable", 0, 0, 5, None)
+        led.set_hit_state(hits[0].hit_id, "deleted")
+    plat, stub = stubbed()
+    stub.add_response("get_hit", hit_response(int(hits[1].hit_id[4:]), status="Reviewable", pending=0, available=0,
+                                              completed=0), {"HITId": hits[1].hit_id})  # only the live one
+    rep = st.status(cfg, platform=plat)
+    stub.assert_no_pending_responses()
+    assert rep.hits_by_state == {"created": 1, "deleted": 1}
+    assert rep.hits_by_status == {"Reviewable": 1, "deleted": 1}
+    assert "HITs (MTurk):  Reviewable 1, deleted 1" in rep.format()
+    assert st.status(cfg, offline=True).hits_by_status == {"Reviewable": 1, "deleted": 1}
+
+
+def test_status_after_workers_finished_but_before_collect(tmp_path):
+    """The walkthrough's case: every assignment submitted on MTurk (HITs Reviewable), none collected."""
+    cfg, hits = _published(tmp_path, n=2)
+    plat, stub = stubbed()
+    for h in hits:
+        stub.add_response("get_hit", _open_hit(int(h.hit_id[4:]), status="Reviewable", pending=0, available=0,
+                                               completed=0), {"HITId": h.hit_id})
+    text = st.status(cfg, platform=plat).format()
+    assert ("assignments on MTurk: 10 of 10 finished (submitted, approved or rejected); 0 in progress,"
+            " 0 available") in text
+    assert ("assignments collected: 0 (none); 10 finished on MTurk not collected yet: run `mturk-eval collect`"
+            in text)
+    assert "estimated time left: done" in text
+    # --offline before any status has asked MTurk says so
+    cfg2, _ = _published(tmp_path / "b", n=1)
+    assert "assignments on MTurk: not asked yet (run status without --offline)" in st.status(cfg2, offline=True).format()
+
+
+def test_status_of_expired_hits_before_and_after_collect(tmp_path):
+    """An expired HIT's GetHIT cannot tell never-taken assignments from submitted ones: status gives a
+    range until a complete collect after the expiry settles it."""
+    cfg, hits = _published(tmp_path, n=1)
+    past = 1_000_000.0
+    plat, stub = stubbed()
+    shape = hit_response(int(hits[0].hit_id[4:]), status="Reviewable", pending=0, available=0, completed=0)
+    shape["HIT"]["Expiration"] = past
+    stub.add_response("get_hit", shape, {"HITId": hits[0].hit_id})
+    rep = st.status(cfg, platform=plat)
+    assert rep.mturk_finished == (0, 5) and rep.uncollected == (0, 5)
+    text = rep.format()
+    assert "0 to 5 of 5 finished" in text and "never taken" in text
+    assert "up to 5 finished on MTurk may not be collected yet: run `mturk-eval collect`" in text
+    plat, stub = stubbed()
+    _stub_hit(stub, hits[0].hit_id, [[]])
+    col.collect(cfg, platform=plat, progress=False)
+    rep = st.status(cfg, offline=True)
+    assert rep.mturk_finished == (0, 0) and rep.uncollected == (0, 0)
+    assert "collected: 0 (none)\n" in rep.format()
 
 
 def test_cli_status_and_collect_help(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import boto3
+import botocore.exceptions as bce
 import pytest
 from lxml import etree
 
@@ -174,6 +175,75 @@ def test_missing_credentials_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     with pytest.raises(UserError, match="no AWS credentials found"):
         client.make_client("sandbox")
+
+
+# ---------------------------------------------------------------- an unreachable endpoint, bad credentials
+
+TRANSPORT_CASES = {
+    "refused": (lambda u: bce.EndpointConnectionError(
+        endpoint_url=u, error="<urllib3.connection.HTTPConnection object>: Failed to establish a new connection:"
+                              " [Errno 111] Connection refused"), "Connection refused"),
+    "dns": (lambda u: bce.EndpointConnectionError(
+        endpoint_url=u, error="Failed to resolve 'nowhere' ([Errno -2] Name or service not known)"),
+        "Name or service not known"),
+    "connect_timeout": (lambda u: bce.ConnectTimeoutError(endpoint_url=u), "connect timeout"),
+    "read_timeout": (lambda u: bce.ReadTimeoutError(endpoint_url=u), "no answer in time (read timeout)"),
+    "closed": (lambda u: bce.ConnectionClosedError(endpoint_url=u),
+               "the connection was closed before an answer came"),
+    "tls": (lambda u: bce.SSLError(endpoint_url=u, error="certificate verify failed"),
+            "TLS error: certificate verify failed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRANSPORT_CASES))
+def test_transport_errors_become_one_line(case):
+    """Whatever botocore raises once its own retries are spent becomes one UserError naming the endpoint,
+    the cause and the call; the platform layer does not retry it again."""
+    from mturk_eval.mturk.retry import EndpointUnreachable
+
+    make, cause = TRANSPORT_CASES[case]
+    url = "http://127.0.0.1:9"
+    c = client.make_client("local", url, max_attempts=0)  # botocore's own retries: not under test here
+    calls = []
+
+    def fail(**kwargs):
+        calls.append(1)
+        raise make(url + "/")
+
+    c.meta.events.register("before-send.mturk", fail)
+    plat = MTurkPlatform(c, "local", url, sleep=lambda s: pytest.fail("transport errors are not retried here"))
+    for call in (plat.balance, lambda: plat.task_state("3HIT"), lambda: list(plat.list_submissions("3HIT")),
+                 lambda: plat.publish(_spec()), lambda: plat.approve("3A"), lambda: plat.bonus("A1", "3A", "0.10",
+                                                                                              "r", "t")):
+        with pytest.raises(EndpointUnreachable) as err:
+            call()
+        assert err.value.message.startswith(f"{url}: cannot reach the MTurk endpoint ({cause}; ")
+        assert "\n" not in err.value.message and err.value.exit_code == 2
+    assert len(calls) == 6  # one request per call: nothing retried on top of botocore
+    assert "GetAccountBalance, 1 try); check that the server is running" in _msg(plat.balance)
+    assert _msg(lambda: plat.approve("3A")).startswith(f"{url}: cannot reach the MTurk endpoint ({cause};"
+                                                       " ApproveAssignment, 1 try)")
+
+
+def _msg(fn) -> str:
+    with pytest.raises(UserError) as err:
+        fn()
+    return err.value.message
+
+
+def test_credential_errors_become_one_line():
+    from mturk_eval.mturk import retry
+
+    def no_creds():
+        raise bce.NoCredentialsError()
+
+    def partial():
+        raise bce.PartialCredentialsError(provider="env", cred_var="aws_secret_access_key")
+
+    assert _msg(lambda: retry.call(no_creds)).startswith("no AWS credentials found: give them the way boto3")
+    assert _msg(lambda: retry.call(partial)) == (
+        "AWS credentials are not usable (Partial credentials found in env, missing: aws_secret_access_key); fix"
+        " them the way boto3 reads them (environment, ~/.aws/credentials, AWS_PROFILE)")
 
 
 # ---------------------------------------------------------------- platform calls under the Stubber

@@ -270,6 +270,43 @@ def test_permanent_error_leaves_the_ledger_consistent(tmp_path):
         assert "InsufficientFunds" in led.conn.execute("SELECT error FROM hits WHERE hit_key='main/00001'").fetchone()[0]
 
 
+class LostAnswers(FakeMTurk):
+    """CreateHIT makes the HIT, then the endpoint goes away before the answer arrives (after botocore's
+    retries): the platform layer's one-line EndpointUnreachable."""
+
+    def __init__(self, lose_after: int):
+        super().__init__()
+        self.lose_after = lose_after
+
+    def publish(self, spec):
+        from mturk_eval.mturk.retry import EndpointUnreachable
+
+        pub_ = super().publish(spec)
+        if self.created >= self.lose_after:
+            raise EndpointUnreachable("http://127.0.0.1:9: cannot reach the MTurk endpoint (read timeout;"
+                                      " CreateHITWithHITType, 6 tries)", "check ...")
+        return pub_
+
+
+def test_connection_lost_after_create_hit_is_resumed_exactly_once(tmp_path):
+    cfg = make_cfg(tmp_path)
+    responses = write_responses(tmp_path / "r.jsonl", 3)
+    plat = LostAnswers(lose_after=2)
+    with pytest.raises(UserError) as err:
+        pub.publish(cfg, responses, platform=plat, echo=_quiet, progress=False)
+    assert err.value.message.startswith(
+        "publishing HIT main/00001 failed: http://127.0.0.1:9: cannot reach the MTurk endpoint (read timeout;"
+        " CreateHITWithHITType, 6 tries); 1 HITs created this run, 2 still pending in ")
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        assert [h.state for h in led.hits()] == ["created", "pending", "pending"]
+    assert plat.created == 2  # the second HIT exists on the platform, the ledger has it pending
+    plat.lose_after = 99
+    res = pub.publish(cfg, responses, platform=plat, echo=_quiet, progress=False)
+    assert (res.created, res.recovered, res.already) == (1, 1, 1)
+    assert plat.created == 3 and len(plat.hits) == 3
+    _one_hit_per_item(cfg, 3)
+
+
 def test_concurrency_and_rate_stay_within_config(tmp_path):
     cfg = make_cfg(tmp_path, publish_concurrency=3, publish_rate=200.0)
     responses = write_responses(tmp_path / "r.jsonl", 12)

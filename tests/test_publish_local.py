@@ -125,3 +125,34 @@ def test_sigkill_mid_publish_then_resume(tmp_path, repo_root):
         _exactly_once(cfg, srv.url, 16)
     finally:
         srv.stop()
+
+
+def test_connection_lost_during_create_hit_leaves_the_ledger_resumable(tmp_path):
+    """Every CreateHIT's connection is closed through all of botocore's retries: publish stops with one
+    line, the HITs stay ``pending`` with their tokens, and the rerun once the endpoint answers again
+    creates each HIT exactly once (test_publish.py: the same when the HIT was made before the loss)."""
+    from mturk_eval.errors import UserError
+
+    cfg = make_cfg(tmp_path)
+    responses = write_responses(tmp_path / "r.jsonl", 2)
+    faults = faults_mod.FaultConfig(operations=["CreateHITWithHITType"], drop_rate=1.0)
+    srv = sandbox_server.start_server(":memory:", faults=faults)
+    try:
+        with pytest.raises(UserError) as err:
+            publish.publish(cfg, responses, target="local", endpoint_url=srv.url, echo=lambda s: None,
+                            progress=False)
+        msg = err.value.message
+        assert msg.startswith("publishing HIT main/0000") and "failed: " + srv.url in msg
+        assert ("cannot reach the MTurk endpoint (the connection was closed before an answer came;"
+                " CreateHITWithHITType, 6 tries); 0 HITs created this run, 2 still pending in") in msg
+        assert msg.endswith("run publish again to resume (no HIT is created twice)")
+        with Ledger.open(ledger_path(cfg, "local")) as led:
+            assert [h.state for h in led.hits()] == ["pending", "pending"]
+        assert _server_hits(srv.url) == []
+        srv.set_faults(faults_mod.FaultConfig())
+        res = publish.publish(cfg, responses, target="local", endpoint_url=srv.url, echo=lambda s: None,
+                              progress=False)
+        assert (res.created, res.recovered) == (2, 0)
+        _exactly_once(cfg, srv.url, 2)
+    finally:
+        srv.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from mturk_eval.config import ExperimentConfig
 from mturk_eval.ledger import Ledger
 from mturk_eval.mturk.answers import attention_passed, parse_answer, parse_fields, AnswerError
 from mturk_eval.platform import CrowdPlatform
+
+COLLECTED_THROUGH = "collected_through"  # ledger meta key: start time of the last complete collect
 
 
 @dataclass
@@ -37,6 +40,7 @@ def collect(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str
     # The ledger is opened (and checked) before the lock is taken: a refused run leaves no lock file.
     with open_ledger(cfg, target, create=False) as ledger, experiment_lock(cfg, target, "collect"):
         plat = platform or make_platform(target, endpoint_url)
+        started = time.time()
         hits = [h for h in ledger.hits() if h.hit_id and h.state != "deleted"]
         for h in tqdm(hits, desc="collect", unit="HIT", disable=not progress):
             items = ledger.hit_items(h.hit_id)
@@ -53,6 +57,9 @@ def collect(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str
                 result.invalid += int(parsed.scores is None)
                 result.simulated += int(parsed.simulated)
                 result.attention_failed += int(passed is False)
+        # Every HIT was listed: what was submitted before ``started`` is in the ledger (status uses this
+        # for HITs that expired before it, whose GetHIT counts cannot tell never-taken from submitted).
+        ledger.set_meta(COLLECTED_THROUGH, repr(started))
         if export_csv:
             from mturk_eval.analysis.batch_csv import write_batch_csv
 

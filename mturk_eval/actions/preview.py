@@ -6,6 +6,7 @@ import functools
 import html
 import http.server
 from pathlib import Path
+from typing import Callable
 
 from mturk_eval import hits as builder
 from mturk_eval.config import ExperimentConfig
@@ -15,9 +16,16 @@ from mturk_eval.mturk.client import SUBMIT_URLS
 
 
 def preview(cfg: ExperimentConfig, responses_path: str | Path, out_dir: str | Path, *,
-            item_ids: tuple[str, ...] = (), count: int = 3, attention: bool = False) -> list[Path]:
-    """Write ``hit-NNN.html`` (the worker's page), ``hit-NNN.xml`` (the HTMLQuestion) and ``index.html``."""
+            item_ids: tuple[str, ...] = (), count: int = 3, attention: bool = False,
+            echo: Callable[[str], None] | None = None) -> list[Path]:
+    """Write ``hit-NNN.html`` (the worker's page), ``hit-NNN.xml`` (the HTMLQuestion) and ``index.html``.
+
+    ``echo`` gets a warning line when responses of the file are empty (publish refuses those)."""
     items = builder.load_responses(responses_path)
+    empty = builder.empty_responses(items)
+    if empty and echo is not None:
+        echo(f"warning: {builder.describe_empty(empty, len(items), responses_path)} (workers would rate a blank"
+             " reply; publish refuses them unless given --allow-empty)")
     if item_ids:
         by_id = {it["item_id"]: it for it in items}
         missing = [i for i in item_ids if i not in by_id]

@@ -1,11 +1,14 @@
 """``publish``: responses.jsonl -> HITs on the platform, exactly once, recorded in the ledger.
 
 Order of work (each step safe to interrupt, even by SIGKILL):
-1. read and validate the responses; plan HITs for items not yet planned in this batch (attention
-   checks mixed in), render every question (so a 64 KB overflow stops before anything is written);
-2. show the cost (rewards + MTurk fees) of every HIT not yet created; refuse above ``--max-cost`` or
-   the account balance; ``--live`` needs ``--yes`` or a confirmation. Steps 1-2 only read the ledger
-   (if there is one), so a refused run takes no lock and creates no file;
+1. read and validate the responses (warn about empty ones); plan HITs for items not yet planned in
+   this batch (attention checks mixed in), render every question (so a 64 KB overflow stops before
+   anything is written);
+2. show the plan and the cost (rewards + MTurk fees) of every HIT not yet created; refuse empty
+   responses about to be published unless ``allow_empty``, a cost above ``--max-cost`` or the account
+   balance; ``--live`` needs ``--yes`` or a confirmation (refused after the cost is shown when not
+   interactive). Steps 1-2 only read the ledger (if there is one), so a refused run takes no lock and
+   creates no file;
 3. take the experiment's lock, create the ledger if needed, check the plan against it again (another
    run may have changed the batch meanwhile), then commit the plan (state ``pending`` with each HIT's
    deterministic UniqueRequestToken);
@@ -34,6 +37,7 @@ from mturk_eval.errors import UserError
 from mturk_eval.ledger import Ledger, ledger_path
 from mturk_eval.mturk import fees, quals
 from mturk_eval.mturk.client import submit_url_for
+from mturk_eval.mturk.retry import EndpointUnreachable
 from mturk_eval.platform import CrowdPlatform, TaskSpec, TaskType
 
 # Pending HITs first tried longer ago than this are looked up by annotation before their token is
@@ -158,13 +162,18 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
             endpoint_url: str | None = None, batch: str = "main", yes: bool = False,
             max_cost: float | None = None, dry_run: bool = False,
             confirm: Callable[[str], bool] | None = None, echo: Callable[[str], None] = print,
-            platform: CrowdPlatform | None = None, progress: bool = True) -> PublishResult:
-    """Publish the responses' items (see the module docstring). ``confirm`` asks the user (live only).
+            platform: CrowdPlatform | None = None, progress: bool = True, allow_empty: bool = False,
+            interactive: bool = True) -> PublishResult:
+    """Publish the responses' items (see the module docstring). ``confirm`` asks the user (live only);
+    ``interactive=False`` (no terminal) refuses ``--live`` without ``yes`` once the plan and cost are
+    shown, before the platform is contacted. Empty responses new to this batch are refused unless
+    ``allow_empty``.
 
     Every check (responses, questions, cost, balance, confirmation) runs before the experiment's lock
     is taken or its ledger created, so a refused run leaves no file behind; under the lock the plan is
     checked against the ledger again (another run may have changed it meanwhile)."""
     items = builder.load_responses(responses_path)
+    empty = builder.empty_responses(items)
     if max_cost is None:
         max_cost = cfg.hit.max_cost
     settings = task_type(cfg, target)
@@ -177,6 +186,9 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
         plan = _make_plan(cfg, ledger, items, responses_path, target=target, batch=batch, submit_url=submit_url)
         cost, to_create = plan.cost, plan.to_create
         result = PublishResult(target=target, ledger=path, cost=cost, already=plan.already, dry_run=dry_run)
+        if empty:
+            echo(f"warning: {builder.describe_empty(empty, len(items), responses_path)}"
+                 " (workers would rate a blank reply)")
         echo(f"target: {target}{' (' + endpoint_url + ')' if endpoint_url else ''}; batch {batch};"
              f" {len(items)} items in {responses_path}; {len(plan.new_hits)} new HITs planned"
              f" ({plan.n_attn} attention checks), {len(plan.old_pending)} left pending,"
@@ -187,12 +199,22 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
             if platform is not None:
                 result.preview_url = _preview(ledger, platform, batch)
             return result
+    new_empty = [i for i in empty if i in plan.by_id]
+    if new_empty and not allow_empty and not dry_run:
+        raise UserError(f"{builder.describe_empty(new_empty, len(items), responses_path)}; workers would rate a"
+                        " blank reply: regenerate or remove them, or give --allow-empty to publish them anyway;"
+                        " nothing was written or published")
     if max_cost is not None and cost.total > fees.money(max_cost):
         raise UserError(f"--max-cost: this run costs ${cost.total}, above the limit ${fees.money(max_cost)};"
                         " raise the limit or publish fewer items")
     if dry_run:
+        if new_empty and not allow_empty:
+            echo(f"publish will refuse the {len(new_empty)} empty responses unless given --allow-empty")
         echo("dry run: nothing was written or published")
         return result
+    if target == "live" and not yes and not interactive:
+        raise UserError("--live: not running interactively, so give --yes to confirm spending real money;"
+                        " nothing was written or published")
     plat = platform or make_platform(target, endpoint_url, cfg.hit.publish_concurrency)
     balance = plat.balance()
     if balance is not None:
@@ -296,7 +318,10 @@ def _create_all(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, pend
     if failures:
         left = len(ledger.hits(state="pending"))
         key, exc = failures[0]
-        msg = exc.message if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, EndpointUnreachable):
+            msg = exc.reason  # the call's outcome is unknown; the rerun's same token settles it
+        else:
+            msg = exc.message if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
         raise UserError(f"publishing HIT {key} failed: {msg}; {result.created + result.recovered} HITs created"
                         f" this run, {left} still pending in {ledger.path}; fix the cause and run publish"
                         " again to resume (no HIT is created twice)")

@@ -9,9 +9,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from mturk_eval.actions.collect import COLLECTED_THROUGH
 from mturk_eval.actions.common import make_platform, open_ledger
 from mturk_eval.config import ExperimentConfig
+from mturk_eval.errors import UserError
 from mturk_eval.mturk import fees, quals
+from mturk_eval.mturk.retry import EndpointUnreachable
 from mturk_eval.platform import CrowdPlatform
 
 
@@ -19,11 +22,18 @@ from mturk_eval.platform import CrowdPlatform
 class StatusReport:
     target: str
     hits_by_state: dict[str, int] = field(default_factory=dict)        # ledger: pending/created/expired/deleted
-    hits_by_status: dict[str, int] = field(default_factory=dict)       # MTurk HITStatus
+    hits_by_status: dict[str, int] = field(default_factory=dict)       # MTurk HITStatus; deleted HITs: "deleted"
     assignments_total: int = 0                                         # max assignments of created HITs
-    assignments_by_status: dict[str, int] = field(default_factory=dict)  # stored: Submitted/Approved/Rejected
+    assignments_by_status: dict[str, int] = field(default_factory=dict)  # collected: Submitted/Approved/Rejected
     in_progress: int = 0                                               # accepted, not yet submitted
     available: int = 0
+    # MTurk's side (GetHIT: NumberOfAssignmentsPending/Available/Completed), as a range: an expired HIT
+    # does not say how many of its unfinished assignments were never taken.
+    mturk_known: bool = False          # every HIT with an id has been asked about at least once
+    mturk_finished: tuple[int, int] = (0, 0)   # submitted, approved or rejected on MTurk (low, high)
+    uncollected: tuple[int, int] = (0, 0)      # of those, not yet in the ledger (low, high)
+    offline: bool = False
+    asked_at: float | None = None      # oldest GetHIT answer the MTurk counts rest on
     invalid: int = 0
     attention_failed: int = 0
     cost_so_far: Decimal = Decimal("0.00")     # approved assignments + paid bonuses, with fees
@@ -34,14 +44,32 @@ class StatusReport:
         def counts(d: dict[str, int]) -> str:
             return ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "none"
 
-        done = sum(self.assignments_by_status.values())
+        def span(r: tuple[int, int]) -> str:
+            return str(r[0]) if r[0] == r[1] else f"{r[0]} to {r[1]}"
+
+        collected = sum(self.assignments_by_status.values())
         eta = "unknown" if self.eta_s is None else ("done" if self.eta_s == 0 else _duration(self.eta_s))
+        if not self.mturk_known:
+            on_mturk = "not asked yet (run status without --offline)"
+        else:
+            on_mturk = (f"{span(self.mturk_finished)} of {self.assignments_total} finished (submitted, approved or"
+                        f" rejected); {self.in_progress} in progress, {self.available} available")
+            if self.mturk_finished[0] != self.mturk_finished[1]:
+                on_mturk += " (an expired HIT does not say how many of its assignments were never taken)"
+        asked = ""
+        if self.offline and self.asked_at is not None:
+            asked = " (as last asked, " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.asked_at)) + ")"
+        col = f"assignments collected: {collected} ({counts(self.assignments_by_status)})"
+        if self.uncollected[1] > 0:
+            lo, hi = self.uncollected
+            col += (f"; {span(self.uncollected)} finished on MTurk not collected yet" if lo else
+                    f"; up to {hi} finished on MTurk may not be collected yet") + ": run `mturk-eval collect`"
         return "\n".join([
             f"target: {self.target}",
             f"HITs (ledger): {counts(self.hits_by_state)}",
             f"HITs (MTurk):  {counts(self.hits_by_status)}",
-            f"assignments: {done} submitted of {self.assignments_total} ({counts(self.assignments_by_status)});"
-            f" {self.in_progress} in progress, {self.available} available",
+            f"assignments on MTurk{asked}: {on_mturk}",
+            col,
             f"invalid answers: {self.invalid}; failed attention checks: {self.attention_failed}",
             f"cost so far: ${self.cost_so_far} (approved work and bonuses, with fees);"
             f" at most ${self.cost_committed} when every assignment is approved",
@@ -60,21 +88,30 @@ def status(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str 
     with open_ledger(cfg, target, create=False) as ledger:
         if not offline:
             plat = platform or make_platform(target, endpoint_url)
-            for h in ledger.hits():
-                if h.hit_id and h.state != "deleted":
-                    st = plat.task_state(h.hit_id)
-                    ledger.record_hit_status(h.hit_id, st.status, st.pending, st.available, st.completed, st.expiration)
+            try:
+                for h in ledger.hits():
+                    if h.hit_id and h.state != "deleted":
+                        st = plat.task_state(h.hit_id)
+                        ledger.record_hit_status(h.hit_id, st.status, st.pending, st.available, st.completed,
+                                                 st.expiration)
+            except EndpointUnreachable as exc:
+                raise UserError(f"{exc.message}; `mturk-eval status --offline` shows what the ledger knows") from None
         rows = ledger.hit_status_rows()
-        rep = StatusReport(target=target)
+        rep = StatusReport(target=target, offline=offline)
         rep.hits_by_state = dict(Counter(r["state"] for r in rows))
-        rep.hits_by_status = dict(Counter(r["hit_status"] for r in rows if r["hit_status"]))
         created = [r for r in rows if r["hit_id"]]
+        # A deleted HIT keeps the status last seen before it was deleted: count it as deleted, once.
+        rep.hits_by_status = dict(Counter("deleted" if r["state"] == "deleted" else r["hit_status"]
+                                          for r in created if r["state"] == "deleted" or r["hit_status"]))
+        on_mturk = [r for r in created if r["state"] != "deleted"]
         rep.assignments_total = sum(r["max_assignments"] for r in created)
-        rep.in_progress = sum(r["assignments_pending"] or 0 for r in created)
-        rep.available = sum(r["assignments_available"] or 0 for r in created
+        rep.in_progress = sum(r["assignments_pending"] or 0 for r in on_mturk)
+        rep.available = sum(r["assignments_available"] or 0 for r in on_mturk
                             if (r["expiration"] or now + 1) > now and r["state"] == "created")
         assignments = ledger.assignments()
         rep.assignments_by_status = dict(Counter(a.status for a in assignments))
+        collected_through = float(ledger.get_meta(COLLECTED_THROUGH) or 0.0)
+        done = _mturk_counts(rep, created, Counter(a.hit_id for a in assignments), now, collected_through)
         rep.invalid = sum(1 for a in assignments if not a.valid)
         rep.attention_failed = sum(1 for a in assignments if a.attention_passed is False)
 
@@ -97,13 +134,47 @@ def status(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str 
                 not_approved = sum(1 for a in assignments if a.hit_id == r["hit_id"] and a.status == "Submitted")
             rep.cost_committed += each * max(0, not_approved)
 
-        rep.eta_s = _eta(created, assignments, rep.assignments_total, now)
+        rep.eta_s = _eta(created, done, rep.assignments_total, now)
         return rep
 
 
-def _eta(created, assignments, total: int, now: float) -> float | None:
+def _mturk_counts(rep: StatusReport, created, collected: Counter, now: float, collected_through: float = 0.0) -> int:
+    """Fill in the MTurk-side counts of ``rep`` from the HITs' last GetHIT answers (NumberOfAssignments
+    Pending/Available/Completed, where Completed means approved or rejected) beside the assignments the
+    ledger has collected; return how many assignments are finished as far as anyone knows (for the ETA)."""
+    fin_lo = fin_hi = unc_lo = unc_hi = done = 0
+    known = True
+    asked = []
+    for r in created:
+        n_col = collected.get(r["hit_id"], 0)
+        if r["state"] == "deleted":  # deleted only once every assignment was reviewed: nothing more comes
+            lo = hi = max(n_col, r["assignments_completed"] or 0)
+        elif r["hit_status"] is None:  # never asked (status --offline before any status)
+            known = False
+            lo = hi = n_col
+        else:
+            asked.append(r["refreshed_at"] or now)
+            pending, available = r["assignments_pending"] or 0, r["assignments_available"] or 0
+            completed = r["assignments_completed"] or 0
+            open_ = r["state"] == "created" and (r["expiration"] is None
+                                                 or r["expiration"] > (r["refreshed_at"] or now))
+            if open_ or available:
+                lo = hi = max(n_col, r["max_assignments"] - pending - available)
+            elif r["expiration"] is not None and r["expiration"] <= collected_through:
+                lo = hi = max(n_col, completed)  # expired before a complete collect: all was collected
+            else:  # expired: its never-taken assignments are not "available" any more
+                lo, hi = max(n_col, completed), max(n_col, completed, r["max_assignments"] - pending)
+        fin_lo, fin_hi = fin_lo + lo, fin_hi + hi
+        unc_lo, unc_hi = unc_lo + max(0, lo - n_col), unc_hi + max(0, hi - n_col)
+        done += lo
+    rep.mturk_known = known
+    rep.mturk_finished, rep.uncollected = (fin_lo, fin_hi), (unc_lo, unc_hi)
+    rep.asked_at = min(asked) if asked else None
+    return done
+
+
+def _eta(created, done: int, total: int, now: float) -> float | None:
     """Remaining assignments / submission rate since the first HIT went up, capped at the latest expiry."""
-    done = len(assignments)
     if total and done >= total:
         return 0.0
     starts = [r["created_at"] for r in created if r["created_at"]]

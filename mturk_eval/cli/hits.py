@@ -31,8 +31,15 @@ def _setup(config_path: str, sandbox: bool, endpoint_url: str | None):
     return cfg, resolve_target(live=not sandbox, endpoint_url=endpoint_url)
 
 
-def _responses(cfg, responses: str | None) -> Path:
-    return Path(responses) if responses else cfg.run_dir / "responses.jsonl"
+def _responses(cfg, responses: str | None, config_path: str) -> Path:
+    """The responses file to read; a missing one says how to get it (other problems: the loader's)."""
+    path = Path(responses) if responses else cfg.run_dir / "responses.jsonl"
+    if not path.exists():
+        from mturk_eval.errors import UserError
+
+        raise UserError(f"{path}: file not found (run `mturk-eval generate --config {config_path}` first,"
+                        " or give --responses)")
+    return path
 
 
 responses_option = click.option(
@@ -58,7 +65,8 @@ def preview(config_path, responses, out_dir, item_ids, count, attention, serve, 
 
     cfg = load_config(config_path)
     out = Path(out_dir) if out_dir else cfg.run_dir / "preview"
-    written = run(cfg, _responses(cfg, responses), out, item_ids=tuple(item_ids), count=count, attention=attention)
+    written = run(cfg, _responses(cfg, responses, config_path), out, item_ids=tuple(item_ids), count=count,
+                  attention=attention, echo=click.echo)
     click.echo(f"wrote {len(written)} files; open {out / 'index.html'}")
     if serve:
         serve_dir(out, port, echo=click.echo)
@@ -74,24 +82,26 @@ def preview(config_path, responses, out_dir, item_ids, count, attention, serve, 
               help="Refuse to publish when this run would cost more dollars (default hit.max_cost).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation before publishing on --live.")
 @click.option("--dry-run", is_flag=True, help="Show the plan and cost; write and publish nothing.")
+@click.option("--allow-empty", is_flag=True,
+              help="Publish responses that are empty or only whitespace (refused otherwise: workers would"
+                   " rate a blank reply).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def publish(config_path, responses, sandbox, endpoint_url, batch, max_cost, yes, dry_run, no_progress):
+def publish(config_path, responses, sandbox, endpoint_url, batch, max_cost, yes, dry_run, allow_empty,
+            no_progress):
     """Publish rating HITs (sandbox by default), each exactly once, recorded in the ledger.
 
-    Prints the cost (rewards plus MTurk's fee) first; --live needs --yes or a confirmation. A rerun
-    after any interruption resumes without duplicating a HIT.
+    Prints the plan and the cost (rewards plus MTurk's fee) first; --live needs --yes or a
+    confirmation. Empty responses are refused unless --allow-empty. A rerun after any interruption
+    resumes without duplicating a HIT.
     """
     from mturk_eval.actions.publish import publish as run
-    from mturk_eval.errors import UserError
 
     cfg, target = _setup(config_path, sandbox, endpoint_url)
-    confirm = None
-    if target == "live" and not yes and not dry_run:
-        if not sys.stdin.isatty():
-            raise UserError("--live: not running interactively, so give --yes to confirm spending real money")
-        confirm = lambda msg: click.confirm(msg, default=False)  # noqa: E731
-    res = run(cfg, _responses(cfg, responses), target=target, endpoint_url=endpoint_url, batch=batch, yes=yes,
-              max_cost=max_cost, dry_run=dry_run, confirm=confirm, echo=click.echo, progress=not no_progress)
+    interactive = sys.stdin.isatty()
+    confirm = (lambda msg: click.confirm(msg, default=False)) if interactive else None  # noqa: E731
+    res = run(cfg, _responses(cfg, responses, config_path), target=target, endpoint_url=endpoint_url, batch=batch,
+              yes=yes, max_cost=max_cost, dry_run=dry_run, confirm=confirm, echo=click.echo,
+              progress=not no_progress, allow_empty=allow_empty, interactive=interactive)
     if not dry_run:
         click.echo(f"created {res.created}, recovered {res.recovered}, earlier {res.already};"
                    f" ledger {res.ledger}")

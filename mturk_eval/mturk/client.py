@@ -11,6 +11,7 @@ import boto3
 import botocore.config
 
 from mturk_eval.errors import UserError
+from mturk_eval.mturk.retry import NO_CREDENTIALS
 
 REGION = "us-east-1"
 ENDPOINTS = {
@@ -62,8 +63,5 @@ def make_client(target: str, endpoint_url: str | None = None, *, max_attempts: i
     if target not in ENDPOINTS:
         raise UserError(f"target: expected sandbox, live or local, got {target!r}")
     if session.get_credentials() is None:
-        raise UserError(
-            "no AWS credentials found: give them the way boto3 looks for them (AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, or AWS_PROFILE); mturk-eval never stores them"
-        )
+        raise UserError(NO_CREDENTIALS)
     return session.client("mturk", region_name=REGION, endpoint_url=ENDPOINTS[target], config=config)
