@@ -313,3 +313,40 @@ def test_rejected_failed_checks_still_count_towards_the_pass_rate():
     an = analyze(ratings_from_records(rows, "r"), cfg(min_attention_pass_rate=0.8))
     aw3 = [e for e in an.workers["excluded_workers"] if e["worker_id"] == "AW3"]
     assert len(aw3) == 1 and aw3[0]["reason"].startswith("passed 0 of 1") and aw3[0]["assignments"] == 0
+
+
+def test_better_than_follows_the_per_item_means_the_test_uses():
+    """Uneven ratings per item: (b)'s mean over ratings is higher (two of its items were rated 50 times
+    with 5), but per item (a) is higher (3 on every item against 2 on 20 of (b)'s 22), and the test on
+    per-item means is significant in (a)'s favour. The letter must follow the test."""
+    rows = []
+    for k in range(20):
+        for w in range(2):
+            rows += full(f"a{k}", f"AW{w}", [3, 3, 3, 3], method="prompt_tuning")
+        rows += full(f"b{k}", "AW0", [2, 2, 2, 2], method="finetune_none")
+    for k in range(2):
+        for w in range(50):
+            rows += full(f"bb{k}", f"BW{w}", [5, 5, 5, 5], method="finetune_none")
+    an = analyze(ratings_from_records(rows, "r"), cfg(planned_ratings=1))
+    a_row, b_row = an.table2
+    assert (a_row["letter"], b_row["letter"]) == ("a", "b")
+    assert b_row["aspects"]["fluency"]["mean"] > a_row["aspects"]["fluency"]["mean"]  # 4.5 vs 3 over ratings
+    for a in ASPECTS:
+        assert a_row["aspects"][a]["better_than"] == ["b"] and b_row["aspects"][a]["better_than"] == []
+    for t in an.tests:
+        assert t["significant"] and t["test"] == "mannwhitney"
+        assert t["item_mean_a"] == pytest.approx(3.0)
+        assert t["item_mean_b"] == pytest.approx((20 * 2 + 2 * 5) / 22)
+        assert t["better"] == "a"
+
+
+def test_better_than_direction_of_paired_tests():
+    """Paired (Wilcoxon): the direction is that of the signed ranks of the per-prompt differences."""
+    rows = make_rows(n_prompts=30, seed=1, shift={"finetune_added": 1.2})
+    rows = [r for r in rows if r["eval_set"] == "persona"]
+    an = analyze(ratings_from_records(rows, "r"), cfg(), index(rows))
+    fa = next(t for t in an.table2 if t["method"] == "finetune_added")
+    assert fa["aspects"]["fluency"]["better_than"] == ["a", "b"]
+    sig = [t for t in an.tests if t["significant"]]
+    assert sig and all(t["test"] == "wilcoxon" for t in sig)
+    assert all(t["better"] == "c" for t in sig if "c" in (t["a"], t["b"]))

@@ -203,3 +203,19 @@ def test_wilcoxon_statistic_by_hand_and_identical_systems():
     assert r.test == "wilcoxon" and r.statistic == pytest.approx(min(w_minus, w_plus))
     same = stats.compare(a, a.copy(), paired=True)
     assert same.p == 1.0
+
+
+def test_compare_direction_by_counting():
+    # Mann-Whitney: a beats b in more pairs than it loses (12 wins, 8 losses).
+    a = np.array([3.0, 3.0, 3.0, 3.0])
+    b = np.array([2.0, 2.0, 2.0, 5.0, 5.0])
+    wins = sum(int(u > v) - int(u < v) for u in a for v in b)
+    assert wins == 4
+    assert stats.compare(a, b, paired=False).direction == 1
+    assert stats.compare(b, a, paired=False).direction == -1
+    # Wilcoxon: signed ranks of the differences; d = [-1, 2, 3, -0.5] -> R+ = 3 + 4 = 7, R- = 2 + 1 = 3.
+    x = np.array([1.0, 4.0, 5.0, 2.0])
+    y = np.array([2.0, 2.0, 2.0, 2.5])
+    assert stats.compare(x, y, paired=True).direction == 1
+    assert stats.compare(y, x, paired=True).direction == -1
+    assert stats.compare(x, x, paired=True).direction == 0

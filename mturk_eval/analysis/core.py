@@ -334,8 +334,10 @@ def analyze(
                     "a": systems[i].letter, "b": systems[j].letter,
                     "system_a": systems[i].label, "system_b": systems[j].label,
                     "mean_a": float(mean_g[i * A + a]), "mean_b": float(mean_g[j * A + a]),
+                    "item_mean_a": float(item_mean[ua].mean()) if ua.size else float("nan"),
+                    "item_mean_b": float(item_mean[ub].mean()) if ub.size else float("nan"),
                     "test": res.test, "n_a": res.n_a, "n_b": res.n_b,
-                    "statistic": res.statistic, "p": res.p,
+                    "statistic": res.statistic, "p": res.p, "direction": res.direction,
                 })
     # Holm within each eval set (its family: every pair of systems on every aspect).
     for es in eval_sets_in:
@@ -346,15 +348,19 @@ def analyze(
     for t in tests:
         t.setdefault("p_holm", float("nan"))
         t["significant"] = bool(np.isfinite(t["p_holm"]) and t["p_holm"] < rc.alpha)
+        # The better system is the one the test found higher on the per-item means it was given, not the
+        # one with the higher mean over ratings: with uneven ratings per item the two can disagree.
+        t["better"] = (t["a"] if t["direction"] > 0 else t["b"] if t["direction"] < 0 else "") \
+            if t["significant"] else ""
 
     better: dict[tuple[int, int], list[str]] = {}
     by_label = {s.label: k for k, s in enumerate(systems)}
     for t in tests:
-        if not t["significant"]:
+        if not t["better"]:
             continue
         i, j = by_label[t["system_a"]], by_label[t["system_b"]]
         a = ASPECTS.index(t["aspect"])
-        hi, lo = (i, j) if t["mean_a"] > t["mean_b"] else (j, i)
+        hi, lo = (i, j) if t["direction"] > 0 else (j, i)
         better.setdefault((hi, a), []).append(systems[lo].letter)
 
     test_summary = []

@@ -139,18 +139,20 @@ def table3_csv(an: Analysis) -> str:
 
 
 def tests_rows(an: Analysis) -> tuple[list[str], list[list[str]]]:
-    header = ["Eval set", "Aspect", "Systems", "Means", "Test", "n", "p", "p (Holm)", "Sig."]
+    header = ["Eval set", "Aspect", "Systems", "Means of item means", "Test", "n", "p", "p (Holm)", "Sig."]
     rows = []
     for t in an.tests:
-        rows.append([t["eval_set"], t["aspect"], f"({t['a']}) vs ({t['b']})", f"{_f2(t['mean_a'])} vs {_f2(t['mean_b'])}",
+        sig = f"yes, ({t['better']}) higher" if t["better"] else "yes" if t["significant"] else "no"
+        rows.append([t["eval_set"], t["aspect"], f"({t['a']}) vs ({t['b']})",
+                     f"{_f2(t['item_mean_a'])} vs {_f2(t['item_mean_b'])}",
                      "Wilcoxon (paired)" if t["test"] == "wilcoxon" else "Mann-Whitney U",
-                     f"{t['n_a']}/{t['n_b']}", _p(t["p"]), _p(t["p_holm"]), "yes" if t["significant"] else "no"])
+                     f"{t['n_a']}/{t['n_b']}", _p(t["p"]), _p(t["p_holm"]), sig])
     return header, rows
 
 
 def tests_csv(an: Analysis) -> str:
     keys = ["eval_set", "aspect", "a", "b", "system_a", "system_b", "mean_a", "mean_b", "test", "n_a", "n_b",
-            "statistic", "p", "p_holm", "significant"]
+            "statistic", "p", "p_holm", "significant", "item_mean_a", "item_mean_b", "better"]
     return csv_text(keys, [[t[k] for k in keys] for t in an.tests])
 
 

@@ -221,6 +221,9 @@ class TestResult:
     n_b: int
     statistic: float
     p: float
+    # Which side the test found higher: +1 a, -1 b, 0 neither. Wilcoxon: the signed-rank sums R+ vs R-
+    # of a - b; Mann-Whitney: U of a vs n_a n_b / 2. Read off the same per-item means the test uses.
+    direction: int = 0
 
 
 def compare(a: np.ndarray, b: np.ndarray, paired: bool) -> TestResult:
@@ -235,8 +238,11 @@ def compare(a: np.ndarray, b: np.ndarray, paired: bool) -> TestResult:
         exact = 0 < nz.size <= 50 and np.unique(np.abs(nz)).size == nz.size and nz.size == d.size
         r = sps.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided",
                          method="exact" if exact else "approx", correction=not exact)
-        return TestResult("wilcoxon", int(a.size), int(b.size), float(r.statistic), float(r.pvalue))
+        ranks = sps.rankdata(np.abs(nz))
+        direction = int(np.sign(ranks[nz > 0].sum() - ranks[nz < 0].sum()))
+        return TestResult("wilcoxon", int(a.size), int(b.size), float(r.statistic), float(r.pvalue), direction)
     if a.size < 1 or b.size < 1:
         return TestResult("mannwhitney", int(a.size), int(b.size), float("nan"), float("nan"))
-    r = sps.mannwhitneyu(a, b, alternative="two-sided")
-    return TestResult("mannwhitney", int(a.size), int(b.size), float(r.statistic), float(r.pvalue))
+    r = sps.mannwhitneyu(a, b, alternative="two-sided")  # statistic: U of a
+    direction = int(np.sign(float(r.statistic) - a.size * b.size / 2.0))
+    return TestResult("mannwhitney", int(a.size), int(b.size), float(r.statistic), float(r.pvalue), direction)
