@@ -642,7 +642,7 @@ def test_no_ledger_yet(tmp_path, no_platform):
     fails_cleanly(["status", "--config", str(cfg), "--offline"], tmp_path,
                   "ledger.sandbox.sqlite: no ledger here yet (nothing published to this target: run `mturk-eval publish` first)")
     fails_cleanly(["report", "--config", str(cfg)], tmp_path,
-                  "expected a ledger (ledger.<target>.sqlite), got none; run `mturk-eval collect` first")
+                  "expected a ledger (ledger.<target>.sqlite), got none (nothing published yet); run `mturk-eval publish`")
 
 
 # ---------------------------------------------------------------------------------------------- sandbox

@@ -57,13 +57,14 @@ def find_ledger(cfg: ExperimentConfig, target: str | None) -> Path:
     if target is not None:
         p = ledger_path(cfg, target)
         if not p.exists():
-            raise UserError(f"{p}: file not found (no ratings collected for target {target!r}); "
-                            "run `mturk-eval collect` or pass --ratings / --batch-csv")
+            raise UserError(f"{p}: file not found (nothing published to target {target!r}); "
+                            "run `mturk-eval publish` and `mturk-eval collect`, or pass --ratings / --batch-csv")
         return p
     found = [ledger_path(cfg, t) for t in TARGETS if ledger_path(cfg, t).exists()]
     if not found:
-        raise UserError(f"{cfg.run_dir}: expected a ledger (ledger.<target>.sqlite), got none; run "
-                        "`mturk-eval collect` first or pass --ratings FILE or --batch-csv FILE")
+        raise UserError(f"{cfg.run_dir}: expected a ledger (ledger.<target>.sqlite), got none (nothing published "
+                        "yet); run `mturk-eval publish` and `mturk-eval collect` first, or pass --ratings FILE or "
+                        "--batch-csv FILE")
     if len(found) > 1:
         names = ", ".join(p.name for p in found)
         raise UserError(f"{cfg.run_dir}: found several ledgers ({names}); choose one with --target")
