@@ -153,7 +153,8 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
         if ledger is not None and hasattr(ledger, "close"):
             ledger.close()
     click.echo(f"{res.submitted} simulated assignments submitted by {workers} workers"
-               f" ({len(res.careless_workers)} careless); {res.skipped} HITs were gone or refused.")
+               f" ({len(res.careless_workers)} careless); {res.skipped} times a worker found a HIT already full,"
+               " expired or done by them, and moved on.")
     if res.attention_checks:
         click.echo(f"attention checks: {res.attention_passed}/{res.attention_checks} passed")
     if quality_path:
