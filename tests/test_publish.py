@@ -227,6 +227,34 @@ def test_crash_at_any_point_with_concurrency_resumes_exactly_once(tmp_path, cras
     assert fake.created == 6 and {h.hit_id for h in hs} == set(fake.hits)
 
 
+@pytest.mark.parametrize("changed, match", [
+    ({"assignments_per_hit": 2}, r"hit.assignments_per_hit is 2 but 4 HITs left pending were planned with 12;"
+                                 r" set hit.assignments_per_hit: 12 again .* new --batch"),
+    ({"reward": "0.20"}, r"hit.reward is 0.20 but 4 HITs left pending were planned with 0.50;"
+                         r" set hit.reward: 0.50 again .* new --batch"),
+])
+def test_resumed_pending_hits_refuse_a_changed_reward_or_assignment_count(tmp_path, changed, match):
+    """Pending HITs are created with the ledger's MaxAssignments and reward: a config that changed either
+    must not price the run with the new values (review: $4.80 shown, $33.60 spent)."""
+    settings = dict(assignments_per_hit=12, items_per_hit=1, attention_check_rate=0.0, reward="0.50")
+    cfg = make_cfg(tmp_path, **settings)
+    responses = write_responses(tmp_path / "r.jsonl", 4)
+    fake = FakeMTurk(crash_after=1)
+    with pytest.raises(Crash):
+        pub.publish(cfg, responses, platform=fake, echo=_quiet, progress=False)
+    cfg2 = make_cfg(tmp_path, **{**settings, **changed})
+    fake.crash_after = None
+    with pytest.raises(UserError, match=match):
+        pub.publish(cfg2, responses, platform=fake, echo=_quiet, progress=False, max_cost=10.0)
+    assert fake.created == 1
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        assert [h.state for h in led.hits()] == ["pending"] * 4
+    # The original settings resume them, priced from the ledger rows: 4 x 12 x (0.50 + 0.20 fee).
+    res = pub.publish(cfg, responses, platform=fake, echo=_quiet, progress=False)
+    assert str(res.cost.total) == "33.60" and {s.max_assignments for s in fake.hits.values()} == {12}
+    _one_hit_per_item(cfg, 4)
+
+
 def test_stale_pending_hits_are_found_by_annotation_before_reuse(tmp_path):
     """After 24 h MTurk forgets tokens: pending HITs first tried long ago are looked up with ListHITs."""
     cfg = make_cfg(tmp_path)

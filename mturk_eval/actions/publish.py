@@ -128,6 +128,24 @@ def _batch_state_of(batch_hits: list) -> tuple:
     return tuple((h.hit_key, h.state, tuple(h.item_ids)) for h in batch_hits)
 
 
+def _check_pending_settings(cfg: ExperimentConfig, old_pending: list, batch: str) -> None:
+    """HITs left ``pending`` are created as the ledger planned them (MaxAssignments, reward); refuse to
+    resume them under a config that changed either, so the HIT type, the cost and the ledger agree."""
+    for h in old_pending:
+        if h.max_assignments != cfg.hit.assignments_per_hit:
+            what = (f"hit.assignments_per_hit is {cfg.hit.assignments_per_hit} but {len(old_pending)} HITs left"
+                    f" pending were planned with {h.max_assignments}")
+            restore = f"hit.assignments_per_hit: {h.max_assignments}"
+        elif fees.money(h.reward) != fees.money(cfg.hit.reward):
+            what = (f"hit.reward is {fees.money(cfg.hit.reward)} but {len(old_pending)} HITs left pending were"
+                    f" planned with {fees.money(h.reward)}")
+            restore = f"hit.reward: {h.reward}"
+        else:
+            continue
+        raise UserError(f"batch {batch}: {what}; set {restore} again to resume them, or publish the changed"
+                        " setting under a new --batch; nothing was written or published")
+
+
 def _make_plan(cfg: ExperimentConfig, ledger: Ledger, items: list[dict[str, Any]], responses_path: str | Path, *,
                target: str, batch: str, submit_url: str) -> _Plan:
     """Steps 1-2 of the module docstring against ``ledger``; reads it and writes nothing."""
@@ -146,11 +164,21 @@ def _make_plan(cfg: ExperimentConfig, ledger: Ledger, items: list[dict[str, Any]
     # Render now: a question over 64 KB stops the run before anything is written or spent.
     new_questions = _questions(lambda ids: [by_id[i] for i in ids], new_hits, cfg, submit_url)
     old_pending = [h for h in batch_hits if h.state == "pending"]
+    _check_pending_settings(cfg, old_pending, batch)
     old_questions = _questions(lambda ids: [ledger.item(i) for i in ids],
                                [{"hit_key": h.hit_key, "item_ids": h.item_ids} for h in old_pending],
                                cfg, submit_url)
-    cost = fees.estimate(len(old_pending) + len(new_hits), cfg.hit.assignments_per_hit, cfg.hit.reward,
-                         quals.uses_masters(cfg.hit.qualifications))
+    # Pending HITs are priced from their ledger rows (what CreateHIT will send); the check above makes
+    # them agree with the config, so one estimate covers the run.
+    masters = quals.uses_masters(cfg.hit.qualifications)
+    rows = [(h.max_assignments, h.reward) for h in old_pending]
+    rows += [(h["max_assignments"], h["reward"]) for h in new_hits]
+    kinds = set((n, fees.money(r)) for n, r in rows)
+    if len(kinds) > 1:  # cannot happen after _check_pending_settings; never under-price a run
+        raise UserError(f"batch {batch}: HITs with different rewards or assignment counts cannot be priced"
+                        " together; publish under a new --batch")
+    n_asg, reward = next(iter(kinds)) if kinds else (cfg.hit.assignments_per_hit, fees.money(cfg.hit.reward))
+    cost = fees.estimate(len(rows), n_asg, str(reward), masters)
     n_attn = sum(1 for h in new_hits for i in h["item_ids"] if i in by_id and by_id[i].get("attention_check"))
     return _Plan(new_hits=new_hits, by_id=by_id, old_pending=old_pending,
                  questions={**old_questions, **new_questions}, cost=cost,
