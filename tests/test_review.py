@@ -90,6 +90,53 @@ def test_bonus_crash_between_ledger_and_call_does_not_pay_twice(tmp_path):
         assert [b["state"] for b in led.bonuses()] == ["paid", "paid"]
 
 
+def test_resumed_pending_bonus_is_sent_as_stored_not_with_new_options(tmp_path):
+    cfg, _ = _setup(tmp_path)
+    rv.review(cfg, platform=FakeMTurk(), apply=True)  # approve 3A1, 3A2
+    token = rv.bonus_token("exp1", "sandbox", "3A1", "bonus")
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        led.add_bonus(token, "3A1", "AW1", "0.10", "thanks")  # crashed before the SendBonus call
+    plat, stub = stubbed()
+    stub.add_response("send_bonus", {}, {"WorkerId": "AW1", "BonusAmount": "0.10", "AssignmentId": "3A1",
+                                         "Reason": "thanks", "UniqueRequestToken": token})
+    stub.add_response("send_bonus", {}, {"WorkerId": "AW2", "BonusAmount": "0.50", "AssignmentId": "3A2",
+                                         "Reason": "new reason",
+                                         "UniqueRequestToken": rv.bonus_token("exp1", "sandbox", "3A2", "bonus")})
+    acts = rv.review(cfg, platform=plat, apply=True, bonus="0.50", bonus_reason="new reason")
+    stub.assert_no_pending_responses()
+    resumed = [a for a in acts if a.assignment_id == "3A1"][0]
+    assert "stored amount and reason are sent, not --bonus 0.50" in resumed.detail
+    assert rv.bonus_total(acts, "0.50") == (2, rv.Decimal("0.72"))  # 0.10 + 0.01 fee, 0.50 + 0.10 fee
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        assert {(b["assignment_id"], b["amount"], b["reason"], b["state"]) for b in led.bonuses()} == {
+            ("3A1", "0.10", "thanks", "paid"), ("3A2", "0.50", "new reason", "paid")}
+
+
+def test_old_pending_bonus_found_by_list_bonus_payments_is_not_sent_again(tmp_path):
+    cfg, _ = _setup(tmp_path)
+    rv.review(cfg, platform=FakeMTurk(), apply=True)
+    token = rv.bonus_token("exp1", "sandbox", "3A1", "bonus")
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        led.add_bonus(token, "3A1", "AW1", "0.10", "thanks")  # paid, but the run died before 'paid'
+        led.conn.execute("UPDATE bonuses SET created_at = created_at - 2 * 86400")  # token forgotten by now
+        led.conn.commit()
+    plat, stub = stubbed()
+    stub.add_response("list_bonus_payments", {"NumResults": 1, "BonusPayments": [
+        {"WorkerId": "AW1", "BonusAmount": "0.10", "AssignmentId": "3A1", "Reason": "thanks"}]},
+        {"AssignmentId": "3A1", "MaxResults": 100})
+    # 3A2's bonus is new (no lookup): it is sent; 3A1's is found paid and not sent again.
+    stub.add_response("send_bonus", {}, {"WorkerId": "AW2", "BonusAmount": "0.10", "AssignmentId": "3A2",
+                                         "Reason": "thanks",
+                                         "UniqueRequestToken": rv.bonus_token("exp1", "sandbox", "3A2", "bonus")})
+    acts = rv.review(cfg, platform=plat, apply=True, bonus="0.10", bonus_reason="thanks")
+    stub.assert_no_pending_responses()
+    bonuses = [a for a in acts if a.kind == "bonus"]
+    assert [(a.assignment_id, a.done) for a in bonuses] == [("3A1", True), ("3A2", True)]
+    assert "found already paid (ListBonusPayments), not sent again" in bonuses[0].detail
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        assert [b["state"] for b in led.bonuses()] == ["paid", "paid"]
+
+
 def test_never_approves_without_stored_answers(tmp_path):
     cfg, hid = _setup(tmp_path)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -25,6 +26,9 @@ DEFAULT_REJECT_FEEDBACK = (
 DEFAULT_BLOCK_REASON = "Repeatedly failed quality-check items in our rating tasks."
 _MONEY = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
 _WORKER = re.compile(r"A[A-Z0-9]{1,63}")
+# MTurk remembers a SendBonus UniqueRequestToken for 24 hours: a bonus left pending longer ago than this
+# is looked up (ListBonusPayments) before it is sent again.
+BONUS_CHECK_AFTER_S = 12 * 3600
 
 
 @dataclass
@@ -34,6 +38,9 @@ class Action:
     worker_id: str
     detail: str = ""
     done: bool = False
+    amount: str | None = None          # bonus: what is sent (a resumed bonus keeps its stored amount)
+    reason: str | None = None          # bonus: the message sent with it
+    pending_since: float | None = None  # bonus: when an earlier run stored it (resumed), else None
 
     def format(self) -> str:
         what = f"{self.kind:7s} {self.assignment_id or '-':30s} worker {self.worker_id}"
@@ -46,9 +53,10 @@ def bonus_token(experiment: str, target: str, assignment_id: str, label: str) ->
 
 
 def bonus_total(actions: list[Action], amount: str) -> tuple[int, Decimal]:
-    """How many bonuses ``actions`` pay and what they cost with MTurk's fee."""
-    n = sum(1 for a in actions if a.kind == "bonus")
-    return n, (fees.money(amount) + fees.bonus_fee(amount)) * n
+    """How many bonuses ``actions`` pay and what they cost with MTurk's fee (each at its own amount: a
+    resumed bonus keeps the one stored in the ledger; ``amount`` is for actions without one)."""
+    paid = [a.amount or amount for a in actions if a.kind == "bonus"]
+    return len(paid), sum((fees.money(x) + fees.bonus_fee(x) for x in paid), Decimal("0.00"))
 
 
 def check_options(*, reject_failed_attention: bool = False, feedback: str = DEFAULT_REJECT_FEEDBACK,
@@ -100,7 +108,21 @@ def plan(cfg: ExperimentConfig, ledger, *, target: str, reject_failed_attention:
             row = ledger.bonus(token)
             if row is not None and row["state"] == "paid":
                 continue
-            actions.append(Action("bonus", assignment_id, worker_id, f"${bonus} (+ fee = ${cost}): {bonus_reason}"))
+            if row is not None:
+                # Stored by an earlier run that stopped before MTurk answered: MTurk may have paid it,
+                # so it is sent as stored (same token, amount and reason), whatever this run's options.
+                amount, reason = row["amount"], row["reason"]
+                note = " (resuming the bonus left pending by an earlier run"
+                if fees.money(amount) != fees.money(bonus) or reason != bonus_reason:
+                    note += f": its stored amount and reason are sent, not --bonus {bonus} / --bonus-reason"
+                note += ")"
+                cost_row = fees.money(amount) + fees.bonus_fee(amount)
+                actions.append(Action("bonus", assignment_id, worker_id,
+                                      f"${amount} (+ fee = ${cost_row}): {reason}{note}", amount=amount,
+                                      reason=reason, pending_since=row["created_at"]))
+                continue
+            actions.append(Action("bonus", assignment_id, worker_id, f"${bonus} (+ fee = ${cost}): {bonus_reason}",
+                                  amount=bonus, reason=bonus_reason))
     to_block = list(dict.fromkeys([*block_workers, *(sorted(failed_workers) if block_failed_attention else [])]))
     for w in to_block:
         row = ledger.block(w)
@@ -135,8 +157,14 @@ def review(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str 
             elif act.kind == "bonus":
                 label = options.get("bonus_label", "bonus")
                 token = bonus_token(cfg.name, target, act.assignment_id, label)
-                ledger.add_bonus(token, act.assignment_id, act.worker_id, options["bonus"], options["bonus_reason"])
-                plat.bonus(act.worker_id, act.assignment_id, options["bonus"], options["bonus_reason"], token)
+                if act.pending_since is not None and time.time() - act.pending_since > BONUS_CHECK_AFTER_S \
+                        and _paid_on_platform(ledger, plat, act):
+                    ledger.mark_bonus_paid(token)
+                    act.detail += "; found already paid (ListBonusPayments), not sent again"
+                    act.done = True
+                    continue
+                ledger.add_bonus(token, act.assignment_id, act.worker_id, act.amount, act.reason)
+                plat.bonus(act.worker_id, act.assignment_id, act.amount, act.reason, token)
                 ledger.mark_bonus_paid(token)
             elif act.kind == "block":
                 reason = options.get("block_reason", DEFAULT_BLOCK_REASON)
@@ -147,3 +175,17 @@ def review(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str 
                 continue
             act.done = True
         return actions
+
+
+def _paid_on_platform(ledger, plat: CrowdPlatform, act: Action) -> bool:
+    """Whether the platform paid ``act``'s bonus although the ledger has it pending: more payments of that
+    amount and reason on the assignment than the ledger has marked paid. Platforms that cannot list
+    bonuses answer False (the bonus is sent again with its token)."""
+    listing = getattr(plat, "bonus_payments", None)
+    if listing is None:
+        return False
+    same = lambda amount, reason: fees.money(amount) == fees.money(act.amount) and reason == act.reason  # noqa: E731
+    on_platform = sum(1 for amount, reason in listing(act.assignment_id) if same(amount, reason))
+    in_ledger = sum(1 for b in ledger.bonuses() if b["assignment_id"] == act.assignment_id
+                    and b["state"] == "paid" and same(b["amount"], b["reason"]))
+    return on_platform > in_ledger

@@ -172,7 +172,9 @@ def review(config_path, sandbox, endpoint_url, apply, reject_failed_attention, f
         planned = rv.review(cfg, target=target, endpoint_url=endpoint_url, apply=False, **options)
         n, total = rv.bonus_total(planned, bonus)
         if n:
-            click.echo(f"{n} bonuses of ${bonus} cost ${total} with MTurk's fee")
+            amounts = {a.amount for a in planned if a.kind == "bonus"}
+            each = f"of ${bonus}" if amounts <= {bonus} else "(resumed ones at their stored amount)"
+            click.echo(f"{n} bonuses {each} cost ${total} with MTurk's fee")
             if not sys.stdin.isatty():
                 raise UserError("--live: not running interactively, so give --yes to confirm paying bonuses")
             if not click.confirm(f"Pay {n} bonuses on LIVE MTurk for ${total}?", default=False):

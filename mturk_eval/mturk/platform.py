@@ -172,6 +172,19 @@ class MTurkPlatform(CrowdPlatform):
             raise UserError(retry.describe(exc)) from None
         return True
 
+    def bonus_payments(self, assignment_id: str) -> list[tuple[str, str]]:
+        """(amount, reason) of every bonus MTurk paid for ``assignment_id`` (ListBonusPayments): how a
+        bonus left pending longer than MTurk remembers its token is checked before it is sent again."""
+        found: list[tuple[str, str]] = []
+        params: dict[str, Any] = {"AssignmentId": assignment_id, "MaxResults": 100}
+        while True:
+            r = self._call("list_bonus_payments", **params)
+            found += [(str(b.get("BonusAmount", "")), b.get("Reason", "")) for b in r.get("BonusPayments", [])]
+            token = r.get("NextToken")
+            if not token or not r.get("BonusPayments"):
+                return found
+            params["NextToken"] = token
+
     def block(self, worker_id: str, reason: str) -> None:
         self._call("create_worker_block", WorkerId=worker_id, Reason=reason)
 
