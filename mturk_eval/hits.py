@@ -24,6 +24,8 @@ from mturk_eval.io import iter_jsonl
 HTMLQUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2011-11-11/HTMLQuestion.xsd"
 MAX_QUESTION_BYTES = 65535
 ITEM_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+BATCH_RE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+MAX_ANNOTATION = 255  # MTurk's RequesterAnnotation limit
 REQUIRED_KEYS = ("item_id", "persona", "eval_set", "method", "model", "utterance", "response")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 ATTENTION_METHOD = "attention_check"
@@ -113,6 +115,17 @@ def _garble(text: str, language: str, rng: random.Random) -> str:
     return ("" if language == "ja" else " ").join(out)
 
 
+def check_batch(batch: str) -> None:
+    """Refuse a batch label that could not be part of item ids, HIT keys and annotations intact."""
+    if not isinstance(batch, str) or not BATCH_RE.fullmatch(batch):
+        shown = batch if not isinstance(batch, str) or len(batch) <= 60 else batch[:57] + "..."
+        raise UserError(f"--batch: expected 1-40 characters of [A-Za-z0-9_.-], got {shown!r}")
+
+
+def short_hash(text: str, n: int = 12) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
+
+
 def make_attention_checks(items: list[dict[str, Any]], rate: float, seed: int, language: str,
                           batch: str) -> list[dict[str, Any]]:
     """Attention-check items so that they make up ``rate`` of all items: half garbled replies (expected
@@ -130,7 +143,11 @@ def make_attention_checks(items: list[dict[str, Any]], rate: float, seed: int, l
             kind, response, aspects = "garbled", _garble(src["response"], language, rng), {"fluency": 2}
         else:
             kind, response, aspects = "off_topic", off_topic[rng.randrange(len(off_topic))], {"relevance": 2}
-        item_id = f"attn.{batch}.{i}.{src['item_id']}"[:200]
+        # A short hash of the source id, not the id itself: ids stay well under 200 characters and
+        # distinct whatever the lengths of the batch label and the source id.
+        item_id = f"attn.{batch}.{i}.{short_hash(src['item_id'])}"
+        if not ITEM_ID_RE.fullmatch(item_id):
+            raise UserError(f"--batch: {batch!r} cannot be part of an item id; use [A-Za-z0-9_.-]")
         out.append({
             "item_id": item_id, "persona_id": src.get("persona_id"), "persona": list(src["persona"]),
             "eval_set": src["eval_set"], "pair_id": src.get("pair_id"), "method": ATTENTION_METHOD,
@@ -146,6 +163,17 @@ def request_token(experiment: str, target: str, batch: str, hit_key: str, item_i
     return "me-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:48]
 
 
+def annotation(experiment: str, hit_key: str, token: str) -> str:
+    """The HIT's RequesterAnnotation (at most 255 characters): the HIT key and token always whole; a long
+    experiment name is shortened and tagged with its hash, so two annotations never collide by truncation."""
+    tail = f":{hit_key}:{token}"
+    head = f"mturk-eval:{experiment}"
+    if len(head) + len(tail) > MAX_ANNOTATION:
+        tag = "~" + short_hash(experiment, 8)
+        head = head[:MAX_ANNOTATION - len(tail) - len(tag)] + tag
+    return head + tail
+
+
 def plan_hits(items: list[dict[str, Any]], *, experiment: str, target: str, batch: str, seed: int,
               items_per_hit: int, max_assignments: int, reward: str, start_index: int = 0) -> list[dict[str, Any]]:
     """Shuffle ``items`` (seeded) and cut them into HITs of ``items_per_hit`` (the last may be shorter)."""
@@ -158,7 +186,7 @@ def plan_hits(items: list[dict[str, Any]], *, experiment: str, target: str, batc
         token = request_token(experiment, target, batch, hit_key, ids)
         hits.append({
             "hit_key": hit_key, "batch": batch, "request_token": token,
-            "annotation": f"mturk-eval:{experiment}:{hit_key}:{token}"[:255],
+            "annotation": annotation(experiment, hit_key, token),
             "max_assignments": max_assignments, "reward": reward, "item_ids": ids,
         })
     return hits

@@ -264,6 +264,14 @@ def test_publish_live_without_yes_and_no_terminal(tmp_path, no_platform):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("batch", ["b" * 41, "my batch", "a/b", ""], ids=["too_long", "space", "slash", "empty"])
+def test_publish_bad_batch_label(tmp_path, no_platform, batch):
+    responses = write_responses(tmp_path / "r.jsonl", 2)
+    cfg = write_config(tmp_path)
+    fails_cleanly(["publish", "--config", str(cfg), "--responses", str(responses), "--batch", batch], tmp_path,
+                  f"--batch: expected 1-40 characters of [A-Za-z0-9_.-], got {batch!r}")
+
+
 # ---------------------------------------------------------------------------------------------- empty responses
 
 EMPTY_ROWS = [response_row(0), response_row(1, response=""), response_row(2), response_row(3, response="  \n\t"),

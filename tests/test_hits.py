@@ -170,6 +170,30 @@ def test_attention_checks_rate_kinds_and_expected_answers():
     assert hits.make_attention_checks(items, 0.1, 1, "en", "main") == checks  # seeded
 
 
+def test_attention_ids_stay_distinct_with_long_batch_labels_and_source_ids():
+    """Ids used to be cut to 200 characters: long labels or source ids merged every check into one item."""
+    long_ids = [response_row(i, item_id=f"{'x' * 180}.{i:04d}") for i in range(40)]
+    checks = hits.make_attention_checks(long_ids, 0.2, 1, "en", "b" * 40 + ".0")
+    assert len(checks) == 10 and len({c["item_id"] for c in checks}) == 10
+    assert all(hits.ITEM_ID_RE.fullmatch(c["item_id"]) for c in checks)
+    assert {c["attention_check"]["source"] for c in checks} <= {i["item_id"] for i in long_ids}
+    with pytest.raises(UserError, match=r"--batch: expected 1-40 characters of \[A-Za-z0-9_.-\], got 'a b'"):
+        hits.check_batch("a b")
+    hits.check_batch("round-2_v1.0")
+
+
+def test_annotations_keep_hit_key_and_token_whole_for_long_experiment_names():
+    items = [response_row(i) for i in range(4)]
+    kw = dict(target="sandbox", batch="b" * 40, seed=3, items_per_hit=1, max_assignments=5, reward="0.05")
+    plan = hits.plan_hits(items, experiment="e" * 300, **kw)
+    anns = [h["annotation"] for h in plan]
+    assert len(set(anns)) == 4 and all(len(a) <= 255 for a in anns)
+    assert all(a.endswith(f":{h['hit_key']}:{h['request_token']}") for a, h in zip(anns, plan))
+    other = hits.plan_hits(items, experiment="e" * 299 + "f", **kw)
+    assert not set(anns) & {h["annotation"] for h in other}
+    assert hits.plan_hits(items, experiment="exp1", **kw)[0]["annotation"].startswith("mturk-eval:exp1:bbb")
+
+
 def test_attention_check_is_not_marked_in_the_page(tmp_path):
     items = [response_row(i) for i in range(3)]
     check = hits.make_attention_checks(items, 0.5, 1, "en", "main")[0]

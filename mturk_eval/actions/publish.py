@@ -200,6 +200,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
     Every check (responses, questions, cost, balance, confirmation) runs before the experiment's lock
     is taken or its ledger created, so a refused run leaves no file behind; under the lock the plan is
     checked against the ledger again (another run may have changed it meanwhile)."""
+    builder.check_batch(batch)
     items = builder.load_responses(responses_path)
     empty = builder.empty_responses(items)
     if max_cost is None:

@@ -95,7 +95,9 @@ def publish(config_path, responses, sandbox, endpoint_url, batch, max_cost, yes,
     resumes without duplicating a HIT.
     """
     from mturk_eval.actions.publish import publish as run
+    from mturk_eval.hits import check_batch
 
+    check_batch(batch)
     cfg, target = _setup(config_path, sandbox, endpoint_url)
     interactive = sys.stdin.isatty()
     confirm = (lambda msg: click.confirm(msg, default=False)) if interactive else None  # noqa: E731
