@@ -174,14 +174,56 @@ def annotation(experiment: str, hit_key: str, token: str) -> str:
     return head + tail
 
 
+def _source(item: dict[str, Any]) -> str | None:
+    check = item.get("attention_check")
+    return check.get("source") if isinstance(check, dict) else None
+
+
+def _clashes(chunk: list[dict[str, Any]]) -> int:
+    """How many attention checks in ``chunk`` sit beside the item they were built from (giving them away)."""
+    ids = {it["item_id"] for it in chunk}
+    return sum(1 for it in chunk if _source(it) in ids)
+
+
+def _separate_checks(chunks: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+    """Move every attention check out of a HIT that holds its source item, by swapping it with an item of
+    another HIT (the first swap, in HIT then slot order, that lowers the two HITs' clashes), so the plan
+    stays deterministic and every HIT keeps its size. A clash no swap can fix (a single HIT) is left."""
+    chunks = [list(c) for c in chunks]
+    improved = True
+    while improved:  # each swap lowers the total number of clashes, so this ends
+        improved = False
+        for i, chunk in enumerate(chunks):
+            for pos in range(len(chunk)):
+                if _source(chunk[pos]) not in {it["item_id"] for it in chunk}:
+                    continue
+                before_i = _clashes(chunk)
+                for j in [*range(i + 1, len(chunks)), *range(i)]:
+                    before = before_i + _clashes(chunks[j])
+                    swap = next((k for k in range(len(chunks[j]))
+                                 if _swapped_clashes(chunk, pos, chunks[j], k) < before), None)
+                    if swap is not None:
+                        chunk[pos], chunks[j][swap] = chunks[j][swap], chunk[pos]
+                        improved = True
+                        break
+    return chunks
+
+
+def _swapped_clashes(a: list[dict[str, Any]], pos: int, b: list[dict[str, Any]], k: int) -> int:
+    a2, b2 = list(a), list(b)
+    a2[pos], b2[k] = b[k], a[pos]
+    return _clashes(a2) + _clashes(b2)
+
+
 def plan_hits(items: list[dict[str, Any]], *, experiment: str, target: str, batch: str, seed: int,
               items_per_hit: int, max_assignments: int, reward: str, start_index: int = 0) -> list[dict[str, Any]]:
     """Shuffle ``items`` (seeded) and cut them into HITs of ``items_per_hit`` (the last may be shorter)."""
     order = list(items)
     random.Random(f"{seed}:{batch}:{start_index}:order").shuffle(order)
+    chunks = _separate_checks([order[s:s + items_per_hit] for s in range(0, len(order), items_per_hit)])
     hits = []
-    for n, start in enumerate(range(0, len(order), items_per_hit), start=start_index):
-        ids = [it["item_id"] for it in order[start:start + items_per_hit]]
+    for n, chunk in enumerate(chunks, start=start_index):
+        ids = [it["item_id"] for it in chunk]
         hit_key = f"{batch}/{n:05d}"
         token = request_token(experiment, target, batch, hit_key, ids)
         hits.append({

@@ -216,6 +216,22 @@ def test_plan_hits_is_deterministic_and_covers_each_item_once():
     assert all(len(h["annotation"]) <= 255 for h in plan)
 
 
+def test_attention_checks_never_share_a_hit_with_their_source_item():
+    """Seen beside its source item (same persona and utterance, a broken reply) a check gives itself away;
+    with 10 items per HIT that happened to 11% of checks before plans kept them apart."""
+    items = [response_row(i) for i in range(100)]
+    checks = hits.make_attention_checks(items, 0.1, 0, "en", "main.0")
+    source = {c["item_id"]: c["attention_check"]["source"] for c in checks}
+    for seed in range(30):
+        kw = dict(experiment="e", target="sandbox", batch="main", seed=seed, items_per_hit=10, max_assignments=3,
+                  reward="0.05")
+        plan = hits.plan_hits(items + checks, **kw)
+        assert plan == hits.plan_hits(items + checks, **kw)  # still deterministic
+        assert [len(h["item_ids"]) for h in plan] == [10] * 11 + [1]
+        assert sorted(i for h in plan for i in h["item_ids"]) == sorted(i["item_id"] for i in items + checks)
+        assert not [i for h in plan for i in h["item_ids"] if source.get(i) in h["item_ids"]], seed
+
+
 def test_control_characters_cannot_break_the_xml(tmp_path):
     odd = response_row(0, response="a\x00b\x07c\x1fd\ufffe", utterance="tab\tand\nnewline")
     xml = hits.build_question([odd], make_cfg(tmp_path), SUBMIT)
