@@ -184,6 +184,28 @@ def test_expire_and_delete(tmp_path):
         assert led.hits()[0].state == "deleted"
 
 
+def test_delete_refuses_a_hit_with_completed_assignments_not_collected(tmp_path):
+    """Auto-approved assignments never collected are not 'Submitted' in the ledger: deleting their HIT
+    would lose their answers."""
+    cfg, hid = _setup(tmp_path)
+    rv.review(cfg, platform=FakeMTurk(), apply=True, reject_failed_attention=True)
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        led.set_assignment_status("3A3", "Rejected")  # 3 stored, all decided
+    n = int(hid[4:])
+    plat, stub = stubbed()
+    stub.add_response("get_hit", hit_response(n, status="Reviewable", available=0, completed=5), {"HITId": hid})
+    out = ex.expire(cfg, platform=plat, delete=True)
+    stub.assert_no_pending_responses()
+    assert out[0].action == "skipped" and "MTurk has 5 completed assignments but the ledger only 3: run collect" \
+        in out[0].detail
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        assert led.hits()[0].state != "deleted"
+    stub.add_response("get_hit", hit_response(n, status="Reviewable", available=0, completed=3), {"HITId": hid})
+    stub.add_response("delete_hit", {}, {"HITId": hid})
+    assert [o.action for o in ex.expire(cfg, platform=plat, delete=True)] == ["deleted"]
+    stub.assert_no_pending_responses()
+
+
 def test_cli_review_dry_run(tmp_path, monkeypatch):
     cfg, _ = _setup(tmp_path)
     conf = tmp_path / "exp.toml"

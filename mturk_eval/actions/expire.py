@@ -1,5 +1,6 @@
 """``expire``: stop the batch's HITs from being worked on (UpdateExpirationForHIT to a past date), or
-with ``delete`` remove those MTurk allows (Reviewable, every assignment approved or rejected)."""
+with ``delete`` remove those MTurk allows (Reviewable, every assignment approved or rejected) and whose
+completed assignments are all collected in the ledger (deleting a HIT loses the answers not fetched)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,10 +35,15 @@ def expire(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str 
                 out.append(ExpireOutcome(h.hit_id, "expired"))
                 continue
             st = plat.task_state(h.hit_id)
-            undecided = [a.assignment_id for a in ledger.assignments(h.hit_id) if a.status == "Submitted"]
-            if st.status != "Reviewable" or st.pending or undecided:
+            stored = ledger.assignments(h.hit_id)
+            undecided = [a.assignment_id for a in stored if a.status == "Submitted"]
+            # Assignments MTurk auto-approved but collect never fetched would be lost with the HIT.
+            uncollected = st.completed - len(stored)
+            if st.status != "Reviewable" or st.pending or uncollected > 0 or undecided:
                 why = (f"HIT is {st.status}" if st.status != "Reviewable" else
                        f"{st.pending} assignments in progress" if st.pending else
+                       f"MTurk has {st.completed} completed assignments but the ledger only {len(stored)}:"
+                       " run collect first, or their answers are lost with the HIT" if uncollected > 0 else
                        f"{len(undecided)} submitted assignments not yet approved or rejected (run review)")
                 out.append(ExpireOutcome(h.hit_id, "skipped", why))
                 continue
