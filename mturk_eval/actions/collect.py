@@ -42,7 +42,7 @@ def collect(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str
         plat = platform or make_platform(target, endpoint_url)
         started = time.time()
         hits = [h for h in ledger.hits() if h.hit_id and h.state != "deleted"]
-        for h in tqdm(hits, desc="collect", unit="HIT", disable=not progress):
+        for h in tqdm(hits, desc="collect", unit="HIT", disable=None if progress else True):
             items = ledger.hit_items(h.hit_id)
             result.hits += 1
             for sub in plat.list_submissions(h.hit_id):

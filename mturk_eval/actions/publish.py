@@ -315,7 +315,7 @@ def _create_all(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, pend
 
     failures: list[tuple[str, BaseException]] = []
     queue = list(pending)
-    bar = tqdm(total=len(pending), desc="publish", unit="HIT", disable=not progress)
+    bar = tqdm(total=len(pending), desc="publish", unit="HIT", disable=None if progress else True)
     with ThreadPoolExecutor(max_workers=max(1, cfg.hit.publish_concurrency)) as pool:
         running: dict[Future, Any] = {}
         while queue or running:

@@ -24,7 +24,7 @@ from mturk_eval.config import METHODS
     "--method", "methods", multiple=True, type=click.Choice(METHODS), help="Only these methods (repeatable)."
 )
 @click.option("--device", default=None, help="torch device (default: cuda when available, else cpu).")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "--no-progress", "quiet", is_flag=True, help="No progress bars (they are also off when stderr is not a terminal).")
 def generate(config_path: str, force: bool, models: tuple[str, ...], methods: tuple[str, ...], device: str | None, quiet: bool) -> None:
     """Train prompt-tuned and fine-tuned systems for every persona and write runs/<exp>/responses.jsonl.
 

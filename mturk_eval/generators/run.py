@@ -380,7 +380,7 @@ def _sample(ckpt, fmt, model, soft, method, persona, items, prompts, settings, s
     lead = fmt.prefix_ids(persona.sentences if method == "finetune_added" else None)
     with torch.inference_mode():
         pe = prefix_embeds(model, soft, lead)
-    bar = tqdm(total=len(prompts), desc=f"sample {desc}", unit="resp", disable=not progress, leave=False)
+    bar = tqdm(total=len(prompts), desc=f"sample {desc}", unit="resp", disable=None if progress else True, leave=False)
     outs = generate(model, pe, prompts, settings, fmt.stop_ids, pad, progress=bar.update, blank_ids=fmt.blank_ids)
     bar.close()
     texts = [fmt.decode_response(o) for o in outs]

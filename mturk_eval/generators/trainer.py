@@ -120,7 +120,7 @@ def train_loop(
     best, bad = math.inf, 0
     steps_per_epoch = len(loader)
     total = steps_per_epoch * max_epochs if max_steps is None else min(max_steps, steps_per_epoch * max_epochs)
-    bar = tqdm(total=total, desc=desc, unit="batch", disable=not progress or not acc.is_main_process, leave=False)
+    bar = tqdm(total=total, desc=desc, unit="batch", disable=None if progress and acc.is_main_process else True, leave=False)
     t0 = time.perf_counter()
     steps = 0
     for epoch in range(max_epochs):

@@ -431,7 +431,7 @@ def simulate(url: str, workers: int, model: RatingModel | None = None, seed: int
     result = SimulationResult()
     crew = make_workers(workers, model, seed)
     result.careless_workers = [w.worker_id for w in crew if w.careless]
-    bar = tqdm(total=None, desc="simulated assignments", unit="asg", disable=not progress)
+    bar = tqdm(total=None, desc="simulated assignments", unit="asg", disable=None if progress else True)
     sessions: list[requests.Session] = []
     try:
         queues: list[list[str]] = []
