@@ -303,6 +303,10 @@ class Ledger:
             ))
         return out
 
+    def batches(self) -> list[str]:
+        """The batch labels the ledger has planned HITs under, sorted."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT batch FROM hits ORDER BY batch")]
+
     def hit_key_for(self, hit_id: str) -> str | None:
         row = self.conn.execute("SELECT hit_key FROM hits WHERE hit_id=?", (hit_id,)).fetchone()
         return None if row is None else row[0]

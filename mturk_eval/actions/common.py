@@ -58,6 +58,37 @@ def open_ledger(cfg: ExperimentConfig, target: str, create: bool = True) -> Ledg
     return ledger
 
 
+def select_batches(ledger: Ledger, batches: tuple[str, ...] | list[str] | None) -> list[str]:
+    """The batch labels a verb acts on: ``batches`` (each checked to be in the ledger), or every batch
+    of the ledger when none is given. An unknown label is refused, before anything is written."""
+    known = ledger.batches()
+    if not batches:
+        return known
+    from mturk_eval.hits import check_batch
+
+    for b in batches:
+        check_batch(b)
+    unknown = [b for b in dict.fromkeys(batches) if b not in known]
+    if unknown:
+        raise UserError(f"--batch: {unknown[0]!r} is not a batch of {ledger.path}; known batches:"
+                        f" {', '.join(known) or 'none (nothing published yet)'}")
+    return [b for b in known if b in set(batches)]
+
+
+def describe_batches(selected: list[str], all_batches: list[str]) -> str:
+    """``batches: main, b2 (all)`` or ``batches: b2 (of main, b2)``, for the verbs' output."""
+    shown = ", ".join(selected) or "none"
+    if selected == all_batches:
+        return f"batches: {shown} (all)"
+    return f"batches: {shown} (of {', '.join(all_batches)})"
+
+
+def batch_scope(cfg: ExperimentConfig, target: str, batches: tuple[str, ...] | list[str] | None) -> str:
+    """Check ``batches`` against the target's ledger and describe the selection (``batches: ...``)."""
+    with open_ledger(cfg, target, create=False) as ledger:
+        return describe_batches(select_batches(ledger, batches), ledger.batches())
+
+
 def make_platform(target: str, endpoint_url: str | None = None, concurrency: int = 4) -> CrowdPlatform:
     """The MTurk platform for ``target`` (the only platform so far)."""
     from mturk_eval.mturk.client import make_client

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from mturk_eval.actions.common import experiment_lock, make_platform, open_ledger
+from mturk_eval.actions.common import experiment_lock, make_platform, open_ledger, select_batches
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.mturk import fees
@@ -77,14 +77,22 @@ def check_options(*, reject_failed_attention: bool = False, feedback: str = DEFA
 def plan(cfg: ExperimentConfig, ledger, *, target: str, reject_failed_attention: bool = False,
          feedback: str = DEFAULT_REJECT_FEEDBACK, block_failed_attention: bool = False,
          block_workers: tuple[str, ...] = (), block_reason: str = DEFAULT_BLOCK_REASON,
-         bonus: str | None = None, bonus_reason: str = "", bonus_label: str = "bonus") -> list[Action]:
-    """What review would do, in execution order: approvals/rejections, bonuses, blocks."""
+         bonus: str | None = None, bonus_reason: str = "", bonus_label: str = "bonus",
+         batches: tuple[str, ...] = ()) -> list[Action]:
+    """What review would do, in execution order: approvals/rejections, bonuses, blocks.
+
+    Only the assignments of ``batches``' HITs are looked at (default: every batch); so are the workers
+    ``block_failed_attention`` blocks. Workers named in ``block_workers`` are blocked whatever the batch."""
     check_options(reject_failed_attention=reject_failed_attention, feedback=feedback, block_workers=block_workers,
                   bonus=bonus, bonus_reason=bonus_reason)
     actions: list[Action] = []
     approved: list[tuple[str, str]] = []
     failed_workers: set[str] = set()
+    selected = set(select_batches(ledger, batches))
+    hit_ids = {h.hit_id for h in ledger.hits() if h.hit_id and h.batch in selected}
     for a in ledger.assignments():
+        if a.hit_id not in hit_ids:
+            continue
         if a.attention_passed is False:
             failed_workers.add(a.worker_id)
         if a.status == "Approved":
@@ -136,7 +144,10 @@ def review(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str 
            platform: CrowdPlatform | None = None, **options) -> list[Action]:
     """Plan the review; with ``apply`` carry it out, recording each step in the ledger."""
     check_options(**options)
-    # The ledger is opened (and checked) before the lock is taken: a refused run leaves no lock file.
+    # The ledger is opened (and checked) before the lock is taken: a refused run leaves no lock file;
+    # so is an unknown --batch.
+    with open_ledger(cfg, target, create=False) as ledger:
+        select_batches(ledger, options.get("batches", ()))
     with open_ledger(cfg, target, create=False) as ledger, experiment_lock(cfg, target, "review"):
         actions = plan(cfg, ledger, target=target, **options)
         if not apply:

@@ -9,8 +9,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from mturk_eval.actions.collect import COLLECTED_THROUGH
-from mturk_eval.actions.common import make_platform, open_ledger
+from mturk_eval.actions.collect import collected_through
+from mturk_eval.actions.common import describe_batches, make_platform, open_ledger, select_batches
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.mturk import fees, quals
@@ -39,6 +39,7 @@ class StatusReport:
     cost_so_far: Decimal = Decimal("0.00")     # approved assignments + paid bonuses, with fees
     cost_committed: Decimal = Decimal("0.00")  # everything the created HITs can still cost
     eta_s: float | None = None
+    batches: str = ""                  # which batches are counted ("batches: main, b2 (all)")
 
     def format(self) -> str:
         def counts(d: dict[str, int]) -> str:
@@ -65,7 +66,7 @@ class StatusReport:
             col += (f"; {span(self.uncollected)} finished on MTurk not collected yet" if lo else
                     f"; up to {hi} finished on MTurk may not be collected yet") + ": run `mturk-eval collect`"
         return "\n".join([
-            f"target: {self.target}",
+            f"target: {self.target}" + (f"; {self.batches}" if self.batches else ""),
             f"HITs (ledger): {counts(self.hits_by_state)}",
             f"HITs (MTurk):  {counts(self.hits_by_status)}",
             f"assignments on MTurk{asked}: {on_mturk}",
@@ -83,21 +84,25 @@ def _duration(s: float) -> str:
 
 
 def status(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str | None = None,
-           platform: CrowdPlatform | None = None, offline: bool = False, now: float | None = None) -> StatusReport:
+           platform: CrowdPlatform | None = None, offline: bool = False, now: float | None = None,
+           batches: tuple[str, ...] = ()) -> StatusReport:
+    """The report for the HITs of ``batches`` (default: every batch of the ledger)."""
     now = time.time() if now is None else now
     with open_ledger(cfg, target, create=False) as ledger:
+        known = ledger.batches()
+        selected = select_batches(ledger, batches)
         if not offline:
             plat = platform or make_platform(target, endpoint_url)
             try:
                 for h in ledger.hits():
-                    if h.hit_id and h.state != "deleted":
+                    if h.hit_id and h.state != "deleted" and h.batch in selected:
                         st = plat.task_state(h.hit_id)
                         ledger.record_hit_status(h.hit_id, st.status, st.pending, st.available, st.completed,
                                                  st.expiration)
             except EndpointUnreachable as exc:
                 raise UserError(f"{exc.message}; `mturk-eval status --offline` shows what the ledger knows") from None
-        rows = ledger.hit_status_rows()
-        rep = StatusReport(target=target, offline=offline)
+        rows = [r for r in ledger.hit_status_rows() if r["batch"] in selected]
+        rep = StatusReport(target=target, offline=offline, batches=describe_batches(selected, known))
         rep.hits_by_state = dict(Counter(r["state"] for r in rows))
         created = [r for r in rows if r["hit_id"]]
         # A deleted HIT keeps the status last seen before it was deleted: count it as deleted, once.
@@ -108,10 +113,11 @@ def status(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str 
         rep.in_progress = sum(r["assignments_pending"] or 0 for r in on_mturk)
         rep.available = sum(r["assignments_available"] or 0 for r in on_mturk
                             if (r["expiration"] or now + 1) > now and r["state"] == "created")
-        assignments = ledger.assignments()
+        ids = {r["hit_id"] for r in created}
+        assignments = [a for a in ledger.assignments() if a.hit_id in ids]
         rep.assignments_by_status = dict(Counter(a.status for a in assignments))
-        collected_through = float(ledger.get_meta(COLLECTED_THROUGH) or 0.0)
-        done = _mturk_counts(rep, created, Counter(a.hit_id for a in assignments), now, collected_through)
+        through = {b: collected_through(ledger, b) for b in selected}
+        done = _mturk_counts(rep, created, Counter(a.hit_id for a in assignments), now, through)
         rep.invalid = sum(1 for a in assignments if not a.valid)
         rep.attention_failed = sum(1 for a in assignments if a.attention_passed is False)
 
@@ -122,8 +128,9 @@ def status(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str 
             each = fees.money(reward) + fees.assignment_fee(reward, n, masters)
             if a.status == "Approved":
                 rep.cost_so_far += each
+        aids = {a.assignment_id for a in assignments}
         for b in ledger.bonuses():
-            if b["state"] == "paid":
+            if b["state"] == "paid" and b["assignment_id"] in aids:
                 rep.cost_so_far += fees.money(b["amount"]) + fees.bonus_fee(b["amount"])
         rep.cost_committed = rep.cost_so_far
         for r in created:
@@ -138,10 +145,13 @@ def status(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str 
         return rep
 
 
-def _mturk_counts(rep: StatusReport, created, collected: Counter, now: float, collected_through: float = 0.0) -> int:
+def _mturk_counts(rep: StatusReport, created, collected: Counter, now: float,
+                  collected_through: dict[str, float] | None = None) -> int:
     """Fill in the MTurk-side counts of ``rep`` from the HITs' last GetHIT answers (NumberOfAssignments
     Pending/Available/Completed, where Completed means approved or rejected) beside the assignments the
-    ledger has collected; return how many assignments are finished as far as anyone knows (for the ETA)."""
+    ledger has collected; return how many assignments are finished as far as anyone knows (for the ETA).
+    ``collected_through``: per batch, when it was last collected completely."""
+    collected_through = collected_through or {}
     fin_lo = fin_hi = unc_lo = unc_hi = done = 0
     known = True
     asked = []
@@ -160,7 +170,7 @@ def _mturk_counts(rep: StatusReport, created, collected: Counter, now: float, co
                                                  or r["expiration"] > (r["refreshed_at"] or now))
             if open_ or available:
                 lo = hi = max(n_col, r["max_assignments"] - pending - available)
-            elif r["expiration"] is not None and r["expiration"] <= collected_through:
+            elif r["expiration"] is not None and r["expiration"] <= collected_through.get(r["batch"], 0.0):
                 lo = hi = max(n_col, completed)  # expired before a complete collect: all was collected
             else:  # expired: its never-taken assignments are not "available" any more
                 lo, hi = max(n_col, completed), max(n_col, completed, r["max_assignments"] - pending)

@@ -23,6 +23,21 @@ def target_options(f):
     return f
 
 
+def _check_batches(ctx, param, value):
+    from mturk_eval.hits import check_batch
+
+    for b in value:
+        check_batch(b)
+    return tuple(dict.fromkeys(value))
+
+
+def batch_filter_option(what: str):
+    return click.option(
+        "--batch", "batches", multiple=True, metavar="LABEL", callback=_check_batches,
+        help=f"Only the HITs of this batch (as given to publish --batch; repeatable); default every batch."
+             f" {what}".rstrip())
+
+
 def _setup(config_path: str, sandbox: bool, endpoint_url: str | None):
     from mturk_eval.config import load_config
     from mturk_eval.mturk.client import resolve_target
@@ -113,12 +128,16 @@ def publish(config_path, responses, sandbox, endpoint_url, batch, max_cost, yes,
 @config_option
 @target_options
 @click.option("--offline", is_flag=True, help="Read the ledger only; do not ask MTurk for fresh HIT states.")
-def status(config_path, sandbox, endpoint_url, offline):
-    """HITs and assignments by state, cost so far, estimated time left."""
+@batch_filter_option("Counts, costs and the estimate are then those of the batches given.")
+def status(config_path, sandbox, endpoint_url, offline, batches):
+    """HITs and assignments by state, cost so far, estimated time left.
+
+    The first line names the target and the batches counted (all of them unless --batch is given).
+    """
     from mturk_eval.actions.status import status as run
 
     cfg, target = _setup(config_path, sandbox, endpoint_url)
-    click.echo(run(cfg, target=target, endpoint_url=endpoint_url, offline=offline).format())
+    click.echo(run(cfg, target=target, endpoint_url=endpoint_url, offline=offline, batches=batches).format())
 
 
 @click.command()
@@ -127,12 +146,18 @@ def status(config_path, sandbox, endpoint_url, offline):
 @click.option("--export-csv", type=click.Path(dir_okay=False), default=None,
               help="Also write the ledger as an MTurk batch-results CSV to this file.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def collect(config_path, sandbox, endpoint_url, export_csv, no_progress):
-    """Fetch submitted assignments, validate and store their answers (safe to rerun)."""
+@batch_filter_option("--export-csv then holds only their assignments.")
+def collect(config_path, sandbox, endpoint_url, export_csv, no_progress, batches):
+    """Fetch submitted assignments, validate and store their answers (safe to rerun).
+
+    Says which batches were collected (all of them unless --batch is given).
+    """
     from mturk_eval.actions.collect import collect as run
 
     cfg, target = _setup(config_path, sandbox, endpoint_url)
-    r = run(cfg, target=target, endpoint_url=endpoint_url, export_csv=export_csv, progress=not no_progress)
+    r = run(cfg, target=target, endpoint_url=endpoint_url, export_csv=export_csv, progress=not no_progress,
+            batches=batches)
+    click.echo(r.batches)
     click.echo(f"{r.hits} HITs: {r.new} new assignments, {r.updated} seen before; {r.invalid} invalid,"
                f" {r.attention_failed} failed attention checks, {r.simulated} simulated")
     if r.exported:
@@ -154,18 +179,26 @@ def collect(config_path, sandbox, endpoint_url, export_csv, no_progress):
 @click.option("--bonus-label", default="bonus", show_default=True,
               help="Bonuses with the same label are paid at most once per assignment, whatever the amount.")
 @click.option("--yes", is_flag=True, help="Do not ask before paying bonuses on --live.")
+@batch_filter_option("Approvals, rejections, bonuses and --block-failed-attention then concern only their"
+                     " assignments (--block WORKER_ID blocks whatever the batch).")
 def review(config_path, sandbox, endpoint_url, apply, reject_failed_attention, feedback, block_workers,
-           block_failed_attention, block_reason, bonus, bonus_reason, bonus_label, yes):
+           block_failed_attention, block_reason, bonus, bonus_reason, bonus_label, yes, batches):
     """Approve stored assignments, optionally reject attention-check failures, block, bonus.
 
     A dry run by default: it prints what it would do; --apply does it. Paying bonuses on --live shows
-    their total cost first and needs --yes or a confirmation.
+    their total cost first and needs --yes or a confirmation. The first line names the batches
+    reviewed (all of them unless --batch is given).
     """
     from mturk_eval.actions import review as rv
+    from mturk_eval.actions.common import batch_scope
     from mturk_eval.errors import UserError
 
     cfg, target = _setup(config_path, sandbox, endpoint_url)
-    options = dict(reject_failed_attention=reject_failed_attention,
+    rv.check_options(reject_failed_attention=reject_failed_attention,
+                     feedback=feedback or rv.DEFAULT_REJECT_FEEDBACK, block_workers=tuple(block_workers),
+                     bonus=bonus, bonus_reason=bonus_reason)
+    scope = batch_scope(cfg, target, batches)  # checked first; said once the run has gone well
+    options = dict(batches=batches, reject_failed_attention=reject_failed_attention,
                    feedback=feedback or rv.DEFAULT_REJECT_FEEDBACK, block_workers=tuple(block_workers),
                    block_failed_attention=block_failed_attention,
                    block_reason=block_reason or rv.DEFAULT_BLOCK_REASON, bonus=bonus,
@@ -182,6 +215,7 @@ def review(config_path, sandbox, endpoint_url, apply, reject_failed_attention, f
             if not click.confirm(f"Pay {n} bonuses on LIVE MTurk for ${total}?", default=False):
                 raise UserError("bonuses not confirmed: nothing was done")
     actions = rv.review(cfg, target=target, endpoint_url=endpoint_url, apply=apply, **options)
+    click.echo(scope)
     for a in actions:
         click.echo(("done   " if a.done else ("would  " if not apply else "       ")) + a.format())
     kinds = {}
@@ -198,12 +232,19 @@ def review(config_path, sandbox, endpoint_url, apply, reject_failed_attention, f
 @target_options
 @click.option("--delete", is_flag=True, help="Delete the HITs MTurk allows to (reviewed, nothing in progress).")
 @click.option("--dry-run", is_flag=True, help="List what would be expired or deleted.")
-def expire(config_path, sandbox, endpoint_url, delete, dry_run):
-    """Expire (stop) or delete the batch's HITs."""
+@batch_filter_option("")
+def expire(config_path, sandbox, endpoint_url, delete, dry_run, batches):
+    """Expire (stop) or delete the HITs of every batch, or of the --batch given.
+
+    The first line names the batches acted on (all of them unless --batch is given).
+    """
+    from mturk_eval.actions.common import batch_scope
     from mturk_eval.actions.expire import expire as run
 
     cfg, target = _setup(config_path, sandbox, endpoint_url)
-    out = run(cfg, target=target, endpoint_url=endpoint_url, delete=delete, dry_run=dry_run)
+    scope = batch_scope(cfg, target, batches)  # checked first; said once the run has gone well
+    out = run(cfg, target=target, endpoint_url=endpoint_url, delete=delete, dry_run=dry_run, batches=batches)
+    click.echo(scope)
     for o in out:
         click.echo(f"{o.action:8s} {o.hit_id} {o.detail}".rstrip())
     click.echo(f"{len([o for o in out if o.action != 'skipped'])} HITs {'deleted' if delete else 'expired'}"
