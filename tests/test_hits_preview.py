@@ -82,3 +82,52 @@ def test_preview_failure_writes_nothing(tmp_path):
     with pytest.raises(UserError, match="65535-byte limit"):
         pv.preview(cfg, responses, tmp_path / "pv", count=2)
     assert not (tmp_path / "pv").exists()
+
+
+def _systems_rows():
+    """A responses file in generate's usual order: every item of one system before the next, and within
+    a system persona p1's items before p2's."""
+    rows = []
+    for eval_set in ("persona", "general"):
+        for method in ("prompt_tuning", "finetune_none"):
+            for model in ("smollm2-135m", "qwen-0.5b"):
+                for persona in ("p1", "p2"):
+                    for i in range(3):
+                        rows.append(response_row(len(rows), eval_set=eval_set, method=method, model=model,
+                                                 persona_id=persona,
+                                                 item_id=f"{eval_set}.{persona}.{i}.{method}.{model}"))
+    return rows
+
+
+def test_spread_round_robins_over_systems_then_personas():
+    rows = _systems_rows()
+    order = pv.spread(rows)
+    assert sorted(r["item_id"] for r in order) == sorted(r["item_id"] for r in rows)  # each item once
+    systems = list(dict.fromkeys(pv._system(r) for r in rows))
+    assert len(systems) == 8
+    # The first 8 are one item of each system, in first-seen order, each its group's first item (p1).
+    assert [pv._system(r) for r in order[:8]] == systems
+    assert {r["persona_id"] for r in order[:8]} == {"p1"}
+    # The next 8: each system again, now with its other persona.
+    assert [pv._system(r) for r in order[8:16]] == systems and {r["persona_id"] for r in order[8:16]} == {"p2"}
+    assert pv.spread(list(rows)) == order  # deterministic
+    one_system = [response_row(i) for i in range(4)]
+    assert pv.spread(one_system) == one_system  # nothing to spread: the file's order
+
+
+def test_preview_default_shows_each_system(tmp_path):
+    rows = _systems_rows()
+    responses = write_responses(tmp_path / "r.jsonl", rows=rows)
+    out = tmp_path / "pv"
+    r = CliRunner().invoke(main, ["preview", "--config", str(_conf(tmp_path, "[hit]\nitems_per_hit = 2\n")),
+                                  "--responses", str(responses), "--out", str(out), "--count", "4"])
+    assert r.exit_code == 0, r.output
+    assert "note:" not in r.output
+    shown = {pv._system(row) for row in rows
+             for n in range(1, 5) if row["response"] in (out / f"hit-{n:03d}.html").read_text()}
+    assert len(shown) == 8
+    # Too few HITs for every system: said, with the --count that would do.
+    r = CliRunner().invoke(main, ["preview", "--config", str(_conf(tmp_path, "[hit]\nitems_per_hit = 2\n")),
+                                  "--responses", str(responses), "--out", str(out), "--count", "1"])
+    assert r.exit_code == 0, r.output
+    assert "note: these 1 HITs show 2 of the 8 eval_set/method/model groups; --count 4 shows each" in r.output

@@ -15,10 +15,36 @@ from mturk_eval.io import atomic_write_text
 from mturk_eval.mturk.client import SUBMIT_URLS
 
 
+def _system(it: dict) -> tuple[str, str, str]:
+    return (str(it.get("eval_set", "")), str(it.get("method", "")), str(it.get("model", "")))
+
+
+def _round_robin(queues: list[list]) -> list:
+    out, i = [], 0
+    while any(i < len(q) for q in queues):
+        out.extend(q[i] for q in queues if i < len(q))
+        i += 1
+    return out
+
+
+def spread(items: list[dict]) -> list[dict]:
+    """``items`` reordered so that any first N cover as many systems as they can: round-robin over the
+    (eval_set, method, model) groups, each group itself round-robin over its personas. Deterministic:
+    groups, and personas within a group, keep the order they first appear in; every item is kept once."""
+    groups: dict[tuple[str, str, str], dict[str, list[dict]]] = {}
+    for it in items:
+        groups.setdefault(_system(it), {}).setdefault(str(it.get("persona_id", "")), []).append(it)
+    return _round_robin([_round_robin(list(by_persona.values())) for by_persona in groups.values()])
+
+
 def preview(cfg: ExperimentConfig, responses_path: str | Path, out_dir: str | Path, *,
             item_ids: tuple[str, ...] = (), count: int = 3, attention: bool = False,
             echo: Callable[[str], None] | None = None) -> list[Path]:
     """Write ``hit-NNN.html`` (the worker's page), ``hit-NNN.xml`` (the HTMLQuestion) and ``index.html``.
+
+    Without ``item_ids`` the ``count`` HITs hold a spread of the items (:func:`spread`: each
+    eval_set/method/model and persona in turn), not just the first ones of the file; ``echo`` is told
+    when ``count`` HITs are too few to show every system.
 
     ``echo`` gets a warning line when responses of the file are empty (publish refuses those)."""
     items = builder.load_responses(responses_path)
@@ -35,7 +61,14 @@ def preview(cfg: ExperimentConfig, responses_path: str | Path, out_dir: str | Pa
     else:
         if count < 1:
             raise UserError(f"--count: expected an integer >= 1, got {count}")
-        chosen = items[: count * cfg.hit.items_per_hit]
+        chosen = spread(items)[: count * cfg.hit.items_per_hit]
+        systems = list(dict.fromkeys(_system(it) for it in items))
+        shown = {_system(it) for it in chosen}
+        if echo is not None and len(shown) < len(systems):
+            per_hit = cfg.hit.items_per_hit
+            need = -(-len(systems) // per_hit)
+            echo(f"note: these {count} HITs show {len(shown)} of the {len(systems)} eval_set/method/model"
+                 f" groups; --count {need} shows each")
     if attention:
         chosen = chosen + builder.make_attention_checks(chosen, 0.5, cfg.seed, cfg.language, "preview")[:1]
     out = Path(out_dir)
