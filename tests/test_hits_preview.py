@@ -130,4 +130,4 @@ def test_preview_default_shows_each_system(tmp_path):
     r = CliRunner().invoke(main, ["preview", "--config", str(_conf(tmp_path, "[hit]\nitems_per_hit = 2\n")),
                                   "--responses", str(responses), "--out", str(out), "--count", "1"])
     assert r.exit_code == 0, r.output
-    assert "note: these 1 HITs show 2 of the 8 eval_set/method/model groups; --count 4 shows each" in r.output
+    assert "note: this HIT shows 2 of the 8 eval_set/method/model groups; --count 4 shows each" in r.output

@@ -67,7 +67,8 @@ def preview(cfg: ExperimentConfig, responses_path: str | Path, out_dir: str | Pa
         if echo is not None and len(shown) < len(systems):
             per_hit = cfg.hit.items_per_hit
             need = -(-len(systems) // per_hit)
-            echo(f"note: these {count} HITs show {len(shown)} of the {len(systems)} eval_set/method/model"
+            hits_word = "this HIT shows" if count == 1 else f"these {count} HITs show"
+            echo(f"note: {hits_word} {len(shown)} of the {len(systems)} eval_set/method/model"
                  f" groups; --count {need} shows each")
     if attention:
         chosen = chosen + builder.make_attention_checks(chosen, 0.5, cfg.seed, cfg.language, "preview")[:1]
