@@ -112,6 +112,11 @@ class CrowdPlatform(abc.ABC):
     def bonus(self, worker_id: str, assignment_id: str, amount: str, reason: str, request_token: str) -> bool:
         """Pay once per ``request_token``; False when the platform says it was already paid."""
 
+    def bonus_payments(self, assignment_id: str) -> list[tuple[str, str]] | None:
+        """(amount, reason) of every bonus paid for ``assignment_id``, or None where the platform cannot
+        list them. Used to find a bonus paid by a run that crashed before recording it."""
+        return None
+
     @abc.abstractmethod
     def block(self, worker_id: str, reason: str) -> None: ...
 

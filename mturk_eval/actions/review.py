@@ -192,11 +192,11 @@ def _paid_on_platform(ledger, plat: CrowdPlatform, act: Action) -> bool:
     """Whether the platform paid ``act``'s bonus although the ledger has it pending: more payments of that
     amount and reason on the assignment than the ledger has marked paid. Platforms that cannot list
     bonuses answer False (the bonus is sent again with its token)."""
-    listing = getattr(plat, "bonus_payments", None)
+    listing = plat.bonus_payments(act.assignment_id)
     if listing is None:
         return False
     same = lambda amount, reason: fees.money(amount) == fees.money(act.amount) and reason == act.reason  # noqa: E731
-    on_platform = sum(1 for amount, reason in listing(act.assignment_id) if same(amount, reason))
+    on_platform = sum(1 for amount, reason in listing if same(amount, reason))
     in_ledger = sum(1 for b in ledger.bonuses() if b["assignment_id"] == act.assignment_id
                     and b["state"] == "paid" and same(b["amount"], b["reason"]))
     return on_platform > in_ledger
