@@ -257,14 +257,13 @@ def _convert(value: Any, tp: Any, key: str, file: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for a in args:
             if a is type(None):
                 continue
             try:
                 return _convert(value, a, key, file)
-            except UserError as e:
-                errors.append(e)
+            except UserError:
+                continue  # try the next member; the error below names the whole union
         raise UserError(f"{file}: {key}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
         if value not in typing.get_args(tp):
