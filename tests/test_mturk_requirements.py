@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from mturk_eval.emulators.mturk import qualifications as q
-from mturk_eval.sandbox.store import SandboxError
+from mturk_eval.emulators.mturk.models import SandboxError
 
 
 def req(tid="CUSTOM1", comp="GreaterThanOrEqualTo", ints=None, locs=None, guard=None, **kw):

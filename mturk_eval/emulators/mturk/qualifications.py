@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from mturk_eval.emulators.mturk import question_form as qf
-from mturk_eval.sandbox.store import SandboxError, new_id
 
 LOCALE = "00000000000000000071"
 PERCENT_APPROVED = "000000000000000000L0"
@@ -87,13 +86,26 @@ CREATE TABLE IF NOT EXISTS hit_extras (
 """
 
 
-def _err(message: str, code: str, now: float | None = None) -> SandboxError:
+def _service_error(message: str, code: str):
+    """models.SandboxError (imported here: models mixes this module's QualificationState into its Store)."""
+    from mturk_eval.emulators.mturk.models import SandboxError
+
+    return SandboxError(message, code)
+
+
+def _new_id() -> str:
+    from mturk_eval.emulators.mturk.models import new_id
+
+    return new_id()
+
+
+def _err(message: str, code: str, now: float | None = None):
     suffix = f" ({int(now * 1000)} s)" if now is not None else ""
-    return SandboxError(message + suffix, f"AWS.MechanicalTurk.{code}")
+    return _service_error(message + suffix, f"AWS.MechanicalTurk.{code}")
 
 
-def _bad(message: str) -> SandboxError:
-    return SandboxError(message, "AWS.MechanicalTurk.InvalidParameterValue")
+def _bad(message: str):
+    return _service_error(message, "AWS.MechanicalTurk.InvalidParameterValue")
 
 
 @dataclass
@@ -123,7 +135,7 @@ def validate_requirement(req: dict[str, Any], i: int, type_exists: Callable[[str
     tid, comp = req["QualificationTypeId"], req["Comparator"]
     ints, locs = req.get("IntegerValues"), req.get("LocaleValues")
     if tid not in SYSTEM_TYPES and not type_exists(tid):
-        raise SandboxError(f"{where}: QualificationType {tid} does not exist.",
+        raise _service_error(f"{where}: QualificationType {tid} does not exist.",
                            "AWS.MechanicalTurk.QualificationTypeDoesNotExist")
     if ints and locs:
         raise _bad(f"{where}: give IntegerValues or LocaleValues, not both.")
@@ -267,7 +279,7 @@ def _check_test(p: dict[str, Any]) -> qf.QuestionForm | None:
         if p.get("AnswerKey") is not None:
             qf.parse_answer_key(p["AnswerKey"], form)
     except qf.QuestionFormError as exc:
-        raise SandboxError(str(exc), "AWS.MechanicalTurk.XMLParseError") from None
+        raise _service_error(str(exc), "AWS.MechanicalTurk.XMLParseError") from None
     return form
 
 
@@ -419,7 +431,7 @@ class QualificationState:
         row = self.db.execute("SELECT * FROM qualifications WHERE type_id=? AND worker_id=?", (tid, worker_id)).fetchone()
         if row is None:
             raise _err(f"Worker {worker_id} does not have the Qualification {tid}.", "QualificationDoesNotExist", now)
-        return _qualification_json(dict(row))
+        return qualification_json(dict(row))
 
     def workers_with_type(self, tid: str, status: str | None, after: int, limit: int, now: float) -> list[dict]:
         self._custom_type(tid, now)
@@ -454,7 +466,7 @@ class QualificationState:
                            "QualificationRetryTooSoon")
         if held is not None and held["status"] == "Granted" and not d.get("Test"):
             raise _err("You already have this Qualification.", "QualificationAlreadyGranted")
-        rid = new_id()
+        rid = _new_id()
         if d.get("AutoGranted"):
             status = "Approved"
         elif d.get("Test"):
@@ -484,6 +496,16 @@ class QualificationState:
         self.db.execute("UPDATE qualification_requests SET status=?, answer=?, submit_time=? WHERE id=?",
                         (status, answer_xml, now, rid))
         return self._request(rid, now)
+
+    def qualification_request_for(self, rid: str, worker_id: str, now: float) -> dict[str, Any]:
+        """A worker's own request whose test is open (not yet answered, within TestDurationInSeconds)."""
+        r = self._request(rid, now)
+        if r["worker_id"] != worker_id or r["status"] != "Testing" or not r["test"]:
+            raise _err("This Qualification test is not open for you.", "InvalidQualificationRequestState")
+        d = self._custom_type(r["type_id"], now)
+        if now > r["start_time"] + (d.get("TestDurationInSeconds") or 0):
+            raise _err("The time allowed for this Qualification test has passed.", "QualificationTestExpired")
+        return r
 
     def _request(self, rid: str, now: float) -> dict[str, Any]:
         row = self.db.execute("SELECT * FROM qualification_requests WHERE id=?", (rid,)).fetchone()
@@ -731,7 +753,7 @@ class QualificationState:
                         (json.dumps(p["Notification"]), p["TestEventType"], now))
 
 
-def _qualification_json(r: dict[str, Any]) -> dict[str, Any]:
+def qualification_json(r: dict[str, Any]) -> dict[str, Any]:
     out = {"QualificationTypeId": r["type_id"], "WorkerId": r["worker_id"], "GrantTime": r["grant_time"],
            "Status": r["status"]}
     if r.get("integer_value") is not None:
@@ -739,7 +761,7 @@ def _qualification_json(r: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _request_json(r: dict[str, Any]) -> dict[str, Any]:
+def request_json(r: dict[str, Any]) -> dict[str, Any]:
     out = {"QualificationRequestId": r["id"], "QualificationTypeId": r["type_id"], "WorkerId": r["worker_id"]}
     if r.get("test"):
         out["Test"] = r["test"]
