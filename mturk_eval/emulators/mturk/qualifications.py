@@ -304,9 +304,9 @@ class QualificationState:
             raise _err(f"QualificationType {tid} does not exist.", "QualificationTypeDoesNotExist", now)
         return json.loads(row["data"])
 
-    def system_type(self, tid: str) -> dict[str, Any]:
+    def system_type(self, tid: str, now: float) -> dict[str, Any]:
         name, desc = SYSTEM_TYPES[tid]
-        return {"QualificationTypeId": tid, "CreationTime": 0.0, "Name": name, "Description": desc,
+        return {"QualificationTypeId": tid, "CreationTime": now, "Name": name, "Description": desc,
                 "Keywords": "system", "QualificationTypeStatus": "Active", "IsRequestable": False,
                 "AutoGranted": False}
 
@@ -329,7 +329,7 @@ class QualificationState:
     def get_any_qualification_type(self, tid: str, now: float) -> dict[str, Any]:
         if tid in SYSTEM_TYPES and not self.db.execute("SELECT 1 FROM qualification_types WHERE id=?",
                                                        (tid,)).fetchone():
-            return self.system_type(tid)
+            return self.system_type(tid, now)
         return self._custom_type(tid, now)
 
     def update_qualification_type(self, p: dict[str, Any], now: float) -> dict[str, Any]:
@@ -368,13 +368,14 @@ class QualificationState:
                         " WHERE type_id=? AND status IN ('Submitted', 'Testing')", (tid,))
         self.db.execute("DELETE FROM qualification_types WHERE id=?", (tid,))
 
-    def list_qualification_types(self, p: dict[str, Any], after: int, limit: int) -> list[tuple[int, dict]]:
+    def list_qualification_types(self, p: dict[str, Any], after: int, limit: int,
+                                 now: float) -> list[tuple[int, dict]]:
         query = (p.get("Query") or "").lower()
         out: list[tuple[int, dict]] = []
         if not p.get("MustBeOwnedByCaller"):
             for i, tid in enumerate(SYSTEM_TYPES, start=1):
                 if i > after and not p.get("MustBeRequestable"):
-                    d = self.system_type(tid)
+                    d = self.system_type(tid, now)
                     if not query or query in (d["Name"] + " " + d["Description"] + " " + d["Keywords"]).lower():
                         out.append((i, d))
         base = len(SYSTEM_TYPES)
@@ -425,7 +426,7 @@ class QualificationState:
             if value is None:
                 raise _err(f"Worker {worker_id} does not have the Qualification {tid}.",
                            "QualificationDoesNotExist", now)
-            return {"QualificationTypeId": tid, "WorkerId": worker_id, "Status": "Granted", "GrantTime": 0.0,
+            return {"QualificationTypeId": tid, "WorkerId": worker_id, "Status": "Granted", "GrantTime": now,
                     **value}
         self._custom_type(tid, now)
         row = self.db.execute("SELECT * FROM qualifications WHERE type_id=? AND worker_id=?", (tid, worker_id)).fetchone()

@@ -435,7 +435,7 @@ def op_delete_qualification_type(s: Store, p, now):
 
 def op_list_qualification_types(s: Store, p, now):
     after, limit = _page_args(p)
-    rows = s.list_qualification_types(p, after, limit)
+    rows = s.list_qualification_types(p, after, limit, now)
     return _page({}, "QualificationTypes", [quals.type_json(d) for _, d in rows], [i for i, _ in rows], limit)
 
 
