@@ -80,6 +80,113 @@ def serve(host: str, port: int, state: str, allow_remote: bool, throttle_rate: f
         click.echo("stopped")
 
 
+@sandbox.group("workers")
+def workers() -> None:
+    """Worker profiles of the local MTurk: locale, history, Adult, Masters (what system qualifications see).
+
+    \b
+    A worker the sandbox has not been told about is a US worker with no history
+    (approval rate 100%, 0 HITs approved). Work done on the sandbox adds to the
+    history given here. Examples:
+      mturk-eval sandbox workers add AUKRATER1 --country GB --approved 1200 --rejected 12
+      mturk-eval sandbox workers add AJPRATER1 --country JP --masters --endpoint http://127.0.0.1:8765
+      mturk-eval sandbox workers list
+    """
+
+
+def _workers_target(endpoint: str | None, state: str):
+    """(url, None) to use a running sandbox, or (None, Store) on the state file."""
+    if endpoint:
+        return endpoint.rstrip("/"), None
+    from mturk_eval.emulators.mturk.models import Store
+
+    return None, Store(state)
+
+
+_STATE_OPTION = click.option("--state", type=click.Path(dir_okay=False), default="runs/sandbox/state.sqlite",
+                             show_default=True, help="The sandbox's state file (used when --endpoint is not given).")
+_ENDPOINT_OPTION = click.option("--endpoint", default=None,
+                                help="A running sandbox's URL (instead of its --state file).")
+
+
+@workers.command("add")
+@click.argument("worker_id")
+@click.option("--country", default="US", show_default=True, help="ISO 3166 country code (Worker_Locale).")
+@click.option("--subdivision", default=None, help="ISO 3166-2 subdivision, e.g. CA for California.")
+@click.option("--approved", type=click.IntRange(0), default=0, show_default=True,
+              help="HITs approved elsewhere (NumberHITsApproved, PercentAssignmentsApproved).")
+@click.option("--rejected", type=click.IntRange(0), default=0, show_default=True, help="Assignments rejected elsewhere.")
+@click.option("--submitted", type=click.IntRange(0), default=None,
+              help="Assignments submitted elsewhere (default: approved + rejected).")
+@click.option("--abandoned", type=click.IntRange(0), default=0, show_default=True, help="Assignments abandoned elsewhere.")
+@click.option("--adult/--no-adult", default=False, show_default=True, help="Holds the Adult qualification.")
+@click.option("--masters/--no-masters", default=False, show_default=True, help="Holds Masters (sandbox and production ids).")
+@_STATE_OPTION
+@_ENDPOINT_OPTION
+def workers_add(worker_id: str, country: str, subdivision: str | None, approved: int, rejected: int,
+                submitted: int | None, abandoned: int, adult: bool, masters: bool, state: str,
+                endpoint: str | None) -> None:
+    """Set (or replace) WORKER_ID's profile."""
+    fields = dict(country=country.upper(), subdivision=subdivision.upper() if subdivision else None,
+                  approved=approved, rejected=rejected, submitted=submitted, abandoned=abandoned, adult=adult,
+                  masters=masters)
+    url, store = _workers_target(endpoint, state)
+    if url:
+        import requests
+
+        try:
+            r = requests.post(url + "/_sandbox/workers", json={"worker_id": worker_id, **fields}, timeout=30)
+        except requests.RequestException as exc:
+            raise UserError(f"--endpoint: cannot reach {url} ({exc})") from None
+        if r.status_code != 200:
+            message = r.json().get("message", r.text) if r.headers.get("Content-Type", "").endswith("json") else r.text
+            raise UserError(message)
+        prof = r.json()["worker"]
+    else:
+        from mturk_eval.emulators.mturk.models import SandboxError
+
+        try:
+            with store.transaction() as now:
+                prof = store.set_worker_profile(worker_id, now, **fields)
+        except SandboxError as exc:
+            raise UserError(exc.message) from None
+        finally:
+            store.close()
+    click.echo(_profile_line(prof))
+
+
+@workers.command("list")
+@_STATE_OPTION
+@_ENDPOINT_OPTION
+def workers_list(state: str, endpoint: str | None) -> None:
+    """The workers with a profile, and their history (given + done on the sandbox)."""
+    url, store = _workers_target(endpoint, state)
+    if url:
+        import requests
+
+        try:
+            profiles = requests.get(url + "/_sandbox/workers", timeout=30).json()["workers"]
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            raise UserError(f"--endpoint: cannot read worker profiles from {url} ({exc})") from None
+    else:
+        try:
+            with store.transaction():
+                profiles = store.list_worker_profiles()
+        finally:
+            store.close()
+    if not profiles:
+        click.echo("no worker profiles (every worker is a US worker with no history)")
+    for prof in profiles:
+        click.echo(_profile_line(prof))
+
+
+def _profile_line(p: dict) -> str:
+    loc = p["country"] + (f"-{p['subdivision']}" if p.get("subdivision") else "")
+    extras = "".join(f", {k}" for k in ("adult", "masters") if p.get(k))
+    return (f"{p['worker_id']}: locale {loc}, {p['approved']} approved, {p['rejected']} rejected of"
+            f" {p['submitted']} submitted{extras}")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -135,6 +242,7 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
                         work_time_median_s=work_time, careless_work_time_median_s=careless_work_time)
     items_of = None
     ledger = None
+    profile = None
     if config_path:
         from mturk_eval.config import load_config
         from mturk_eval.ledger import Ledger, ledger_path
@@ -146,9 +254,10 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
                             " (mturk-eval publish --endpoint-url ...)")
         ledger = Ledger.open(path)
         items_of = ledger_items(ledger)
+        profile = _profile_for(cfg)
     try:
         res = run(endpoint, workers, model, seed=seed, items_of=items_of, max_hits_per_worker=max_hits_per_worker,
-                  progress=not no_progress)
+                  progress=not no_progress, profile=profile)
     finally:
         if ledger is not None and hasattr(ledger, "close"):
             ledger.close()
@@ -160,6 +269,14 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
     if quality_path:
         click.echo(f"latent qualities: assumed from {quality_path} for the methods and aspects it lists"
                    " (your assumption, not a finding); text-based otherwise")
+
+
+def _profile_for(cfg) -> dict:
+    """A simulated worker's profile meeting the experiment's system qualification requirements."""
+    from mturk_eval.emulators.mturk.qualifications import profile_meeting
+    from mturk_eval.platforms.mturk.quals import build_requirements
+
+    return profile_meeting(build_requirements(cfg.hit.qualifications, "local"))
 
 
 def _read_quality(path: str) -> dict[str, dict[str, float]]:

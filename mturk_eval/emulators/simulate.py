@@ -421,8 +421,13 @@ def ledger_items(ledger) -> Callable[[str], list[dict[str, Any]] | None]:
 
 def simulate(url: str, workers: int, model: RatingModel | None = None, seed: int = 0,
              items_of: Callable[[str], list[dict[str, Any]] | None] | None = None,
-             max_hits_per_worker: int | None = None, progress: bool = True) -> SimulationResult:
-    """Let ``workers`` simulated workers work through every HIT open to them on the sandbox at ``url``."""
+             max_hits_per_worker: int | None = None, progress: bool = True,
+             profile: dict[str, Any] | None = None) -> SimulationResult:
+    """Let ``workers`` simulated workers work through every HIT open to them on the sandbox at ``url``.
+
+    ``profile`` (locale, approved/rejected counts, Adult, Masters: see ``POST /_sandbox/workers``) is given
+    to every simulated worker first, so that they meet the system qualification requirements of the
+    experiment's HITs (``qualifications.profile_meeting``); custom qualifications they do not get."""
     if workers < 1:
         raise UserError(f"simulate: --workers: expected an integer >= 1, got {workers!r}")
     model = model or RatingModel()
@@ -440,6 +445,11 @@ def simulate(url: str, workers: int, model: RatingModel | None = None, seed: int
             sessions.append(session)
             session.cookies.set("workerId", w.worker_id)
             try:
+                if profile is not None:
+                    r = session.post(url + "/_sandbox/workers", json={"worker_id": w.worker_id, **profile},
+                                     timeout=30)
+                    if r.status_code not in (200, 404):  # 404: an MTurk-compatible service without profiles
+                        raise UserError(f"{url}/_sandbox/workers: {r.status_code} {r.text[:200]}")
                 hits = open_hits(session, url)
             except requests.RequestException as exc:
                 raise UserError(f"{url}: cannot reach the sandbox's worker site ({exc})") from None

@@ -8,7 +8,8 @@
 - **Worker profiles**: locale, Adult, Masters, and work done elsewhere (approved / rejected / submitted
   counts added to what the worker did on this sandbox), set by ``mturk-eval sandbox workers add`` or
   ``POST /_sandbox/workers``. A worker the sandbox has not been told about is a US worker with no
-  history; with no submitted work the approval rate is 100%, as MTurk counts new workers.
+  history; the approval rate is over approved + rejected work (100% before any is decided, as MTurk
+  counts new workers).
 - **Requirements** (:func:`validate_requirements` when a HIT type is made, :func:`requirement_access`
   on the worker site): comparators, locales, ActionsGuarded (Accept < PreviewAndAccept <
   DiscoverPreviewAndAccept, and the deprecated RequiredToPreview).
@@ -589,8 +590,9 @@ class QualificationState:
 
         out = {
             LOCALE: {"LocaleValue": loc},
-            PERCENT_APPROVED: {"IntegerValue": pct(p["approved"], p["submitted"], 100)},
-            PERCENT_REJECTED: {"IntegerValue": pct(p["rejected"], p["submitted"], 0)},
+            # Over decided work (approved + rejected): work still waiting for review counts for neither.
+            PERCENT_APPROVED: {"IntegerValue": pct(p["approved"], p["approved"] + p["rejected"], 100)},
+            PERCENT_REJECTED: {"IntegerValue": pct(p["rejected"], p["approved"] + p["rejected"], 0)},
             NUMBER_APPROVED: {"IntegerValue": p["approved"]},
             PERCENT_SUBMITTED: {"IntegerValue": pct(p["submitted"], p["accepted"], 100)},
             PERCENT_ABANDONED: {"IntegerValue": pct(p["abandoned"], p["accepted"], 0)},

@@ -1,0 +1,158 @@
+"""A batch made the way third-party MTurk tools make it, run on the local MTurk end to end.
+
+A qualification type, a HIT type with qualification requirements, HITs from an HTMLQuestion template
+with ``crowd-form`` (Amazon's crowd HTML elements script, served by the local stand-in), a worker who
+lacks the qualification refused, one who holds it rating; the answers read back through
+ListAssignmentsForHIT (one ``taskAnswers`` answer, as on MTurk) and the batch results CSV. Then a real
+browser (Playwright + Debian's chromium) submits a crowd-form HIT through the worker site.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import requests
+from lxml import etree
+
+from helpers.sandbox import client, html_question, sandbox  # noqa: F401
+from mturk_eval.analysis.batch_csv import BATCH_FIXED_COLUMNS, read_batch_csv
+from mturk_eval.emulators.mturk import qualifications as q
+from mturk_eval.platforms.mturk.answers import parse_fields
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+QFA_XSD = etree.XMLSchema(etree.parse(str(Path(__file__).parent / "schemas" / "QuestionFormAnswers-2005-10-01.xsd")))
+
+# The shape of the crowd-form templates in MTurk's template gallery and third-party tools.
+TEMPLATE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Rate a reply</title>
+<script src="https://assets.crowd.aws/crowd-html-elements.js"></script></head>
+<body>
+<crowd-form answer-format="flatten-objects">
+  <crowd-instructions link-text="View instructions"><short-summary>Rate how fluent the reply is.</short-summary>
+  </crowd-instructions>
+  <p class="reply">${reply}</p>
+  <fieldset><legend>Fluency</legend>
+    <label><input type="radio" name="fluency" value="1" required> 1</label>
+    <label><input type="radio" name="fluency" value="3"> 3</label>
+    <label><input type="radio" name="fluency" value="5"> 5</label>
+  </fieldset>
+  <crowd-input name="comment" label="Anything to add?"></crowd-input>
+</crowd-form>
+</body></html>"""
+
+
+def make_batch(url: str, replies: list[str]) -> tuple[object, str, str, list[str]]:
+    c = client(url)
+    tid = c.create_qualification_type(
+        Name="Passed the rating screener", Description="Raters who passed our screener",
+        QualificationTypeStatus="Active")["QualificationType"]["QualificationTypeId"]
+    hit_type = c.create_hit_type(
+        Title="Rate a chatbot reply", Description="Read a reply and rate it", Reward="0.10", Keywords="rating, chat",
+        AssignmentDurationInSeconds=600, AutoApprovalDelayInSeconds=86400,
+        QualificationRequirements=[
+            {"QualificationTypeId": tid, "Comparator": "Exists", "ActionsGuarded": "Accept"},
+            {"QualificationTypeId": q.LOCALE, "Comparator": "In", "LocaleValues": [{"Country": "US"}, {"Country": "GB"}]},
+            {"QualificationTypeId": q.PERCENT_APPROVED, "Comparator": "GreaterThanOrEqualTo", "IntegerValues": [95]},
+        ])["HITTypeId"]
+    hits = [c.create_hit_with_hit_type(
+        HITTypeId=hit_type, LifetimeInSeconds=3600, MaxAssignments=2, RequesterAnnotation=f"item-{i}",
+        UniqueRequestToken=f"batch1-item-{i}",
+        Question=html_question(body=TEMPLATE.replace("${reply}", reply)))["HIT"]["HITId"]
+        for i, reply in enumerate(replies)]
+    return c, tid, hit_type, hits
+
+
+def worker(url: str, wid: str) -> requests.Session:
+    s = requests.Session()
+    s.cookies.set("workerId", wid)
+    return s
+
+
+def test_a_third_party_batch_runs_end_to_end(sandbox, tmp_path):
+    url = sandbox.url
+    c, tid, hit_type, hits = make_batch(url, ["Hello there!", "I like cats."])
+    assert [h["HITTypeId"] for h in c.list_hits()["HITs"]] == [hit_type, hit_type]
+    # The worker without the qualification sees the HIT, cannot accept it, and nothing is stored.
+    lacking = worker(url, "ANOSCREENER")
+    assert hits[0] in lacking.get(url + "/").text
+    r = lacking.post(url + "/mturk/accept", data={"hitId": hits[0]}, allow_redirects=False)
+    assert r.status_code == 409 and "Passed the rating screener" not in r.text and f"{tid} Exists" in r.text
+    assert sandbox.store.counts()["assignments"] == 0
+    # The qualified worker's page loads the local crowd elements and posts taskAnswers, as crowd-form does.
+    c.associate_qualification_with_worker(QualificationTypeId=tid, WorkerId="ARATER1", IntegerValue=1,
+                                          SendNotification=False)
+    rater = worker(url, "ARATER1")
+    expected = {}
+    for i, hid in enumerate(hits):
+        r = rater.post(url + "/mturk/accept", data={"hitId": hid}, allow_redirects=False)
+        assert r.status_code == 303
+        aid = r.headers["Location"].split("assignmentId=")[1]
+        page = rater.get(url + f"/mturk/task?hitId={hid}&assignmentId={aid}&turkSubmitTo={url}").text
+        assert "/mturk/assets/crowd-html-elements.js" in page and "assets.crowd.aws" not in page
+        answers = {"fluency": {"1": False, "3": i == 0, "5": i == 1}, "comment": f"reply {i}"}
+        expected[hid] = answers
+        r = rater.post(url + "/mturk/externalSubmit", data={"assignmentId": aid,
+                                                            "taskAnswers": json.dumps([answers])})
+        assert r.status_code == 200
+    # Read back as every MTurk tool does: ListAssignmentsForHIT, one Answer "taskAnswers" holding JSON.
+    for hid in hits:
+        (a,) = c.list_assignments_for_hit(HITId=hid)["Assignments"]
+        root = etree.fromstring(a["Answer"].encode())
+        assert QFA_XSD.validate(root)
+        ns = {"a": root.nsmap[None]}
+        assert root.xpath("//a:QuestionIdentifier/text()", namespaces=ns) == ["taskAnswers"]
+        assert json.loads(root.xpath("//a:FreeText/text()", namespaces=ns)[0]) == [expected[hid]]
+        assert parse_fields(a["Answer"])["fluency"] in ("3", "5")   # the toolkit's own reader agrees
+    # ...and the batch results CSV, in the requester website's layout.
+    csv_path = tmp_path / "Batch_results.csv"
+    resp = requests.get(url + "/_sandbox/batch-results.csv", params={"hitTypeId": hit_type}, timeout=10)
+    assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("text/csv")
+    csv_path.write_bytes(resp.content)
+    batch = read_batch_csv(csv_path)
+    assert batch.columns[:27] == list(BATCH_FIXED_COLUMNS) and batch.answer_columns == ["Answer.taskAnswers"]
+    assert [(row["HITId"], row["WorkerId"], row["Reward"], row["Title"]) for row in batch.rows] == [
+        (hid, "ARATER1", "$0.10", "Rate a chatbot reply") for hid in hits]
+    assert [json.loads(row["Answer.taskAnswers"]) for row in batch.rows] == [[expected[h]] for h in hits]
+    assert batch.rows[0]["RequesterAnnotation"] == "item-0"
+    assert requests.get(url + "/_sandbox/batch-results.csv", params={"hitTypeId": "NOSUCHTYPE"}).text.count("\n") == 1
+
+
+@pytest.mark.browser
+def test_a_browser_submits_a_crowd_form_hit(sandbox):
+    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make system-deps)")
+    url = sandbox.url
+    c, tid, hit_type, hits = make_batch(url, ["Hello <b>there</b>!"])
+    c.associate_qualification_with_worker(QualificationTypeId=tid, WorkerId="ABROWSER1", IntegerValue=1,
+                                          SendNotification=False)
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(url + "/?workerId=ABROWSER1")
+            page.goto(url + f"/mturk/preview?hitId={hits[0]}")
+            frame = page.wait_for_selector("iframe#task").content_frame()
+            frame.wait_for_selector("form.crowd-form button.crowd-submit")
+            assert frame.is_disabled("button.crowd-submit")                 # preview: no submitting
+            page.click("#accept")
+            page.wait_for_url("**/mturk/work?*")
+            frame = page.wait_for_selector("iframe#task").content_frame()
+            frame.wait_for_selector("crowd-input input")
+            frame.click("button.crowd-submit")                               # nothing chosen: refused
+            assert sandbox.store.counts()["assignments"] == 1
+            assert c.list_assignments_for_hit(HITId=hits[0])["NumResults"] == 0
+            frame.check("input[name=fluency][value='5']")
+            frame.fill("crowd-input input", "reads well")
+            frame.click("button.crowd-submit")
+            frame = page.frame(name="task")
+            frame.wait_for_selector("#submitted")
+        finally:
+            browser.close()
+    (a,) = c.list_assignments_for_hit(HITId=hits[0])["Assignments"]
+    answer = etree.fromstring(a["Answer"].encode())
+    ns = {"a": answer.nsmap[None]}
+    assert json.loads(answer.xpath("//a:FreeText/text()", namespaces=ns)[0]) == [
+        {"fluency": {"1": False, "3": False, "5": True}, "comment": "reads well"}]
