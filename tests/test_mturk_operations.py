@@ -436,3 +436,41 @@ def test_amazons_helper_scripts_are_served_locally(sandbox):
     assert 'action=\'/mturk/externalSubmit\'' in page
     assert requests.get(url + "/mturk/assets/..%2Fmodels.py").status_code == 404
     assert requests.get(url + "/mturk/assets/nothing.js").status_code == 404
+
+
+def test_sandbox_workers_cli_sets_profiles_on_the_state_file_or_a_running_server(sandbox, tmp_path):
+    from click.testing import CliRunner
+
+    from mturk_eval.cli import main
+
+    state = str(tmp_path / "state.sqlite")
+    r = CliRunner().invoke(main, ["sandbox", "workers", "add", "AUKRATER1", "--country", "gb", "--approved", "120",
+                                  "--rejected", "3", "--masters", "--state", state])
+    assert r.exit_code == 0, r.output
+    assert "AUKRATER1: locale GB, 120 approved, 3 rejected of 123 submitted, masters" in r.output
+    r = CliRunner().invoke(main, ["sandbox", "workers", "list", "--state", state])
+    assert r.exit_code == 0 and "AUKRATER1: locale GB" in r.output
+    r = CliRunner().invoke(main, ["sandbox", "workers", "add", "AJP1", "--country", "JP", "--endpoint", sandbox.url])
+    assert r.exit_code == 0, r.output
+    assert ok(sandbox.url, "GetQualificationScore", {"QualificationTypeId": q.LOCALE, "WorkerId": "AJP1"}
+              )["Qualification"]["LocaleValue"] == {"Country": "JP"}
+    for args, needle in ((["BADID"], "must match ^A[A-Z0-9]+$"), (["AX1", "--country", "GBR"], "ISO 3166"),
+                         (["AX1", "--approved", "5", "--submitted", "2"], "at least approved + rejected"),
+                         (["AX1", "--endpoint", "http://127.0.0.1:1"], "cannot reach")):
+        r = CliRunner().invoke(main, ["sandbox", "workers", "add", *args, "--state", state])
+        assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, (args, r.output)
+    r = CliRunner().invoke(main, ["sandbox", "workers", "list", "--state", state])
+    assert "AX1" not in r.output
+
+
+def test_simulated_workers_meet_the_experiments_system_requirements(sandbox):
+    from mturk_eval.emulators.simulate import simulate
+
+    reqs = [{"QualificationTypeId": q.LOCALE, "Comparator": "EqualTo", "LocaleValues": [{"Country": "JP"}]},
+            {"QualificationTypeId": q.NUMBER_APPROVED, "Comparator": "GreaterThanOrEqualTo", "IntegerValues": [500]}]
+    hid = ok(sandbox.url, "CreateHIT", hit_params(QualificationRequirements=reqs, MaxAssignments=2))["HIT"]["HITId"]
+    res = simulate(sandbox.url, 2, seed=1, progress=False)
+    assert res.submitted == 0 and res.skipped == 2      # US workers with no history are refused
+    res = simulate(sandbox.url, 2, seed=2, progress=False, profile=q.profile_meeting(reqs))
+    assert res.submitted == 2
+    assert ok(sandbox.url, "GetHIT", {"HITId": hid})["HIT"]["HITStatus"] == "Reviewable"
