@@ -156,3 +156,46 @@ def test_a_browser_submits_a_crowd_form_hit(sandbox):
     ns = {"a": answer.nsmap[None]}
     assert json.loads(answer.xpath("//a:FreeText/text()", namespaces=ns)[0]) == [
         {"fluency": {"1": False, "3": False, "5": True}, "comment": "reads well"}]
+
+
+# Amazon's HTMLQuestion example as requesters copied it: the helper script, a form posting to MTurk.
+HELPER_TEMPLATE = """<!DOCTYPE html><html><head><meta charset="utf-8">
+<script type='text/javascript' src='https://s3.amazonaws.com/mturk-public/externalHIT_v1.js'></script></head>
+<body><form name='mturk_form' method='post' id='mturk_form' action='https://www.mturk.com/mturk/externalSubmit'>
+<input type='hidden' value='' name='assignmentId' id='assignmentId'/>
+<p>What is the sentiment of "I love it"?</p><input type='text' name='sentiment' id='sentiment'>
+<p><input type='submit' id='submitButton' value='Submit' /></p></form>
+<script language='Javascript'>turkSetAssignmentID();</script></body></html>"""
+
+
+@pytest.mark.browser
+def test_a_browser_submits_an_html_question_that_uses_amazons_helper_script(sandbox):
+    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make system-deps)")
+    c = client(sandbox.url)
+    hid = c.create_hit(Title="Sentiment", Description="d", Reward="0.05", AssignmentDurationInSeconds=600,
+                       LifetimeInSeconds=3600, MaxAssignments=1,
+                       Question=html_question(body=HELPER_TEMPLATE))["HIT"]["HITId"]
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(sandbox.url + "/?workerId=AHELPER1")
+            page.goto(sandbox.url + f"/mturk/preview?hitId={hid}")
+            frame = page.wait_for_selector("iframe#task").content_frame()
+            button = frame.wait_for_selector("#submitButton")
+            assert button.is_disabled() and "ACCEPT" in button.get_attribute("value")
+            page.click("#accept")
+            page.wait_for_url("**/mturk/work?*")
+            frame = page.wait_for_selector("iframe#task").content_frame()
+            frame.wait_for_selector("#sentiment")
+            assert frame.get_attribute("#mturk_form", "action").endswith("/mturk/externalSubmit")
+            assert frame.input_value("#assignmentId") not in ("", "ASSIGNMENT_ID_NOT_AVAILABLE")
+            frame.fill("#sentiment", "positive")
+            frame.click("#submitButton")
+            page.frame(name="task").wait_for_selector("#submitted")
+        finally:
+            browser.close()
+    (a,) = c.list_assignments_for_hit(HITId=hid)["Assignments"]
+    assert parse_fields(a["Answer"]) == {"sentiment": "positive"} and a["WorkerId"] == "AHELPER1"

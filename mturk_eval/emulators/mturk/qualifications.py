@@ -136,8 +136,8 @@ def validate_requirement(req: dict[str, Any], i: int, type_exists: Callable[[str
     tid, comp = req["QualificationTypeId"], req["Comparator"]
     ints, locs = req.get("IntegerValues"), req.get("LocaleValues")
     if tid not in SYSTEM_TYPES and not type_exists(tid):
-        raise _service_error(f"{where}: QualificationType {tid} does not exist.",
-                           "AWS.MechanicalTurk.QualificationTypeDoesNotExist")
+        raise _service_error(f"{where}: QualificationType {tid} does not exist (or is not Active).",
+                             "AWS.MechanicalTurk.QualificationTypeDoesNotExist")
     if ints and locs:
         raise _bad(f"{where}: give IntegerValues or LocaleValues, not both.")
     if comp in ("Exists", "DoesNotExist"):
