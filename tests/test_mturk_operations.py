@@ -474,3 +474,65 @@ def test_simulated_workers_meet_the_experiments_system_requirements(sandbox):
     res = simulate(sandbox.url, 2, seed=2, progress=False, profile=q.profile_meeting(reqs))
     assert res.submitted == 2
     assert ok(sandbox.url, "GetHIT", {"HITId": hid})["HIT"]["HITStatus"] == "Reviewable"
+
+
+def test_every_operation_answers_through_plain_boto3(sandbox):
+    """One scenario calling each of the model's operations by boto3's own method; the server's call
+    counter shows every operation answered successfully (GetFileUploadURL answers with its documented error)."""
+    url, c = sandbox.url, client(sandbox.url)
+    tid = c.create_qualification_type(Name="boto3", Description="d", QualificationTypeStatus="Active",
+                                      AutoGranted=True)["QualificationType"]["QualificationTypeId"]
+    type_id = c.create_hit_type(Title="t", Description="d", Reward="0.05", AssignmentDurationInSeconds=600,
+                                QualificationRequirements=[{"QualificationTypeId": tid, "Comparator": "Exists"}]
+                                )["HITTypeId"]
+    hid = c.create_hit_with_hit_type(HITTypeId=type_id, LifetimeInSeconds=600, MaxAssignments=2,
+                                     Question=html_question())["HIT"]["HITId"]
+    other = c.create_hit(**hit_params(MaxAssignments=1))["HIT"]["HITId"]
+    c.associate_qualification_with_worker(QualificationTypeId=tid, WorkerId="AB1", IntegerValue=3)
+    aid = work(url, hid, "AB1")
+    site(url, "AB2").post(url + "/mturk/qualifications/request", data={"qualificationTypeId": tid})
+    manual = c.create_qualification_type(Name="manual", Description="d", QualificationTypeStatus="Active"
+                                         )["QualificationType"]["QualificationTypeId"]
+    site(url, "AB3").post(url + "/mturk/qualifications/request", data={"qualificationTypeId": manual})
+    site(url, "AB4").post(url + "/mturk/qualifications/request", data={"qualificationTypeId": manual})
+    r1, r2 = (r["QualificationRequestId"] for r in c.list_qualification_requests(QualificationTypeId=manual)
+              ["QualificationRequests"])
+    spec = {"Destination": "me@example.org", "Transport": "Email", "Version": "2006-05-05",
+            "EventTypes": ["AssignmentSubmitted"]}
+    c.get_qualification_type(QualificationTypeId=tid)
+    c.update_qualification_type(QualificationTypeId=tid, Description="d2")
+    c.list_qualification_types(MustBeRequestable=True)
+    c.get_qualification_score(QualificationTypeId=tid, WorkerId="AB1")
+    c.list_workers_with_qualification_type(QualificationTypeId=tid)
+    c.accept_qualification_request(QualificationRequestId=r1, IntegerValue=2)
+    c.reject_qualification_request(QualificationRequestId=r2, Reason="no")
+    c.list_hits_for_qualification_type(QualificationTypeId=tid)
+    c.get_hit(HITId=hid)
+    c.list_hits()
+    c.list_reviewable_hits()
+    c.list_assignments_for_hit(HITId=hid)
+    c.get_assignment(AssignmentId=aid)
+    c.approve_assignment(AssignmentId=aid)
+    aid2 = work(url, other, "AB5")
+    c.reject_assignment(AssignmentId=aid2, RequesterFeedback="empty")
+    c.send_bonus(WorkerId="AB1", BonusAmount="0.10", AssignmentId=aid, Reason="thanks")
+    c.list_bonus_payments(HITId=hid)
+    c.notify_workers(Subject="s", MessageText="m", WorkerIds=["AB1"])
+    c.create_additional_assignments_for_hit(HITId=hid, NumberOfAdditionalAssignments=1)
+    c.update_hit_type_of_hit(HITId=other, HITTypeId=type_id)
+    c.list_review_policy_results_for_hit(HITId=hid)
+    c.update_notification_settings(HITTypeId=type_id, Notification=spec, Active=True)
+    c.send_test_event_notification(Notification=spec, TestEventType="AssignmentSubmitted")
+    with pytest.raises(c.exceptions.RequestError, match="no file upload answer"):
+        c.get_file_upload_url(AssignmentId=aid, QuestionIdentifier="q")
+    c.create_worker_block(WorkerId="ABAD", Reason="spam")
+    c.list_worker_blocks()
+    c.delete_worker_block(WorkerId="ABAD")
+    c.get_account_balance()
+    c.disassociate_qualification_from_worker(QualificationTypeId=tid, WorkerId="AB1", Reason="r")
+    c.update_expiration_for_hit(HITId=other, ExpireAt=time.time() - 10)
+    c.update_hit_review_status(HITId=other)
+    c.delete_hit(HITId=other)
+    c.delete_qualification_type(QualificationTypeId=manual)
+    calls = requests.get(url + "/_sandbox/state", timeout=5).json()["calls"]
+    assert set(service_model().operation_names) - set(calls) == {"GetFileUploadURL"}
