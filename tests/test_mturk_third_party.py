@@ -29,7 +29,7 @@ TEMPLATE = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Rate a reply</title>
 <script src="https://assets.crowd.aws/crowd-html-elements.js"></script></head>
 <body>
-<crowd-form answer-format="flatten-objects">
+<crowd-form${format}>
   <crowd-instructions link-text="View instructions"><short-summary>Rate how fluent the reply is.</short-summary>
   </crowd-instructions>
   <p class="reply">${reply}</p>
@@ -43,7 +43,7 @@ TEMPLATE = """<!DOCTYPE html>
 </body></html>"""
 
 
-def make_batch(url: str, replies: list[str]) -> tuple[object, str, str, list[str]]:
+def make_batch(url: str, replies: list[str], formats: list[str] | None = None) -> tuple[object, str, str, list[str]]:
     c = client(url)
     tid = c.create_qualification_type(
         Name="Passed the rating screener", Description="Raters who passed our screener",
@@ -59,8 +59,8 @@ def make_batch(url: str, replies: list[str]) -> tuple[object, str, str, list[str
     hits = [c.create_hit_with_hit_type(
         HITTypeId=hit_type, LifetimeInSeconds=3600, MaxAssignments=2, RequesterAnnotation=f"item-{i}",
         UniqueRequestToken=f"batch1-item-{i}",
-        Question=html_question(body=TEMPLATE.replace("${reply}", reply)))["HIT"]["HITId"]
-        for i, reply in enumerate(replies)]
+        Question=html_question(body=TEMPLATE.replace("${reply}", reply).replace("${format}", fmt)))["HIT"]["HITId"]
+        for i, (reply, fmt) in enumerate(zip(replies, formats or [""] * len(replies)))]
     return c, tid, hit_type, hits
 
 
@@ -125,7 +125,7 @@ def test_a_browser_submits_a_crowd_form_hit(sandbox):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (make system-deps)")
     url = sandbox.url
-    c, tid, hit_type, hits = make_batch(url, ["Hello <b>there</b>!"])
+    c, tid, hit_type, hits = make_batch(url, ["Hello <b>there</b>!", "Cats!"], ["", ' answer-format="flatten-objects"'])
     c.associate_qualification_with_worker(QualificationTypeId=tid, WorkerId="ABROWSER1", IntegerValue=1,
                                           SendNotification=False)
     with pw.sync_playwright() as p:
@@ -147,15 +147,25 @@ def test_a_browser_submits_a_crowd_form_hit(sandbox):
             frame.check("input[name=fluency][value='5']")
             frame.fill("crowd-input input", "reads well")
             frame.click("button.crowd-submit")
-            frame = page.frame(name="task")
-            frame.wait_for_selector("#submitted")
+            page.frame(name="task").wait_for_selector("#submitted")
+            page.goto(url + f"/mturk/preview?hitId={hits[1]}")                # answer-format="flatten-objects"
+            page.click("#accept")
+            page.wait_for_url("**/mturk/work?*")
+            frame = page.wait_for_selector("iframe#task").content_frame()
+            frame.wait_for_selector("crowd-input input")
+            frame.check("input[name=fluency][value='3']")
+            frame.click("button.crowd-submit")
+            page.frame(name="task").wait_for_selector("#submitted")
         finally:
             browser.close()
-    (a,) = c.list_assignments_for_hit(HITId=hits[0])["Assignments"]
-    answer = etree.fromstring(a["Answer"].encode())
-    ns = {"a": answer.nsmap[None]}
-    assert json.loads(answer.xpath("//a:FreeText/text()", namespaces=ns)[0]) == [
-        {"fluency": {"1": False, "3": False, "5": True}, "comment": "reads well"}]
+
+    def task_answers(hid):
+        (a,) = c.list_assignments_for_hit(HITId=hid)["Assignments"]
+        answer = etree.fromstring(a["Answer"].encode())
+        return json.loads(answer.xpath("//a:FreeText/text()", namespaces={"a": answer.nsmap[None]})[0])
+
+    assert task_answers(hits[0]) == [{"fluency": {"1": False, "3": False, "5": True}, "comment": "reads well"}]
+    assert task_answers(hits[1]) == [{"fluency.1": False, "fluency.3": True, "fluency.5": False, "comment": ""}]
 
 
 # Amazon's HTMLQuestion example as requesters copied it: the helper script, a form posting to MTurk.

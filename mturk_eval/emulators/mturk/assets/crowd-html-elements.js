@@ -5,6 +5,7 @@
      a Submit button when the template has none, disables submitting in preview, and on submit posts
      `assignmentId` and `taskAnswers` (a JSON array holding one object, as MTurk does) to
      <turkSubmitTo>/mturk/externalSubmit.
+   - answer-format="flatten-objects" on <crowd-form> flattens nested answers into dotted keys.
    - answers: native text-like inputs, textareas and selects give their value (a string); native radio
      buttons and checkboxes give {value: checked} per value under their name; <crowd-input>,
      <crowd-text-area> give their value; <crowd-radio-button>, <crowd-checkbox> give {"on": checked}
@@ -58,6 +59,15 @@
     return out;
   }
 
+  // answer-format="flatten-objects": nested answers become dotted keys ({"q": {"a": true}} -> {"q.a": true}).
+  function flatten(obj, prefix, out) {
+    Object.keys(obj).forEach(function (k) {
+      var v = obj[k], key = prefix ? prefix + "." + k : k;
+      if (v !== null && typeof v === "object" && !Array.isArray(v)) { flatten(v, key, out); } else { out[key] = v; }
+    });
+    return out;
+  }
+
   function post(answers) {
     var f = document.createElement("form");
     f.method = "post";
@@ -102,7 +112,10 @@
         if (missing) { window.alert("Please answer every required question."); return; }
         if (!form.reportValidity()) { return; }
         var ok = self.dispatchEvent(new CustomEvent("submit", {cancelable: true}));
-        if (ok) { post(collect(form)); }
+        if (ok) {
+          var answers = collect(form);
+          post(self.getAttribute("answer-format") === "flatten-objects" ? flatten(answers, "", {}) : answers);
+        }
       });
     }
     get form() { return this._form; }
