@@ -122,9 +122,10 @@ class Access:
 # --------------------------------------------------------------------------------------------------
 # Requirements: validation and evaluation (pure functions)
 
-def describe_requirement(req: dict[str, Any]) -> str:
+def describe_requirement(req: dict[str, Any], names: dict[str, str] | None = None) -> str:
+    """``Worker_Locale In GB, US-CA``: a requirement as the worker site shows it (custom types by name)."""
     tid = req["QualificationTypeId"]
-    name = SYSTEM_TYPES.get(tid, (tid,))[0]
+    name = SYSTEM_TYPES[tid][0] if tid in SYSTEM_TYPES else (names or {}).get(tid, tid)
     values = [f"{v['Country']}{'-' + v['Subdivision'] if v.get('Subdivision') else ''}"
               for v in req.get("LocaleValues") or []] or [str(v) for v in req.get("IntegerValues") or []]
     return f"{name} {req['Comparator']}{' ' + ', '.join(values) if values else ''}"
@@ -207,7 +208,8 @@ def requirement_met(req: dict[str, Any], value: dict[str, Any] | None) -> bool:
             "GreaterThanOrEqualTo": n >= v, "EqualTo": n == v, "NotEqualTo": n != v}[comp]
 
 
-def requirement_access(reqs: list[dict[str, Any]], values: dict[str, dict[str, Any]]) -> Access:
+def requirement_access(reqs: list[dict[str, Any]], values: dict[str, dict[str, Any]],
+                       names: dict[str, str] | None = None) -> Access:
     """What the worker holding ``values`` (type id -> value) may do with a HIT requiring ``reqs``."""
     level_failed = 0
     unmet = []
@@ -216,7 +218,7 @@ def requirement_access(reqs: list[dict[str, Any]], values: dict[str, dict[str, A
             continue
         guarded = req.get("ActionsGuarded") or ("PreviewAndAccept" if req.get("RequiredToPreview") else "Accept")
         level_failed = max(level_failed, ACTION_LEVELS[guarded])
-        unmet.append(describe_requirement(req))
+        unmet.append(describe_requirement(req, names))
     return Access(discover=level_failed < 3, preview=level_failed < 2, accept=level_failed < 1, unmet=unmet)
 
 
@@ -613,7 +615,18 @@ class QualificationState:
         return out
 
     def access(self, reqs: list[dict[str, Any]], worker_id: str) -> Access:
-        return requirement_access(reqs, self.worker_values(worker_id)) if reqs else Access(True, True, True, [])
+        if not reqs:
+            return Access(True, True, True, [])
+        return requirement_access(reqs, self.worker_values(worker_id), self.type_names(reqs))
+
+    def type_names(self, reqs: list[dict[str, Any]]) -> dict[str, str]:
+        """Custom type id -> name for the types ``reqs`` name (what the worker site shows)."""
+        ids = [r["QualificationTypeId"] for r in reqs if r["QualificationTypeId"] not in SYSTEM_TYPES]
+        if not ids:
+            return {}
+        rows = self.db.execute(f"SELECT id, name FROM qualification_types WHERE id IN ({','.join('?' * len(ids))})",
+                               ids).fetchall()
+        return {r["id"]: r["name"] for r in rows}
 
     def held_qualifications(self, worker_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT q.*, t.name FROM qualifications q LEFT JOIN qualification_types t ON"

@@ -96,13 +96,14 @@ def preview(app: SandboxApp, request: Request) -> Response:
             return _problem(request, exc.message, 404)
         reqs = json.loads(v.row["qualifications"])
         access = app.store.access(reqs, wid)
+        names = app.store.type_names(reqs)
     if not access.preview:
         return _problem(request, "You do not meet the Qualification requirements to preview this HIT: "
                         + "; ".join(access.unmet) + ".", 403)
     task = "/mturk/task?" + urlencode({"assignmentId": PREVIEW_ASSIGNMENT, "hitId": hit_id})
     return _render("hit.html", request, hit=hit_json(v), task_url=task, preview=True,
                    can_accept=v.status == "Assignable" and access.accept,
-                   requirements=[describe_requirement(r) for r in reqs], unmet=access.unmet)
+                   requirements=[describe_requirement(r, names) for r in reqs], unmet=access.unmet)
 
 
 def accept(app: SandboxApp, request: Request) -> Response:
