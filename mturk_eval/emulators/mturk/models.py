@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mturk_eval.emulators.mturk.qualifications import QUAL_SCHEMA, QualificationState
+from mturk_eval.emulators.mturk.qualifications import QUAL_SCHEMA, QualificationState, requirement_access
 from mturk_eval.errors import UserError
 
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -441,6 +441,7 @@ class Store(QualificationState):
     # -- the worker site ----------------------------------------------------------------------------
     def open_hits(self, now: float, worker_id: str | None = None) -> list[HITView]:
         out = []
+        values = None
         after = 0
         while True:
             page = self.list_hits(now, after, 500)
@@ -453,8 +454,12 @@ class Store(QualificationState):
                 if worker_id and self.db.execute("SELECT 1 FROM assignments WHERE hit_id=? AND worker_id=?",
                                                  (v.row["id"], worker_id)).fetchone():
                     continue
-                if worker_id and not self.access(json.loads(v.row["qualifications"]), worker_id).discover:
-                    continue  # DiscoverPreviewAndAccept: the HIT is hidden from this worker
+                reqs = json.loads(v.row["qualifications"])
+                if worker_id and reqs:
+                    if values is None:  # the worker's qualifications, read once per listing
+                        values = self.worker_values(worker_id)
+                    if not requirement_access(reqs, values).discover:
+                        continue  # DiscoverPreviewAndAccept: the HIT is hidden from this worker
                 out.append(v)
 
     def counts(self) -> dict[str, int]:
