@@ -343,8 +343,8 @@ class QualificationState:
             _check_test({**p, "AutoGranted": False})
         elif p.get("AnswerKey") is not None or p.get("TestDurationInSeconds") is not None:
             raise _bad("To update the test duration or answer key, give the Test again (the original questions).")
-        if d.get("RetryDelayInSeconds") is not None and "RetryDelayInSeconds" in p and p["RetryDelayInSeconds"] is None:
-            raise _bad("RetryDelayInSeconds cannot be used to disable retries.")
+        if p.get("RetryDelayInSeconds") is not None and p["RetryDelayInSeconds"] < 0:
+            raise _bad("RetryDelayInSeconds must not be negative (retries cannot be disabled once enabled).")
         for key in ("Description", "QualificationTypeStatus", "RetryDelayInSeconds", "AutoGranted",
                     "AutoGrantedValue"):
             if key in p:
@@ -361,11 +361,11 @@ class QualificationState:
         return d
 
     def delete_qualification_type(self, tid: str, now: float) -> None:
-        self._custom_type(tid, now)
+        name = self._custom_type(tid, now)["Name"]
         for r in self.db.execute("SELECT id, worker_id FROM qualification_requests WHERE type_id=? AND"
                                  " status='Submitted'", (tid,)).fetchall():
-            self._message(r["worker_id"], "Qualification request rejected",
-                          f"Your request for the Qualification {tid} was rejected: the type was deleted.",
+            self._message(r["worker_id"], f"Qualification request rejected: {name}",
+                          f"Your request for the Qualification {name!r} was rejected: the type was deleted.",
                           "QualificationRequestRejected", now)
         self.db.execute("UPDATE qualification_requests SET status='Rejected', reason='Qualification type deleted'"
                         " WHERE type_id=? AND status IN ('Submitted', 'Testing')", (tid,))
