@@ -209,3 +209,57 @@ def test_a_browser_submits_an_html_question_that_uses_amazons_helper_script(sand
             browser.close()
     (a,) = c.list_assignments_for_hit(HITId=hid)["Assignments"]
     assert parse_fields(a["Answer"]) == {"sentiment": "positive"} and a["WorkerId"] == "AHELPER1"
+
+
+QF = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2017-11-06/QuestionForm.xsd"
+SURVEY = (f'<QuestionForm xmlns="{QF}"><Overview><Title>About the reply</Title><FormattedContent><![CDATA['
+          "<p>The reply: <b>I like cats.</b></p>]]></FormattedContent></Overview>"
+          "<Question><QuestionIdentifier>fluency</QuestionIdentifier><DisplayName>Fluency</DisplayName>"
+          "<IsRequired>true</IsRequired><QuestionContent><Text>How fluent is it?</Text></QuestionContent>"
+          "<AnswerSpecification><SelectionAnswer><StyleSuggestion>radiobutton</StyleSuggestion><Selections>"
+          + "".join(f"<Selection><SelectionIdentifier>f{i}</SelectionIdentifier><Text>{i}</Text></Selection>"
+                    for i in range(1, 6)) +
+          "</Selections></SelectionAnswer></AnswerSpecification></Question>"
+          "<Question><QuestionIdentifier>age</QuestionIdentifier><DisplayName>Age</DisplayName><IsRequired>true"
+          "</IsRequired><QuestionContent><Text>Your age</Text></QuestionContent><AnswerSpecification><FreeTextAnswer>"
+          "<Constraints><IsNumeric minValue='18' maxValue='99'/></Constraints></FreeTextAnswer></AnswerSpecification>"
+          "</Question></QuestionForm>")
+
+
+@pytest.mark.browser
+def test_a_browser_answers_a_question_form_hit(sandbox):
+    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make system-deps)")
+    c = client(sandbox.url)
+    hid = c.create_hit(Title="Survey", Description="d", Reward="0.05", AssignmentDurationInSeconds=600,
+                       LifetimeInSeconds=3600, MaxAssignments=1, Question=SURVEY)["HIT"]["HITId"]
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(sandbox.url + "/?workerId=AFORM1")
+            page.goto(sandbox.url + f"/mturk/preview?hitId={hid}")
+            frame = page.wait_for_selector("iframe#task").content_frame()
+            assert frame.wait_for_selector("#submitButton").is_disabled()
+            assert frame.inner_text(".qf-formatted b") == "I like cats."
+            page.click("#accept")
+            page.wait_for_url("**/mturk/work?*")
+            frame = page.wait_for_selector("iframe#task").content_frame()
+            frame.fill("input[name=age]", "12")                           # the browser checks IsNumeric's bounds
+            assert frame.evaluate("document.querySelector('input[name=age]').validity.rangeUnderflow")
+            frame.fill("input[name=age]", "34")
+            frame.click("#submitButton")                                  # no fluency: the server refuses
+            frame = page.frame(name="task")
+            frame.wait_for_selector("#qf-errors")
+            assert "needs an answer" in frame.inner_text("[data-question-id=fluency]")
+            assert frame.input_value("input[name=age]") == "34"           # what was given is kept
+            assert c.list_assignments_for_hit(HITId=hid)["NumResults"] == 0
+            frame.check("input[name=fluency][value=f4]")
+            frame.click("#submitButton")
+            page.frame(name="task").wait_for_selector("#submitted")
+        finally:
+            browser.close()
+    (a,) = c.list_assignments_for_hit(HITId=hid)["Assignments"]
+    assert ("<Answer><QuestionIdentifier>fluency</QuestionIdentifier><SelectionIdentifier>f4</SelectionIdentifier>"
+            "</Answer><Answer><QuestionIdentifier>age</QuestionIdentifier><FreeText>34</FreeText></Answer>") in a["Answer"]
