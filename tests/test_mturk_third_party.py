@@ -43,6 +43,16 @@ TEMPLATE = """<!DOCTYPE html>
 </body></html>"""
 
 
+# The sentiment template of MTurk's gallery: crowd-classifier.
+CLASSIFIER = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></script>
+<crowd-form><crowd-classifier name="sentiment" categories="['Positive', 'Negative', 'Neutral']"
+  header="What sentiment does this text convey?" required>
+  <classification-target>The reply was rude.</classification-target>
+  <full-instructions header="Sentiment Analysis Instructions"><p>Choose one.</p></full-instructions>
+  <short-instructions>Choose the sentiment.</short-instructions>
+</crowd-classifier></crowd-form>"""
+
+
 def make_batch(url: str, replies: list[str], formats: list[str] | None = None) -> tuple[object, str, str, list[str]]:
     c = client(url)
     tid = c.create_qualification_type(
@@ -126,6 +136,8 @@ def test_a_browser_submits_a_crowd_form_hit(sandbox):
         pytest.skip("Debian's chromium is not installed (make system-deps)")
     url = sandbox.url
     c, tid, hit_type, hits = make_batch(url, ["Hello <b>there</b>!", "Cats!"], ["", ' answer-format="flatten-objects"'])
+    hits.append(c.create_hit_with_hit_type(HITTypeId=hit_type, LifetimeInSeconds=3600, MaxAssignments=1,
+                                           Question=html_question(body=CLASSIFIER))["HIT"]["HITId"])
     c.associate_qualification_with_worker(QualificationTypeId=tid, WorkerId="ABROWSER1", IntegerValue=1,
                                           SendNotification=False)
     with pw.sync_playwright() as p:
@@ -156,6 +168,14 @@ def test_a_browser_submits_a_crowd_form_hit(sandbox):
             frame.check("input[name=fluency][value='3']")
             frame.click("button.crowd-submit")
             page.frame(name="task").wait_for_selector("#submitted")
+            page.goto(url + f"/mturk/preview?hitId={hits[2]}")                # crowd-classifier
+            page.click("#accept")
+            page.wait_for_url("**/mturk/work?*")
+            frame = page.wait_for_selector("iframe#task").content_frame()
+            frame.wait_for_selector("crowd-classifier input[value=Negative]")
+            frame.check("crowd-classifier input[value=Negative]")
+            frame.click("button.crowd-submit")
+            page.frame(name="task").wait_for_selector("#submitted")
         finally:
             browser.close()
 
@@ -166,6 +186,7 @@ def test_a_browser_submits_a_crowd_form_hit(sandbox):
 
     assert task_answers(hits[0]) == [{"fluency": {"1": False, "3": False, "5": True}, "comment": "reads well"}]
     assert task_answers(hits[1]) == [{"fluency.1": False, "fluency.3": True, "fluency.5": False, "comment": ""}]
+    assert task_answers(hits[2]) == [{"sentiment": {"label": "Negative"}}]
 
 
 # Amazon's HTMLQuestion example as requesters copied it: the helper script, a form posting to MTurk.

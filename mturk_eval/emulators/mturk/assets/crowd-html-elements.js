@@ -10,6 +10,7 @@
      buttons and checkboxes give {value: checked} per value under their name; <crowd-input>,
      <crowd-text-area> give their value; <crowd-radio-button>, <crowd-checkbox> give {"on": checked}
      under their own name; <crowd-slider> gives a number.
+   - <crowd-classifier> gives {"label": choice}, <crowd-classifier-multi-select> {"labels": [...]}.
    - <crowd-button form-action="submit">, <crowd-instructions>, <crowd-alert>, <crowd-card> render as
      plain HTML. Other crowd elements (image and video annotation tools) are not emulated: their
      content shows as is. */
@@ -35,7 +36,8 @@
   function collect(form) {
     var out = {};
     form.querySelectorAll("input[name], textarea[name], select[name]").forEach(function (el) {
-      if (el.closest("crowd-input, crowd-text-area, crowd-slider, crowd-radio-button, crowd-checkbox")) { return; }
+      if (el.closest("crowd-input, crowd-text-area, crowd-slider, crowd-radio-button, crowd-checkbox,"
+                     + " crowd-classifier, crowd-classifier-multi-select")) { return; }
       var name = el.name;
       if (el.type === "radio" || el.type === "checkbox") {
         out[name] = out[name] || {};
@@ -55,6 +57,9 @@
     form.querySelectorAll("crowd-slider[name]").forEach(function (el) { out[el.getAttribute("name")] = Number(el.value); });
     form.querySelectorAll("crowd-radio-button[name], crowd-checkbox[name]").forEach(function (el) {
       out[el.getAttribute("name")] = {on: el.checked};
+    });
+    form.querySelectorAll("crowd-classifier[name], crowd-classifier-multi-select[name]").forEach(function (el) {
+      out[el.getAttribute("name")] = el.value;
     });
     return out;
   }
@@ -233,6 +238,45 @@
     get value() { return this._input ? this._input.value : attr(this, "value", "0"); }
   }
 
+  // <crowd-classifier name categories="['A', 'B']" header>: one choice, answer {"label": choice};
+  // <crowd-classifier-multi-select>: several, answer {"labels": [...]}. The regions
+  // <classification-target>, <short-instructions>, <full-instructions> show as they are.
+  function categoriesOf(el) {
+    var raw = attr(el, "categories", "[]");
+    try { return JSON.parse(raw); } catch (e) { return JSON.parse(raw.replace(/'/g, '"')); }
+  }
+
+  class CrowdClassifier extends HTMLElement {
+    connectedCallback() { ready(this.setup.bind(this)); }
+    setup() {
+      if (this._box) { return; }
+      var multi = this.tagName.toLowerCase() === "crowd-classifier-multi-select";
+      var box = document.createElement("fieldset");
+      var legend = document.createElement("legend");
+      legend.textContent = attr(this, "header", "");
+      box.appendChild(legend);
+      var group = "crowd-classifier-" + Math.random().toString(36).slice(2);
+      categoriesOf(this).forEach(function (c) {
+        var l = document.createElement("label");
+        var i = document.createElement("input");
+        i.type = multi ? "checkbox" : "radio";
+        i.name = group; i.value = c;
+        if (!multi && this.hasAttribute("required")) { i.required = true; }
+        l.appendChild(i);
+        l.appendChild(document.createTextNode(" " + c));
+        l.style.display = "block";
+        box.appendChild(l);
+      }, this);
+      this.insertBefore(box, this.firstChild);
+      this._box = box;
+    }
+    get value() {
+      var chosen = Array.prototype.filter.call(this._box ? this._box.querySelectorAll("input") : [],
+                                               function (i) { return i.checked; }).map(function (i) { return i.value; });
+      return this.tagName.toLowerCase() === "crowd-classifier-multi-select" ? {labels: chosen} : {label: chosen[0] || ""};
+    }
+  }
+
   class CrowdPlain extends HTMLElement {
     connectedCallback() { this.style.display = "block"; }
   }
@@ -245,6 +289,8 @@
   define("crowd-radio-button", CrowdRadioButton);
   define("crowd-checkbox", CrowdCheckbox);
   define("crowd-slider", CrowdSlider);
+  define("crowd-classifier", CrowdClassifier);
+  define("crowd-classifier-multi-select", class extends CrowdClassifier {});
   ["crowd-instructions", "crowd-alert", "crowd-card", "short-summary", "detailed-instructions",
-   "positive-example", "negative-example"].forEach(function (n) { define(n, class extends CrowdPlain {}); });
+   "positive-example", "negative-example", "classification-target", "short-instructions", "full-instructions"].forEach(function (n) { define(n, class extends CrowdPlain {}); });
 })();
