@@ -184,3 +184,19 @@ def test_answer_keys_score_tests_and_map_values():
         qf.parse_answer_key(answer_key(("q1", [(["z"], 1)])), test)
     with pytest.raises(qf.QuestionFormError, match="schema"):
         qf.parse_answer_key(f'<AnswerKey xmlns="{AK}"><Question/></AnswerKey>', test)
+
+
+def test_known_amazon_urls_are_rewritten_and_nothing_else():
+    from mturk_eval.emulators.mturk.crowd_elements import rewrite_known_urls
+
+    page = ("<script src='https://s3.amazonaws.com/mturk-public/externalHIT_v1.js'></script>"
+            "<script src=\"//assets.crowd.aws/crowd-html-elements.js\"></script>"
+            "<script src='http://assets.crowd.aws/crowd-html-elements-without-ce-polyfill.js'></script>"
+            "<form action='https://workersandbox.mturk.com/mturk/externalSubmit'></form>"
+            "<form action='https://www.mturk.com/mturk/externalSubmit'></form>"
+            "<img src='https://s3.amazonaws.com/my-bucket/cat.png'><a href='https://www.mturk.com/'>MTurk</a>")
+    out = rewrite_known_urls(page)
+    assert out.count("/mturk/assets/externalHIT_v1.js") == 1
+    assert out.count("/mturk/assets/crowd-html-elements.js") == 2
+    assert out.count("action='/mturk/externalSubmit'") == 2
+    assert "https://s3.amazonaws.com/my-bucket/cat.png" in out and "href='https://www.mturk.com/'" in out
