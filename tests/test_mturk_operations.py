@@ -3,7 +3,6 @@ requests whose responses are checked against the model), against a running serve
 and error shapes, and the worker site's side of each (requirements, messages, qualification tests)."""
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
