@@ -50,7 +50,10 @@ CLASSIFIER = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></
   <classification-target>The reply was rude.</classification-target>
   <full-instructions header="Sentiment Analysis Instructions"><p>Choose one.</p></full-instructions>
   <short-instructions>Choose the sentiment.</short-instructions>
-</crowd-classifier></crowd-form>"""
+</crowd-classifier>
+<crowd-radio-group><crowd-radio-button name="polite" value="polite">Polite</crowd-radio-button>
+<crowd-radio-button name="rude" value="rude">Rude</crowd-radio-button></crowd-radio-group>
+<crowd-checkbox name="offensive">Offensive</crowd-checkbox></crowd-form>"""
 
 
 def make_batch(url: str, replies: list[str], formats: list[str] | None = None) -> tuple[object, str, str, list[str]]:
@@ -174,6 +177,8 @@ def test_a_browser_submits_a_crowd_form_hit(sandbox):
             frame = page.wait_for_selector("iframe#task").content_frame()
             frame.wait_for_selector("crowd-classifier input[value=Negative]")
             frame.check("crowd-classifier input[value=Negative]")
+            frame.check("crowd-radio-button[name=rude] input")
+            frame.check("crowd-checkbox[name=offensive] input")
             frame.click("button.crowd-submit")
             page.frame(name="task").wait_for_selector("#submitted")
         finally:
@@ -186,7 +191,8 @@ def test_a_browser_submits_a_crowd_form_hit(sandbox):
 
     assert task_answers(hits[0]) == [{"fluency": {"1": False, "3": False, "5": True}, "comment": "reads well"}]
     assert task_answers(hits[1]) == [{"fluency.1": False, "fluency.3": True, "fluency.5": False, "comment": ""}]
-    assert task_answers(hits[2]) == [{"sentiment": {"label": "Negative"}}]
+    assert task_answers(hits[2]) == [{"sentiment": {"label": "Negative"}, "polite": {"polite": False},
+                                      "rude": {"rude": True}, "offensive": {"on": True}}]
 
 
 # Amazon's HTMLQuestion example as requesters copied it: the helper script, a form posting to MTurk.

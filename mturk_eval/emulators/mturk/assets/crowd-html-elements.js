@@ -8,8 +8,8 @@
    - answer-format="flatten-objects" on <crowd-form> flattens nested answers into dotted keys.
    - answers: native text-like inputs, textareas and selects give their value (a string); native radio
      buttons and checkboxes give {value: checked} per value under their name; <crowd-input>,
-     <crowd-text-area> give their value; <crowd-radio-button>, <crowd-checkbox> give {"on": checked}
-     under their own name; <crowd-slider> gives a number.
+     <crowd-text-area> give their value; <crowd-radio-button>, <crowd-checkbox> give {value: checked}
+     under their own name (value "on" when they have none); <crowd-slider> gives a number.
    - <crowd-classifier> gives {"label": choice}, <crowd-classifier-multi-select> {"labels": [...]}.
    - <crowd-button form-action="submit">, <crowd-instructions>, <crowd-alert>, <crowd-card> render as
      plain HTML. Other crowd elements (image and video annotation tools) are not emulated: their
@@ -55,8 +55,11 @@
       out[el.getAttribute("name")] = el.value;
     });
     form.querySelectorAll("crowd-slider[name]").forEach(function (el) { out[el.getAttribute("name")] = Number(el.value); });
+    // A checkable element answers {value: checked} under its name; without a value attribute the value is "on".
     form.querySelectorAll("crowd-radio-button[name], crowd-checkbox[name]").forEach(function (el) {
-      out[el.getAttribute("name")] = {on: el.checked};
+      var name = el.getAttribute("name");
+      out[name] = out[name] || {};
+      out[name][attr(el, "value", "on")] = el.checked;
     });
     form.querySelectorAll("crowd-classifier[name], crowd-classifier-multi-select[name]").forEach(function (el) {
       out[el.getAttribute("name")] = el.value;
