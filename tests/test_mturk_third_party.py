@@ -290,3 +290,23 @@ def test_a_browser_answers_a_question_form_hit(sandbox):
     (a,) = c.list_assignments_for_hit(HITId=hid)["Assignments"]
     assert ("<Answer><QuestionIdentifier>fluency</QuestionIdentifier><SelectionIdentifier>f4</SelectionIdentifier>"
             "</Answer><Answer><QuestionIdentifier>age</QuestionIdentifier><FreeText>34</FreeText></Answer>") in a["Answer"]
+
+
+def test_the_toolkits_own_study_with_system_requirements_is_rated_by_simulated_workers(tmp_path, sandbox):
+    """publish with [[hit.qualifications]] (Japanese raters with 500 approved HITs): unknown workers are
+    refused, and `sandbox simulate`'s workers get a profile meeting the experiment's requirements."""
+    from helpers.mturk import make_cfg, write_responses
+    from mturk_eval.actions import publish
+    from mturk_eval.cli.sandbox import _profile_for
+    from mturk_eval.config import QualificationConfig
+    from mturk_eval.emulators.simulate import simulate
+
+    cfg = make_cfg(tmp_path, language="ja", assignments_per_hit=2, qualifications=[
+        QualificationConfig(type="locale", comparator="EqualTo", locales=["JP"]),
+        QualificationConfig(type="approved_hits", comparator="GreaterThanOrEqualTo", values=[500])])
+    publish.publish(cfg, write_responses(tmp_path / "r.jsonl", 2), target="local", endpoint_url=sandbox.url,
+                    echo=lambda s: None, progress=False)
+    assert simulate(sandbox.url, 2, seed=3, progress=False).submitted == 0
+    profile = _profile_for(cfg)
+    assert (profile["country"], profile["approved"]) == ("JP", 501)
+    assert simulate(sandbox.url, 2, seed=4, progress=False, profile=profile).submitted == 4
