@@ -56,6 +56,20 @@ CLASSIFIER = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></
 <crowd-checkbox name="offensive">Offensive</crowd-checkbox></crowd-form>"""
 
 
+@pytest.fixture
+def page():
+    """A page of Debian's chromium through Playwright (skipped where either is missing)."""
+    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (make system-deps)")
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser.new_page()
+        finally:
+            browser.close()
+
+
 def make_batch(url: str, replies: list[str], formats: list[str] | None = None) -> tuple[object, str, str, list[str]]:
     c = client(url)
     tid = c.create_qualification_type(
@@ -133,56 +147,47 @@ def test_a_third_party_batch_runs_end_to_end(sandbox, tmp_path):
 
 
 @pytest.mark.browser
-def test_a_browser_submits_a_crowd_form_hit(sandbox):
-    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make system-deps)")
+def test_a_browser_submits_a_crowd_form_hit(sandbox, page):
     url = sandbox.url
     c, tid, hit_type, hits = make_batch(url, ["Hello <b>there</b>!", "Cats!"], ["", ' answer-format="flatten-objects"'])
     hits.append(c.create_hit_with_hit_type(HITTypeId=hit_type, LifetimeInSeconds=3600, MaxAssignments=1,
                                            Question=html_question(body=CLASSIFIER))["HIT"]["HITId"])
     c.associate_qualification_with_worker(QualificationTypeId=tid, WorkerId="ABROWSER1", IntegerValue=1,
                                           SendNotification=False)
-    with pw.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.goto(url + "/?workerId=ABROWSER1")
-            page.goto(url + f"/mturk/preview?hitId={hits[0]}")
-            frame = page.wait_for_selector("iframe#task").content_frame()
-            frame.wait_for_selector("form.crowd-form button.crowd-submit")
-            assert frame.is_disabled("button.crowd-submit")                 # preview: no submitting
-            page.click("#accept")
-            page.wait_for_url("**/mturk/work?*")
-            frame = page.wait_for_selector("iframe#task").content_frame()
-            frame.wait_for_selector("crowd-input input")
-            frame.click("button.crowd-submit")                               # nothing chosen: refused
-            assert sandbox.store.counts()["assignments"] == 1
-            assert c.list_assignments_for_hit(HITId=hits[0])["NumResults"] == 0
-            frame.check("input[name=fluency][value='5']")
-            frame.fill("crowd-input input", "reads well")
-            frame.click("button.crowd-submit")
-            page.frame(name="task").wait_for_selector("#submitted")
-            page.goto(url + f"/mturk/preview?hitId={hits[1]}")                # answer-format="flatten-objects"
-            page.click("#accept")
-            page.wait_for_url("**/mturk/work?*")
-            frame = page.wait_for_selector("iframe#task").content_frame()
-            frame.wait_for_selector("crowd-input input")
-            frame.check("input[name=fluency][value='3']")
-            frame.click("button.crowd-submit")
-            page.frame(name="task").wait_for_selector("#submitted")
-            page.goto(url + f"/mturk/preview?hitId={hits[2]}")                # crowd-classifier
-            page.click("#accept")
-            page.wait_for_url("**/mturk/work?*")
-            frame = page.wait_for_selector("iframe#task").content_frame()
-            frame.wait_for_selector("crowd-classifier input[value=Negative]")
-            frame.check("crowd-classifier input[value=Negative]")
-            frame.check("crowd-radio-button[name=rude] input")
-            frame.check("crowd-checkbox[name=offensive] input")
-            frame.click("button.crowd-submit")
-            page.frame(name="task").wait_for_selector("#submitted")
-        finally:
-            browser.close()
+    page.goto(url + "/?workerId=ABROWSER1")
+    page.goto(url + f"/mturk/preview?hitId={hits[0]}")
+    frame = page.wait_for_selector("iframe#task").content_frame()
+    frame.wait_for_selector("form.crowd-form button.crowd-submit")
+    assert frame.is_disabled("button.crowd-submit")                 # preview: no submitting
+    page.click("#accept")
+    page.wait_for_url("**/mturk/work?*")
+    frame = page.wait_for_selector("iframe#task").content_frame()
+    frame.wait_for_selector("crowd-input input")
+    frame.click("button.crowd-submit")                               # nothing chosen: refused
+    assert sandbox.store.counts()["assignments"] == 1
+    assert c.list_assignments_for_hit(HITId=hits[0])["NumResults"] == 0
+    frame.check("input[name=fluency][value='5']")
+    frame.fill("crowd-input input", "reads well")
+    frame.click("button.crowd-submit")
+    page.frame(name="task").wait_for_selector("#submitted")
+    page.goto(url + f"/mturk/preview?hitId={hits[1]}")                # answer-format="flatten-objects"
+    page.click("#accept")
+    page.wait_for_url("**/mturk/work?*")
+    frame = page.wait_for_selector("iframe#task").content_frame()
+    frame.wait_for_selector("crowd-input input")
+    frame.check("input[name=fluency][value='3']")
+    frame.click("button.crowd-submit")
+    page.frame(name="task").wait_for_selector("#submitted")
+    page.goto(url + f"/mturk/preview?hitId={hits[2]}")                # crowd-classifier
+    page.click("#accept")
+    page.wait_for_url("**/mturk/work?*")
+    frame = page.wait_for_selector("iframe#task").content_frame()
+    frame.wait_for_selector("crowd-classifier input[value=Negative]")
+    frame.check("crowd-classifier input[value=Negative]")
+    frame.check("crowd-radio-button[name=rude] input")
+    frame.check("crowd-checkbox[name=offensive] input")
+    frame.click("button.crowd-submit")
+    page.frame(name="task").wait_for_selector("#submitted")
 
     def task_answers(hid):
         (a,) = c.list_assignments_for_hit(HITId=hid)["Assignments"]
@@ -206,34 +211,25 @@ HELPER_TEMPLATE = """<!DOCTYPE html><html><head><meta charset="utf-8">
 
 
 @pytest.mark.browser
-def test_a_browser_submits_an_html_question_that_uses_amazons_helper_script(sandbox):
-    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make system-deps)")
+def test_a_browser_submits_an_html_question_that_uses_amazons_helper_script(sandbox, page):
     c = client(sandbox.url)
     hid = c.create_hit(Title="Sentiment", Description="d", Reward="0.05", AssignmentDurationInSeconds=600,
                        LifetimeInSeconds=3600, MaxAssignments=1,
                        Question=html_question(body=HELPER_TEMPLATE))["HIT"]["HITId"]
-    with pw.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.goto(sandbox.url + "/?workerId=AHELPER1")
-            page.goto(sandbox.url + f"/mturk/preview?hitId={hid}")
-            frame = page.wait_for_selector("iframe#task").content_frame()
-            button = frame.wait_for_selector("#submitButton")
-            assert button.is_disabled() and "ACCEPT" in button.get_attribute("value")
-            page.click("#accept")
-            page.wait_for_url("**/mturk/work?*")
-            frame = page.wait_for_selector("iframe#task").content_frame()
-            frame.wait_for_selector("#sentiment")
-            assert frame.get_attribute("#mturk_form", "action").endswith("/mturk/externalSubmit")
-            assert frame.input_value("#assignmentId") not in ("", "ASSIGNMENT_ID_NOT_AVAILABLE")
-            frame.fill("#sentiment", "positive")
-            frame.click("#submitButton")
-            page.frame(name="task").wait_for_selector("#submitted")
-        finally:
-            browser.close()
+    page.goto(sandbox.url + "/?workerId=AHELPER1")
+    page.goto(sandbox.url + f"/mturk/preview?hitId={hid}")
+    frame = page.wait_for_selector("iframe#task").content_frame()
+    button = frame.wait_for_selector("#submitButton")
+    assert button.is_disabled() and "ACCEPT" in button.get_attribute("value")
+    page.click("#accept")
+    page.wait_for_url("**/mturk/work?*")
+    frame = page.wait_for_selector("iframe#task").content_frame()
+    frame.wait_for_selector("#sentiment")
+    assert frame.get_attribute("#mturk_form", "action").endswith("/mturk/externalSubmit")
+    assert frame.input_value("#assignmentId") not in ("", "ASSIGNMENT_ID_NOT_AVAILABLE")
+    frame.fill("#sentiment", "positive")
+    frame.click("#submitButton")
+    page.frame(name="task").wait_for_selector("#submitted")
     (a,) = c.list_assignments_for_hit(HITId=hid)["Assignments"]
     assert parse_fields(a["Answer"]) == {"sentiment": "positive"} and a["WorkerId"] == "AHELPER1"
 
@@ -254,39 +250,30 @@ SURVEY = (f'<QuestionForm xmlns="{QF}"><Overview><Title>About the reply</Title><
 
 
 @pytest.mark.browser
-def test_a_browser_answers_a_question_form_hit(sandbox):
-    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make system-deps)")
+def test_a_browser_answers_a_question_form_hit(sandbox, page):
     c = client(sandbox.url)
     hid = c.create_hit(Title="Survey", Description="d", Reward="0.05", AssignmentDurationInSeconds=600,
                        LifetimeInSeconds=3600, MaxAssignments=1, Question=SURVEY)["HIT"]["HITId"]
-    with pw.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            page.goto(sandbox.url + "/?workerId=AFORM1")
-            page.goto(sandbox.url + f"/mturk/preview?hitId={hid}")
-            frame = page.wait_for_selector("iframe#task").content_frame()
-            assert frame.wait_for_selector("#submitButton").is_disabled()
-            assert frame.inner_text(".qf-formatted b") == "I like cats."
-            page.click("#accept")
-            page.wait_for_url("**/mturk/work?*")
-            frame = page.wait_for_selector("iframe#task").content_frame()
-            frame.fill("input[name=age]", "12")                           # the browser checks IsNumeric's bounds
-            assert frame.evaluate("document.querySelector('input[name=age]').validity.rangeUnderflow")
-            frame.fill("input[name=age]", "34")
-            frame.click("#submitButton")                                  # no fluency: the server refuses
-            frame = page.frame(name="task")
-            frame.wait_for_selector("#qf-errors")
-            assert "needs an answer" in frame.inner_text("[data-question-id=fluency]")
-            assert frame.input_value("input[name=age]") == "34"           # what was given is kept
-            assert c.list_assignments_for_hit(HITId=hid)["NumResults"] == 0
-            frame.check("input[name=fluency][value=f4]")
-            frame.click("#submitButton")
-            page.frame(name="task").wait_for_selector("#submitted")
-        finally:
-            browser.close()
+    page.goto(sandbox.url + "/?workerId=AFORM1")
+    page.goto(sandbox.url + f"/mturk/preview?hitId={hid}")
+    frame = page.wait_for_selector("iframe#task").content_frame()
+    assert frame.wait_for_selector("#submitButton").is_disabled()
+    assert frame.inner_text(".qf-formatted b") == "I like cats."
+    page.click("#accept")
+    page.wait_for_url("**/mturk/work?*")
+    frame = page.wait_for_selector("iframe#task").content_frame()
+    frame.fill("input[name=age]", "12")                           # the browser checks IsNumeric's bounds
+    assert frame.evaluate("document.querySelector('input[name=age]').validity.rangeUnderflow")
+    frame.fill("input[name=age]", "34")
+    frame.click("#submitButton")                                  # no fluency: the server refuses
+    frame = page.frame(name="task")
+    frame.wait_for_selector("#qf-errors")
+    assert "needs an answer" in frame.inner_text("[data-question-id=fluency]")
+    assert frame.input_value("input[name=age]") == "34"           # what was given is kept
+    assert c.list_assignments_for_hit(HITId=hid)["NumResults"] == 0
+    frame.check("input[name=fluency][value=f4]")
+    frame.click("#submitButton")
+    page.frame(name="task").wait_for_selector("#submitted")
     (a,) = c.list_assignments_for_hit(HITId=hid)["Assignments"]
     assert ("<Answer><QuestionIdentifier>fluency</QuestionIdentifier><SelectionIdentifier>f4</SelectionIdentifier>"
             "</Answer><Answer><QuestionIdentifier>age</QuestionIdentifier><FreeText>34</FreeText></Answer>") in a["Answer"]
