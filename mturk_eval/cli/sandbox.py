@@ -211,6 +211,14 @@ def _profile_line(p: dict) -> str:
             f" {p['submitted']} submitted{extras}")
 
 
+def _profile_for(cfg) -> dict:
+    """A simulated worker's profile meeting the experiment's system qualification requirements."""
+    from mturk_eval.emulators.mturk.qualifications import profile_meeting
+    from mturk_eval.platforms.mturk.quals import build_requirements
+
+    return profile_meeting(build_requirements(cfg.hit.qualifications, "local"))
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -312,14 +320,6 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
     if quality_path:
         click.echo(f"latent qualities: assumed from {quality_path} for the methods and aspects it lists"
                    " (your assumption, not a finding); text-based otherwise")
-
-
-def _profile_for(cfg) -> dict:
-    """A simulated worker's profile meeting the experiment's system qualification requirements."""
-    from mturk_eval.emulators.mturk.qualifications import profile_meeting
-    from mturk_eval.platforms.mturk.quals import build_requirements
-
-    return profile_meeting(build_requirements(cfg.hit.qualifications, "local"))
 
 
 def _read_quality(path: str) -> dict[str, dict[str, float]]:
