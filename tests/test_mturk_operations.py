@@ -460,6 +460,16 @@ def test_sandbox_workers_cli_sets_profiles_on_the_state_file_or_a_running_server
         assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, (args, r.output)
     r = CliRunner().invoke(main, ["sandbox", "workers", "list", "--state", state])
     assert "AX1" not in r.output
+    # without --state / --endpoint: the experiment's bundled sandbox (runs/<exp>/sandbox/state.sqlite)
+    conf = tmp_path / "exp.toml"
+    conf.write_text(f'[experiment]\nname = "qexp"\nruns_dir = "{tmp_path / "runs"}"\n')
+    r = CliRunner().invoke(main, ["sandbox", "workers", "list", "--config", str(conf)])
+    assert r.exit_code == 2 and "no bundled sandbox yet" in r.output
+    r = CliRunner().invoke(main, ["sandbox", "workers", "add", "ABUNDLED1", "--country", "CA", "--config", str(conf)])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "runs" / "qexp" / "sandbox" / "state.sqlite").exists()
+    r = CliRunner().invoke(main, ["sandbox", "workers", "list", "--config", str(conf)])
+    assert "ABUNDLED1: locale CA" in r.output
 
 
 def test_simulated_workers_meet_the_experiments_system_requirements(sandbox):

@@ -102,37 +102,48 @@ def workers() -> None:
     history given here. Examples:
       mturk-eval sandbox workers add AUKRATER1 --country GB --approved 1200 --rejected 12
       mturk-eval sandbox workers add AJPRATER1 --country JP --masters --endpoint http://127.0.0.1:8765
-      mturk-eval sandbox workers add AUSRATER1 --approved 600 --config exp.toml   # publish --sandbox's
+      mturk-eval sandbox workers add AUSRATER1 --approved 600 --state runs/sandbox/state.sqlite
       mturk-eval sandbox workers list
+    Without --endpoint or --state: the experiment's bundled sandbox (the one
+    `publish --sandbox` starts), its config found as for every verb.
     """
 
 
-def _workers_target(endpoint: str | None, config_path: str | None, state: str):
-    """(url, None) to use a running sandbox, or (None, Store) on a state file: the experiment's bundled
-    sandbox's (``--config``) or ``--state``."""
+def _workers_target(endpoint: str | None, config_path: str | None, state: str | None, *,
+                    create: bool) -> tuple[str | None, str | None]:
+    """(url, None) for a running sandbox (``--endpoint``), else (None, state file): ``--state``, or the
+    bundled sandbox's of the experiment (``--config``, else the discovered config)."""
     if endpoint:
         return endpoint.rstrip("/"), None
-    from mturk_eval.emulators.mturk.models import Store
+    if state:
+        from pathlib import Path
 
-    if config_path:
-        from mturk_eval.config import load_config
-        from mturk_eval.emulators.background import state_path
+        if not create and not Path(state).exists():
+            raise UserError(f"--state: {state}: no sandbox state here")
+        return None, state
+    from mturk_eval.config import find_config, load_config
+    from mturk_eval.emulators.background import state_path
 
-        state = str(state_path(load_config(config_path).run_dir))
-    return None, Store(state)
+    path = state_path(load_config(find_config(config_path)).run_dir)
+    if not create and not path.exists():
+        raise UserError(f"{path}: the experiment has no bundled sandbox yet; run `mturk-eval publish --sandbox`"
+                        " first (or give --state FILE or --endpoint URL)")
+    return None, str(path)
 
 
-_STATE_OPTION = click.option("--state", type=click.Path(dir_okay=False), default="runs/sandbox/state.sqlite",
-                             show_default=True, help="The sandbox's state file (used without --endpoint and --config).")
+_STATE_OPTION = click.option("--state", type=click.Path(dir_okay=False), default=None,
+                             help="A sandbox state file (`sandbox serve --state`) instead of the experiment's bundled"
+                                  " sandbox.")
 _ENDPOINT_OPTION = click.option("--endpoint", default=None,
                                 help="A running sandbox's URL (instead of a state file).")
 _CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                              help="Experiment TOML: use its bundled sandbox's state (runs/<exp>/sandbox/state.sqlite),"
-                                   " the one `publish --sandbox` starts.")
+                              help="Experiment TOML whose bundled sandbox (runs/<exp>/sandbox/, the one `publish"
+                                   " --sandbox` starts) gets the profile (default: $MTURK_EVAL_CONFIG, else"
+                                   " mturk-eval.toml here or in a parent).")
 
 
 @workers.command("add")
-@click.argument("worker_id")
+@click.argument("worker_id", required=False)
 @click.option("--country", default="US", show_default=True, help="ISO 3166 country code (Worker_Locale).")
 @click.option("--subdivision", default=None, help="ISO 3166-2 subdivision, e.g. CA for California.")
 @click.option("--approved", type=click.IntRange(0), default=0, show_default=True,
@@ -150,10 +161,12 @@ def workers_add(worker_id: str, country: str, subdivision: str | None, approved:
                 submitted: int | None, abandoned: int, adult: bool, masters: bool, state: str,
                 endpoint: str | None, config_path: str | None) -> None:
     """Set (or replace) WORKER_ID's profile."""
+    url, state = _workers_target(endpoint, config_path, state, create=True)
+    if not worker_id:
+        raise UserError("WORKER_ID: give the worker's id (A followed by capital letters and digits)")
     fields = dict(country=country.upper(), subdivision=subdivision.upper() if subdivision else None,
                   approved=approved, rejected=rejected, submitted=submitted, abandoned=abandoned, adult=adult,
                   masters=masters)
-    url, store = _workers_target(endpoint, config_path, state)
     if url:
         import requests
 
@@ -166,8 +179,9 @@ def workers_add(worker_id: str, country: str, subdivision: str | None, approved:
             raise UserError(message)
         prof = r.json()["worker"]
     else:
-        from mturk_eval.emulators.mturk.models import SandboxError
+        from mturk_eval.emulators.mturk.models import SandboxError, Store
 
+        store = Store(state)
         try:
             with store.transaction() as now:
                 prof = store.set_worker_profile(worker_id, now, **fields)
@@ -184,7 +198,7 @@ def workers_add(worker_id: str, country: str, subdivision: str | None, approved:
 @_CONFIG_OPTION
 def workers_list(state: str, endpoint: str | None, config_path: str | None) -> None:
     """The workers with a profile, and their history (given + done on the sandbox)."""
-    url, store = _workers_target(endpoint, config_path, state)
+    url, state = _workers_target(endpoint, config_path, state, create=False)
     if url:
         import requests
 
@@ -193,6 +207,9 @@ def workers_list(state: str, endpoint: str | None, config_path: str | None) -> N
         except (requests.RequestException, ValueError, KeyError) as exc:
             raise UserError(f"--endpoint: cannot read worker profiles from {url} ({exc})") from None
     else:
+        from mturk_eval.emulators.mturk.models import Store
+
+        store = Store(state)
         try:
             with store.transaction():
                 profiles = store.list_worker_profiles()
