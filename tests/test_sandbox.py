@@ -13,52 +13,12 @@ import requests
 import xmlschema
 from lxml import etree
 
-from helpers.sandbox import client, hit_params, html_question, sandbox, sandbox_server  # noqa: F401
+from helpers.sandbox import (check_shape, client, hit_params, html_question, parse_ok, raw, sandbox,  # noqa: F401
+                             sandbox_server)
 from mturk_eval.emulators.mturk.responses import (ANSWERS_NS, EXTERNAL_QUESTION_NS, MAX_QUESTION_BYTES,
                                                 TARGET_PREFIX, service_model)
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "docs" / "schemas"
-
-
-def raw(url: str, op: str, params, headers: dict | None = None, data: bytes | None = None) -> requests.Response:
-    h = {"X-Amz-Target": TARGET_PREFIX + op, "Content-Type": "application/x-amz-json-1.1",
-         "Authorization": "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/mturk-requester/aws4_request"}
-    h.update(headers or {})
-    return requests.post(url + "/", data=data if data is not None else json.dumps(params).encode(), headers=h,
-                         timeout=10)
-
-
-def check_shape(shape, value, path="") -> None:
-    """Every key of a response belongs to its botocore shape, recursively, with the right JSON type."""
-    t = shape.type_name
-    if t == "structure":
-        assert isinstance(value, dict), path
-        for k, v in value.items():
-            assert k in shape.members, f"{path}.{k} is not in {shape.name}"
-            check_shape(shape.members[k], v, f"{path}.{k}")
-    elif t == "list":
-        assert isinstance(value, list), path
-        for i, v in enumerate(value):
-            check_shape(shape.member, v, f"{path}[{i}]")
-    elif t == "string":
-        assert isinstance(value, str), path
-    elif t in ("integer", "long"):
-        assert isinstance(value, int) and not isinstance(value, bool), path
-    elif t == "boolean":
-        assert isinstance(value, bool), path
-    elif t == "timestamp":
-        assert isinstance(value, (int, float)) and value > 1.6e9, f"{path}: epoch seconds, got {value!r}"
-
-
-def parse_ok(op: str, resp: requests.Response) -> dict:
-    """Check the raw response against the model and parse it with botocore's own JSON parser."""
-    shape = service_model().operation_model(op).output_shape
-    body = resp.json()
-    check_shape(shape, body)
-    parsed = botocore.parsers.create_parser("json").parse(
-        {"body": resp.content, "headers": {k.lower(): v for k, v in resp.headers.items()}, "status_code": resp.status_code}, shape)
-    assert parsed["ResponseMetadata"]["RequestId"] == resp.headers["x-amzn-RequestId"]
-    return parsed
 
 
 def accept_and_submit(url: str, hit_id: str, worker: str, answers: dict | None = None,

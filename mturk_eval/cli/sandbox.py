@@ -92,6 +92,150 @@ def serve(host: str, port: int, state: str, allow_remote: bool, throttle_rate: f
         click.echo("stopped")
 
 
+@sandbox.group("workers")
+def workers() -> None:
+    """Worker profiles of the local MTurk: locale, history, Adult, Masters (what system qualifications see).
+
+    \b
+    A worker the sandbox has not been told about is a US worker with no history
+    (approval rate 100%, 0 HITs approved). Work done on the sandbox adds to the
+    history given here. Examples:
+      mturk-eval sandbox workers add AUKRATER1 --country GB --approved 1200 --rejected 12
+      mturk-eval sandbox workers add AJPRATER1 --country JP --masters --endpoint http://127.0.0.1:8765
+      mturk-eval sandbox workers add AUSRATER1 --approved 600 --state runs/sandbox/state.sqlite
+      mturk-eval sandbox workers list
+    Without --endpoint or --state: the experiment's bundled sandbox (the one
+    `publish --sandbox` starts), its config found as for every verb.
+    """
+
+
+def _workers_target(endpoint: str | None, config_path: str | None, state: str | None, *,
+                    create: bool) -> tuple[str | None, str | None]:
+    """(url, None) for a running sandbox (``--endpoint``), else (None, state file): ``--state``, or the
+    bundled sandbox's of the experiment (``--config``, else the discovered config)."""
+    if endpoint:
+        return endpoint.rstrip("/"), None
+    if state:
+        from pathlib import Path
+
+        if not create and not Path(state).exists():
+            raise UserError(f"--state: {state}: no sandbox state here")
+        return None, state
+    from mturk_eval.config import find_config, load_config
+    from mturk_eval.emulators.background import state_path
+
+    path = state_path(load_config(find_config(config_path)).run_dir)
+    if not create and not path.exists():
+        raise UserError(f"{path}: the experiment has no bundled sandbox yet; run `mturk-eval publish --sandbox`"
+                        " first (or give --state FILE or --endpoint URL)")
+    return None, str(path)
+
+
+_STATE_OPTION = click.option("--state", type=click.Path(dir_okay=False), default=None,
+                             help="A sandbox state file (`sandbox serve --state`) instead of the experiment's bundled"
+                                  " sandbox.")
+_ENDPOINT_OPTION = click.option("--endpoint", default=None,
+                                help="A running sandbox's URL (instead of a state file).")
+_CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+                              help="Experiment TOML whose bundled sandbox (runs/<exp>/sandbox/, the one `publish"
+                                   " --sandbox` starts) gets the profile (default: $MTURK_EVAL_CONFIG, else"
+                                   " mturk-eval.toml here or in a parent).")
+
+
+@workers.command("add")
+@click.argument("worker_id", required=False)
+@click.option("--country", default="US", show_default=True, help="ISO 3166 country code (Worker_Locale).")
+@click.option("--subdivision", default=None, help="ISO 3166-2 subdivision, e.g. CA for California.")
+@click.option("--approved", type=click.IntRange(0), default=0, show_default=True,
+              help="HITs approved elsewhere (NumberHITsApproved, PercentAssignmentsApproved).")
+@click.option("--rejected", type=click.IntRange(0), default=0, show_default=True, help="Assignments rejected elsewhere.")
+@click.option("--submitted", type=click.IntRange(0), default=None,
+              help="Assignments submitted elsewhere (default: approved + rejected).")
+@click.option("--abandoned", type=click.IntRange(0), default=0, show_default=True, help="Assignments abandoned elsewhere.")
+@click.option("--adult/--no-adult", default=False, show_default=True, help="Holds the Adult qualification.")
+@click.option("--masters/--no-masters", default=False, show_default=True, help="Holds Masters (sandbox and production ids).")
+@_STATE_OPTION
+@_ENDPOINT_OPTION
+@_CONFIG_OPTION
+def workers_add(worker_id: str, country: str, subdivision: str | None, approved: int, rejected: int,
+                submitted: int | None, abandoned: int, adult: bool, masters: bool, state: str,
+                endpoint: str | None, config_path: str | None) -> None:
+    """Set (or replace) WORKER_ID's profile."""
+    url, state = _workers_target(endpoint, config_path, state, create=True)
+    if not worker_id:
+        raise UserError("WORKER_ID: give the worker's id (A followed by capital letters and digits)")
+    fields = dict(country=country.upper(), subdivision=subdivision.upper() if subdivision else None,
+                  approved=approved, rejected=rejected, submitted=submitted, abandoned=abandoned, adult=adult,
+                  masters=masters)
+    if url:
+        import requests
+
+        try:
+            r = requests.post(url + "/_sandbox/workers", json={"worker_id": worker_id, **fields}, timeout=30)
+        except requests.RequestException as exc:
+            raise UserError(f"--endpoint: cannot reach {url} ({exc})") from None
+        if r.status_code != 200:
+            message = r.json().get("message", r.text) if r.headers.get("Content-Type", "").endswith("json") else r.text
+            raise UserError(message)
+        prof = r.json()["worker"]
+    else:
+        from mturk_eval.emulators.mturk.models import SandboxError, Store
+
+        store = Store(state)
+        try:
+            with store.transaction() as now:
+                prof = store.set_worker_profile(worker_id, now, **fields)
+        except SandboxError as exc:
+            raise UserError(exc.message) from None
+        finally:
+            store.close()
+    click.echo(_profile_line(prof))
+
+
+@workers.command("list")
+@_STATE_OPTION
+@_ENDPOINT_OPTION
+@_CONFIG_OPTION
+def workers_list(state: str, endpoint: str | None, config_path: str | None) -> None:
+    """The workers with a profile, and their history (given + done on the sandbox)."""
+    url, state = _workers_target(endpoint, config_path, state, create=False)
+    if url:
+        import requests
+
+        try:
+            profiles = requests.get(url + "/_sandbox/workers", timeout=30).json()["workers"]
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            raise UserError(f"--endpoint: cannot read worker profiles from {url} ({exc})") from None
+    else:
+        from mturk_eval.emulators.mturk.models import Store
+
+        store = Store(state)
+        try:
+            with store.transaction():
+                profiles = store.list_worker_profiles()
+        finally:
+            store.close()
+    if not profiles:
+        click.echo("no worker profiles (every worker is a US worker with no history)")
+    for prof in profiles:
+        click.echo(_profile_line(prof))
+
+
+def _profile_line(p: dict) -> str:
+    loc = p["country"] + (f"-{p['subdivision']}" if p.get("subdivision") else "")
+    extras = "".join(f", {k}" for k in ("adult", "masters") if p.get(k))
+    return (f"{p['worker_id']}: locale {loc}, {p['approved']} approved, {p['rejected']} rejected of"
+            f" {p['submitted']} submitted{extras}")
+
+
+def _profile_for(cfg) -> dict:
+    """A simulated worker's profile meeting the experiment's system qualification requirements."""
+    from mturk_eval.emulators.mturk.qualifications import profile_meeting
+    from mturk_eval.platforms.mturk.quals import build_requirements
+
+    return profile_meeting(build_requirements(cfg.hit.qualifications, "local"))
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -180,7 +324,7 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
     with open_ledger(cfg, target, create=False) as ledger:
         own = {h.task_id for h in ledger.tasks() if h.task_id}
         res = run(endpoint, workers, model, seed=seed, items_of=ledger_items(ledger), task_ids=own,
-                  max_hits_per_worker=max_hits_per_worker, progress=not no_progress)
+                  max_hits_per_worker=max_hits_per_worker, progress=not no_progress, profile=_profile_for(cfg))
     click.echo(f"{res.submitted} simulated assignments submitted by {workers} workers"
                f" ({len(res.careless_workers)} careless); {res.skipped} times a worker found a HIT already full,"
                " expired or done by them, and moved on.")

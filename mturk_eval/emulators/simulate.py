@@ -499,11 +499,16 @@ def ledger_items(ledger) -> Callable[[str], list[dict[str, Any]] | None]:
 def simulate(url: str, workers: int, model: RatingModel | None = None, seed: int = 0,
              items_of: Callable[[str], list[dict[str, Any]] | None] | None = None,
              max_hits_per_worker: int | None = None, progress: bool = True,
-             task_ids: set[str] | None = None, channel: Any = None) -> SimulationResult:
+             task_ids: set[str] | None = None, channel: Any = None,
+             profile: dict[str, Any] | None = None) -> SimulationResult:
     """Let ``workers`` simulated workers work through the tasks open to them at ``url`` (the MTurk worker
     site, or ``channel``): only those in ``task_ids`` when given (an experiment's own tasks; the CLI
     always gives them), every open one otherwise. Addresses outside 127.0.0.0/8 are refused, never
-    requested; a failed HIT is given back, never left accepted; network failures are one-line errors."""
+    requested; a failed HIT is given back, never left accepted; network failures are one-line errors.
+
+    ``profile`` (locale, approved/rejected counts, Adult, Masters: see ``POST /_sandbox/workers``) is given
+    to every simulated worker first, so that they meet the system qualification requirements of the
+    experiment's HITs (``qualifications.profile_meeting``); custom qualifications they do not get."""
     if workers < 1:
         raise UserError(f"simulate: --workers: expected an integer >= 1, got {workers!r}")
     model = model or RatingModel()
@@ -520,6 +525,11 @@ def simulate(url: str, workers: int, model: RatingModel | None = None, seed: int
             session = requests.Session()
             sessions.append(session)
             session.cookies.set("workerId", w.worker_id)
+            if profile is not None:
+                r = _request(session, "POST", url.rstrip("/") + "/_sandbox/workers",
+                             json={"worker_id": w.worker_id, **profile})
+                if r.status_code not in (200, 404):  # 404: an MTurk-compatible service without profiles
+                    raise UserError(f"{url}/_sandbox/workers: {r.status_code} {r.text[:200]}")
             hits = channel.open_tasks(session)
             if task_ids is not None:
                 result.not_ours = max(result.not_ours, len([h for h in hits if h not in task_ids]))

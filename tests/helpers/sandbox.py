@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import os
 import socket
 import subprocess
@@ -12,11 +13,13 @@ from pathlib import Path
 from typing import Iterator
 
 import boto3
+import botocore.parsers
 import pytest
+import requests
 from botocore.config import Config
 
 from mturk_eval.emulators.faults import FaultConfig
-from mturk_eval.emulators.mturk.responses import HTML_QUESTION_NS
+from mturk_eval.emulators.mturk.responses import HTML_QUESTION_NS, TARGET_PREFIX, service_model
 from mturk_eval.emulators.server import RunningServer, start_server
 
 ASPECTS = ("fluency", "engagingness", "relevance", "persona")
@@ -119,3 +122,46 @@ def sandbox_subprocess(state: Path, *args: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# Raw wire requests, and responses checked against botocore's model
+
+def raw(url: str, op: str, params, headers: dict | None = None, data: bytes | None = None) -> requests.Response:
+    h = {"X-Amz-Target": TARGET_PREFIX + op, "Content-Type": "application/x-amz-json-1.1",
+         "Authorization": "AWS4-HMAC-SHA256 Credential=x/20260101/us-east-1/mturk-requester/aws4_request"}
+    h.update(headers or {})
+    return requests.post(url + "/", data=data if data is not None else json.dumps(params).encode(), headers=h,
+                         timeout=10)
+
+
+def check_shape(shape, value, path="") -> None:
+    """Every key of a response belongs to its botocore shape, recursively, with the right JSON type."""
+    t = shape.type_name
+    if t == "structure":
+        assert isinstance(value, dict), path
+        for k, v in value.items():
+            assert k in shape.members, f"{path}.{k} is not in {shape.name}"
+            check_shape(shape.members[k], v, f"{path}.{k}")
+    elif t == "list":
+        assert isinstance(value, list), path
+        for i, v in enumerate(value):
+            check_shape(shape.member, v, f"{path}[{i}]")
+    elif t == "string":
+        assert isinstance(value, str), path
+    elif t in ("integer", "long"):
+        assert isinstance(value, int) and not isinstance(value, bool), path
+    elif t == "boolean":
+        assert isinstance(value, bool), path
+    elif t == "timestamp":
+        assert isinstance(value, (int, float)) and value > 1.6e9, f"{path}: epoch seconds, got {value!r}"
+
+
+def parse_ok(op: str, resp: requests.Response) -> dict:
+    """Check the raw response against the model and parse it with botocore's own JSON parser."""
+    shape = service_model().operation_model(op).output_shape
+    body = resp.json()
+    check_shape(shape, body)
+    parsed = botocore.parsers.create_parser("json").parse(
+        {"body": resp.content, "headers": {k.lower(): v for k, v in resp.headers.items()}, "status_code": resp.status_code}, shape)
+    assert parsed["ResponseMetadata"]["RequestId"] == resp.headers["x-amzn-RequestId"]
+    return parsed

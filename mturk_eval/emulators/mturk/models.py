@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mturk_eval.emulators.mturk.qualifications import QUAL_SCHEMA, QualificationState, requirement_access
 from mturk_eval.errors import UserError
 
 ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
@@ -95,7 +96,7 @@ class HITView:
     completed: int
 
 
-class Store:
+class Store(QualificationState):
     """The sandbox's state in one SQLite file (``:memory:`` for throwaway servers)."""
 
     def __init__(self, path: str | Path = ":memory:"):
@@ -119,7 +120,7 @@ class Store:
                 if self.path != ":memory:":
                     self.db.execute("PRAGMA journal_mode=WAL")
                     self.db.execute("PRAGMA synchronous=NORMAL")
-                self.db.executescript(SCHEMA)
+                self.db.executescript(SCHEMA + QUAL_SCHEMA)
         except sqlite3.DatabaseError as exc:
             self.db.close()
             raise UserError(f"{self.path}: not a sandbox state database (SQLite) ({exc})") from None
@@ -300,6 +301,10 @@ class Store:
         if v.status != "Assignable":
             raise SandboxError(f"This HIT is no longer available (status {v.status}).",
                                "AWS.MechanicalTurk.HITNotAvailable")
+        access = self.access(json.loads(v.row["qualifications"]), worker_id)
+        if not access.accept:
+            raise SandboxError("You do not meet the Qualification requirements of this HIT: "
+                               + "; ".join(access.unmet) + ".", "AWS.MechanicalTurk.QualificationRequirementNotMet")
         aid = new_id()
         self.db.execute(
             "INSERT INTO assignments (id, hit_id, worker_id, status, accept_time, deadline)"
@@ -445,6 +450,7 @@ class Store:
     # -- the worker site ----------------------------------------------------------------------------
     def open_hits(self, now: float, worker_id: str | None = None) -> list[HITView]:
         out = []
+        values = None
         after = 0
         while True:
             page = self.list_hits(now, after, 500)
@@ -457,12 +463,20 @@ class Store:
                 if worker_id and self.db.execute("SELECT 1 FROM assignments WHERE hit_id=? AND worker_id=?",
                                                  (v.row["id"], worker_id)).fetchone():
                     continue
+                reqs = json.loads(v.row["qualifications"])
+                if worker_id and reqs:
+                    if values is None:  # the worker's qualifications, read once per listing
+                        values = self.worker_values(worker_id)
+                    if not requirement_access(reqs, values).discover:
+                        continue  # DiscoverPreviewAndAccept: the HIT is hidden from this worker
                 out.append(v)
 
     def counts(self) -> dict[str, int]:
         """Rows per table (for tests and the fault checks)."""
         return {t: self.db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                for t in ("hit_types", "hits", "assignments", "bonuses", "worker_blocks", "qualification_types")}
+                for t in ("hit_types", "hits", "assignments", "bonuses", "worker_blocks", "qualification_types",
+                          "qualifications", "qualification_requests", "worker_profiles", "worker_messages",
+                          "notification_settings", "test_events")}
 
 
 class _Tx:

@@ -24,6 +24,8 @@ from lxml import html as lxml_html
 from werkzeug.wrappers import Request, Response
 
 from mturk_eval.emulators.faults import DropConnection
+from mturk_eval.emulators.mturk import qualifications as quals
+from mturk_eval.emulators.mturk import question_form
 from mturk_eval.emulators.mturk.models import DONE, SANDBOX_BALANCE, HITView, SandboxError, Store
 
 if TYPE_CHECKING:
@@ -133,9 +135,10 @@ def validate_limits(p: dict[str, Any]) -> None:
 
 
 def validate_question(question: str) -> dict[str, Any]:
-    """Check a Question as MTurk does: size, well-formed XML, HTMLQuestion or ExternalQuestion.
+    """Check a Question as MTurk does: size, well-formed XML, HTMLQuestion, ExternalQuestion or QuestionForm.
 
-    Returns ``{"kind": "html", "html": ..., "frame_height": ...}`` or ``{"kind": "external", "url": ...}``.
+    Returns ``{"kind": "html", "html": ..., "frame_height": ...}``, ``{"kind": "external", "url": ...}`` or
+    ``{"kind": "form", "form": QuestionForm}`` (validated against Amazon's schema).
     """
     size = len(question.encode("utf-8"))
     if size > MAX_QUESTION_BYTES:
@@ -180,10 +183,16 @@ def validate_question(question: str) -> dict[str, Any]:
         if not re.fullmatch(r"[0-9]+", (kids[1].text or "").strip()):
             raise SandboxError("FrameHeight must be a whole number.", "AWS.MechanicalTurk.XMLParseError")
         return {"kind": "external", "url": url, "frame_height": int(kids[1].text.strip())}
+    if question_form.is_question_form(root):
+        try:
+            return {"kind": "form", "form": question_form.parse_question_form(root)}
+        except question_form.QuestionFormError as exc:
+            raise SandboxError(str(exc), "AWS.MechanicalTurk.XMLParseError") from None
     raise SandboxError(
         f"The Question root element {etree.QName(root).localname!r} (namespace"
-        f" {etree.QName(root).namespace!r}) is not supported: expected HTMLQuestion (2011-11-11) or"
-        " ExternalQuestion (2006-07-14).", "AWS.MechanicalTurk.XMLParseError")
+        f" {etree.QName(root).namespace!r}) is not supported: expected HTMLQuestion (2011-11-11),"
+        " ExternalQuestion (2006-07-14) or QuestionForm (2005-10-01, 2017-11-06).",
+        "AWS.MechanicalTurk.XMLParseError")
 
 
 def answers_xml(fields: list[tuple[str, str]]) -> str:
@@ -258,6 +267,7 @@ def _page(out: dict[str, Any], key: str, items: list, seqs: list[int], limit: in
 
 def op_create_hit_type(s: Store, p, now):
     validate_limits(p)
+    validate_hit_extras(s, p)
     return {"HITTypeId": s.hit_type(p, now)}
 
 
@@ -266,7 +276,9 @@ def op_create_hit(s: Store, p, now):
     if "Question" not in p:
         raise _bad("The local sandbox needs a Question (HITLayoutId is not supported).")
     validate_question(p["Question"])
+    validate_hit_extras(s, p)
     hid = s.create_hit(s.hit_type(p, now), p, now)
+    s.save_hit_extras(hid, p)
     return {"HIT": hit_json(s.get_hit(hid, now))}
 
 
@@ -278,7 +290,9 @@ def op_create_hit_with_hit_type(s: Store, p, now):
     if not s.db.execute("SELECT 1 FROM hit_types WHERE id=?", (p["HITTypeId"],)).fetchone():
         raise SandboxError(f"HITType {p['HITTypeId']} does not exist. ({int(now * 1000)} s)",
                            "AWS.MechanicalTurk.HITTypeDoesNotExist")
+    validate_hit_extras(s, p)
     hid = s.create_hit(p["HITTypeId"], p, now)
+    s.save_hit_extras(hid, p)
     return {"HIT": hit_json(s.get_hit(hid, now))}
 
 
@@ -352,22 +366,6 @@ def op_balance(s: Store, p, now):
     return {"AvailableBalance": SANDBOX_BALANCE}
 
 
-def op_create_qualification_type(s: Store, p, now):
-    d = s.create_qualification_type(p, now)
-    return {"QualificationType": _qual_json(d)}
-
-
-def op_get_qualification_type(s: Store, p, now):
-    return {"QualificationType": _qual_json(s.get_qualification_type(p["QualificationTypeId"], now))}
-
-
-def _qual_json(d: dict[str, Any]) -> dict[str, Any]:
-    keys = ("QualificationTypeId", "CreationTime", "Name", "Description", "Keywords", "QualificationTypeStatus",
-            "Test", "TestDurationInSeconds", "AnswerKey", "RetryDelayInSeconds", "IsRequestable", "AutoGranted",
-            "AutoGrantedValue")
-    return {k: d[k] for k in keys if k in d}
-
-
 def op_create_worker_block(s: Store, p, now):
     s.block(p["WorkerId"], p["Reason"], now)
     return {}
@@ -403,6 +401,138 @@ def op_list_bonus_payments(s: Store, p, now):
     return _page({}, "BonusPayments", items, [r["seq"] for r in rows], limit)
 
 
+# --------------------------------------------------------------------------------------------------
+# Qualifications, workers, HIT extensions, review policies, notifications (state in qualifications.py)
+
+REVIEW_POLICIES = {"AssignmentReviewPolicy": "ScoreMyKnownAnswers/2011-09-01",
+                   "HITReviewPolicy": "SimplePlurality/2011-09-01"}
+
+
+def validate_hit_extras(s: Store, p: dict[str, Any]) -> None:
+    """QualificationRequirements against known types and MTurk's comparator rules; review policy names."""
+    quals.validate_requirements(p.get("QualificationRequirements") or [], s.qualification_type_exists)
+    for key, name in REVIEW_POLICIES.items():
+        if p.get(key) and p[key]["PolicyName"] != name:
+            raise _bad(f"{key}.PolicyName must be {name}, got {p[key]['PolicyName']!r}.")
+
+
+def op_create_qualification_type(s: Store, p, now):
+    return {"QualificationType": quals.type_json(s.create_qualification_type_checked(p, now))}
+
+
+def op_get_qualification_type(s: Store, p, now):
+    return {"QualificationType": quals.type_json(s.get_any_qualification_type(p["QualificationTypeId"], now))}
+
+
+def op_update_qualification_type(s: Store, p, now):
+    return {"QualificationType": quals.type_json(s.update_qualification_type(p, now))}
+
+
+def op_delete_qualification_type(s: Store, p, now):
+    s.delete_qualification_type(p["QualificationTypeId"], now)
+    return {}
+
+
+def op_list_qualification_types(s: Store, p, now):
+    after, limit = _page_args(p)
+    rows = s.list_qualification_types(p, after, limit, now)
+    return _page({}, "QualificationTypes", [quals.type_json(d) for _, d in rows], [i for i, _ in rows], limit)
+
+
+def op_associate_qualification(s: Store, p, now):
+    s.associate(p, now)
+    return {}
+
+
+def op_disassociate_qualification(s: Store, p, now):
+    s.disassociate(p, now)
+    return {}
+
+
+def op_get_qualification_score(s: Store, p, now):
+    return {"Qualification": s.qualification_score(p["QualificationTypeId"], p["WorkerId"], now)}
+
+
+def op_list_workers_with_qualification_type(s: Store, p, now):
+    after, limit = _page_args(p)
+    rows = s.workers_with_type(p["QualificationTypeId"], p.get("Status"), after, limit, now)
+    return _page({}, "Qualifications", [quals.qualification_json(r) for r in rows], [r["seq"] for r in rows], limit)
+
+
+def op_list_qualification_requests(s: Store, p, now):
+    after, limit = _page_args(p)
+    rows = s.list_qualification_requests(p.get("QualificationTypeId"), after, limit, now)
+    return _page({}, "QualificationRequests", [quals.request_json(r) for r in rows], [r["seq"] for r in rows],
+                 limit)
+
+
+def op_accept_qualification_request(s: Store, p, now):
+    s.decide_qualification_request(p["QualificationRequestId"], True, p.get("IntegerValue"), None, now)
+    return {}
+
+
+def op_reject_qualification_request(s: Store, p, now):
+    s.decide_qualification_request(p["QualificationRequestId"], False, None, p.get("Reason"), now)
+    return {}
+
+
+def op_notify_workers(s: Store, p, now):
+    return {"NotifyWorkersFailureStatuses": s.notify_workers(p, now)}
+
+
+def op_create_additional_assignments(s: Store, p, now):
+    s.extend_hit(p, now)
+    return {}
+
+
+def op_update_hit_type_of_hit(s: Store, p, now):
+    s.update_hit_type_of_hit(p["HITId"], p["HITTypeId"], now)
+    return {}
+
+
+def op_list_hits_for_qualification_type(s: Store, p, now):
+    after, limit = _page_args(p)
+    views = s.hits_for_qualification_type(p["QualificationTypeId"], after, limit, now)
+    return _page({}, "HITs", [hit_json(v) for v in views], [v.row["seq"] for v in views], limit)
+
+
+def op_list_review_policy_results(s: Store, p, now):
+    """The review policies given at CreateHIT; the local MTurk does not run them (no results or actions)."""
+    s.get_hit(p["HITId"], now)
+    extras = s.hit_extras(p["HITId"])
+    levels = p.get("PolicyLevels") or ["Assignment", "HIT"]
+    out: dict[str, Any] = {"HITId": p["HITId"]}
+    for level, col, key in (("Assignment", "assignment_review_policy", "AssignmentReviewPolicy"),
+                            ("HIT", "hit_review_policy", "HITReviewPolicy")):
+        if level in levels and extras.get(col):
+            out[key] = json.loads(extras[col])
+            report: dict[str, Any] = {}
+            if p.get("RetrieveResults"):
+                report["ReviewResults"] = []
+            if p.get("RetrieveActions"):
+                report["ReviewActions"] = []
+            out[f"{level}ReviewReport"] = report
+    return out
+
+
+def op_update_notification_settings(s: Store, p, now):
+    s.update_notification_settings(p, now)
+    return {}
+
+
+def op_send_test_event_notification(s: Store, p, now):
+    s.record_test_event(p, now)
+    return {}
+
+
+def op_get_file_upload_url(s: Store, p, now):
+    a, v = s.get_assignment(p["AssignmentId"], now)
+    raise SandboxError(
+        f"There is no file upload answer for question {p['QuestionIdentifier']!r} of assignment {a['id']}: the"
+        " local MTurk, like MTurk since 2017-12-12, accepts no FileUploadAnswer questions.",
+        "AWS.MechanicalTurk.InvalidParameterValue")
+
+
 OPERATIONS: dict[str, Callable[[Store, dict, float], dict]] = {
     "CreateHITType": op_create_hit_type,
     "CreateHIT": op_create_hit,
@@ -425,6 +555,24 @@ OPERATIONS: dict[str, Callable[[Store, dict, float], dict]] = {
     "ListWorkerBlocks": op_list_worker_blocks,
     "SendBonus": op_send_bonus,
     "ListBonusPayments": op_list_bonus_payments,
+    "UpdateQualificationType": op_update_qualification_type,
+    "DeleteQualificationType": op_delete_qualification_type,
+    "ListQualificationTypes": op_list_qualification_types,
+    "AssociateQualificationWithWorker": op_associate_qualification,
+    "DisassociateQualificationFromWorker": op_disassociate_qualification,
+    "GetQualificationScore": op_get_qualification_score,
+    "ListWorkersWithQualificationType": op_list_workers_with_qualification_type,
+    "ListQualificationRequests": op_list_qualification_requests,
+    "AcceptQualificationRequest": op_accept_qualification_request,
+    "RejectQualificationRequest": op_reject_qualification_request,
+    "NotifyWorkers": op_notify_workers,
+    "CreateAdditionalAssignmentsForHIT": op_create_additional_assignments,
+    "UpdateHITTypeOfHIT": op_update_hit_type_of_hit,
+    "ListHITsForQualificationType": op_list_hits_for_qualification_type,
+    "ListReviewPolicyResultsForHIT": op_list_review_policy_results,
+    "UpdateNotificationSettings": op_update_notification_settings,
+    "SendTestEventNotification": op_send_test_event_notification,
+    "GetFileUploadURL": op_get_file_upload_url,
 }
 
 

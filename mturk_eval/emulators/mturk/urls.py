@@ -16,6 +16,13 @@ HANDLERS = {
     "mturk.return": worker_site.give_back,
     "mturk.task": worker_site.task,
     "mturk.submit": worker_site.submit,
+    "mturk.assets": worker_site.assets,
+    "mturk.messages": worker_site.messages,
+    "mturk.qualifications": worker_site.qualifications,
+    "mturk.request_qualification": worker_site.request_qualification,
+    "mturk.qualification_test": worker_site.qualification_test,
+    "mturk.admin_workers": worker_site.admin_workers,
+    "mturk.admin_batch_results": worker_site.admin_batch_results,
 }
 
 
@@ -30,4 +37,11 @@ def url_rules() -> list[Rule]:
         Rule("/mturk/return", endpoint="mturk.return", methods=["POST"]),
         Rule("/mturk/task", endpoint="mturk.task", methods=["GET"]),
         Rule("/mturk/externalSubmit", endpoint="mturk.submit", methods=["POST"]),
+        Rule("/mturk/assets/<name>", endpoint="mturk.assets", methods=["GET"]),
+        Rule("/mturk/messages", endpoint="mturk.messages", methods=["GET"]),
+        Rule("/mturk/qualifications", endpoint="mturk.qualifications", methods=["GET"]),
+        Rule("/mturk/qualifications/request", endpoint="mturk.request_qualification", methods=["POST"]),
+        Rule("/mturk/qualification-test", endpoint="mturk.qualification_test", methods=["GET", "POST"]),
+        Rule("/_sandbox/workers", endpoint="mturk.admin_workers", methods=["GET", "POST"]),
+        Rule("/_sandbox/batch-results.csv", endpoint="mturk.admin_batch_results", methods=["GET"]),
     ]

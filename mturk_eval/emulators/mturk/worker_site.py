@@ -3,11 +3,20 @@
 Each HIT is served the way MTurk does: the HTMLQuestion's HTML with the query parameters ``assignmentId``,
 ``hitId``, ``workerId``, ``turkSubmitTo`` (``ASSIGNMENT_ID_NOT_AVAILABLE`` in preview), and
 ``/mturk/externalSubmit`` records the submitted form as a QuestionFormAnswers document. An
-ExternalQuestion's frame is a redirect to its ExternalURL with those parameters. Each page is a function
+ExternalQuestion's frame is a redirect to its ExternalURL with those parameters; a QuestionForm is drawn
+as MTurk draws it and its answers checked against its answer specifications. HTMLQuestions that load
+Amazon's helper script or the crowd HTML elements get the local stand-ins
+(:mod:`mturk_eval.emulators.mturk.crowd_elements`).
+
+Qualification requirements are enforced: a HIT whose DiscoverPreviewAndAccept requirements a worker does
+not meet is not listed for them, PreviewAndAccept ones refuse the preview, and every requirement
+guards accepting. Workers see their messages (NotifyWorkers, grants, revocations) and request
+qualifications or take qualification tests under ``/mturk/qualifications``. Each page is a function
 ``(app, request) -> Response``; routing is in :mod:`mturk_eval.emulators.mturk.urls`.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,8 +26,11 @@ import jinja2
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
+from mturk_eval.emulators.mturk import crowd_elements, question_form
 from mturk_eval.emulators.mturk.models import ACCEPTED, SandboxError, new_id
-from mturk_eval.emulators.mturk.responses import answers_xml, hit_json, validate_question
+from mturk_eval.emulators.mturk.qualifications import describe_requirement
+from mturk_eval.emulators.mturk.responses import answers_xml, error_response, hit_json, json_response, \
+    validate_question
 
 if TYPE_CHECKING:
     from mturk_eval.emulators.server import SandboxApp
@@ -58,7 +70,8 @@ def index(app: SandboxApp, request: Request) -> Response:
     wid, _ = _worker(request)
     with app.store.transaction() as now:
         hits = [hit_json(v) for v in app.store.open_hits(now, wid)]
-    return _render("index.html", request, hits=hits)
+        messages = len(app.store.worker_messages(wid))
+    return _render("index.html", request, hits=hits, messages=messages)
 
 
 def _problem(request: Request, message: str, status: int = 400) -> Response:
@@ -81,9 +94,16 @@ def preview(app: SandboxApp, request: Request) -> Response:
             v = app.store.get_hit(hit_id, now)
         except SandboxError as exc:
             return _problem(request, exc.message, 404)
+        reqs = json.loads(v.row["qualifications"])
+        access = app.store.access(reqs, wid)
+        names = app.store.type_names(reqs)
+    if not access.preview:
+        return _problem(request, "You do not meet the Qualification requirements to preview this HIT: "
+                        + "; ".join(access.unmet) + ".", 403)
     task = "/mturk/task?" + urlencode({"assignmentId": PREVIEW_ASSIGNMENT, "hitId": hit_id})
     return _render("hit.html", request, hit=hit_json(v), task_url=task, preview=True,
-                      can_accept=v.status == "Assignable")
+                   can_accept=v.status == "Assignable" and access.accept,
+                   requirements=[describe_requirement(r, names) for r in reqs], unmet=access.unmet)
 
 
 def accept(app: SandboxApp, request: Request) -> Response:
@@ -123,7 +143,8 @@ def work(app: SandboxApp, request: Request) -> Response:
         return _problem(request, f"This assignment is {a['status']}; there is nothing left to do.", 409)
     task = "/mturk/task?" + urlencode({"assignmentId": aid, "hitId": a["hit_id"], "workerId": a["worker_id"],
                                        "turkSubmitTo": _submit_base(request)})
-    return _render("hit.html", request, hit=hit_json(v), task_url=task, preview=False, can_accept=False)
+    return _render("hit.html", request, hit=hit_json(v), task_url=task, preview=False, can_accept=False,
+                   requirements=[], unmet=[])
 
 
 def task(app: SandboxApp, request: Request) -> Response:
@@ -137,16 +158,33 @@ def task(app: SandboxApp, request: Request) -> Response:
                 a = app.store.worker_assignment(aid, now)
                 if a["hit_id"] != hit_id:
                     raise SandboxError("This assignment belongs to another HIT.")
+            else:
+                access = app.store.access(json.loads(v.row["qualifications"]), _worker(request)[0])
+                if not access.preview:
+                    return _problem(request, "You do not meet the Qualification requirements to preview this"
+                                    " HIT: " + "; ".join(access.unmet) + ".", 403)
         except SandboxError as exc:
             return _problem(request, exc.message, 404)
     q = validate_question(v.row["question"])
+    if q["kind"] == "form":
+        return _form_page(q["form"], v.row["title"], aid, request)
     if q["kind"] == "external":
         params = {"assignmentId": aid, "hitId": hit_id}
         if aid != PREVIEW_ASSIGNMENT:
             params.update(workerId=request.args.get("workerId", ""), turkSubmitTo=_submit_base(request))
         sep = "&" if "?" in q["url"] else "?"
         return redirect(q["url"] + sep + urlencode(params), 302)
-    resp = Response(q["html"], content_type="text/html; charset=utf-8")
+    resp = Response(crowd_elements.rewrite_known_urls(q["html"]), content_type="text/html; charset=utf-8")
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    return resp
+
+
+def _form_page(form, title: str, aid: str, request: Request, status: int = 200, values=None,
+               errors=None) -> Response:
+    """A QuestionForm HIT's frame: the form MTurk draws, posting to externalSubmit."""
+    body = question_form.render_form(form, title=title, assignment_id=aid, submit_to="/mturk/externalSubmit",
+                                     preview=aid == PREVIEW_ASSIGNMENT, values=values, errors=errors)
+    resp = Response(body, status=status, content_type="text/html; charset=utf-8")
     resp.headers["X-Content-Type-Options"] = "nosniff"
     return resp
 
@@ -166,7 +204,120 @@ def submit(app: SandboxApp, request: Request) -> Response:
     with app.store.transaction() as now:
         try:
             a = app.store.worker_assignment(aid, now)
-            app.store.submit(aid, answers_xml(fields), now, simulated=simulated, work_time_s=work_time)
+            v = app.store.get_hit(a["hit_id"], now)
+            q = validate_question(v.row["question"])
+            if q["kind"] == "form":
+                # A QuestionForm's answers are checked against its answer specifications first.
+                submitted = {k: request.form.getlist(k) for k in request.form.keys()}
+                xml, errors = question_form.answers_from_form(q["form"], submitted)
+                if errors:
+                    return _form_page(q["form"], v.row["title"], aid, request, 400, submitted, errors)
+            else:
+                xml = answers_xml(fields)
+            app.store.submit(aid, xml, now, simulated=simulated, work_time_s=work_time)
         except SandboxError as exc:
             return _problem(request, exc.message, 409)
     return _render("submitted.html", request, assignment_id=aid, hit_id=a["hit_id"])
+
+
+def assets(app: SandboxApp, request: Request, name: str) -> Response:
+    """The local stand-ins for Amazon's HIT helper script and the crowd HTML elements."""
+    return crowd_elements.asset_response(name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Messages and qualifications
+
+def messages(app: SandboxApp, request: Request) -> Response:
+    wid, _ = _worker(request)
+    with app.store.transaction():
+        items = app.store.worker_messages(wid)
+    return _render("messages.html", request, messages=items)
+
+
+def qualifications(app: SandboxApp, request: Request, notice: str = "", status: int = 200) -> Response:
+    wid, _ = _worker(request)
+    with app.store.transaction():
+        held = app.store.held_qualifications(wid)
+        types = app.store.requestable_types(wid)
+        profile = app.store.worker_profile(wid)
+    return _render("qualifications.html", request, status=status, held=held, types=types, profile=profile,
+                   notice=notice)
+
+
+def request_qualification(app: SandboxApp, request: Request) -> Response:
+    """A worker asks for a qualification: granted at once, a test to take, or a request the requester decides."""
+    wid, _ = _worker(request)
+    tid = request.form.get("qualificationTypeId", "")
+    with app.store.transaction() as now:
+        try:
+            r = app.store.request_qualification(tid, wid, now)
+        except SandboxError as exc:
+            return _problem(request, exc.message, 409)
+    if r["status"] == "Testing":
+        return redirect("/mturk/qualification-test?" + urlencode({"requestId": r["id"]}), 303)
+    notice = ("The Qualification was granted." if r["status"] == "Approved" else
+              "Your request was sent; the requester will accept or reject it.")
+    return qualifications(app, request, notice)
+
+
+def _test_page(form, rid: str, request: Request, status: int = 200, values=None, errors=None) -> Response:
+    body = question_form.render_form(form, title="Qualification test", assignment_id="",
+                                     submit_to="/mturk/qualification-test", preview=False, values=values,
+                                     errors=errors, hidden={"requestId": rid})
+    return Response(body, status=status, content_type="text/html; charset=utf-8")
+
+
+def qualification_test(app: SandboxApp, request: Request) -> Response:
+    """GET: the test of an open request (a QuestionForm); POST: its answers, scored when there is an AnswerKey."""
+    wid, _ = _worker(request)
+    rid = request.values.get("requestId", "")
+    with app.store.transaction() as now:
+        try:
+            r = app.store.qualification_request_for(rid, wid, now)
+            form = question_form.parse_question_form(r["test"])
+            if request.method == "GET":
+                return _test_page(form, rid, request)
+            submitted = {k: request.form.getlist(k) for k in request.form.keys()}
+            xml, errors = question_form.answers_from_form(form, submitted)
+            if errors:
+                return _test_page(form, rid, request, 400, submitted, errors)
+            r = app.store.submit_qualification_test(rid, wid, xml, now)
+        except SandboxError as exc:
+            return _problem(request, exc.message, 409)
+    notice = ("Your test was scored and the Qualification granted." if r["status"] == "Approved" else
+              "Your answers were sent; the requester will score them.")
+    return qualifications(app, request, notice)
+
+
+# --------------------------------------------------------------------------------------------------
+# Sandbox-only JSON endpoints of the MTurk service
+
+def admin_workers(app: SandboxApp, request: Request) -> Response:
+    """``GET /_sandbox/workers``: profiles; ``POST``: set one (``{"worker_id": ..., "country": ..., ...}``)."""
+    if request.method == "GET":
+        with app.store.transaction():
+            return json_response(200, {"workers": app.store.list_worker_profiles()})
+    try:
+        body = json.loads(request.get_data() or b"{}")
+        if not isinstance(body, dict) or "worker_id" not in body:
+            raise ValueError('expected {"worker_id": "A...", "country": "US", ...}')
+        wid = body.pop("worker_id")
+        with app.store.transaction() as now:
+            prof = app.store.set_worker_profile(wid, now, **body)
+    except (ValueError, TypeError) as exc:
+        return error_response(400, "ValidationException", str(exc))
+    except SandboxError as exc:
+        return error_response(400, "ValidationException", exc.message)
+    return json_response(200, {"worker": prof})
+
+
+def admin_batch_results(app: SandboxApp, request: Request) -> Response:
+    """``GET /_sandbox/batch-results.csv[?hitTypeId=]``: the website's batch results CSV for these HITs."""
+    from mturk_eval.emulators.mturk.batch_results import batch_csv
+
+    with app.store.transaction() as now:
+        text = batch_csv(app.store, now, request.args.get("hitTypeId") or None)
+    resp = Response(text, content_type="text/csv; charset=utf-8")
+    resp.headers["Content-Disposition"] = 'attachment; filename="Batch_results.csv"'
+    return resp
