@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -18,6 +18,7 @@ from mturk_eval.config import ExperimentConfig
 from mturk_eval.ledger import Ledger
 from mturk_eval.mturk.answers import attention_passed, parse_answer, parse_fields, AnswerError
 from mturk_eval.platform import CrowdPlatform
+from mturk_eval.privacy import Pseudonymiser, answer_free_text_fields, pseudonymise_batch_rows
 
 COLLECTED_THROUGH = "collected_through"  # ledger meta key: start time of the last complete collect
 
@@ -42,6 +43,7 @@ class CollectResult:
     simulated: int = 0
     attention_failed: int = 0
     exported: Path | None = None
+    free_text_columns: list[str] = field(default_factory=list)  # in the export: possibly identifying
     batches: str = ""  # which batches were collected ("batches: ... (all)")
 
 
@@ -65,6 +67,9 @@ def collect(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str
 def _collect(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, result: CollectResult,
              selected: list[str], *, everything: bool, export_csv, progress: bool) -> None:
     started = time.time()
+    # The export leaves the machine: WorkerId and AssignmentId become pseudonyms (docs/participants.md).
+    # The key is checked first, so a refused export (key missing) collects nothing either.
+    pseudonyms = Pseudonymiser.for_run(cfg.run_dir) if export_csv else None
     hits = [h for h in ledger.hits() if h.hit_id and h.state != "deleted" and h.batch in selected]
     for h in tqdm(hits, desc="collect", unit="HIT", disable=None if progress else True):
         items = ledger.hit_items(h.hit_id)
@@ -91,8 +96,12 @@ def _collect(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, result:
     if export_csv:
         from mturk_eval.analysis.batch_csv import write_batch_csv
 
-        write_batch_csv(export_csv, batch_rows(cfg, ledger, None if everything else selected))
+        rows = pseudonymise_batch_rows(batch_rows(cfg, ledger, None if everything else selected), pseudonyms)
+        write_batch_csv(export_csv, rows)
         result.exported = Path(export_csv)
+        result.free_text_columns = list(dict.fromkeys(
+            f"Answer.{name}" for r in rows
+            for name in answer_free_text_fields({k[7:]: v for k, v in r.items() if k.startswith("Answer.")})))
 
 
 def _mturk_time(epoch: float | None) -> str:

@@ -166,7 +166,10 @@ def collect(config_path, sandbox, endpoint_url, export_csv, no_progress, batches
     click.echo(f"{r.hits} HITs: {r.new} new assignments, {r.updated} seen before; {r.invalid} invalid,"
                f" {r.attention_failed} failed attention checks, {r.simulated} simulated")
     if r.exported:
-        click.echo(f"wrote {r.exported}")
+        click.echo(f"wrote {r.exported} (rater and assignment ids as pseudonyms)")
+        if r.free_text_columns:
+            click.echo(f"warning: {', '.join(r.free_text_columns)} hold free text, possibly identifying: "
+                       "read them before sharing the file", err=True)
 
 
 @click.command()

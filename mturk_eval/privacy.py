@@ -1,0 +1,420 @@
+"""Pseudonymous rater ids for everything that leaves the machine, and the checks around them.
+
+Real rater ids (MTurk worker ids, Prolific participant ids, invite identities) are personal data. They
+stay in the ledger (and the rating site's store); every export (the report folder, ``collect
+--export-csv``, ratings CSV/Parquet) carries a pseudonym instead: a keyed hash, HMAC-SHA256 with a
+per-experiment secret ``runs/<exp>/pseudonym.key`` (32 random bytes, hex, mode 0600, never printed or
+logged). The same rater keeps the same pseudonym in every export of the experiment, so a researcher who
+holds the key can still find a participant's rows when answering an access or deletion request
+(``mturk-eval participants``); whoever only holds the exports cannot reverse it.
+
+Pseudonyms read ``r-`` + 10 base32 characters (50 bits; a collision among 10,000 raters has odds below
+1 in 10^7, and is refused if it ever happens), e.g. ``r-k3vq7m2xab``. Submission (assignment) ids get
+``s-`` the same way: a platform can map its own submission ids to the person.
+
+Losing the key after pseudonyms were handed out would silently break the link between old and new
+exports. So the key's public fingerprint (``key id``) is recorded in each of the experiment's ledgers
+the first time it is used; when the key file is missing but a ledger records a key id, every export is
+refused with one line saying how to restore it (or, if it is lost for good, how to make a new one on
+purpose with ``mturk-eval participants new-key``). A key that does not match the recorded id is refused
+the same way.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import sqlite3
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from mturk_eval.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+KEY_FILE = "pseudonym.key"
+KEY_ID_META = "pseudonym_key_id"
+PSEUDONYM_CHARS = 10
+PSEUDONYM_RE = re.compile(r"^[rs]-[a-z2-7]{%d}$" % PSEUDONYM_CHARS)
+RATER_PREFIX = "r-"
+SUBMISSION_PREFIX = "s-"
+
+
+def key_path(run_dir: str | os.PathLike) -> Path:
+    """``runs/<exp>/pseudonym.key``: the one place of the experiment's secret."""
+    return Path(run_dir) / KEY_FILE
+
+
+def is_pseudonym(value: Any) -> bool:
+    """Whether ``value`` has the form of a pseudonym made here (``r-``/``s-`` + 10 base32 letters)."""
+    return isinstance(value, str) and PSEUDONYM_RE.match(value) is not None
+
+
+def _key_id(key: bytes) -> str:
+    return hmac.new(key, b"mturk-eval pseudonym key id", hashlib.sha256).hexdigest()[:16]
+
+
+def _ledger_files(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.glob("ledger.*.sqlite"))
+
+
+def _recorded_key_ids(run_dir: Path) -> dict[Path, str]:
+    """Key ids recorded in the experiment's ledgers (read-only; a ledger without a meta table or the
+    key has none)."""
+    out: dict[Path, str] = {}
+    for p in _ledger_files(run_dir):
+        try:
+            conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=30.0)
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key=?", (KEY_ID_META,)).fetchone()
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError:
+            continue  # not a readable ledger: the verb that opens it says so
+        if row is not None:
+            out[p] = row[0]
+    return out
+
+
+def _record_key_id(run_dir: Path, key_id: str) -> None:
+    for p in _ledger_files(run_dir):
+        try:
+            conn = sqlite3.connect(str(p), timeout=30.0, isolation_level=None)
+            try:
+                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (KEY_ID_META, key_id))
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError:
+            continue
+
+
+def _restore_hint(path: Path) -> str:
+    return (f"restore it from your backup (the 64-hex-digit file, then `chmod 600 {path}`); if it is lost for "
+            "good, `mturk-eval participants new-key` makes a new one, and pseudonyms in earlier exports then no "
+            "longer match the new ones")
+
+
+def _read_key(path: Path) -> bytes:
+    st = path.stat()
+    if st.st_mode & 0o077:
+        raise UserError(f"{path}: permissions {stat.S_IMODE(st.st_mode):04o}, expected 0600 (it is a secret); "
+                        f"run `chmod 600 {path}`")
+    text = path.read_text(encoding="ascii", errors="replace").strip()
+    if not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise UserError(f"{path}: expected 64 hex digits (the experiment's pseudonym key), got a file of "
+                        f"{len(text)} characters that is not one; {_restore_hint(path)}")
+    return bytes.fromhex(text)
+
+
+def write_new_key(path: Path) -> bytes:
+    """Create the key file with mode 0600 (never wider, whatever the umask); refuses to replace one.
+
+    Written to a private temporary file first and linked into place, so a crash leaves either no key
+    or the whole key, and two processes racing cannot both win."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, (key.hex() + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return _read_key(path)  # another process made it first: use theirs
+    finally:
+        tmp.unlink(missing_ok=True)
+    return key
+
+
+@dataclass(frozen=True)
+class Pseudonymiser:
+    """Maps real ids to pseudonyms with one key. Make it with :meth:`for_run` (the experiment's key)
+    or :meth:`one_off` (a random key kept nowhere, for reports made without an experiment)."""
+
+    key: bytes = field(repr=False)
+    key_id: str
+    stored: bool = True      # False for a one-off key
+
+    def __repr__(self) -> str:  # never show the key, even in a traceback's locals
+        return f"Pseudonymiser(key_id={self.key_id!r}, stored={self.stored})"
+
+    @classmethod
+    def for_run(cls, run_dir: str | os.PathLike, *, record: bool = True) -> "Pseudonymiser":
+        """The experiment's pseudonymiser. Creates the key when the experiment never had one; refuses
+        (one line, exit 2) a missing key that a ledger says was used, a key that is not the recorded
+        one, and a key file readable by others. With ``record`` the key id is written into the
+        experiment's ledgers that do not hold it yet."""
+        run_dir = Path(run_dir)
+        path = key_path(run_dir)
+        recorded = _recorded_key_ids(run_dir)
+        if path.exists():
+            key = _read_key(path)
+            kid = _key_id(key)
+            for ledger, have in recorded.items():
+                if have != kid:
+                    raise UserError(
+                        f"{path}: not the key this experiment's pseudonyms were made with (key id {kid}; "
+                        f"{ledger.name} records {have}); {_restore_hint(path)}")
+        else:
+            if recorded:
+                ledger = next(iter(recorded))
+                raise UserError(
+                    f"{path}: missing, and {ledger.name} records that its pseudonyms were made with it "
+                    f"(key id {recorded[ledger]}); nothing exported; {_restore_hint(path)}")
+            key = write_new_key(path)
+            kid = _key_id(key)
+        if record and len(recorded) < len(_ledger_files(run_dir)):
+            _record_key_id(run_dir, kid)
+        return cls(key=key, key_id=kid)
+
+    @classmethod
+    def one_off(cls) -> "Pseudonymiser":
+        key = secrets.token_bytes(32)
+        return cls(key=key, key_id=_key_id(key), stored=False)
+
+    # ------------------------------------------------------------------ mapping
+    def _hash(self, prefix: str, value: str) -> str:
+        digest = hmac.new(self.key, prefix.encode() + b"\0" + str(value).encode("utf-8"), hashlib.sha256).digest()
+        return prefix + base64.b32encode(digest).decode("ascii")[:PSEUDONYM_CHARS].lower()
+
+    def rater(self, rater_id: str) -> str:
+        """The pseudonym of one rater id (``r-`` + 10 base32 letters)."""
+        return self._hash(RATER_PREFIX, rater_id)
+
+    def submission(self, submission_id: str) -> str:
+        """The pseudonym of one submission (assignment) id (``s-`` + 10 base32 letters)."""
+        return self._hash(SUBMISSION_PREFIX, submission_id)
+
+    def _many(self, prefix: str, ids: Iterable[Any], keep_pseudonyms: bool) -> list[Any]:
+        cache: dict[Any, Any] = {}
+        seen: dict[str, Any] = {}
+        out = []
+        for v in ids:
+            p = cache.get(v)
+            if p is None:
+                if v is None or v == "" or (isinstance(v, float) and v != v):
+                    p = v  # missing stays missing
+                elif keep_pseudonyms and is_pseudonym(v):
+                    p = v
+                else:
+                    p = self._hash(prefix, v)
+                    other = seen.setdefault(p, v)
+                    if other != v:  # 50 bits: practically never; refuse rather than merge two people
+                        raise UserError(f"pseudonyms: two ids map to {p}; this should never happen, "
+                                        "please report it")
+                cache[v] = p
+            out.append(p)
+        return out
+
+    def raters(self, ids: Iterable[Any], *, keep_pseudonyms: bool = False) -> list[Any]:
+        """Pseudonyms of many rater ids, in order (each distinct id hashed once). With
+        ``keep_pseudonyms`` ids that already are pseudonyms (an earlier export read back) stay."""
+        return self._many(RATER_PREFIX, ids, keep_pseudonyms)
+
+    def submissions(self, ids: Iterable[Any], *, keep_pseudonyms: bool = False) -> list[Any]:
+        return self._many(SUBMISSION_PREFIX, ids, keep_pseudonyms)
+
+    def series(self, s: "pd.Series", kind: str = "rater", *, keep_pseudonyms: bool = False) -> "pd.Series":
+        """A pandas Series of ids mapped to pseudonyms: each distinct value hashed once (``pd.factorize``),
+        missing values kept, index and name unchanged."""
+        import numpy as np
+        import pandas as pd
+
+        if kind not in ("rater", "submission"):
+            raise ValueError(f"kind: expected 'rater' or 'submission', got {kind!r}")
+        codes, uniques = pd.factorize(s, use_na_sentinel=True)
+        mapped = np.array(self._many(RATER_PREFIX if kind == "rater" else SUBMISSION_PREFIX,
+                                     list(uniques), keep_pseudonyms) + [None], dtype=object)
+        out = pd.Series(mapped[codes], index=s.index, name=s.name, dtype=object)
+        if codes.size and (codes < 0).any():
+            out[codes < 0] = s[codes < 0]
+        return out
+
+    def find(self, value: str, candidates: Iterable[str]) -> str | None:
+        """The real id among ``candidates`` that is ``value`` or whose pseudonym is ``value``."""
+        cands = list(dict.fromkeys(candidates))
+        if value in cands:
+            return value
+        if is_pseudonym(value):
+            for c in cands:
+                if self.rater(c) == value:
+                    return c
+        return None
+
+
+def pseudonymise_batch_rows(rows: list[dict[str, Any]], p: Pseudonymiser) -> list[dict[str, Any]]:
+    """MTurk batch-results rows (``collect --export-csv``) with ``WorkerId`` and ``AssignmentId``
+    replaced by pseudonyms (new dicts; the input is left as it is)."""
+    workers = p.raters([r.get("WorkerId", "") for r in rows], keep_pseudonyms=True)
+    subs = p.submissions([r.get("AssignmentId", "") for r in rows], keep_pseudonyms=True)
+    return [{**r, "WorkerId": w, "AssignmentId": s} for r, w, s in zip(rows, workers, subs)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Free text: a form field that is not a 1..N rating may hold anything a participant typed, names included.
+
+RATING_FIELD_RE = re.compile(r"^i\d+_[A-Za-z0-9_]+$")
+# Fields the toolkit's own pages send that carry no participant text.
+MACHINE_FIELDS = frozenset({"assignmentId", "mturk_eval_simulated", "csrf_token", "hitId", "workerId",
+                            "turkSubmitTo"})
+
+
+def form_free_text_fields(html: str) -> list[str]:
+    """Names of the form fields in a rendered rating page that are not 1..N rating choices: text
+    inputs, text areas, selects and radio/checkbox groups whose values are not the integers 1..N.
+    Hidden fields and the toolkit's machine fields are not answers and are left out."""
+    from lxml import html as lhtml
+
+    doc = lhtml.fromstring(html)
+    groups: dict[str, list[str]] = {}
+    free: dict[str, None] = {}
+    for el in doc.iter("input", "textarea", "select"):
+        name = el.get("name")
+        if not name or name in MACHINE_FIELDS:
+            continue
+        kind = (el.get("type") or "text").lower() if el.tag == "input" else el.tag
+        if kind in ("hidden", "submit", "button", "reset", "image"):
+            continue
+        if kind in ("radio", "checkbox"):
+            groups.setdefault(name, []).append(el.get("value") or "")
+        elif kind == "select":
+            values = [o.get("value", o.text_content()).strip() for o in el.iter("option")]
+            groups.setdefault(name, []).extend(v for v in values if v)
+        else:
+            free.setdefault(name)
+    for name, values in groups.items():
+        try:
+            nums = sorted(int(v) for v in values)
+        except ValueError:
+            free.setdefault(name)
+            continue
+        if nums != list(range(1, len(nums) + 1)) or len(nums) < 2:
+            free.setdefault(name)
+    return list(free)
+
+
+def answer_free_text_fields(fields: dict[str, str]) -> list[str]:
+    """Fields of one stored answer that are neither ratings (``i{k}_{aspect}`` with an integer value)
+    nor machine fields, and are not empty."""
+    out = []
+    for name, value in fields.items():
+        if name in MACHINE_FIELDS or not str(value).strip():
+            continue
+        if RATING_FIELD_RE.match(name) and str(value).strip().isdigit():
+            continue
+        out.append(name)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The report's use of all this (called from mturk_eval.analysis.report.build_report, in one place).
+
+
+def report_pseudonymiser(cfg: Any, *, from_ledger: bool) -> Pseudonymiser:
+    """The experiment's key when there is an experiment (a config file, or the ledger); a one-off key
+    for a report made from a ratings or batch file without ``--config`` (its pseudonyms then match no
+    other export, which is the most private choice when no key exists to keep them stable)."""
+    if from_ledger or cfg.source_path is not None:
+        return Pseudonymiser.for_run(cfg.run_dir)
+    return Pseudonymiser.one_off()
+
+
+def pseudonymise_ratings(ratings: Any, cfg: Any, *, from_ledger: bool, spend: Any = None) -> dict[str, Any]:
+    """Replace the rater and submission ids of loaded ratings by pseudonyms, in place, and return what
+    the report says about it (``report.json`` key ``privacy``).
+
+    ``ratings`` is the analysis' columnar :class:`~mturk_eval.analysis.ratings.Ratings` (lists
+    ``worker_ids``/``assignment_ids``) or a long-format pandas DataFrame (columns ``worker_id``,
+    ``assignment_id``). Ids read from a file that already are pseudonyms (an earlier export) stay.
+    ``spend`` (:class:`mturk_eval.analysis.cost.Spend`) gets its per-submission bonuses re-keyed the same way."""
+    p = report_pseudonymiser(cfg, from_ledger=from_ledger)
+    keep = not from_ledger
+    if hasattr(ratings, "worker_ids"):
+        ratings.worker_ids = p.raters(ratings.worker_ids, keep_pseudonyms=keep)
+        ratings.assignment_ids = p.submissions(ratings.assignment_ids, keep_pseudonyms=keep)
+    else:
+        ratings["worker_id"] = p.series(ratings["worker_id"], "rater", keep_pseudonyms=keep)
+        if "assignment_id" in ratings:
+            ratings["assignment_id"] = p.series(ratings["assignment_id"], "submission", keep_pseudonyms=keep)
+    if spend is not None:
+        keys = list(spend.bonus_by_assignment)
+        spend.bonus_by_assignment = dict(zip(p.submissions(keys, keep_pseudonyms=keep),
+                                             spend.bonus_by_assignment.values()))
+    return {
+        "rater_ids": "pseudonymised",
+        "key": "experiment" if p.stored else "one-off",
+        "key_id": p.key_id if p.stored else None,
+        "note": ("rater ids are pseudonyms (r-...), submission ids too (s-...): HMAC-SHA256 with "
+                 + (f"the experiment's key (key id {p.key_id}), stable across its exports"
+                    if p.stored else "a one-off key (no --config), matching no other export")),
+    }
+
+
+def template_free_text_fields(cfg: Any) -> list[str]:
+    """Free-text fields of the experiment's rating page (its template rendered for one sample item)."""
+    from mturk_eval.hits import render_html
+
+    item = {"persona": ["sample"], "utterance": "sample", "response": "sample"}
+    html = render_html([item], cfg.language, "https://example.invalid/", cfg.hit.template_dir)
+    return form_free_text_fields(html)
+
+
+def ledger_free_text_counts(ledger_path: str | os.PathLike) -> dict[str, int]:
+    """Field name -> number of stored submissions whose answer holds non-empty free text there."""
+    from mturk_eval.ledger import Ledger
+    from mturk_eval.mturk.answers import AnswerError, parse_fields
+
+    counts: dict[str, int] = {}
+    with Ledger.open(ledger_path, create=False) as led:
+        for (xml,) in led.conn.execute("SELECT answer_xml FROM assignments"):
+            try:
+                fields = parse_fields(xml)
+            except AnswerError:
+                continue
+            for name in answer_free_text_fields(fields):
+                counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def free_text_notes(cfg: Any, ledger_path: str | os.PathLike | None) -> dict[str, Any]:
+    """What the report flags about free text: the template's free-text fields and, from the ledger, how
+    many submissions hold text in them; ``warning`` is set when either is non-empty."""
+    try:
+        template_fields = template_free_text_fields(cfg)
+        template_error = None
+    except UserError as exc:
+        template_fields, template_error = [], exc.message
+    answers = ledger_free_text_counts(ledger_path) if ledger_path is not None else {}
+    out: dict[str, Any] = {"free_text_fields": template_fields, "free_text_answers": answers}
+    if template_error:
+        out["template_check"] = f"the rating template could not be checked: {template_error}"
+    names = list(dict.fromkeys([*template_fields, *answers]))
+    if names:
+        held = ", ".join(f"{k}: {v} submission(s)" for k, v in answers.items()) or "none collected yet"
+        out["warning"] = (
+            f"POSSIBLY IDENTIFYING: free-text answer field(s) {', '.join(names)} (not a 1..N rating); "
+            f"text held in the ledger: {held}. Participants may type names or other personal details there: "
+            "the report leaves them out, but `collect --export-csv` carries them as Answer.* columns; read "
+            "them before sharing anything.")
+    return out
+
+
+def privacy_markdown(privacy: dict[str, Any]) -> str:
+    """The report.md section saying how rater ids were pseudonymised and what free text exists."""
+    lines = ["", "## Participants' privacy", "", f"- {privacy['note'][0].upper()}{privacy['note'][1:]}."]
+    if privacy.get("warning"):
+        lines.append(f"- **{privacy['warning']}**")
+    else:
+        lines.append("- Free text: the rating page has no free-text field (every answer is a 1..N rating).")
+    if privacy.get("template_check"):
+        lines.append(f"- {privacy['template_check']}")
+    return "\n".join(lines) + "\n"
