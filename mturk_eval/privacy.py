@@ -56,7 +56,8 @@ def is_pseudonym(value: Any) -> bool:
     return isinstance(value, str) and PSEUDONYM_RE.match(value) is not None
 
 
-def _key_id(key: bytes) -> str:
+def key_id_of(key: bytes) -> str:
+    """The key's public fingerprint (16 hex digits), recorded in the ledgers and shown in report.json."""
     return hmac.new(key, b"mturk-eval pseudonym key id", hashlib.sha256).hexdigest()[:16]
 
 
@@ -82,7 +83,7 @@ def _recorded_key_ids(run_dir: Path) -> dict[Path, str]:
     return out
 
 
-def _record_key_id(run_dir: Path, key_id: str) -> None:
+def _recordkey_id_of(run_dir: Path, key_id: str) -> None:
     for p in _ledger_files(run_dir):
         try:
             conn = sqlite3.connect(str(p), timeout=30.0, isolation_level=None)
@@ -135,6 +136,22 @@ def write_new_key(path: Path) -> bytes:
     return key
 
 
+def write_private_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` atomically to a file only its owner can read (mode 0600 from the first byte)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class Pseudonymiser:
     """Maps real ids to pseudonyms with one key. Make it with :meth:`for_run` (the experiment's key)
@@ -158,7 +175,7 @@ class Pseudonymiser:
         recorded = _recorded_key_ids(run_dir)
         if path.exists():
             key = _read_key(path)
-            kid = _key_id(key)
+            kid = key_id_of(key)
             for ledger, have in recorded.items():
                 if have != kid:
                     raise UserError(
@@ -171,15 +188,15 @@ class Pseudonymiser:
                     f"{path}: missing, and {ledger.name} records that its pseudonyms were made with it "
                     f"(key id {recorded[ledger]}); nothing exported; {_restore_hint(path)}")
             key = write_new_key(path)
-            kid = _key_id(key)
+            kid = key_id_of(key)
         if record and len(recorded) < len(_ledger_files(run_dir)):
-            _record_key_id(run_dir, kid)
+            _recordkey_id_of(run_dir, kid)
         return cls(key=key, key_id=kid)
 
     @classmethod
     def one_off(cls) -> "Pseudonymiser":
         key = secrets.token_bytes(32)
-        return cls(key=key, key_id=_key_id(key), stored=False)
+        return cls(key=key, key_id=key_id_of(key), stored=False)
 
     # ------------------------------------------------------------------ mapping
     def _hash(self, prefix: str, value: str) -> str:
@@ -234,10 +251,11 @@ class Pseudonymiser:
         codes, uniques = pd.factorize(s, use_na_sentinel=True)
         mapped = np.array(self._many(RATER_PREFIX if kind == "rater" else SUBMISSION_PREFIX,
                                      list(uniques), keep_pseudonyms) + [None], dtype=object)
-        out = pd.Series(mapped[codes], index=s.index, name=s.name, dtype=object)
-        if codes.size and (codes < 0).any():
-            out[codes < 0] = s[codes < 0]
-        return out
+        values = mapped[codes]
+        missing = codes < 0
+        if missing.any():
+            values[missing] = s.to_numpy(dtype=object)[missing]  # missing stays as it was (None, NaN)
+        return pd.Series(values, index=s.index, name=s.name, dtype=object)
 
     def find(self, value: str, candidates: Iterable[str]) -> str | None:
         """The real id among ``candidates`` that is ``value`` or whose pseudonym is ``value``."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from mturk_eval.actions.participants import is_deleted
 from mturk_eval.actions.common import describe_batches, experiment_lock, make_platform, open_ledger, select_batches
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.ledger import Ledger
@@ -43,6 +44,7 @@ class CollectResult:
     simulated: int = 0
     attention_failed: int = 0
     exported: Path | None = None
+    deleted: int = 0  # submissions skipped: deleted at the participant's request (participants delete)
     free_text_columns: list[str] = field(default_factory=list)  # in the export: possibly identifying
     batches: str = ""  # which batches were collected ("batches: ... (all)")
 
@@ -75,6 +77,9 @@ def _collect(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, result:
         items = ledger.hit_items(h.hit_id)
         result.hits += 1
         for sub in plat.list_submissions(h.hit_id):
+            if is_deleted(ledger, sub.worker_id, sub.assignment_id):
+                result.deleted += 1  # deleted at the participant's request: never stored again
+                continue
             parsed = parse_answer(sub.answer_xml, len(items))
             passed = attention_passed(parsed.scores, items)
             new = ledger.store_assignment(

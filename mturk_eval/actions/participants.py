@@ -1,0 +1,320 @@
+"""``participants``: answer a participant's data-subject requests (access, deletion) and manage the
+experiment's pseudonym key.
+
+A participant is known by their real rater id (an MTurk worker id, a Prolific participant id, an invite
+identity) or by the pseudonym the exports show (``r-...``, :mod:`mturk_eval.privacy`). Both are looked
+up in every ledger of the experiment (``runs/<exp>/ledger.<target>.sqlite``).
+
+Deleting removes the participant's submissions (answers, scores, raw answer documents, review
+feedback), their bonus and block records and so their real id from the ledgers, then rewrites the
+SQLite files so the removed bytes do not linger in free pages or the write-ahead log. What stays is a
+tombstone: the SHA-256 of the rater id and of each removed submission id (not the ids), so that a later
+``collect`` does not fetch the same submissions back from the platform. Deletion is refused while a
+submission is not yet reviewed or a bonus is pending (the participant would not be paid) unless
+``force``. Reports written earlier are not touched: the result lists the files that still show the
+participant's pseudonym, and says that their tables include the removed ratings until the report is
+written again.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mturk_eval.config import ExperimentConfig
+from mturk_eval.errors import UserError
+from mturk_eval.ledger import TARGETS, Ledger, ledger_path
+from mturk_eval.privacy import (KEY_ID_META, Pseudonymiser, is_pseudonym, key_id_of, key_path, write_new_key,
+                                write_private_text)
+
+TOMBSTONES = """
+CREATE TABLE IF NOT EXISTS deleted_raters (
+    rater_sha256 TEXT PRIMARY KEY,      -- sha256 of the real id; the id itself is gone
+    deleted_at REAL NOT NULL,
+    submissions INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deleted_submissions (
+    submission_sha256 TEXT PRIMARY KEY,
+    deleted_at REAL NOT NULL
+);
+"""
+
+
+def _sha(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def is_deleted(ledger: Ledger, rater_id: str, submission_id: str) -> bool:
+    """Whether a submission (or its rater) was deleted at the participant's request; ``collect`` skips
+    such submissions so they are not stored again."""
+    try:
+        row = ledger.conn.execute(
+            "SELECT 1 FROM deleted_raters WHERE rater_sha256=? UNION ALL "
+            "SELECT 1 FROM deleted_submissions WHERE submission_sha256=? LIMIT 1",
+            (_sha(rater_id), _sha(submission_id))).fetchone()
+    except sqlite3.OperationalError:  # no tombstone tables: nothing was ever deleted here
+        return False
+    return row is not None
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _ledgers(cfg: ExperimentConfig) -> list[tuple[str, Path]]:
+    return [(t, ledger_path(cfg, t)) for t in TARGETS if ledger_path(cfg, t).exists()]
+
+
+def _rater_ids(led: Ledger) -> list[str]:
+    return [r[0] for r in led.conn.execute(
+        "SELECT worker_id FROM assignments UNION SELECT worker_id FROM bonuses UNION SELECT worker_id FROM blocks")]
+
+
+@dataclass
+class Participant:
+    rater_id: str
+    pseudonym: str | None               # None when the key is missing and the real id was given
+    ledgers: list[tuple[str, Path]]     # (target, path) of the ledgers that hold them
+
+
+def _pseudonymiser(cfg: ExperimentConfig, wanted: str) -> Pseudonymiser | None:
+    """The experiment's key; without it a real id can still be looked up (not a pseudonym)."""
+    try:
+        return Pseudonymiser.for_run(cfg.run_dir)
+    except UserError:
+        if is_pseudonym(wanted):
+            raise
+        return None
+
+
+def find_participant(cfg: ExperimentConfig, wanted: str) -> Participant:
+    """The participant whose real id or pseudonym is ``wanted``; unknown -> one-line UserError."""
+    wanted = wanted.strip()
+    ledgers = _ledgers(cfg)
+    if not ledgers:
+        raise UserError(f"{cfg.run_dir}: expected a ledger (ledger.<target>.sqlite), got none; nobody has "
+                        "taken part in this experiment yet")
+    p = _pseudonymiser(cfg, wanted)
+    found: str | None = None
+    holders = []
+    for target, path in ledgers:
+        with Ledger.open(path, create=False) as led:
+            ids = _rater_ids(led)
+        match = wanted if wanted in ids else (p.find(wanted, ids) if p is not None else None)
+        if match is not None:
+            found = match
+            holders.append((target, path))
+    if found is None:
+        what = "pseudonym" if is_pseudonym(wanted) else "rater id"
+        raise UserError(f"{wanted}: no participant with this {what} in {cfg.run_dir} "
+                        f"({', '.join(p.name for _, p in ledgers)}); expected a rater id or a pseudonym "
+                        "(r-...) from this experiment's exports")
+    return Participant(found, p.rater(found) if p is not None else None, holders)
+
+
+# --------------------------------------------------------------------------------------------------
+# Access
+
+
+def _submissions(led: Ledger, rater_id: str) -> list[dict[str, Any]]:
+    from mturk_eval.mturk.answers import AnswerError, parse_fields
+
+    out = []
+    for a in led.conn.execute("SELECT * FROM assignments WHERE worker_id=? ORDER BY submit_time, assignment_id",
+                              (rater_id,)).fetchall():
+        try:
+            fields = parse_fields(a["answer_xml"])
+        except AnswerError as exc:
+            fields = {"(unreadable answer)": str(exc)}
+        ratings = [{"slot": r["slot"], "item_id": r["item_id"], "aspect": r["aspect"], "score": r["score"]}
+                   for r in led.conn.execute("SELECT slot, item_id, aspect, score FROM answers WHERE assignment_id=?"
+                                             " ORDER BY slot, aspect", (a["assignment_id"],))]
+        out.append({
+            "submission_id": a["assignment_id"], "task_id": a["hit_id"], "status": a["status"],
+            "accepted_at": _iso(a["accept_time"]), "submitted_at": _iso(a["submit_time"]),
+            "work_time_s": a["work_time_s"], "answers": fields, "ratings": ratings,
+            "valid": bool(a["valid"]), "problem": a["error"], "simulated": bool(a["simulated"]),
+            "attention_check_passed": None if a["attention_passed"] is None else bool(a["attention_passed"]),
+            "review": {"action": a["review_action"], "feedback": a["feedback"], "at": _iso(a["reviewed_at"])},
+            "stored_at": _iso(a["stored_at"]),
+        })
+    return out
+
+
+def export_participant(cfg: ExperimentConfig, wanted: str) -> dict[str, Any]:
+    """Everything the experiment holds about one participant (data-subject access), as JSON-ready data."""
+    who = find_participant(cfg, wanted)
+    held = []
+    for target, path in who.ledgers:
+        with Ledger.open(path, create=False) as led:
+            bonuses = [{"submission_id": b["assignment_id"], "amount_usd": b["amount"], "reason": b["reason"],
+                        "state": b["state"], "created_at": _iso(b["created_at"]), "paid_at": _iso(b["paid_at"])}
+                       for b in led.conn.execute("SELECT * FROM bonuses WHERE worker_id=? ORDER BY created_at",
+                                                 (who.rater_id,))]
+            blocks = [{"reason": b["reason"], "state": b["state"], "created_at": _iso(b["created_at"])}
+                      for b in led.conn.execute("SELECT * FROM blocks WHERE worker_id=?", (who.rater_id,))]
+            held.append({"ledger": str(path), "target": target, "submissions": _submissions(led, who.rater_id),
+                         "bonuses": bonuses, "blocks": blocks})
+    return {
+        "experiment": cfg.name,
+        "participant": {"rater_id": who.rater_id, "pseudonym": who.pseudonym},
+        "exported_at": _iso(time.time()),
+        "about": ("Everything this experiment's mturk-eval data holds about this participant: their submissions "
+                  "(answers, scores, times, review), bonuses and blocks, from each ledger. Shared exports (the "
+                  "report, collect --export-csv) show only the pseudonym. The recruiting platform keeps its own "
+                  "records (ask it directly)."),
+        "ledgers": held,
+        "exports_showing_pseudonym": [str(p) for p in _exports_with(cfg, who.pseudonym)],
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Deletion
+
+
+@dataclass
+class DeleteResult:
+    participant: Participant
+    submissions: int = 0
+    ratings: int = 0
+    bonuses: int = 0
+    blocks: int = 0
+    unpaid: list[str] = field(default_factory=list)     # submissions deleted before review (force)
+    reports: list[Path] = field(default_factory=list)   # written earlier, still showing the pseudonym
+    report_dirs: list[Path] = field(default_factory=list)  # written earlier: tables include the ratings
+    backups: list[Path] = field(default_factory=list)   # ledger backups that may still hold the data
+
+
+def _pending(led: Ledger, rater_id: str) -> tuple[list[str], list[str]]:
+    subs = [r[0] for r in led.conn.execute(
+        "SELECT assignment_id FROM assignments WHERE worker_id=? AND status='Submitted'", (rater_id,))]
+    bonuses = [r[0] for r in led.conn.execute(
+        "SELECT assignment_id FROM bonuses WHERE worker_id=? AND state='pending'", (rater_id,))]
+    return subs, bonuses
+
+
+def _compact(path: Path) -> None:
+    """Rewrite the SQLite file so deleted rows leave no bytes behind (free pages, the WAL)."""
+    conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+def _exports_with(cfg: ExperimentConfig, pseudonym: str | None) -> list[Path]:
+    """Files under the experiment's folder, other than its private stores, that show ``pseudonym``."""
+    if pseudonym is None or not cfg.run_dir.exists():
+        return []
+    needle = pseudonym.encode()
+    out = []
+    for f in sorted(cfg.run_dir.rglob("*")):
+        if not f.is_file() or f.suffix in (".sqlite", ".key", ".bak") or "-wal" in f.name or "-shm" in f.name:
+            continue
+        try:
+            if f.stat().st_size > 200_000_000:
+                continue
+            if needle in f.read_bytes():
+                out.append(f)
+        except OSError:
+            continue
+    return out
+
+
+def delete_participant(cfg: ExperimentConfig, wanted: str, *, force: bool = False) -> DeleteResult:
+    """Remove one participant's answers and identity from every ledger of the experiment."""
+    from mturk_eval.actions.common import experiment_lock
+
+    who = find_participant(cfg, wanted)
+    res = DeleteResult(who)
+    unpaid: list[str] = []
+    for target, path in who.ledgers:
+        with Ledger.open(path, create=False) as led:
+            subs, bonuses = _pending(led, who.rater_id)
+            if (subs or bonuses) and not force:
+                what = []
+                if subs:
+                    what.append(f"{len(subs)} submission(s) not yet reviewed ({', '.join(subs[:3])})")
+                if bonuses:
+                    what.append(f"{len(bonuses)} pending bonus(es)")
+                raise UserError(f"{path}: {who.pseudonym or who.rater_id}: {' and '.join(what)}; run "
+                                "`mturk-eval review --apply` first so the participant is paid, or pass --force "
+                                "to delete unpaid; nothing deleted")
+            unpaid += subs
+    for target, path in who.ledgers:
+        with experiment_lock(cfg, target, "participants delete"):
+            with Ledger.open(path, create=False) as led:
+                led.conn.execute("PRAGMA secure_delete=ON")
+                led.conn.executescript(TOMBSTONES)
+                now = time.time()
+                with led.transaction() as c:
+                    ids = [r[0] for r in c.execute("SELECT assignment_id FROM assignments WHERE worker_id=?",
+                                                   (who.rater_id,))]
+                    for aid in ids:
+                        res.ratings += c.execute("DELETE FROM answers WHERE assignment_id=?", (aid,)).rowcount
+                        c.execute("INSERT OR IGNORE INTO deleted_submissions VALUES (?, ?)", (_sha(aid), now))
+                    res.submissions += c.execute("DELETE FROM assignments WHERE worker_id=?",
+                                                 (who.rater_id,)).rowcount
+                    res.bonuses += c.execute("DELETE FROM bonuses WHERE worker_id=?", (who.rater_id,)).rowcount
+                    res.blocks += c.execute("DELETE FROM blocks WHERE worker_id=?", (who.rater_id,)).rowcount
+                    c.execute("INSERT INTO deleted_raters VALUES (?, ?, ?) ON CONFLICT(rater_sha256) DO UPDATE SET "
+                              "submissions=submissions+excluded.submissions, deleted_at=excluded.deleted_at",
+                              (_sha(who.rater_id), now, len(ids)))
+            _compact(path)
+    res.unpaid = unpaid
+    res.reports = _exports_with(cfg, who.pseudonym)
+    res.report_dirs = sorted({f.parent for f in cfg.run_dir.rglob("report.json")})
+    res.backups = sorted(p for p in cfg.run_dir.glob("ledger.*") if p.suffix not in (".sqlite",)
+                         and not p.name.endswith(("-wal", "-shm")))
+    return res
+
+
+def describe_deletion(res: DeleteResult) -> list[str]:
+    """What ``participants delete`` prints: what went, and what remains where."""
+    who = res.participant
+    name = who.pseudonym or "the participant"
+    lines = [f"deleted {name}: {res.submissions} submission(s) with {res.ratings} rating(s), {res.bonuses} bonus "
+             f"record(s), {res.blocks} block(s), and their rater id, from {', '.join(str(p) for _, p in who.ledgers)}"]
+    if res.unpaid:
+        lines.append(f"warning: {len(res.unpaid)} submission(s) were deleted before review (--force); the "
+                     "platform may still approve and pay them automatically")
+    if res.report_dirs:
+        lines.append("reports written before now still include their ratings in the tables: "
+                     + ", ".join(str(d) for d in res.report_dirs) + "; run `mturk-eval report` again to drop them")
+    if res.reports:
+        lines.append(f"files that still show the pseudonym {who.pseudonym}: " + ", ".join(str(p) for p in res.reports))
+    if res.backups:
+        lines.append("ledger backups may still hold their data (delete or re-make them): "
+                     + ", ".join(str(p) for p in res.backups))
+    lines.append("copies already shared cannot be recalled (they carry only the pseudonym); the recruiting "
+                 "platform keeps its own records; a later `collect` does not bring these submissions back")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------
+# The key
+
+
+def new_key(cfg: ExperimentConfig) -> str:
+    """Make a new pseudonym key when the old one is lost for good; records its id in the ledgers (so
+    exports work again). Refuses when a key file exists. Returns the new key id."""
+    path = key_path(cfg.run_dir)
+    if path.exists():
+        raise UserError(f"{path}: a key already exists; a new one would change every pseudonym. Nothing done")
+    kid = key_id_of(write_new_key(path))
+    for _, lp in _ledgers(cfg):
+        with Ledger.open(lp, create=False) as led:
+            led.set_meta(KEY_ID_META, kid)
+    return kid
+
+
+def write_export(data: dict[str, Any], out: Path) -> None:
+    """Write an access export as JSON, readable by the owner only (it holds personal data)."""
+    write_private_text(out, json.dumps(data, ensure_ascii=False, indent=2) + "\n")
