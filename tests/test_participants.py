@@ -157,3 +157,35 @@ def test_lost_key_refuses_exports_and_new_key_makes_one_on_purpose(study):
     assert CliRunner().invoke(main, ["report", "--config", str(conf), "-q", "--no-plots"]).exit_code == 0
     res = _cli("new-key", "--config", str(conf))
     assert res.exit_code == 2 and "a key already exists" in res.output
+
+
+def test_site_store_participant_export_and_delete(tmp_path):
+    """A links rater known only to the rating site (consent recorded, one site submission): found by
+    pseudonym, exported with the consent record, deleted from the site store down to the file's bytes."""
+    from helpers.site import load_batch
+    from mturk_eval.site.store import SiteStore, site_store_path
+
+    cfg = make_cfg(tmp_path)
+    conf = tmp_path / "exp.toml"
+    conf.write_text(f'[experiment]\nname = "exp1"\nruns_dir = "{tmp_path / "runs"}"\n', encoding="utf-8")
+    path = site_store_path(cfg.run_dir)
+    with SiteStore.open(path) as store:
+        load_batch(store, n_items=2, items_per_task=2, k=2)
+        store.record_consent("links", "r0007", "agree", "ab" * 32)
+        a = store.allocate("links", "r0007")
+        store.submit(a.assignment_id, {f"i{k}_{x}": "3" for k in range(2) for x in GOOD} | {"comments": "Jane here"})
+        store.record_consent("links", "r0008", "agree", "ab" * 32)
+    pseudonym = Pseudonymiser.for_run(cfg.run_dir).rater("r0007")
+    res = _cli("export", "--config", str(conf), pseudonym)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["ledgers"] == [] and data["participant"]["rater_id"] == "r0007"
+    (site,) = data["rating_site"]
+    assert site["consent"]["decision"] == "agree" and site["assignments"][0]["answers"]["comments"] == "Jane here"
+    res = _cli("delete", "--config", str(conf), pseudonym)
+    assert res.exit_code == 0, res.output
+    assert f"deleted {pseudonym} from the rating site's store: " in res.output and "1 assignments" in res.output
+    raw = b"".join(p.read_bytes() for p in cfg.run_dir.glob("site.sqlite*"))
+    assert b"r0007" not in raw and b"Jane here" not in raw and b"r0008" in raw
+    with SiteStore.open(path) as store:
+        assert store.consent("links", "r0007") is None and store.consent("links", "r0008") is not None

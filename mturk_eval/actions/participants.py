@@ -3,7 +3,9 @@ experiment's pseudonym key.
 
 A participant is known by their real rater id (an MTurk worker id, a Prolific participant id, an invite
 identity) or by the pseudonym the exports show (``r-...``, :mod:`mturk_eval.privacy`). Both are looked
-up in every ledger of the experiment (``runs/<exp>/ledger.<target>.sqlite``).
+up in every ledger of the experiment (``runs/<exp>/ledger.<target>.sqlite``) and in the rating site's
+store (``runs/<exp>/site.sqlite``: raters, invites, consent and onboarding records, site submissions),
+through the store's ``rater_data`` / ``delete_rater``.
 
 Deleting removes the participant's submissions (answers, scores, raw answer documents, review
 feedback), their bonus and block records and so their real id from the ledgers, then rewrites the
@@ -62,6 +64,22 @@ def is_deleted(ledger: Ledger, rater_id: str, submission_id: str) -> bool:
     return row is not None
 
 
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    if hasattr(x, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return _jsonable(asdict(x))
+    if isinstance(x, bytes):
+        return x.hex()
+    return str(x)
+
+
 def _iso(epoch: float | None) -> str | None:
     return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -75,11 +93,25 @@ def _rater_ids(led: Ledger) -> list[str]:
         "SELECT worker_id FROM assignments UNION SELECT worker_id FROM bonuses UNION SELECT worker_id FROM blocks")]
 
 
+def _site_path(cfg: ExperimentConfig) -> Path | None:
+    from mturk_eval.site.store import site_store_path
+
+    p = site_store_path(cfg.run_dir)
+    return p if p.exists() else None
+
+
+def _site_raters(store: Any) -> list[tuple[str, str]]:
+    # (platform, rater_id) of every rater the site knows: the store's raters table (its API looks one
+    # rater up by platform and id; a pseudonym needs them all).
+    return [(r[0], r[1]) for r in store._conn().execute("SELECT platform, rater_id FROM raters")]
+
+
 @dataclass
 class Participant:
     rater_id: str
     pseudonym: str | None               # None when the key is missing and the real id was given
     ledgers: list[tuple[str, Path]]     # (target, path) of the ledgers that hold them
+    site_platforms: list[str] = field(default_factory=list)  # platforms under which the site knows them
 
 
 def _pseudonymiser(cfg: ExperimentConfig, wanted: str) -> Pseudonymiser | None:
@@ -96,25 +128,40 @@ def find_participant(cfg: ExperimentConfig, wanted: str) -> Participant:
     """The participant whose real id or pseudonym is ``wanted``; unknown -> one-line UserError."""
     wanted = wanted.strip()
     ledgers = _ledgers(cfg)
-    if not ledgers:
-        raise UserError(f"{cfg.run_dir}: expected a ledger (ledger.<target>.sqlite), got none; nobody has "
-                        "taken part in this experiment yet")
+    site = _site_path(cfg)
+    if not ledgers and site is None:
+        raise UserError(f"{cfg.run_dir}: expected a ledger (ledger.<target>.sqlite) or a rating-site store "
+                        "(site.sqlite), got none; nobody has taken part in this experiment yet")
     p = _pseudonymiser(cfg, wanted)
-    found: str | None = None
+
+    def match(ids: list[str]) -> str | None:
+        return wanted if wanted in ids else (p.find(wanted, ids) if p is not None else None)
+
+    found: set[str] = set()
     holders = []
     for target, path in ledgers:
         with Ledger.open(path, create=False) as led:
-            ids = _rater_ids(led)
-        match = wanted if wanted in ids else (p.find(wanted, ids) if p is not None else None)
-        if match is not None:
-            found = match
+            m = match(_rater_ids(led))
+        if m is not None:
+            found.add(m)
             holders.append((target, path))
-    if found is None:
+    platforms = []
+    if site is not None:
+        from mturk_eval.site.store import SiteStore
+
+        with SiteStore.open(site, create=False) as store:
+            known = _site_raters(store)
+        m = match([r for _, r in known])
+        if m is not None:
+            found.add(m)
+            platforms = [plat for plat, r in known if r == m]
+    if not found:
         what = "pseudonym" if is_pseudonym(wanted) else "rater id"
-        raise UserError(f"{wanted}: no participant with this {what} in {cfg.run_dir} "
-                        f"({', '.join(p.name for _, p in ledgers)}); expected a rater id or a pseudonym "
-                        "(r-...) from this experiment's exports")
-    return Participant(found, p.rater(found) if p is not None else None, holders)
+        where = [*(lp.name for _, lp in ledgers), *([site.name] if site else [])]
+        raise UserError(f"{wanted}: no participant with this {what} in {cfg.run_dir} ({', '.join(where)}); "
+                        "expected a rater id or a pseudonym (r-...) from this experiment's exports")
+    (rater_id,) = found  # one real id has one pseudonym, so the ledgers and the site agree
+    return Participant(rater_id, p.rater(rater_id) if p is not None else None, holders, platforms)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,15 +207,23 @@ def export_participant(cfg: ExperimentConfig, wanted: str) -> dict[str, Any]:
                       for b in led.conn.execute("SELECT * FROM blocks WHERE worker_id=?", (who.rater_id,))]
             held.append({"ledger": str(path), "target": target, "submissions": _submissions(led, who.rater_id),
                          "bonuses": bonuses, "blocks": blocks})
+    site = []
+    if who.site_platforms:
+        from mturk_eval.site.store import SiteStore
+
+        with SiteStore.open(_site_path(cfg), create=False) as store:
+            site = [_jsonable(store.rater_data(plat, who.rater_id)) for plat in who.site_platforms]
     return {
         "experiment": cfg.name,
         "participant": {"rater_id": who.rater_id, "pseudonym": who.pseudonym},
         "exported_at": _iso(time.time()),
         "about": ("Everything this experiment's mturk-eval data holds about this participant: their submissions "
-                  "(answers, scores, times, review), bonuses and blocks, from each ledger. Shared exports (the "
+                  "(answers, scores, times, review), bonuses and blocks, from each ledger; from the rating site, "
+                  "their invite, consent and onboarding records and site submissions. Shared exports (the "
                   "report, collect --export-csv) show only the pseudonym. The recruiting platform keeps its own "
                   "records (ask it directly)."),
         "ledgers": held,
+        "rating_site": site,
         "exports_showing_pseudonym": [str(p) for p in _exports_with(cfg, who.pseudonym)],
     }
 
@@ -188,6 +243,7 @@ class DeleteResult:
     reports: list[Path] = field(default_factory=list)   # written earlier, still showing the pseudonym
     report_dirs: list[Path] = field(default_factory=list)  # written earlier: tables include the ratings
     backups: list[Path] = field(default_factory=list)   # ledger backups that may still hold the data
+    site: dict[str, int] = field(default_factory=dict)  # rows removed from the rating site's store, by table
 
 
 def _pending(led: Ledger, rater_id: str) -> tuple[list[str], list[str]]:
@@ -268,6 +324,16 @@ def delete_participant(cfg: ExperimentConfig, wanted: str, *, force: bool = Fals
                               "submissions=submissions+excluded.submissions, deleted_at=excluded.deleted_at",
                               (_sha(who.rater_id), now, len(ids)))
             _compact(path)
+    if who.site_platforms:
+        from mturk_eval.site.store import SiteStore
+
+        site = _site_path(cfg)
+        with SiteStore.open(site, create=False) as store:
+            store._conn().execute("PRAGMA secure_delete=ON")
+            for plat in who.site_platforms:
+                for table, n in store.delete_rater(plat, who.rater_id).items():
+                    res.site[table] = res.site.get(table, 0) + n
+        _compact(site)
     res.unpaid = unpaid
     res.reports = _exports_with(cfg, who.pseudonym)
     res.report_dirs = sorted({f.parent for f in cfg.run_dir.rglob("report.json")})
@@ -280,8 +346,14 @@ def describe_deletion(res: DeleteResult) -> list[str]:
     """What ``participants delete`` prints: what went, and what remains where."""
     who = res.participant
     name = who.pseudonym or "the participant"
-    lines = [f"deleted {name}: {res.submissions} submission(s) with {res.ratings} rating(s), {res.bonuses} bonus "
-             f"record(s), {res.blocks} block(s), and their rater id, from {', '.join(str(p) for _, p in who.ledgers)}"]
+    lines = []
+    if who.ledgers:
+        lines.append(f"deleted {name}: {res.submissions} submission(s) with {res.ratings} rating(s), {res.bonuses} "
+                     f"bonus record(s), {res.blocks} block(s), and their rater id, from "
+                     + ", ".join(str(p) for _, p in who.ledgers))
+    if who.site_platforms:
+        removed = ", ".join(f"{n} {table}" for table, n in res.site.items() if n) or "their rater record"
+        lines.append(f"deleted {name} from the rating site's store: {removed}")
     if res.unpaid:
         lines.append(f"warning: {len(res.unpaid)} submission(s) were deleted before review (--force); the "
                      "platform may still approve and pay them automatically")
