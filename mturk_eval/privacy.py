@@ -379,7 +379,7 @@ def pseudonymise_ratings(ratings: Any, cfg: Any, *, from_ledger: bool, spend: An
 
 def template_free_text_fields(cfg: Any) -> list[str]:
     """Free-text fields of the experiment's rating page (its template rendered for one sample item)."""
-    from mturk_eval.hits import render_html
+    from mturk_eval.tasks.builder import render_html
 
     item = {"persona": ["sample"], "utterance": "sample", "response": "sample"}
     html = render_html([item], cfg.language, "https://example.invalid/", cfg.hit.template_dir)
@@ -389,7 +389,7 @@ def template_free_text_fields(cfg: Any) -> list[str]:
 def ledger_free_text_counts(ledger_path: str | os.PathLike) -> dict[str, int]:
     """Field name -> number of stored submissions whose answer holds non-empty free text there."""
     from mturk_eval.ledger import Ledger
-    from mturk_eval.mturk.answers import AnswerError, parse_fields
+    from mturk_eval.platforms.mturk.answers import AnswerError, parse_fields
 
     counts: dict[str, int] = {}
     with Ledger.open(ledger_path, create=False) as led:

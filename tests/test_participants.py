@@ -14,7 +14,7 @@ from mturk_eval.actions import collect as col
 from mturk_eval.actions import publish as pub
 from mturk_eval.cli import main
 from mturk_eval.ledger import Ledger, ledger_path
-from mturk_eval.platform import Submission
+from mturk_eval.platforms.crowd_platform import Submission
 from mturk_eval.privacy import Pseudonymiser, key_path
 
 GOOD = {"fluency": 4, "engagingness": 3, "relevance": 5, "persona": 2}

@@ -118,7 +118,7 @@ def test_one_off_keys_differ():
 
 
 def test_free_text_fields_of_pages_and_answers():
-    from mturk_eval.hits import render_html
+    from mturk_eval.tasks.builder import render_html
 
     html = render_html([{"persona": ["p"], "utterance": "u", "response": "r"}], "en", "https://x.invalid/")
     assert form_free_text_fields(html) == []  # the built-in page: ratings only

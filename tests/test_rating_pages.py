@@ -89,10 +89,8 @@ def _task_page(ctx, html: str):
 
 
 def _render(language: str, items=ITEMS) -> str:
-    try:
-        from mturk_eval.tasks.builder import render_html
-    except ImportError:  # before layout-v1
-        from mturk_eval.hits import render_html
+    from mturk_eval.tasks.builder import render_html
+
     return render_html(items, language, f"{FAKE}/mturk/externalSubmit")
 
 

@@ -169,7 +169,7 @@ def find_participant(cfg: ExperimentConfig, wanted: str) -> Participant:
 
 
 def _submissions(led: Ledger, rater_id: str) -> list[dict[str, Any]]:
-    from mturk_eval.mturk.answers import AnswerError, parse_fields
+    from mturk_eval.platforms.mturk.answers import AnswerError, parse_fields
 
     out = []
     for a in led.conn.execute("SELECT * FROM assignments WHERE worker_id=? ORDER BY submit_time, assignment_id",
