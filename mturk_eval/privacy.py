@@ -96,9 +96,10 @@ def _recordkey_id_of(run_dir: Path, key_id: str) -> None:
 
 
 def _restore_hint(path: Path) -> str:
+    away = f" (after moving {path.name} away)" if path.exists() else ""
     return (f"restore it from your backup (the 64-hex-digit file, then `chmod 600 {path}`); if it is lost for "
-            "good, `mturk-eval participants new-key` makes a new one, and pseudonyms in earlier exports then no "
-            "longer match the new ones")
+            f"good, `mturk-eval participants new-key`{away} makes a new one, and pseudonyms in earlier exports "
+            "then no longer match the new ones")
 
 
 def _read_key(path: Path) -> bytes:

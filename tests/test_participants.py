@@ -137,16 +137,29 @@ def test_unknown_participant_is_one_line_exit_2(study, who):
         assert f"Error: {who}: no participant with this" in res.output
 
 
-def test_lost_key_refuses_exports_and_new_key_makes_one_on_purpose(study):
-    cfg, conf, _ = study
+def test_lost_key_refuses_exports_and_new_key_makes_one_on_purpose(study, tmp_path):
+    cfg, conf, plat = study
     from mturk_eval.analysis.report import build_report
 
     _approve_all(cfg)
     build_report(cfg, plots=False, progress=False)
+    before = (cfg.run_dir / "report" / "report.md").read_bytes()
     key_path(cfg.run_dir).unlink()
     res = CliRunner().invoke(main, ["report", "--config", str(conf), "-q", "--no-plots"])
     assert res.exit_code == 2 and "pseudonym.key: missing" in res.output and "restore it from your backup" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and "Traceback" not in res.output
     assert not key_path(cfg.run_dir).exists()
+    assert (cfg.run_dir / "report" / "report.md").read_bytes() == before  # the old report stays as it was
+    # collect --export-csv is refused before anything is collected or written.
+    from mturk_eval.errors import UserError
+
+    plat.subs.append(Submission("3ANEW", plat.subs[0].task_id, "ANEWRATER001", "Submitted",
+                                qfa_xml(rating_fields(GOOD)), 1000.0, 1042.0))
+    with pytest.raises(UserError, match="pseudonym.key: missing"):
+        col.collect(cfg, platform=plat, export_csv=tmp_path / "out.csv", progress=False)
+    assert not (tmp_path / "out.csv").exists()
+    with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+        assert "3ANEW" not in {a.assignment_id for a in led.assignments()}
     # Looking a participant up by pseudonym needs the key; by real id it does not.
     assert _cli("export", "--config", str(conf), "r-aaaaaaaaaa").exit_code == 2
     res = _cli("export", "--config", str(conf), STAYS)
