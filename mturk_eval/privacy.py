@@ -41,9 +41,22 @@ if TYPE_CHECKING:
 KEY_FILE = "pseudonym.key"
 KEY_ID_META = "pseudonym_key_id"
 PSEUDONYM_CHARS = 10
+_B32_ALPHABET = b"abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648 base32, lower case
 PSEUDONYM_RE = re.compile(r"^[rs]-[a-z2-7]{%d}$" % PSEUDONYM_CHARS)
 RATER_PREFIX = "r-"
 SUBMISSION_PREFIX = "s-"
+
+
+class _LazyB32:
+    """The base32 alphabet as a numpy array, built on first use (numpy is not needed for single ids)."""
+
+    def __getitem__(self, idx: Any) -> Any:
+        import numpy as np
+
+        return np.frombuffer(_B32_ALPHABET, dtype=np.uint8)[idx]
+
+
+_B32 = _LazyB32()
 
 
 def key_path(run_dir: str | os.PathLike) -> Path:
@@ -212,34 +225,56 @@ class Pseudonymiser:
         """The pseudonym of one submission (assignment) id (``s-`` + 10 base32 letters)."""
         return self._hash(SUBMISSION_PREFIX, submission_id)
 
-    def _many(self, prefix: str, ids: Iterable[Any], keep_pseudonyms: bool) -> list[Any]:
-        cache: dict[Any, Any] = {}
-        seen: dict[str, Any] = {}
-        out = []
-        for v in ids:
-            p = cache.get(v)
-            if p is None:
-                if v is None or v == "" or (isinstance(v, float) and v != v):
-                    p = v  # missing stays missing
-                elif keep_pseudonyms and is_pseudonym(v):
-                    p = v
-                else:
-                    p = self._hash(prefix, v)
-                    other = seen.setdefault(p, v)
-                    if other != v:  # 50 bits: practically never; refuse rather than merge two people
-                        raise UserError(f"pseudonyms: two ids map to {p}; this should never happen, "
-                                        "please report it")
-                cache[v] = p
-            out.append(p)
-        return out
+    def _hash_many(self, prefix: str, values: list[str]) -> list[str]:
+        """``_hash`` of many values, equal to it value by value but about 5x faster (a report may hold a
+        million submission ids): HMAC-SHA256 written out with hashlib's pre-keyed copies, then the first
+        50 bits of each digest turned into base32 letters with numpy."""
+        import numpy as np
 
-    def raters(self, ids: Iterable[Any], *, keep_pseudonyms: bool = False) -> list[Any]:
+        block = self.key.ljust(64, b"\0")  # HMAC's key block for SHA-256 (the key is 32 bytes)
+        inner = hashlib.sha256(bytes(b ^ 0x36 for b in block) + prefix.encode() + b"\0")
+        outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        heads = bytearray()
+        for v in values:
+            i = inner.copy()
+            i.update(str(v).encode("utf-8"))
+            o = outer.copy()
+            o.update(i.digest())
+            heads += o.digest()[:8]
+        top = np.frombuffer(bytes(heads), dtype=">u8").astype(np.uint64)
+        shifts = np.arange(64 - 5, 64 - 5 * (PSEUDONYM_CHARS + 1), -5, dtype=np.uint64)
+        letters = _B32[((top[:, None] >> shifts) & np.uint64(31)).astype(np.intp)]
+        return [prefix + s for s in np.ascontiguousarray(letters).view(f"S{PSEUDONYM_CHARS}").ravel()
+                .astype(f"U{PSEUDONYM_CHARS}").tolist()]
+
+    def _many(self, prefix: str, ids: Iterable[Any], keep_pseudonyms: bool, distinct: bool = False) -> list[Any]:
+        """Pseudonyms of ``ids`` in order; each distinct id hashed once (``distinct``: the caller knows
+        there are no repeats, as in a vocabulary of codes). Missing values, and with ``keep_pseudonyms``
+        ids that already are pseudonyms, stay as they are."""
+        ids = list(ids)
+        uniq = ids if distinct else list(dict.fromkeys(ids))
+        todo = [k for k, v in enumerate(uniq) if not (v is None or v == "" or (isinstance(v, float) and v != v)
+                                                      or (keep_pseudonyms and is_pseudonym(v)))]
+        values = [uniq[k] for k in todo]
+        hashed = self._hash_many(prefix, values) if len(values) > 64 else [self._hash(prefix, v) for v in values]
+        if len(set(hashed)) != len(hashed):  # 50 bits: practically never; refuse rather than merge two people
+            raise UserError("pseudonyms: two ids map to the same pseudonym; this should never happen, please "
+                            "report it")
+        out = list(uniq)
+        for k, h in zip(todo, hashed):
+            out[k] = h
+        if distinct:
+            return out
+        mapping = dict(zip(uniq, out))
+        return [mapping[v] for v in ids]
+
+    def raters(self, ids: Iterable[Any], *, keep_pseudonyms: bool = False, distinct: bool = False) -> list[Any]:
         """Pseudonyms of many rater ids, in order (each distinct id hashed once). With
         ``keep_pseudonyms`` ids that already are pseudonyms (an earlier export read back) stay."""
-        return self._many(RATER_PREFIX, ids, keep_pseudonyms)
+        return self._many(RATER_PREFIX, ids, keep_pseudonyms, distinct)
 
-    def submissions(self, ids: Iterable[Any], *, keep_pseudonyms: bool = False) -> list[Any]:
-        return self._many(SUBMISSION_PREFIX, ids, keep_pseudonyms)
+    def submissions(self, ids: Iterable[Any], *, keep_pseudonyms: bool = False, distinct: bool = False) -> list[Any]:
+        return self._many(SUBMISSION_PREFIX, ids, keep_pseudonyms, distinct)
 
     def series(self, s: "pd.Series", kind: str = "rater", *, keep_pseudonyms: bool = False) -> "pd.Series":
         """A pandas Series of ids mapped to pseudonyms: each distinct value hashed once (``pd.factorize``),
@@ -251,7 +286,7 @@ class Pseudonymiser:
             raise ValueError(f"kind: expected 'rater' or 'submission', got {kind!r}")
         codes, uniques = pd.factorize(s, use_na_sentinel=True)
         mapped = np.array(self._many(RATER_PREFIX if kind == "rater" else SUBMISSION_PREFIX,
-                                     list(uniques), keep_pseudonyms) + [None], dtype=object)
+                                     list(uniques), keep_pseudonyms, distinct=True) + [None], dtype=object)
         values = mapped[codes]
         missing = codes < 0
         if missing.any():
@@ -347,34 +382,51 @@ def report_pseudonymiser(cfg: Any, *, from_ledger: bool) -> Pseudonymiser:
     return Pseudonymiser.one_off()
 
 
+def submission_numbers(n: int) -> list[str]:
+    """Opaque submission ids for a report: ``s-000001``, ``s-000002``, ... (at least six digits)."""
+    width = max(6, len(str(n)))
+    return [f"s-{k:0{width}d}" for k in range(1, n + 1)]
+
+
 def pseudonymise_ratings(ratings: Any, cfg: Any, *, from_ledger: bool, spend: Any = None) -> dict[str, Any]:
-    """Replace the rater and submission ids of loaded ratings by pseudonyms, in place, and return what
-    the report says about it (``report.json`` key ``privacy``).
+    """Replace the rater and submission ids of loaded ratings, in place, and return what the report
+    says about it (``report.json`` key ``privacy``).
+
+    Rater ids become keyed pseudonyms (``r-...``; ids read from a file that already are pseudonyms, an
+    earlier export, stay). Submission (assignment) ids only group a submission's rows in the analysis;
+    they become opaque numbers ``s-000001``... in order of first appearance: linked to nothing outside
+    the report, and cheap for a million submissions (a keyed hash of each would cost about a second).
 
     ``ratings`` is the analysis' columnar :class:`~mturk_eval.analysis.ratings.Ratings` (lists
     ``worker_ids``/``assignment_ids``) or a long-format pandas DataFrame (columns ``worker_id``,
-    ``assignment_id``). Ids read from a file that already are pseudonyms (an earlier export) stay.
-    ``spend`` (:class:`mturk_eval.analysis.cost.Spend`) gets its per-submission bonuses re-keyed the same way."""
+    ``assignment_id``). ``spend`` (:class:`mturk_eval.analysis.cost.Spend`) gets its per-submission
+    bonuses re-keyed the same way."""
     p = report_pseudonymiser(cfg, from_ledger=from_ledger)
     keep = not from_ledger
     if hasattr(ratings, "worker_ids"):
-        ratings.worker_ids = p.raters(ratings.worker_ids, keep_pseudonyms=keep)
-        ratings.assignment_ids = p.submissions(ratings.assignment_ids, keep_pseudonyms=keep)
+        original = ratings.assignment_ids
+        ratings.worker_ids = p.raters(ratings.worker_ids, keep_pseudonyms=keep, distinct=True)  # a vocabulary
+        ratings.assignment_ids = submission_numbers(len(original))
     else:
+        import pandas as pd
+
         ratings["worker_id"] = p.series(ratings["worker_id"], "rater", keep_pseudonyms=keep)
+        original = []
         if "assignment_id" in ratings:
-            ratings["assignment_id"] = p.series(ratings["assignment_id"], "submission", keep_pseudonyms=keep)
-    if spend is not None:
-        keys = list(spend.bonus_by_assignment)
-        spend.bonus_by_assignment = dict(zip(p.submissions(keys, keep_pseudonyms=keep),
-                                             spend.bonus_by_assignment.values()))
+            codes, uniques = pd.factorize(ratings["assignment_id"])
+            original = list(uniques)
+            ratings["assignment_id"] = pd.Series(submission_numbers(len(original)), dtype=object).to_numpy()[codes]
+    if spend is not None and spend.bonus_by_assignment:
+        number = dict(zip(original, submission_numbers(len(original))))
+        spend.bonus_by_assignment = {number[a]: v for a, v in spend.bonus_by_assignment.items() if a in number}
     return {
         "rater_ids": "pseudonymised",
         "key": "experiment" if p.stored else "one-off",
         "key_id": p.key_id if p.stored else None,
-        "note": ("rater ids are pseudonyms (r-...), submission ids too (s-...): HMAC-SHA256 with "
+        "note": ("rater ids are pseudonyms (r-...), HMAC-SHA256 with "
                  + (f"the experiment's key (key id {p.key_id}), stable across its exports"
-                    if p.stored else "a one-off key (no --config), matching no other export")),
+                    if p.stored else "a one-off key (no --config), matching no other export")
+                 + "; submission ids are opaque numbers (s-000001, ...) that link to nothing outside this report"),
     }
 
 
