@@ -132,3 +132,29 @@ def test_free_text_fields_of_pages_and_answers():
     assert form_free_text_fields(page) == ["comments", "age", "gender"]
     assert answer_free_text_fields({"i0_fluency": "4", "comments": "I am Jane from Leeds", "note": " ",
                                     "mturk_eval_simulated": "1", "i0_relevance": "good"}) == ["comments", "i0_relevance"]
+
+
+def test_batched_hashing_equals_one_by_one(tmp_path):
+    p = Pseudonymiser.for_run(tmp_path / "exp")
+    ids = [f"A{i:05d}" for i in range(300)] + ["A00001", "ünïcode"]   # > 64: the batched path
+    assert p.raters(ids) == [p.rater(i) for i in ids]
+    assert p.submissions(ids[:300], distinct=True) == [p.submission(i) for i in ids[:300]]
+
+
+def test_report_pseudonymisation_of_a_dataframe_and_the_spend(tmp_path):
+    """The report's one call, on the long-format DataFrame the pandas loader returns: rater pseudonyms,
+    opaque submission numbers, bonuses re-keyed to them."""
+    from types import SimpleNamespace
+
+    from mturk_eval.config import ExperimentConfig
+    from mturk_eval.privacy import pseudonymise_ratings
+
+    cfg = ExperimentConfig(name="exp", runs_dir=str(tmp_path / "runs"))
+    df = pd.DataFrame({"worker_id": ["AW1", "AW2", "AW1"], "assignment_id": ["3X", "3Y", "3X"], "score": [1, 2, 3]})
+    spend = SimpleNamespace(bonus_by_assignment={"3Y": 0.5})
+    info = pseudonymise_ratings(df, cfg, from_ledger=True, spend=spend)
+    p = Pseudonymiser.for_run(cfg.run_dir)
+    assert df["worker_id"].tolist() == [p.rater("AW1"), p.rater("AW2"), p.rater("AW1")]
+    assert df["assignment_id"].tolist() == ["s-000001", "s-000002", "s-000001"]
+    assert spend.bonus_by_assignment == {"s-000002": 0.5}
+    assert info["key"] == "experiment" and info["key_id"] == p.key_id
