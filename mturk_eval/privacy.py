@@ -446,7 +446,7 @@ def ledger_free_text_counts(ledger_path: str | os.PathLike) -> dict[str, int]:
 
     counts: dict[str, int] = {}
     with Ledger.open(ledger_path, create=False) as led:
-        for (xml,) in led.conn.execute("SELECT answer_xml FROM assignments"):
+        for xml in led.answer_documents():
             try:
                 fields = parse_fields(xml)
             except AnswerError:

@@ -20,7 +20,6 @@ written again.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import sqlite3
 import time
@@ -34,34 +33,10 @@ from mturk_eval.ledger import TARGETS, Ledger, ledger_path
 from mturk_eval.privacy import (KEY_ID_META, Pseudonymiser, is_pseudonym, key_id_of, key_path, write_new_key,
                                 write_private_text)
 
-TOMBSTONES = """
-CREATE TABLE IF NOT EXISTS deleted_raters (
-    rater_sha256 TEXT PRIMARY KEY,      -- sha256 of the real id; the id itself is gone
-    deleted_at REAL NOT NULL,
-    submissions INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS deleted_submissions (
-    submission_sha256 TEXT PRIMARY KEY,
-    deleted_at REAL NOT NULL
-);
-"""
-
-
-def _sha(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
 def is_deleted(ledger: Ledger, rater_id: str, submission_id: str) -> bool:
     """Whether a submission (or its rater) was deleted at the participant's request; ``collect`` skips
     such submissions so they are not stored again."""
-    try:
-        row = ledger.conn.execute(
-            "SELECT 1 FROM deleted_raters WHERE rater_sha256=? UNION ALL "
-            "SELECT 1 FROM deleted_submissions WHERE submission_sha256=? LIMIT 1",
-            (_sha(rater_id), _sha(submission_id))).fetchone()
-    except sqlite3.OperationalError:  # no tombstone tables: nothing was ever deleted here
-        return False
-    return row is not None
+    return ledger.is_deleted(rater_id, submission_id)
 
 
 def _jsonable(x: Any) -> Any:
@@ -86,11 +61,6 @@ def _iso(epoch: float | None) -> str | None:
 
 def _ledgers(cfg: ExperimentConfig) -> list[tuple[str, Path]]:
     return [(t, ledger_path(cfg, t)) for t in TARGETS if ledger_path(cfg, t).exists()]
-
-
-def _rater_ids(led: Ledger) -> list[str]:
-    return [r[0] for r in led.conn.execute(
-        "SELECT worker_id FROM assignments UNION SELECT worker_id FROM bonuses UNION SELECT worker_id FROM blocks")]
 
 
 def _site_path(cfg: ExperimentConfig) -> Path | None:
@@ -141,7 +111,7 @@ def find_participant(cfg: ExperimentConfig, wanted: str) -> Participant:
     holders = []
     for target, path in ledgers:
         with Ledger.open(path, create=False) as led:
-            m = match(_rater_ids(led))
+            m = match(led.rater_ids())
         if m is not None:
             found.add(m)
             holders.append((target, path))
@@ -168,29 +138,22 @@ def find_participant(cfg: ExperimentConfig, wanted: str) -> Participant:
 # Access
 
 
-def _submissions(led: Ledger, rater_id: str) -> list[dict[str, Any]]:
+def _submission(a: dict[str, Any]) -> dict[str, Any]:
     from mturk_eval.platforms.mturk.answers import AnswerError, parse_fields
 
-    out = []
-    for a in led.conn.execute("SELECT * FROM assignments WHERE worker_id=? ORDER BY submit_time, assignment_id",
-                              (rater_id,)).fetchall():
-        try:
-            fields = parse_fields(a["answer_xml"])
-        except AnswerError as exc:
-            fields = {"(unreadable answer)": str(exc)}
-        ratings = [{"slot": r["slot"], "item_id": r["item_id"], "aspect": r["aspect"], "score": r["score"]}
-                   for r in led.conn.execute("SELECT slot, item_id, aspect, score FROM answers WHERE assignment_id=?"
-                                             " ORDER BY slot, aspect", (a["assignment_id"],))]
-        out.append({
-            "submission_id": a["assignment_id"], "task_id": a["hit_id"], "status": a["status"],
-            "accepted_at": _iso(a["accept_time"]), "submitted_at": _iso(a["submit_time"]),
-            "work_time_s": a["work_time_s"], "answers": fields, "ratings": ratings,
-            "valid": bool(a["valid"]), "problem": a["error"], "simulated": bool(a["simulated"]),
-            "attention_check_passed": None if a["attention_passed"] is None else bool(a["attention_passed"]),
-            "review": {"action": a["review_action"], "feedback": a["feedback"], "at": _iso(a["reviewed_at"])},
-            "stored_at": _iso(a["stored_at"]),
-        })
-    return out
+    try:
+        fields = parse_fields(a["answer_xml"])
+    except AnswerError as exc:
+        fields = {"(unreadable answer)": str(exc)}
+    return {
+        "submission_id": a["assignment_id"], "task_id": a["hit_id"], "status": a["status"],
+        "accepted_at": _iso(a["accept_time"]), "submitted_at": _iso(a["submit_time"]),
+        "work_time_s": a["work_time_s"], "answers": fields, "ratings": a["answers"],
+        "valid": bool(a["valid"]), "problem": a["error"], "simulated": bool(a["simulated"]),
+        "attention_check_passed": None if a["attention_passed"] is None else bool(a["attention_passed"]),
+        "review": {"action": a["review_action"], "feedback": a["feedback"], "at": _iso(a["reviewed_at"])},
+        "stored_at": _iso(a["stored_at"]),
+    }
 
 
 def export_participant(cfg: ExperimentConfig, wanted: str) -> dict[str, Any]:
@@ -199,14 +162,16 @@ def export_participant(cfg: ExperimentConfig, wanted: str) -> dict[str, Any]:
     held = []
     for target, path in who.ledgers:
         with Ledger.open(path, create=False) as led:
-            bonuses = [{"submission_id": b["assignment_id"], "amount_usd": b["amount"], "reason": b["reason"],
-                        "state": b["state"], "created_at": _iso(b["created_at"]), "paid_at": _iso(b["paid_at"])}
-                       for b in led.conn.execute("SELECT * FROM bonuses WHERE worker_id=? ORDER BY created_at",
-                                                 (who.rater_id,))]
-            blocks = [{"reason": b["reason"], "state": b["state"], "created_at": _iso(b["created_at"])}
-                      for b in led.conn.execute("SELECT * FROM blocks WHERE worker_id=?", (who.rater_id,))]
-            held.append({"ledger": str(path), "target": target, "submissions": _submissions(led, who.rater_id),
-                         "bonuses": bonuses, "blocks": blocks})
+            rec = led.rater_record(who.rater_id)
+        held.append({
+            "ledger": str(path), "target": target,
+            "submissions": [_submission(a) for a in rec["submissions"]],
+            "bonuses": [{"submission_id": b["assignment_id"], "amount_usd": b["amount"], "reason": b["reason"],
+                         "state": b["state"], "created_at": _iso(b["created_at"]), "paid_at": _iso(b["paid_at"])}
+                        for b in rec["bonuses"]],
+            "blocks": [{"reason": b["reason"], "state": b["state"], "created_at": _iso(b["created_at"])}
+                       for b in rec["blocks"]],
+        })
     site = []
     if who.site_platforms:
         from mturk_eval.site.store import SiteStore
@@ -246,16 +211,8 @@ class DeleteResult:
     site: dict[str, int] = field(default_factory=dict)  # rows removed from the rating site's store, by table
 
 
-def _pending(led: Ledger, rater_id: str) -> tuple[list[str], list[str]]:
-    subs = [r[0] for r in led.conn.execute(
-        "SELECT assignment_id FROM assignments WHERE worker_id=? AND status='Submitted'", (rater_id,))]
-    bonuses = [r[0] for r in led.conn.execute(
-        "SELECT assignment_id FROM bonuses WHERE worker_id=? AND state='pending'", (rater_id,))]
-    return subs, bonuses
-
-
 def _compact(path: Path) -> None:
-    """Rewrite the SQLite file so deleted rows leave no bytes behind (free pages, the WAL)."""
+    """Rewrite the site's SQLite file so deleted rows leave no bytes behind (free pages, the WAL)."""
     conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
     try:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -293,7 +250,7 @@ def delete_participant(cfg: ExperimentConfig, wanted: str, *, force: bool = Fals
     unpaid: list[str] = []
     for target, path in who.ledgers:
         with Ledger.open(path, create=False) as led:
-            subs, bonuses = _pending(led, who.rater_id)
+            subs, bonuses = led.rater_unsettled(who.rater_id)
             if (subs or bonuses) and not force:
                 what = []
                 if subs:
@@ -307,23 +264,11 @@ def delete_participant(cfg: ExperimentConfig, wanted: str, *, force: bool = Fals
     for target, path in who.ledgers:
         with experiment_lock(cfg, target, "participants delete"):
             with Ledger.open(path, create=False) as led:
-                led.conn.execute("PRAGMA secure_delete=ON")
-                led.conn.executescript(TOMBSTONES)
-                now = time.time()
-                with led.transaction() as c:
-                    ids = [r[0] for r in c.execute("SELECT assignment_id FROM assignments WHERE worker_id=?",
-                                                   (who.rater_id,))]
-                    for aid in ids:
-                        res.ratings += c.execute("DELETE FROM answers WHERE assignment_id=?", (aid,)).rowcount
-                        c.execute("INSERT OR IGNORE INTO deleted_submissions VALUES (?, ?)", (_sha(aid), now))
-                    res.submissions += c.execute("DELETE FROM assignments WHERE worker_id=?",
-                                                 (who.rater_id,)).rowcount
-                    res.bonuses += c.execute("DELETE FROM bonuses WHERE worker_id=?", (who.rater_id,)).rowcount
-                    res.blocks += c.execute("DELETE FROM blocks WHERE worker_id=?", (who.rater_id,)).rowcount
-                    c.execute("INSERT INTO deleted_raters VALUES (?, ?, ?) ON CONFLICT(rater_sha256) DO UPDATE SET "
-                              "submissions=submissions+excluded.submissions, deleted_at=excluded.deleted_at",
-                              (_sha(who.rater_id), now, len(ids)))
-            _compact(path)
+                removed = led.delete_rater(who.rater_id)
+            res.submissions += removed["assignments"]
+            res.ratings += removed["answers"]
+            res.bonuses += removed["bonuses"]
+            res.blocks += removed["blocks"]
     if who.site_platforms:
         from mturk_eval.site.store import SiteStore
 
