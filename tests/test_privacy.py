@@ -158,3 +158,46 @@ def test_report_pseudonymisation_of_a_dataframe_and_the_spend(tmp_path):
     assert df["assignment_id"].tolist() == ["s-000001", "s-000002", "s-000001"]
     assert spend.bonus_by_assignment == {"s-000002": 0.5}
     assert info["key"] == "experiment" and info["key_id"] == p.key_id
+
+
+def test_exports_read_back_keep_their_pseudonyms_and_reports_without_config_use_a_one_off_key(tmp_path):
+    """`collect --export-csv` rows (already pseudonymised) give the same report as the ledger; a report
+    from a file without --config stores no key anywhere and says its pseudonyms match nothing else."""
+    import json
+
+    from click.testing import CliRunner
+
+    from helpers.analysis import make_rows
+    from mturk_eval.actions.collect import batch_rows
+    from mturk_eval.analysis.batch_csv import write_batch_csv
+    from mturk_eval.analysis.ratings import write_ratings_csv
+    from mturk_eval.cli import main
+    from mturk_eval.ledger import Ledger, ledger_path
+    from mturk_eval.privacy import pseudonymise_batch_rows
+    from test_report_cli import _fill_ledger, write_config
+
+    rows = make_rows(n_prompts=4, seed=3)
+    cfg_path = write_config(tmp_path)
+    cfg = _fill_ledger(cfg_path, rows)
+    run = CliRunner().invoke
+    assert run(main, ["report", "--config", str(cfg_path), "-q", "--no-plots"]).exit_code == 0
+    from_ledger = json.loads((cfg.run_dir / "report" / "report.json").read_text())
+    p = Pseudonymiser.for_run(cfg.run_dir)
+    with Ledger.open(ledger_path(cfg, "local")) as led:
+        write_batch_csv(tmp_path / "export.csv", pseudonymise_batch_rows(batch_rows(cfg, led), p))
+    assert "AW3" not in (tmp_path / "export.csv").read_text() and p.rater("AW3") in (tmp_path / "export.csv").read_text()
+    res = run(main, ["report", "--config", str(cfg_path), "--batch-csv", str(tmp_path / "export.csv"),
+                     "--out", str(tmp_path / "from_export"), "-q", "--no-plots"])
+    assert res.exit_code == 0, res.output
+    again = json.loads((tmp_path / "from_export" / "report.json").read_text())
+    assert again["workers"]["excluded_workers"] == from_ledger["workers"]["excluded_workers"]
+    assert again["workers"]["excluded_workers"][0]["worker_id"] == p.rater("AW3")
+
+    write_ratings_csv(tmp_path / "plain.csv", rows)
+    res = run(main, ["report", "--ratings", str(tmp_path / "plain.csv"), "--out", str(tmp_path / "plain"), "-q",
+                     "--no-plots"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "plain" / "report.json").read_text())
+    assert data["privacy"]["key"] == "one-off" and "matching no other export" in data["privacy"]["note"]
+    assert not any(f.name == "pseudonym.key" for f in tmp_path.rglob("*") if f.parent != cfg.run_dir)
+    assert "AW" not in (tmp_path / "plain" / "report.md").read_text()
