@@ -141,6 +141,18 @@ def check_structure(page, lang: str) -> None:
     assert s["radios"] and all(r["inFieldsetWithLegend"] and r["labelled"] for r in s["radios"])
 
 
+def check_rating_page(page, name: str, lang: str) -> None:
+    """Every check of a rating page but the keyboard: phone layout (with its screenshot), structure, axe."""
+    check_phone_layout(page, name)
+    check_structure(page, lang)
+    check_axe(page, name)
+
+
+def assert_cjk(ctx, page, selector: str) -> None:
+    cjk, total, names = cjk_font_glyphs(ctx, page, selector)
+    assert total > 0 and cjk == total, f"{selector}: {total - cjk} of {total} glyphs not in a CJK font ({names})"
+
+
 FOCUS_STATE = """() => {
   const a = document.activeElement;
   const shown = a.type === 'radio' ? a.closest('label') : a;
@@ -202,15 +214,10 @@ def test_task_page_on_phones(pw, device, language):
     ctx = _context(pw, device)
     try:
         page, _ = _task_page(ctx, _render(language, ITEMS if language == "en" else JA_ITEMS + ITEMS[:1]))
-        name = f"task-{language}-{device.replace(' ', '-').lower()}"
-        check_phone_layout(page, name)
-        check_structure(page, language)
-        check_axe(page, name)
+        check_rating_page(page, f"task-{language}-{device.replace(' ', '-').lower()}", language)
         if language == "ja":
             for sel in ("h1", "legend", "#item0 .response"):
-                cjk, total, names = cjk_font_glyphs(ctx, page, sel)
-                assert total > 0 and cjk == total, f"{sel}: {total - cjk} of {total} glyphs not in a CJK font ({names})"
-            assert page.evaluate("document.fonts.check('16px \"Noto Sans CJK JP\"', 'チャット')")
+                assert_cjk(ctx, page, sel)
     finally:
         ctx.close()
 
@@ -249,9 +256,7 @@ def test_site_task_page_on_a_phone_and_by_keyboard(pw, tmp_path):
             page = ctx.new_page()
             page.goto(f"{site.url}/i/{token}")
             page.wait_for_selector("#submitButton")
-            check_phone_layout(page, "site-task-en-pixel-7")
-            check_structure(page, "en")
-            check_axe(page, "site task page")
+            check_rating_page(page, "site-task-en-pixel-7", "en")
         finally:
             ctx.close()
         ctx = _context(pw, None)
@@ -280,14 +285,10 @@ def test_site_japanese_task_and_consent_pages(pw, tmp_path):
             check_phone_layout(page, "site-consent-ja-pixel-7")
             assert page.evaluate("document.documentElement.lang") == "ja"
             check_axe(page, "site consent page")
-            cjk, total, names = cjk_font_glyphs(ctx, page, "#consent-text p")
-            assert total > 0 and cjk == total, f"consent text: glyphs not in a CJK font ({names})"
+            assert_cjk(ctx, page, "#consent-text p")
             page.click("#agree")
             page.wait_for_selector("#submitButton")
-            check_phone_layout(page, "site-task-ja-pixel-7")
-            check_structure(page, "ja")
-            check_axe(page, "site Japanese task page")
-            cjk, total, names = cjk_font_glyphs(ctx, page, "legend")
-            assert total > 0 and cjk == total, f"legend: glyphs not in a CJK font ({names})"
+            check_rating_page(page, "site-task-ja-pixel-7", "ja")
+            assert_cjk(ctx, page, "legend")
         finally:
             ctx.close()
