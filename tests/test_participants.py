@@ -98,12 +98,16 @@ def test_delete_refuses_unreviewed_work_then_removes_everything(study):
     data = json.loads((cfg.run_dir / "report" / "report.json").read_text())
     assert data["privacy"]["free_text_answers"] == {"comments": 2} and data["privacy"]["free_text_fields"] == []
     pseudonym = Pseudonymiser.for_run(cfg.run_dir).rater(GONE)
+    import pandas as pd  # a Parquet export (compressed: found through its rater column)
+
+    pd.DataFrame({"worker_id": [pseudonym, "r-aaaaaaaaaa"]}).to_parquet(cfg.run_dir / "ratings.parquet")
     res = _cli("delete", "--config", str(conf), pseudonym)
     assert res.exit_code == 0, res.output
     out = res.output
     assert out.startswith(f"deleted {pseudonym}: 2 submission(s) with 8 rating(s), 0 bonus record(s), 0 block(s)")
     assert "reports written before now still include their ratings" in out and str(cfg.run_dir / "report") in out
     assert f"files that still show the pseudonym {pseudonym}: " in out and "report.json" in out
+    assert "ratings.parquet" in out and "exports written outside" in out
     led_file = ledger_path(cfg, "sandbox")
     with Ledger.open(led_file) as led:
         assert {r["worker_id"] for r in led.ratings()} == {STAYS}

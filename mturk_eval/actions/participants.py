@@ -209,6 +209,7 @@ class DeleteResult:
     report_dirs: list[Path] = field(default_factory=list)  # written earlier: tables include the ratings
     backups: list[Path] = field(default_factory=list)   # ledger backups that may still hold the data
     site: dict[str, int] = field(default_factory=dict)  # rows removed from the rating site's store, by table
+    run_dir: Path = Path(".")
 
 
 def _compact(path: Path) -> None:
@@ -222,21 +223,32 @@ def _compact(path: Path) -> None:
         conn.close()
 
 
+EXPORT_SUFFIXES = (".md", ".json", ".csv", ".tex", ".txt", ".html", ".parquet")
+
+
+def _shows(f: Path, pseudonym: str) -> bool:
+    if f.suffix == ".parquet":  # compressed: look in its rater columns instead of its bytes
+        import pyarrow.parquet as pq
+
+        cols = [c for c in pq.read_schema(f).names if c in ("worker_id", "WorkerId", "rater_id")]
+        return any(pseudonym in set(pq.read_table(f, columns=[c]).column(c).to_pylist()) for c in cols)
+    return pseudonym.encode() in f.read_bytes()
+
+
 def _exports_with(cfg: ExperimentConfig, pseudonym: str | None) -> list[Path]:
-    """Files under the experiment's folder, other than its private stores, that show ``pseudonym``."""
+    """Export-like files (reports, CSV/JSON/Parquet) under the experiment's folder that show
+    ``pseudonym``; exports written elsewhere (``report --out DIR``, ``collect --export-csv FILE``) are not
+    known to the toolkit."""
     if pseudonym is None or not cfg.run_dir.exists():
         return []
-    needle = pseudonym.encode()
     out = []
     for f in sorted(cfg.run_dir.rglob("*")):
-        if not f.is_file() or f.suffix in (".sqlite", ".key", ".bak") or "-wal" in f.name or "-shm" in f.name:
+        if f.suffix not in EXPORT_SUFFIXES or not f.is_file():
             continue
         try:
-            if f.stat().st_size > 200_000_000:
-                continue
-            if needle in f.read_bytes():
+            if f.stat().st_size <= 500_000_000 and _shows(f, pseudonym):
                 out.append(f)
-        except OSError:
+        except (OSError, ValueError):  # unreadable, or not really Parquet: not an export we know
             continue
     return out
 
@@ -246,7 +258,7 @@ def delete_participant(cfg: ExperimentConfig, wanted: str, *, force: bool = Fals
     from mturk_eval.actions.common import experiment_lock
 
     who = find_participant(cfg, wanted)
-    res = DeleteResult(who)
+    res = DeleteResult(who, run_dir=cfg.run_dir)
     unpaid: list[str] = []
     for target, path in who.ledgers:
         with Ledger.open(path, create=False) as led:
@@ -307,6 +319,9 @@ def describe_deletion(res: DeleteResult) -> list[str]:
                      + ", ".join(str(d) for d in res.report_dirs) + "; run `mturk-eval report` again to drop them")
     if res.reports:
         lines.append(f"files that still show the pseudonym {who.pseudonym}: " + ", ".join(str(p) for p in res.reports))
+    if who.pseudonym:
+        lines.append(f"exports written outside {res.run_dir} (report --out, collect --export-csv) may show "
+                     f"{who.pseudonym} too")
     if res.backups:
         lines.append("ledger backups may still hold their data (delete or re-make them): "
                      + ", ".join(str(p) for p in res.backups))
