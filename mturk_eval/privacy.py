@@ -439,35 +439,13 @@ def template_free_text_fields(cfg: Any) -> list[str]:
     return form_free_text_fields(html)
 
 
-_PLAIN_ANSWER = re.compile(r"<Answer>\s*<QuestionIdentifier>([^<]*)</QuestionIdentifier>\s*"
-                           r"<FreeText>([^<]*)</FreeText>\s*</Answer>")
-
-
-def _only_ratings(xml: str) -> bool:
-    """True when every answer of a QuestionFormAnswers document is plainly a rating (``i{k}_{aspect}`` with
-    digits) or a machine field. Anything unusual (other markup, entities, selections, taskAnswers)
-    returns False and gets the full parse."""
-    pairs = _PLAIN_ANSWER.findall(xml)
-    if len(pairs) != xml.count("<Answer>") or "&" in xml:
-        return False
-    return all(name in MACHINE_FIELDS or (RATING_FIELD_RE.match(name) and value.strip().isdigit())
-               or not value.strip() for name, value in pairs)
-
-
 def ledger_free_text_counts(ledger_path: str | os.PathLike) -> dict[str, int]:
     """Field name -> number of stored submissions whose answer holds non-empty free text there."""
     from mturk_eval.ledger import Ledger
-    from mturk_eval.platforms.mturk.answers import AnswerError, parse_fields
 
     counts: dict[str, int] = {}
     with Ledger.open(ledger_path, create=False) as led:
-        for xml in led.answer_documents():
-            if _only_ratings(xml):
-                continue  # the common case, decided without an XML parse (20x faster)
-            try:
-                fields = parse_fields(xml)
-            except AnswerError:
-                continue
+        for fields in led.answer_fields():
             for name in answer_free_text_fields(fields):
                 counts[name] = counts.get(name, 0) + 1
     return counts

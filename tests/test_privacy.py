@@ -201,20 +201,3 @@ def test_exports_read_back_keep_their_pseudonyms_and_reports_without_config_use_
     assert data["privacy"]["key"] == "one-off" and "matching no other export" in data["privacy"]["note"]
     assert not any(f.name == "pseudonym.key" for f in tmp_path.rglob("*") if f.parent != cfg.run_dir)
     assert "AW" not in (tmp_path / "plain" / "report.md").read_text()
-
-
-def test_fast_path_of_the_free_text_scan_agrees_with_the_parse():
-    from helpers.mturk import qfa_xml, rating_fields
-    from mturk_eval.platforms.mturk.answers import parse_fields
-    from mturk_eval.privacy import _only_ratings
-
-    good = {"fluency": 4, "engagingness": 3, "relevance": 5, "persona": 2}
-    docs = [qfa_xml(rating_fields([good] * 2, simulated=True)), qfa_xml(rating_fields(good) | {"comments": "hi"}),
-            qfa_xml({"i0_fluency": "good"}), qfa_xml({"i0_fluency": ""}), qfa_xml({"note": "a & b"}),
-            qfa_xml({"taskAnswers": '[{"i0_fluency": "3", "age": "41"}]'})]
-    fast = [_only_ratings(d) for d in docs]
-    assert fast == [True, False, False, True, False, False]
-    for d, f in zip(docs, fast):
-        if f:
-            assert answer_free_text_fields(parse_fields(d)) == []
-    assert answer_free_text_fields(parse_fields(docs[-1])) == ["age"]

@@ -139,16 +139,11 @@ def find_participant(cfg: ExperimentConfig, wanted: str) -> Participant:
 
 
 def _submission(a: dict[str, Any]) -> dict[str, Any]:
-    from mturk_eval.platforms.mturk.answers import AnswerError, parse_fields
-
-    try:
-        fields = parse_fields(a["answer_xml"])
-    except AnswerError as exc:
-        fields = {"(unreadable answer)": str(exc)}
     return {
-        "submission_id": a["assignment_id"], "task_id": a["hit_id"], "status": a["status"],
+        "submission_id": a["submission_id"], "task_id": a["task_id"], "status": a["status"],
         "accepted_at": _iso(a["accept_time"]), "submitted_at": _iso(a["submit_time"]),
-        "work_time_s": a["work_time_s"], "answers": fields, "ratings": a["answers"],
+        "work_time_s": a["work_time_s"], "answers": a["fields"], "ratings": a["answers"],
+        "raw_answer": a["raw_answer"],
         "valid": bool(a["valid"]), "problem": a["error"], "simulated": bool(a["simulated"]),
         "attention_check_passed": None if a["attention_passed"] is None else bool(a["attention_passed"]),
         "review": {"action": a["review_action"], "feedback": a["feedback"], "at": _iso(a["reviewed_at"])},
@@ -166,7 +161,7 @@ def export_participant(cfg: ExperimentConfig, wanted: str) -> dict[str, Any]:
         held.append({
             "ledger": str(path), "target": target,
             "submissions": [_submission(a) for a in rec["submissions"]],
-            "bonuses": [{"submission_id": b["assignment_id"], "amount_usd": b["amount"], "reason": b["reason"],
+            "bonuses": [{"submission_id": b["submission_id"], "amount_usd": b["amount"], "reason": b["reason"],
                          "state": b["state"], "created_at": _iso(b["created_at"]), "paid_at": _iso(b["paid_at"])}
                         for b in rec["bonuses"]],
             "blocks": [{"reason": b["reason"], "state": b["state"], "created_at": _iso(b["created_at"])}
@@ -277,7 +272,7 @@ def delete_participant(cfg: ExperimentConfig, wanted: str, *, force: bool = Fals
         with experiment_lock(cfg, target, "participants delete"):
             with Ledger.open(path, create=False) as led:
                 removed = led.delete_rater(who.rater_id)
-            res.submissions += removed["assignments"]
+            res.submissions += removed["submissions"]
             res.ratings += removed["answers"]
             res.bonuses += removed["bonuses"]
             res.blocks += removed["blocks"]
