@@ -246,10 +246,17 @@ def _site(tmp_path, language="en", **settings):
     return helpers, site
 
 
+def _one_task(helpers, store, language="en"):
+    """A batch of one task (two items, one place), straight through the store's API."""
+    items = helpers.make_items(2)
+    store.add_batch("b1", items, [{"task_key": "b1/0", "item_ids": [i["item_id"] for i in items]}], k=1,
+                    reservation_s=600, language=language)
+
+
 def test_site_task_page_on_a_phone_and_by_keyboard(pw, tmp_path):
     helpers, running = _site(tmp_path)
     with running as site:
-        helpers.load_batch(site.store, n_items=2, items_per_task=2, k=1)
+        _one_task(helpers, site.store)
         token = site.store.create_invites(1)[0].token
         ctx = _context(pw, "Pixel 7")
         try:
@@ -275,7 +282,7 @@ def test_site_task_page_on_a_phone_and_by_keyboard(pw, tmp_path):
 def test_site_japanese_task_and_consent_pages(pw, tmp_path):
     helpers, running = _site(tmp_path, language="ja", consent_html="<p>この研究への参加に同意しますか？</p>")
     with running as site:
-        helpers.load_batch(site.store, n_items=2, items_per_task=2, k=1, language="ja")
+        _one_task(helpers, site.store, "ja")
         token = site.store.create_invites(1)[0].token
         ctx = _context(pw, "Pixel 7")
         try:
