@@ -388,9 +388,26 @@ def submission_numbers(n: int) -> list[str]:
     return [f"s-{k:0{width}d}" for k in range(1, n + 1)]
 
 
-def pseudonymise_ratings(ratings: Any, cfg: Any, *, from_ledger: bool, spend: Any = None) -> dict[str, Any]:
-    """Replace the rater and submission ids of loaded ratings, in place, and return what the report
-    says about it (``report.json`` key ``privacy``).
+@dataclass
+class ReportPrivacy:
+    """What :func:`report_privacy` did: ``info`` goes into ``report.json`` (key ``privacy``) and report.md;
+    ``original_submissions`` (the replaced submission ids, in code order) lets ledger data keyed by
+    submission, the bonuses, follow the renumbering."""
+
+    info: dict[str, Any]
+    original_submissions: list[Any] = field(default_factory=list, repr=False)
+
+    def rekey_spend(self, spend: Any) -> Any:
+        """``spend`` (:class:`mturk_eval.analysis.cost.Spend`) with its per-submission bonuses keyed by the
+        report's submission numbers; returned for chaining."""
+        if spend is not None and spend.bonus_by_assignment:
+            number = dict(zip(self.original_submissions, submission_numbers(len(self.original_submissions))))
+            spend.bonus_by_assignment = {number[a]: v for a, v in spend.bonus_by_assignment.items() if a in number}
+        return spend
+
+
+def pseudonymise_ratings(ratings: Any, cfg: Any, *, from_ledger: bool) -> ReportPrivacy:
+    """Replace the rater and submission ids of loaded ratings, in place.
 
     Rater ids become keyed pseudonyms (``r-...``; ids read from a file that already are pseudonyms, an
     earlier export, stay). Submission (assignment) ids only group a submission's rows in the analysis;
@@ -399,8 +416,7 @@ def pseudonymise_ratings(ratings: Any, cfg: Any, *, from_ledger: bool, spend: An
 
     ``ratings`` is the analysis' columnar :class:`~mturk_eval.analysis.ratings.Ratings` (lists
     ``worker_ids``/``assignment_ids``) or a long-format pandas DataFrame (columns ``worker_id``,
-    ``assignment_id``). ``spend`` (:class:`mturk_eval.analysis.cost.Spend`) gets its per-submission
-    bonuses re-keyed the same way."""
+    ``assignment_id``)."""
     p = report_pseudonymiser(cfg, from_ledger=from_ledger)
     keep = not from_ledger
     if hasattr(ratings, "worker_ids"):
@@ -416,10 +432,7 @@ def pseudonymise_ratings(ratings: Any, cfg: Any, *, from_ledger: bool, spend: An
             codes, uniques = pd.factorize(ratings["assignment_id"])
             original = list(uniques)
             ratings["assignment_id"] = pd.Series(submission_numbers(len(original)), dtype=object).to_numpy()[codes]
-    if spend is not None and spend.bonus_by_assignment:
-        number = dict(zip(original, submission_numbers(len(original))))
-        spend.bonus_by_assignment = {number[a]: v for a, v in spend.bonus_by_assignment.items() if a in number}
-    return {
+    return ReportPrivacy({
         "rater_ids": "pseudonymised",
         "key": "experiment" if p.stored else "one-off",
         "key_id": p.key_id if p.stored else None,
@@ -427,7 +440,16 @@ def pseudonymise_ratings(ratings: Any, cfg: Any, *, from_ledger: bool, spend: An
                  + (f"the experiment's key (key id {p.key_id}), stable across its exports"
                     if p.stored else "a one-off key (no --config), matching no other export")
                  + "; submission ids are opaque numbers (s-000001, ...) that link to nothing outside this report"),
-    }
+    }, original)
+
+
+def report_privacy(ratings: Any, cfg: Any, ledger_path: str | os.PathLike | None) -> ReportPrivacy:
+    """The report's one privacy step, right after loading: pseudonymise ``ratings`` in place (the
+    experiment's key when read from the ledger ``ledger_path`` or with a config) and look for free text
+    (the template's fields; with the ledger, the stored answers)."""
+    out = pseudonymise_ratings(ratings, cfg, from_ledger=ledger_path is not None)
+    out.info.update(free_text_notes(cfg, ledger_path))
+    return out
 
 
 def template_free_text_fields(cfg: Any) -> list[str]:

@@ -152,7 +152,9 @@ def test_report_pseudonymisation_of_a_dataframe_and_the_spend(tmp_path):
     cfg = ExperimentConfig(name="exp", runs_dir=str(tmp_path / "runs"))
     df = pd.DataFrame({"worker_id": ["AW1", "AW2", "AW1"], "assignment_id": ["3X", "3Y", "3X"], "score": [1, 2, 3]})
     spend = SimpleNamespace(bonus_by_assignment={"3Y": 0.5})
-    info = pseudonymise_ratings(df, cfg, from_ledger=True, spend=spend)
+    done = pseudonymise_ratings(df, cfg, from_ledger=True)
+    assert done.rekey_spend(spend) is spend
+    info = done.info
     p = Pseudonymiser.for_run(cfg.run_dir)
     assert df["worker_id"].tolist() == [p.rater("AW1"), p.rater("AW2"), p.rater("AW1")]
     assert df["assignment_id"].tolist() == ["s-000001", "s-000002", "s-000001"]
