@@ -9,8 +9,9 @@ holds the key can still find a participant's rows when answering an access or de
 (``mturk-eval participants``); whoever only holds the exports cannot reverse it.
 
 Pseudonyms read ``r-`` + 10 base32 characters (50 bits; a collision among 10,000 raters has odds below
-1 in 10^7, and is refused if it ever happens), e.g. ``r-k3vq7m2xab``. Submission (assignment) ids get
-``s-`` the same way: a platform can map its own submission ids to the person.
+1 in 10^7, and is refused if it ever happens), e.g. ``r-k3vq7m2xab``. Submission (assignment) ids,
+which a platform can map to the person, get ``s-`` the same way in ``collect --export-csv``; in the
+report they become opaque numbers ``s-000001``... (:func:`pseudonymise_ratings`).
 
 Losing the key after pseudonyms were handed out would silently break the link between old and new
 exports. So the key's public fingerprint (``key id``) is recorded in each of the experiment's ledgers
