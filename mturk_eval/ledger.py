@@ -565,3 +565,94 @@ class Ledger:
             "attention_passed": r["attention_passed"], "simulated": int(r["simulated"]),
             "work_time_s": r["work_time_s"], "status": r["status"],
         } for r in rows]
+
+    # ------------------------------------------------------------------ participants (privacy engineer)
+    # Access and deletion requests (mturk_eval/actions/participants.py, docs/participants.md). A deletion
+    # leaves tombstones: SHA-256 digests of the rater id and of each deleted submission id, so collect
+    # does not store those submissions again (is_deleted); the ids themselves are gone.
+    _TOMBSTONES = """
+    CREATE TABLE IF NOT EXISTS deleted_raters (
+        rater_sha256 TEXT PRIMARY KEY, deleted_at REAL NOT NULL, submissions INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS deleted_submissions (
+        submission_sha256 TEXT PRIMARY KEY, deleted_at REAL NOT NULL);
+    """
+
+    def rater_ids(self) -> list[str]:
+        """Every rater id the ledger holds (submissions, bonuses, blocks)."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT rater_id FROM submissions UNION SELECT rater_id FROM bonuses UNION SELECT rater_id FROM blocks")]
+
+    def rater_record(self, rater_id: str) -> dict[str, list[dict[str, Any]]]:
+        """Everything stored about one rater: ``submissions`` (each row with its ``answers`` rows and
+        ``fields`` decoded), ``bonuses`` and ``blocks``, as plain dicts of the stored columns."""
+        subs = []
+        for a in self.conn.execute("SELECT * FROM submissions WHERE rater_id=? ORDER BY submit_time, submission_id",
+                                   (rater_id,)).fetchall():
+            d = dict(a)
+            d["fields"] = None if a["fields"] is None else json.loads(a["fields"])
+            d["answers"] = [dict(r) for r in self.conn.execute(
+                "SELECT slot, item_id, aspect, score FROM answers WHERE submission_id=? ORDER BY slot, aspect",
+                (a["submission_id"],))]
+            subs.append(d)
+        return {
+            "submissions": subs,
+            "bonuses": [dict(b) for b in self.conn.execute(
+                "SELECT * FROM bonuses WHERE rater_id=? ORDER BY created_at", (rater_id,))],
+            "blocks": [dict(b) for b in self.conn.execute("SELECT * FROM blocks WHERE rater_id=?", (rater_id,))],
+        }
+
+    def rater_unsettled(self, rater_id: str) -> tuple[list[str], list[str]]:
+        """The rater's submissions not yet reviewed, and the submissions of their pending bonuses."""
+        subs = [r[0] for r in self.conn.execute(
+            "SELECT submission_id FROM submissions WHERE rater_id=? AND status='Submitted'", (rater_id,))]
+        bonuses = [r[0] for r in self.conn.execute(
+            "SELECT submission_id FROM bonuses WHERE rater_id=? AND state='pending'", (rater_id,))]
+        return subs, bonuses
+
+    def delete_rater(self, rater_id: str) -> dict[str, int]:
+        """Remove one rater's submissions, answers, bonuses, blocks and id in one transaction, leave the
+        tombstones, then rewrite the file (VACUUM, WAL truncated) so no removed byte remains in it.
+        Returns the rows removed by table."""
+        import hashlib
+
+        def sha(v: str) -> str:
+            return hashlib.sha256(v.encode("utf-8")).hexdigest()
+
+        self.conn.execute("PRAGMA secure_delete=ON")
+        self.conn.executescript(self._TOMBSTONES)
+        now = time.time()
+        with self.transaction() as c:
+            ids = [r[0] for r in c.execute("SELECT submission_id FROM submissions WHERE rater_id=?", (rater_id,))]
+            out = {"answers": 0}
+            for sid in ids:
+                out["answers"] += c.execute("DELETE FROM answers WHERE submission_id=?", (sid,)).rowcount
+                c.execute("INSERT OR IGNORE INTO deleted_submissions VALUES (?, ?)", (sha(sid), now))
+            for table in ("submissions", "bonuses", "blocks"):
+                out[table] = c.execute(f"DELETE FROM {table} WHERE rater_id=?", (rater_id,)).rowcount
+            c.execute("INSERT INTO deleted_raters VALUES (?, ?, ?) ON CONFLICT(rater_sha256) DO UPDATE SET "
+                      "submissions=submissions+excluded.submissions, deleted_at=excluded.deleted_at",
+                      (sha(rater_id), now, len(ids)))
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.conn.execute("VACUUM")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return out
+
+    def is_deleted(self, rater_id: str, submission_id: str) -> bool:
+        """Whether a submission, or its rater, was deleted at the participant's request."""
+        import hashlib
+
+        try:
+            row = self.conn.execute(
+                "SELECT 1 FROM deleted_raters WHERE rater_sha256=? UNION ALL "
+                "SELECT 1 FROM deleted_submissions WHERE submission_sha256=? LIMIT 1",
+                (hashlib.sha256(rater_id.encode("utf-8")).hexdigest(),
+                 hashlib.sha256(submission_id.encode("utf-8")).hexdigest())).fetchone()
+        except sqlite3.OperationalError:  # no tombstone tables: nothing was ever deleted here
+            return False
+        return row is not None
+
+    def answer_fields(self) -> Iterator[dict[str, str]]:
+        """Every stored submission's answer as ``{field: value}`` (for the report's free-text check);
+        submissions whose answer could not be read are left out."""
+        for (fields,) in self.conn.execute("SELECT fields FROM submissions WHERE fields IS NOT NULL"):
+            yield json.loads(fields)

@@ -77,6 +77,7 @@ UNKNOWN_KEY_VERBS = [
     ["data", "build"], ["generate", "--quiet"], ["distinct"], ["preview"], ["publish"], ["status", "--offline"],
     ["collect"], ["review"], ["expire"], ["report"],
     ["sandbox", "simulate", "--endpoint", "http://127.0.0.1:9", "--no-progress"],
+    ["participants", "export", "AW1"], ["participants", "delete", "AW1"], ["participants", "new-key"],
 ]
 
 

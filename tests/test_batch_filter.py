@@ -84,7 +84,10 @@ def test_collect_only_the_batch_given(two_batches, tmp_path):
     assert r.output.startswith("batches: b2 (of b2, main)\n1 HITs:")
     assert plat.calls == [("list_submissions", hits["b2"])]
     text = out.read_text(encoding="utf-8")
-    assert "3AB2" in text and "3AMAIN" not in text
+    # Assignment ids leave the machine as the experiment's pseudonyms (mturk_eval/privacy.py).
+    from mturk_eval.privacy import Pseudonymiser
+    pseud = Pseudonymiser.for_run(cfg.run_dir)
+    assert pseud.submission("3AB2") in text and pseud.submission("3AMAIN") not in text and "3AB2" not in text
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
         # A collect of one batch does not claim every batch was collected.
         assert led.get_meta(col_mod.COLLECTED_THROUGH) is None

@@ -110,7 +110,11 @@ def test_export_batch_csv(tmp_path):
     b = read_batch_csv(out)
     assert b.columns[:27] == list(BATCH_FIXED_COLUMNS) and b.columns[-2:] == ["Approve", "Reject"]
     row = b.rows[0]
-    assert row["HITId"] == h and row["WorkerId"] == "AW1" and row["Reward"] == "$0.05"
+    # The export leaves the machine: worker and assignment ids as the experiment's pseudonyms.
+    from mturk_eval.privacy import Pseudonymiser
+    pseud = Pseudonymiser.for_run(cfg.run_dir)
+    assert row["HITId"] == h and row["WorkerId"] == pseud.rater("AW1") and row["Reward"] == "$0.05"
+    assert row["AssignmentId"] == pseud.submission("3A1") and "AW1" not in out.read_text()
     assert row["Answer.i0_fluency"] == "4" and row["WorkTimeInSeconds"] == "42"
     assert row["Input.i0_item_id"].startswith("persona.p1.") and row["SubmitTime"].endswith("UTC 2026")
 

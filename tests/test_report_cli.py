@@ -13,6 +13,7 @@ from mturk_eval.analysis.ratings import write_ratings_csv
 from mturk_eval.cli import main
 from mturk_eval.config import ASPECTS
 from mturk_eval.io import write_jsonl
+from mturk_eval.privacy import Pseudonymiser
 
 QFA = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2005-10-01/QuestionFormAnswers.xsd"
 
@@ -190,7 +191,14 @@ def test_report_from_ledger_and_from_its_batch_csv_export_agree(files):
     assert res.exit_code == 0, res.output
     led = json.loads((run_dir / "report" / "report.json").read_text())
     assert led["simulated_rows"] > 0
-    assert led["workers"]["excluded_workers"][0]["worker_id"] == "AW3"
+    # Rater ids leave the machine as pseudonyms made with the experiment's key (mturk_eval/privacy.py).
+    pseudonym = Pseudonymiser.for_run(run_dir).rater("AW3")
+    assert led["workers"]["excluded_workers"][0]["worker_id"] == pseudonym
+    assert led["privacy"]["rater_ids"] == "pseudonymised" and led["privacy"]["key"] == "experiment"
+    for f in (run_dir / "report").rglob("*"):
+        if f.is_file() and f.suffix in (".md", ".json", ".csv", ".tex"):
+            text = f.read_text()
+            assert not any(f"AW{w}" in text for w in range(12)) and "ASG1" not in text, f
     assert led["counts"]["attention_check_rows"] == len(rows)
 
     from mturk_eval.actions.collect import batch_rows

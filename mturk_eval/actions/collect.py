@@ -9,15 +9,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from mturk_eval.actions.common import describe_batches, experiment_lock, open_ledger, platform_for, select_batches
+from mturk_eval.actions.participants import is_deleted
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.ledger import Ledger
 from mturk_eval.platforms.crowd_platform import CrowdPlatform
+from mturk_eval.privacy import Pseudonymiser, answer_free_text_fields, pseudonymise_batch_rows
 from mturk_eval.tasks.answers import attention_passed, read_answer
 
 COLLECTED_THROUGH = "collected_through"  # ledger meta key: start time of the last complete collect
@@ -43,6 +45,8 @@ class CollectResult:
     simulated: int = 0
     attention_failed: int = 0
     exported: Path | None = None
+    deleted: int = 0  # submissions skipped: deleted at the participant's request (participants delete)
+    free_text_columns: list[str] = field(default_factory=list)  # in the export: possibly identifying
     batches: str = ""  # which batches were collected ("batches: ... (all)")
 
 
@@ -67,11 +71,17 @@ def collect(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str
 def _collect(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, result: CollectResult,
              selected: list[str], *, everything: bool, export_csv, progress: bool) -> None:
     started = time.time()
+    # The export leaves the machine: WorkerId and AssignmentId become pseudonyms (docs/participants.md).
+    # The key is checked first, so a refused export (key missing) collects nothing either.
+    pseudonyms = Pseudonymiser.for_run(cfg.run_dir) if export_csv else None
     hits = [h for h in ledger.tasks() if h.task_id and h.state != "deleted" and h.batch in selected]
     for h in tqdm(hits, desc="collect", unit="HIT", disable=None if progress else True):
         items = ledger.task_items(h.task_id)
         result.hits += 1
         for sub in plat.list_submissions(h.task_id):
+            if is_deleted(ledger, sub.rater_id, sub.submission_id):
+                result.deleted += 1  # deleted at the participant's request: never stored again
+                continue
             parsed = read_answer(sub.fields, len(items), sub.error)
             passed = attention_passed(parsed.scores, items)
             new = ledger.store_submission(
@@ -93,8 +103,12 @@ def _collect(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, result:
     if export_csv:
         from mturk_eval.analysis.batch_csv import write_batch_csv
 
-        write_batch_csv(export_csv, batch_rows(cfg, ledger, None if everything else selected))
+        rows = pseudonymise_batch_rows(batch_rows(cfg, ledger, None if everything else selected), pseudonyms)
+        write_batch_csv(export_csv, rows)
         result.exported = Path(export_csv)
+        result.free_text_columns = list(dict.fromkeys(
+            f"Answer.{name}" for r in rows
+            for name in answer_free_text_fields({k[7:]: v for k, v in r.items() if k.startswith("Answer.")})))
 
 
 def _mturk_time(epoch: float | None) -> str:

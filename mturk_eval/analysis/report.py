@@ -25,6 +25,7 @@ from mturk_eval.analysis.ratings import Ratings, ResponseIndex, ratings_from_bat
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.io import atomic_directory, atomic_write_text
+from mturk_eval.privacy import privacy_markdown, report_privacy
 
 
 @dataclass
@@ -140,6 +141,10 @@ def build_report(
     stages.set_postfix_str("loading ratings")
     ratings, source = load_ratings(cfg, ratings_path=ratings_path, batch_csv=batch_csv, target=target,
                                    responses=responses)
+    # Privacy (mturk_eval/privacy.py, docs/participants.md): rater and submission ids are pseudonyms from
+    # here on, before anything is computed, encoded or written (tables, ratings files, report.json/.md).
+    privacy = report_privacy(ratings, cfg, find_ledger(cfg, target) if ratings_path is None and batch_csv is None
+                             else None)
     stages.update()
     t1 = time.perf_counter()
     timings["load_s"] = t1 - t0
@@ -150,8 +155,10 @@ def build_report(
         from mturk_eval.ledger import Ledger
 
         with Ledger.open(find_ledger(cfg, target), create=False) as led:
-            spend = ledger_spend(led, cfg)
+            spend = privacy.rekey_spend(ledger_spend(led, cfg))
     an = analyze(ratings, cfg, responses, seed=seed, spend=spend)
+    if privacy.info.get("warning"):
+        an.warnings.append(privacy.info["warning"])
     stages.update()
     t2 = time.perf_counter()
     timings["analyze_s"] = t2 - t1
@@ -202,8 +209,10 @@ def build_report(
         atomic_write_text(tmp / "tests.csv", render.tests_csv(an))
         atomic_write_text(tmp / "agreement.csv", render.agreement_csv(an))
         atomic_write_text(tmp / "underrated_items.csv", render.underrated_csv(an))
-        atomic_write_text(tmp / "report.json", render.dumps(render.to_json(an, auto[1] if auto else None)))
-        atomic_write_text(tmp / "report.md", render.report_markdown(an, plot_paths, auto_md, sources))
+        atomic_write_text(tmp / "report.json", render.dumps(
+            render.to_json(an, auto[1] if auto else None) | {"privacy": privacy.info}))
+        atomic_write_text(tmp / "report.md", render.report_markdown(an, plot_paths, auto_md, sources)
+                          + privacy_markdown(privacy.info))
         stages.update()
         timings["write_s"] = time.perf_counter() - t3
     stages.close()

@@ -28,5 +28,10 @@ def collect(config_path, platform_name, sandbox, endpoint_url, export_csv, no_pr
     click.echo(r.batches)
     click.echo(f"{r.hits} HITs: {r.new} new assignments, {r.updated} seen before; {r.invalid} invalid,"
                f" {r.attention_failed} failed attention checks, {r.simulated} simulated")
+    if r.deleted:
+        click.echo(f"{r.deleted} submission(s) skipped: deleted at the participant's request")
     if r.exported:
-        click.echo(f"wrote {r.exported}")
+        click.echo(f"wrote {r.exported} (rater and assignment ids as pseudonyms)")
+        if r.free_text_columns:
+            click.echo(f"warning: {', '.join(r.free_text_columns)} hold free text, possibly identifying: "
+                       "read them before sharing the file", err=True)
