@@ -1,0 +1,1 @@
+"""Local emulators of the crowd platforms' APIs, served by one local server process."""

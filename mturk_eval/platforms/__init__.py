@@ -1,0 +1,1 @@
+"""Crowd platforms: the neutral interface, the registry, and one package per platform."""
