@@ -149,6 +149,18 @@ class ReportConfig:
 
 
 @dataclass
+class SiteConfig:
+    """``[site]``: the rating site (``mturk-eval serve``)."""
+
+    # The researcher's approved consent text (Markdown .md or HTML), shown before the first task.
+    consent_file: str | None = None
+    # A practice item with its answer explained before the first task (completion recorded).
+    onboarding: bool = False
+    # The address raters reach the site at (behind a reverse proxy: its https:// URL).
+    public_url: str | None = None
+
+
+@dataclass
 class ExperimentConfig:
     name: str
     language: Literal["en", "ja"] = "en"
@@ -160,6 +172,7 @@ class ExperimentConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     hit: HITConfig = field(default_factory=HITConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    site: SiteConfig = field(default_factory=SiteConfig)
     # Where runs/<name>/ lives; relative to the current directory.
     runs_dir: str = "runs"
     # Set by load_config: the file it came from and its raw text (not TOML keys).
@@ -427,6 +440,10 @@ def parse_config(text: str, file: str = "<config>", base_dir: Path | None = None
                 src.topics_path = expand_path(src.topics_path, base, f"data.{group}[{i}].topics_path", file)
     if cfg.hit.template_dir:
         cfg.hit.template_dir = expand_path(cfg.hit.template_dir, base, "hit.template_dir", file)
+    if cfg.site.consent_file:
+        cfg.site.consent_file = expand_path(cfg.site.consent_file, base, "site.consent_file", file)
+    if cfg.site.public_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", cfg.site.public_url):
+        raise UserError(f"{file}: site.public_url: expected an http(s):// URL, got {cfg.site.public_url!r}")
     _check(cfg, file)
     cfg.source_text = text
     return cfg
