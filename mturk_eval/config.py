@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from mturk_eval.errors import UserError
 from mturk_eval.io import read_text
+from mturk_eval.platforms.prolific.settings import ProlificSettings
 
 ASPECTS: tuple[str, ...] = ("fluency", "engagingness", "relevance", "persona")
 """The four rated aspects, in the order the paper's tables use. ``persona`` = persona consideration."""
@@ -173,6 +174,8 @@ class ExperimentConfig:
     hit: HITConfig = field(default_factory=HITConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     site: SiteConfig = field(default_factory=SiteConfig)
+    # [prolific]: the study settings for --platform prolific (mturk_eval.platforms.prolific.settings).
+    prolific: ProlificSettings = field(default_factory=ProlificSettings)
     # Where runs/<name>/ lives; relative to the current directory.
     runs_dir: str = "runs"
     # Set by load_config: the file it came from and its raw text (not TOML keys).
@@ -350,7 +353,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str, file: str) -> Any:
     if missing:
         key = f"{prefix}.{missing[0]}" if prefix else missing[0]
         raise UserError(f"{file}: missing required key '{key}'")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except UserError as exc:  # a section dataclass that validates itself (__post_init__)
+        raise UserError(f"{file}: {exc.message}") from None
 
 
 def _check(cfg: ExperimentConfig, file: str) -> None:
