@@ -44,10 +44,10 @@ def completion_codes(experiment: str, batch: str) -> dict[str, str]:
     return {"COMPLETED": COMPLETED_CODE_PREFIX + h[:7], "FAILED_ATTENTION_CHECK": FAILED_CODE_PREFIX + h[7:14]}
 
 
-def study_url(public_url: str) -> str:
-    """The rating site's Prolific entry point with Prolific's three placeholders."""
-    base = public_url.rstrip("/")
-    return (f"{base}/prolific?PROLIFIC_PID={contract.PID}&STUDY_ID={contract.STUDY_ID}"
+def study_url(entry_url: str) -> str:
+    """The rating site's Prolific entry point (``<public url>/p/<batch>``) with Prolific's three placeholders."""
+    base = entry_url.rstrip("/")
+    return (f"{base}?PROLIFIC_PID={contract.PID}&STUDY_ID={contract.STUDY_ID}"
             f"&SESSION_ID={contract.SESSION_ID}")
 
 

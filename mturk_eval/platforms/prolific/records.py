@@ -25,7 +25,7 @@ CREATE TABLE IF NOT EXISTS prolific_studies (
     state TEXT NOT NULL,            -- intent | created | published | paused | stopped
     places INTEGER NOT NULL,
     reward INTEGER NOT NULL,        -- minor units
-    shown_cost REAL NOT NULL DEFAULT 0,   -- minor units: every cost shown before spending, summed
+    shown_cost REAL NOT NULL DEFAULT 0,   -- minor units: the cost of the study's places, as shown
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
@@ -97,9 +97,6 @@ class Records:
         sets = ", ".join(f"{k}=?" for k in fields)
         self.conn.execute(f"UPDATE prolific_studies SET {sets}, updated_at=? WHERE batch=?",
                           (*fields.values(), time.time(), batch))
-
-    def add_shown_cost(self, batch: str, minor: float) -> None:
-        self.conn.execute("UPDATE prolific_studies SET shown_cost = shown_cost + ? WHERE batch=?", (minor, batch))
 
     # -- bonuses
     def bonuses(self, state: str | None = None) -> list[dict]:
