@@ -1,1 +1,1 @@
-"""Crowd platforms: the neutral interface, the registry, and one package per platform."""
+"""Crowd platforms behind one interface (:mod:`mturk_eval.platforms.crowd_platform`), one package each."""
