@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -12,9 +11,9 @@ from typing import Any, Iterator
 import requests
 
 from mturk_eval.config import parse_config
-from mturk_eval.emulators.prolific.urls import ProlificEmulator, make_emulator
-from mturk_eval.sandbox.faults import FaultConfig
-from mturk_eval.sandbox.server import _make_server
+from mturk_eval.emulators.prolific.urls import ProlificEmulator
+from mturk_eval.emulators.faults import FaultConfig
+from mturk_eval.emulators.server import RunningServer, start_server
 from mturk_eval.site.serving import settings_from_config, start_site
 from tests.helpers.site import make_items
 
@@ -24,43 +23,40 @@ EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "docs" / "prolific" 
 
 @dataclass
 class Emulator:
-    url: str
-    app: ProlificEmulator
-    server: Any
-    thread: threading.Thread
+    """The one local emulator server (MTurk and Prolific), seen from the Prolific side."""
+
+    server: RunningServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
 
     @property
     def api(self) -> str:
         return self.url + "/api/v1/"
 
     @property
+    def app(self) -> ProlificEmulator:
+        return self.server.app.prolific
+
+    @property
     def backend(self):
         return self.app.backend
 
     def faults(self, **kw) -> None:
-        self.app.faults.configure(FaultConfig(**kw))
+        self.server.set_faults(FaultConfig(**kw))
 
     def state(self) -> dict:
         return requests.get(self.url + "/_prolific/state", timeout=10).json()
 
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-        self.app.backend.close()
-
 
 @contextlib.contextmanager
-def emulator(state: str | Path = ":memory:", faults: FaultConfig | None = None, **backend) -> Iterator[Emulator]:
-    app = make_emulator(state, faults, **backend)
-    server = _make_server("127.0.0.1", 0, app, quiet=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    emu = Emulator(f"http://127.0.0.1:{server.server_port}", app, server, thread)
+def emulator(state: str | Path = ":memory:", faults: FaultConfig | None = None) -> Iterator[Emulator]:
+    srv = start_server(state, faults=faults)
     try:
-        yield emu
+        yield Emulator(srv)
     finally:
-        emu.stop()
+        srv.stop()
 
 
 CONFIG = """

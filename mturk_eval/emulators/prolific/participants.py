@@ -3,7 +3,7 @@
 Each participant (an id of 24 hex characters, as Prolific's) opens the study on the emulator's
 participant side, which starts a submission and sends the browser to ``external_study_url`` with
 PROLIFIC_PID, STUDY_ID and SESSION_ID filled in; the rating site gives a task; the participant rates
-it (the sandbox's rating model: :mod:`mturk_eval.sandbox.simulate`), submits, follows the site's
+it (the sandbox's rating model: :mod:`mturk_eval.emulators.simulate`), submits, follows the site's
 "Back to Prolific" link (the completion redirect, served by the emulator) and so appears as AWAITING
 REVIEW with the code the site gave. A share returns the study instead (the emulator's return), and a
 share walks away mid-task, so that the emulator times them out once its clock passes
@@ -27,7 +27,7 @@ import requests
 from lxml import html as lxml_html
 
 from mturk_eval.errors import UserError
-from mturk_eval.sandbox.simulate import RatingModel, SimWorker, rate_item, work_time
+from mturk_eval.emulators.simulate import RatingModel, SimWorker, rate_item, work_time
 
 SIMULATED_FIELD = "mturk_eval_simulated"
 WORK_TIME_HEADER = "X-Mturk-Eval-Work-Time"

@@ -34,7 +34,7 @@ from werkzeug.wrappers import Request, Response
 from mturk_eval.emulators.prolific import responses as r
 from mturk_eval.emulators.prolific.models import ProlificAPIError, ProlificBackend, new_id
 from mturk_eval.platforms.prolific import contract
-from mturk_eval.sandbox.faults import FaultConfig, FaultInjector
+from mturk_eval.emulators.faults import DropConnection, FaultConfig, FaultInjector
 
 API = "/api/v1"
 PARTICIPANT_COOKIE = "prolific_session"
@@ -93,10 +93,6 @@ HANDLERS = {rule.endpoint: getattr(r, rule.endpoint.replace("-", "_"))
 
 def is_prolific_path(path: str) -> bool:
     return path.startswith((API + "/", "/_prolific/")) or path.rstrip("/") in (API, "/submissions/complete")
-
-
-class DropConnection(ConnectionAbortedError):
-    """Raised to make the server close the connection without answering (a fault)."""
 
 
 def _json(status: int, body) -> Response:

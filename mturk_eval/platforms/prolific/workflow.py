@@ -35,10 +35,7 @@ from mturk_eval.platforms.prolific.records import Records
 from mturk_eval.platforms.prolific.settings import check_rejection
 from mturk_eval.site.store import SiteStore, site_store_path
 
-try:  # the task builder moves to mturk_eval.tasks.builder (layout-v1)
-    from mturk_eval.tasks import builder
-except ImportError:  # pragma: no cover - before layout-v1
-    from mturk_eval import hits as builder
+from mturk_eval.tasks import builder
 
 STATUS_TO_LEDGER = {"AWAITING REVIEW": "Submitted", "APPROVED": "Approved", "PARTIALLY APPROVED": "Approved",
                     "REJECTED": "Rejected"}
@@ -274,7 +271,7 @@ class CollectOutcome:
 
 def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None = None,
             echo: Callable[[str], None] = print, platform: ProlificPlatform | None = None) -> CollectOutcome:
-    from mturk_eval.mturk.answers import attention_passed, validate_scores
+    from mturk_eval.platforms.mturk.answers import attention_passed, validate_scores
 
     out = CollectOutcome()
     ledger, records = _open(cfg, sandbox, create=False)
