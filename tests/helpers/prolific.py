@@ -18,7 +18,19 @@ from mturk_eval.site.serving import settings_from_config, start_site
 from tests.helpers.site import make_items
 
 TOKEN = "test-token-" + "a" * 30
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "docs" / "prolific" / "examples"
+
+
+def _contract_dir() -> Path:
+    """../shared/docs/prolific beside the checkout or one of its parents (a worktree sits deeper)."""
+    for d in Path(__file__).resolve().parents[2:]:
+        cand = d.parent / "shared" / "docs" / "prolific"
+        if cand.is_dir():
+            return cand
+    return Path(__file__).resolve().parents[3] / "shared" / "docs" / "prolific"
+
+
+CONTRACT = _contract_dir()
+EXAMPLES = CONTRACT / "examples"
 
 
 @dataclass

@@ -49,7 +49,9 @@ def target_name(emulator: bool) -> str:
 
 def ledger_file(cfg: ExperimentConfig, emulator: bool) -> Path:
     """``runs/<exp>/ledger.prolific.sqlite`` or ``ledger.prolific-emulator.sqlite``."""
-    return cfg.run_dir / f"ledger.{target_name(emulator)}.sqlite"
+    from mturk_eval.ledger import ledger_path
+
+    return ledger_path(cfg, target_name(emulator))
 
 
 def completion_url_for(api_url: str, emulator: bool, configured: str) -> str:
