@@ -320,19 +320,25 @@ class ProlificPlatform:
         return gid
 
     # ------------------------------------------------------------------ expiring
-    def pause(self, study_id: str) -> str:
-        return self._transition(study_id, "PAUSE", ("PAUSED",))
+    def pause(self, study_id: str) -> tuple[str, bool]:
+        """PAUSE an ACTIVE study; (status, whether a transition was sent)."""
+        return self._transition(study_id, "PAUSE", frm=("ACTIVE",), done=("PAUSED",))
 
-    def stop(self, study_id: str) -> str:
-        return self._transition(study_id, "STOP", ("AWAITING REVIEW", "COMPLETED"))
+    def stop(self, study_id: str) -> tuple[str, bool]:
+        """STOP (final) an ACTIVE, PAUSED or AWAITING REVIEW study; (status, whether it was sent)."""
+        return self._transition(study_id, "STOP", frm=("ACTIVE", "PAUSED", "AWAITING REVIEW"),
+                                done=("AWAITING REVIEW", "COMPLETED"))
 
-    def _transition(self, study_id: str, action: str, done: tuple[str, ...]) -> str:
+    def _transition(self, study_id: str, action: str, frm: tuple[str, ...], done: tuple[str, ...]) -> tuple[str, bool]:
+        status = self.client.get_study(study_id)["status"]
+        if status not in frm:
+            return status, False
         try:
-            return self.client.transition_study(study_id, action)["status"]
+            return self.client.transition_study(study_id, action)["status"], True
         except ProlificError as exc:
             status = self.client.get_study(study_id)["status"]
-            if exc.status == 400 and status in done:
-                return status
+            if exc.status == 400 and status in done:  # a retried transition that had gone through
+                return status, True
             raise
 
 

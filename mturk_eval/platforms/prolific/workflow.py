@@ -460,9 +460,12 @@ def expire(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None =
         out = []
         with _lock(cfg, sandbox, "expire"):
             for rec in studies:
-                new = plat.stop(rec.study_id) if stop else plat.pause(rec.study_id)
-                records.set_study(rec.batch, state="stopped" if stop else "paused")
-                echo(f"batch {rec.batch}: study {rec.study_id} {'stopped' if stop else 'paused'}; status {new}")
+                new, sent = plat.stop(rec.study_id) if stop else plat.pause(rec.study_id)
+                if sent:
+                    records.set_study(rec.batch, state="stopped" if stop else "paused")
+                    echo(f"batch {rec.batch}: study {rec.study_id} {'stopped' if stop else 'paused'}; status {new}")
+                else:
+                    echo(f"batch {rec.batch}: study {rec.study_id} is {new}: nothing to {'stop' if stop else 'pause'}")
                 out.append(new)
             if stop:
                 with SiteStore.open(site_store_path(cfg.run_dir)) as store:
