@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS groups (
 CREATE TABLE IF NOT EXISTS group_members (
     group_id TEXT NOT NULL, participant_id TEXT NOT NULL, created REAL NOT NULL,
     PRIMARY KEY (group_id, participant_id));
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, ref TEXT NOT NULL, time REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS charges (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, ref TEXT NOT NULL, rewards REAL NOT NULL,
     fees REAL NOT NULL, vat REAL NOT NULL, time REAL NOT NULL);
@@ -226,6 +228,13 @@ class ProlificBackend:
         self._set_meta("balance", str(bal - cost.total))
         self.db.execute("INSERT INTO charges (kind, ref, rewards, fees, vat, time) VALUES (?, ?, ?, ?, ?, ?)",
                         (kind, ref, float(cost.rewards), float(cost.fees), float(cost.vat), now))
+
+    def _event(self, kind: str, ref: str) -> None:
+        """A state change worth counting (tests check that each approval happens once)."""
+        self.db.execute("INSERT INTO events (kind, ref, time) VALUES (?, ?, ?)", (kind, ref, self.now()))
+
+    def events(self) -> list[dict]:
+        return [dict(r) for r in self.db.execute("SELECT kind, ref FROM events ORDER BY seq")]
 
     def charges(self) -> list[dict]:
         return [dict(r) for r in self.db.execute("SELECT * FROM charges ORDER BY seq")]
@@ -532,6 +541,7 @@ class ProlificBackend:
             if status != "AWAITING REVIEW":
                 raise bad(f"Cannot {action} a submission in status {status}.")
             self.db.execute("UPDATE submissions SET status=? WHERE id=?", (target, submission_id))
+            self._event(target.lower(), submission_id)
             if action == "REJECT" and self._study_row(sub["study_id"])["status"] == "ACTIVE":
                 self.db.execute("UPDATE studies SET status='PAUSED' WHERE id=?", (sub["study_id"],))
         elif action == "COMPLETE":
@@ -547,7 +557,9 @@ class ProlificBackend:
         if wrong:
             raise bad(f"These submissions are not awaiting review: {', '.join(wrong[:10])}.")
         for r in rows:
-            self.db.execute("UPDATE submissions SET status='APPROVED' WHERE id=?", (r["id"],))
+            if r["status"] != "APPROVED":  # an approved one is left as it is
+                self.db.execute("UPDATE submissions SET status='APPROVED' WHERE id=?", (r["id"],))
+                self._event("approved", r["id"])
         for study_id in {r["study_id"] for r in rows}:
             self._settle_study(study_id)
 
@@ -667,6 +679,6 @@ class ProlificBackend:
     def state(self) -> dict:
         return {"studies": [self.study_short(r) for r in self.db.execute("SELECT * FROM studies ORDER BY seq")],
                 "submissions": self.list_submissions(), "charges": self.charges(),
-                "bonus_payments": self.bonus_payments(), "balance": float(Decimal(self._meta("balance"))),
+                "bonus_payments": self.bonus_payments(), "events": self.events(), "balance": float(Decimal(self._meta("balance"))),
                 "currency": self.currency, "now": self.now()}
 

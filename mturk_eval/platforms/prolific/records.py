@@ -108,16 +108,31 @@ class Records:
                               (submission_id, label)).fetchone()
         return dict(r) if r else None
 
-    def bonus_intent(self, submission_id: str, label: str, study_id: str, participant_id: str, amount: int) -> None:
-        self.conn.execute("INSERT OR IGNORE INTO prolific_bonuses (submission_id, label, study_id, participant_id, amount,"
-                          " state, created_at) VALUES (?, ?, ?, ?, ?, 'intent', ?)",
-                          (submission_id, label, study_id, participant_id, amount, time.time()))
-
     def bonus_set_up(self, keys: list[tuple[str, str]], bulk_id: str, total: float) -> None:
-        with self.conn:
+        # One transaction: a bulk covers all its rows or none (a half-recorded bulk would be paid for rows
+        # that a second set-up then pays again).
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
             for sid, label in keys:
                 self.conn.execute("UPDATE prolific_bonuses SET state='set_up', bulk_id=?, bulk_total=? WHERE"
                                   " submission_id=? AND label=? AND state='intent'", (bulk_id, total, sid, label))
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def bonus_intents(self, rows: list[tuple[str, str, str, str, int]]) -> None:
+        """(submission, label, study, participant, amount) rows, all in one transaction."""
+        now = time.time()
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.executemany("INSERT OR IGNORE INTO prolific_bonuses (submission_id, label, study_id,"
+                                  " participant_id, amount, state, created_at) VALUES (?, ?, ?, ?, ?, 'intent', ?)",
+                                  [(*r, now) for r in rows])
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     def bulk_state(self, bulk_id: str, state: str) -> None:
         paid_at = time.time() if state == "paid" else None

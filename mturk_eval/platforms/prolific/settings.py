@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Literal
 
 from mturk_eval.errors import UserError
@@ -82,6 +81,10 @@ class ProlificSettings:
     completion_url: str = contract.COMPLETION_URL
     # What a well-formed PROLIFIC_TOKEN looks like (ours, not Prolific's: ⚠).
     token_pattern: str = contract.TOKEN_PATTERN
+    # Back-off on 429, 5xx and lost connections: min(cap, base * 2**n) * random() seconds, at most this many tries.
+    retry_attempts: int = 8
+    retry_base_s: float = 0.5
+    retry_cap_s: float = 30.0
     rejections: dict[str, RejectionTemplate] = field(
         default_factory=lambda: {"failed_attention": RejectionTemplate()})
 
@@ -119,6 +122,10 @@ class ProlificSettings:
             re.compile(self.token_pattern)
         except re.error as exc:
             raise bad("token_pattern", f"a regular expression ({exc})", self.token_pattern) from None
+        if not 1 <= self.retry_attempts <= 50:
+            raise bad("retry_attempts", "an integer from 1 to 50", self.retry_attempts)
+        if not 0 <= self.retry_base_s <= self.retry_cap_s:
+            raise bad("retry_base_s", "seconds from 0 to retry_cap_s", self.retry_base_s)
         if not self.blocklist_group.strip():
             raise bad("blocklist_group", "a participant group name", self.blocklist_group)
         for name, t in self.rejections.items():
@@ -169,6 +176,3 @@ def check_filter(f: Any, where: str) -> None:
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in r.values()):
             raise UserError(f"{where}.selected_range: expected {{lower = n, upper = n}}, got {r!r}")
 
-
-def hourly_floor(s: ProlificSettings) -> Decimal:
-    return Decimal(s.hourly_minimum)

@@ -78,7 +78,8 @@ def connect(cfg: ExperimentConfig, *, sandbox: bool, api_url: str | None, echo: 
     if not api_url.rstrip("/").endswith("/api/v1"):
         api_url = api_url.rstrip("/") + "/api/v1/"
     kwargs = {"sleep": sleep} if sleep is not None else {}
-    return ProlificPlatform(ProlificClient(api_url, token, **kwargs), s, emulator=sandbox, echo=echo)
+    client = ProlificClient(api_url, token, attempts=s.retry_attempts, base=s.retry_base_s, cap=s.retry_cap_s, **kwargs)
+    return ProlificPlatform(client, s, emulator=sandbox, echo=echo)
 
 
 def background_emulator(cfg: ExperimentConfig) -> str:
@@ -417,8 +418,9 @@ def review(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None =
             plat.reject(sid, category, message)
             ledger.set_assignment_status(sid, "Rejected", "rejected", message)
             _site_review(store, sid, "rejected", message)
-        for sid, pid, study in plan.bonus:
-            records.bonus_intent(sid, bonus_label, study, pid, contract.minor_units(bonus))
+        if plan.bonus:
+            records.bonus_intents([(sid, bonus_label, study, pid, contract.minor_units(bonus))
+                                   for sid, pid, study in plan.bonus])
         n, total = plat.pay_bonuses(records, echo)
         if n:
             echo(f"bonuses paid: {n} participants, Prolific's total {contract.major_units(total)}")
