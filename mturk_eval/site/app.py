@@ -45,10 +45,7 @@ from mturk_eval.site import handback
 from mturk_eval.site.store import (ASSIGNMENT_RE, BATCH_RE, DONE, RATER_RE, TASK_RE, Assignment, SiteStore)
 from mturk_eval.errors import UserError
 
-try:  # the task builder moves to mturk_eval.tasks.builder (layout-v1)
-    from mturk_eval.tasks import builder
-except ImportError:  # pragma: no cover - before layout-v1
-    from mturk_eval import hits as builder
+from mturk_eval.tasks import builder
 
 SITE_TEMPLATES = Path(__file__).parent / "templates"
 PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
