@@ -245,3 +245,10 @@ def test_forged_consent_link_is_refused(consent_site):
     r = requests.post(consent_site.url + "/consent", data={"p": "links", "r": "r0001", "next": "/", "b": "",
                                                            "sig": "0" * 32, "decision": "agree"})
     assert r.status_code == 403 and consent_site.store.consent("links", "r0001") is None
+
+
+def test_an_oversized_form_is_refused(site):
+    s, url = _task(site)
+    _, hidden, _ = form_of(s.get(url).text)
+    r = s.post(url, data={**hidden, **_answers(), "pad": "x" * 300_000}, allow_redirects=False)
+    assert r.status_code == 413 and "too large" in r.text and _stored(site) == 0

@@ -74,3 +74,20 @@ def test_serve_production_rates_over_http(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+def test_a_bad_public_url_is_a_one_line_error(tmp_path):
+    cfg = _config(tmp_path, '[site]\npublic_url = "ftp://x"\n')
+    r = CliRunner().invoke(main, ["serve", "--config", str(cfg)])
+    assert r.exit_code == 2 and "site.public_url: expected an http(s):// URL" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_a_taken_port_is_a_one_line_error(tmp_path):
+    import socket
+    cfg = _config(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        r = CliRunner().invoke(main, ["serve", "--config", str(cfg), "--port", str(s.getsockname()[1])])
+    assert r.exit_code == 2 and "--port:" in r.output and "cannot be bound" in r.output
