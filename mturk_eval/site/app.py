@@ -402,8 +402,7 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
         if a.state in ("returned", "expired") or not a.live(settings.clock()):
             raise problem("This task was given back or its time ran out, so your place went to someone else.",
                           410, link=again_link(a), link_text=t["next_task"])
-        b = store.batch(a.batch_id)
-        if b.state != "open":
+        if store.batch(a.batch_id).state != "open" or store.task(a.task_id)["state"] != "open":
             raise problem("This batch of tasks is closed.", 410)
         return rating_page(store.task_items(a.task_id), f"/t/{aid}",
                            {"csrf": sign("task", aid), "task": a.task_id})
