@@ -61,6 +61,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,6 +248,11 @@ def check_rater(platform: str, rater_id: str) -> None:
         raise UserError(f"rater id: {rater_id!r} is not a valid {platform} rater id")
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced: a thread's connection goes when the thread does
+    (the development server runs each request in a new thread)."""
+
+
 class SiteStore:
     """The site's SQLite store. Safe across threads (one connection per thread) and processes (SQLite
     locking; writes in ``BEGIN IMMEDIATE`` transactions)."""
@@ -254,7 +260,7 @@ class SiteStore:
     def __init__(self, path: Path):
         self.path = path
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: weakref.WeakSet = weakref.WeakSet()
         self._lock = threading.Lock()
 
     @classmethod
@@ -282,21 +288,22 @@ class SiteStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False,
+                                   factory=_Connection)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
             with self._lock:
-                self._conns.append(conn)
+                self._conns.add(conn)
         return conn
 
     def close(self) -> None:
         with self._lock:
-            for c in self._conns:
+            for c in list(self._conns):
                 c.close()
-            self._conns.clear()
+            self._conns = weakref.WeakSet()
         self._local = threading.local()
 
     def __enter__(self) -> "SiteStore":
