@@ -252,3 +252,18 @@ def test_an_oversized_form_is_refused(site):
     _, hidden, _ = form_of(s.get(url).text)
     r = s.post(url, data={**hidden, **_answers(), "pad": "x" * 300_000}, allow_redirects=False)
     assert r.status_code == 413 and "too large" in r.text and _stored(site) == 0
+
+
+def test_a_prolific_decline_hands_back_the_no_consent_code(consent_site):
+    site = consent_site
+    site.store.update_settings("b1", completion_code="DONE1", no_consent_code="NOCONS")
+    pid = "6a" + "1" * 22
+    s = requests.Session()
+    page = s.get(f"{site.url}/p/b1?PROLIFIC_PID={pid}&STUDY_ID=st1&SESSION_ID=se1")
+    from lxml import html
+    form = html.fromstring(page.text).get_element_by_id("consent-form")
+    fields = {i.get("name"): i.get("value") for i in form.xpath(".//input[@type='hidden']")}
+    r = s.post(site.url + "/consent", data={**fields, "decision": "decline"}, allow_redirects=False)
+    assert r.status_code == 303 and r.headers["Location"].endswith("/submissions/complete?cc=NOCONS")
+    again = s.get(f"{site.url}/p/b1?PROLIFIC_PID={pid}&STUDY_ID=st1&SESSION_ID=se1", allow_redirects=False)
+    assert again.headers["Location"].endswith("cc=NOCONS") and site.store.assignments() == []
