@@ -357,6 +357,22 @@ def _form_fields(page: str, base_url: str) -> tuple[str, dict[int, list[str]], d
     return action, slots, others, other_radios
 
 
+def rate_slots(slots: dict[int, list[str]], items: list[dict[str, Any]], worker: SimWorker, model: RatingModel,
+               result: SimulationResult, data: dict[str, str]) -> None:
+    """Fill ``data`` with a score for every aspect of every slot (counting attention checks passed) and
+    the simulated-rater mark."""
+    for k, aspects in sorted(slots.items()):
+        item = items[k] if k < len(items) else None
+        for a in aspects:
+            data[f"i{k}_{a}"] = str(rate_item(worker, model, item, a))
+        check = (item or {}).get("attention_check")
+        if check:
+            result.attention_checks += 1
+            if all(int(data.get(f"i{k}_{a}", 99)) <= int(v) for a, v in check.get("aspects", {}).items()):
+                result.attention_passed += 1
+    data[SIMULATED_FIELD] = "1"
+
+
 def open_hits(session: requests.Session, url: str) -> list[str]:
     """HIT ids listed on the worker site for this session's worker."""
     r = session.get(url + "/", timeout=30)
@@ -390,16 +406,7 @@ def work_one(session: requests.Session, url: str, hit_id: str, worker: SimWorker
     data: dict[str, str] = {"assignmentId": aid, **others}
     for name in other_radios:
         data[name] = "1"
-    for k, aspects in sorted(slots.items()):
-        item = items[k] if k < len(items) else None
-        for a in aspects:
-            data[f"i{k}_{a}"] = str(rate_item(worker, model, item, a))
-        check = (item or {}).get("attention_check")
-        if check:
-            result.attention_checks += 1
-            if all(int(data.get(f"i{k}_{a}", 99)) <= int(v) for a, v in check.get("aspects", {}).items()):
-                result.attention_passed += 1
-    data[SIMULATED_FIELD] = "1"
+    rate_slots(slots, items, worker, model, result, data)
     submit_to = q.get("turkSubmitTo", [url])[0]
     target = urljoin(submit_to + "/", action) if not action.startswith("http") else action
     if urlparse(target).path != "/mturk/externalSubmit":
@@ -550,16 +557,7 @@ def rate_site_page(session: requests.Session, page: requests.Response, worker: S
     _, slots, _, _ = _form_fields(page.text, page.url)
     data = _hidden(form)
     items = items or []
-    for k, aspects in sorted(slots.items()):
-        item = items[k] if k < len(items) else None
-        for a in aspects:
-            data[f"i{k}_{a}"] = str(rate_item(worker, model, item, a))
-        check = (item or {}).get("attention_check")
-        if check:
-            result.attention_checks += 1
-            if all(int(data.get(f"i{k}_{a}", 99)) <= int(v) for a, v in check.get("aspects", {}).items()):
-                result.attention_passed += 1
-    data[SIMULATED_FIELD] = "1"
+    rate_slots(slots, items, worker, model, result, data)
     headers = {WORK_TIME_HEADER: str(work_time(worker, model))}
     done = _post(session, urljoin(page.url, form.get("action")), data, headers=headers)
     if done.status_code != 200:
