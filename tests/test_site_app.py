@@ -267,3 +267,16 @@ def test_a_prolific_decline_hands_back_the_no_consent_code(consent_site):
     assert r.status_code == 303 and r.headers["Location"].endswith("/submissions/complete?cc=NOCONS")
     again = s.get(f"{site.url}/p/b1?PROLIFIC_PID={pid}&STUDY_ID=st1&SESSION_ID=se1", allow_redirects=False)
     assert again.headers["Location"].endswith("cc=NOCONS") and site.store.assignments() == []
+
+
+def test_japanese_site_pages(tmp_path):
+    with running_site(tmp_path, language="ja") as site:
+        load_batch(site.store, n_items=2, items_per_task=2, k=1, language="ja")
+        r = requests.get(f"{site.url}/i/" + "B" * 22)
+        assert r.status_code == 404 and 'lang="ja"' in r.text and "招待リンク" in r.text
+        s, url = _task(site)
+        page = s.get(url).text
+        assert 'lang="ja"' in page and "送信" in page
+        _, hidden, _ = form_of(page)
+        bad = s.post(url, data={**hidden, "i0_fluency": "3"}, allow_redirects=False)
+        assert bad.status_code == 400 and "何も保存されていません: unanswered" in bad.text
