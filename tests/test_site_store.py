@@ -159,3 +159,20 @@ def test_invites_are_unguessable_and_revocable(store):
     assert store.invite("x" * 22) is None and store.invite("../etc") is None
     assert store.revoke_invite("r0002").revoked_at is not None
     assert [i.rater_id for i in store.create_invites(1)] == ["r0004"]
+
+
+def test_add_task_is_exactly_once_per_request_token_and_close_task_stops_new_places(store):
+    items = [{"item_id": "a", "persona": ["p"], "utterance": "u", "response": "r"},
+             {"item_id": "b", "persona": ["p"], "utterance": "u", "response": "r"}]
+    tid, created = store.add_task("b1", "b1/00000", items, k=2, reservation_s=60, request_token="tok1",
+                                  annotation="ann1")
+    assert created and store.add_task("b1", "b1/00000", items, k=2, reservation_s=60,
+                                      request_token="tok1") == (tid, False)
+    assert store.tasks_by_annotation({"ann1", "other"}) == {"ann1": tid}
+    with pytest.raises(UserError, match="places per task"):
+        store.add_task("b1", "b1/00001", items, k=3, reservation_s=60, request_token="tok2")
+    a = store.allocate("links", "r0001", now=1000.0)
+    store.close_task(tid, now=1001.0)
+    assert store.assignment(a.assignment_id).state == "expired"
+    assert store.allocate("links", "r0002", now=1002.0) is None
+    assert store.submit(a.assignment_id, {}, now=1003.0).reason == "closed"

@@ -41,6 +41,10 @@ class TaskSpec:
     lifetime_s: int
     request_token: str
     annotation: str
+    # For platforms that host the task page themselves (the rating site: links, Prolific): the task's
+    # key ("<batch>/<n>") and its items in slot order (item fields plus ``attention_check``).
+    task_key: str = ""
+    items: tuple = ()
 
 
 @dataclass(frozen=True)

@@ -55,8 +55,10 @@ class MTurkHandBack(HandBack):
         submit_to = a.extra.get("turkSubmitTo")
         if not submit_to or not a.ref:
             return None
-        return Back(post_url=submit_to + "/mturk/externalSubmit",
-                    fields={"assignmentId": a.ref, **(a.answers or {})}, label="mturk_back")
+        fields = {"assignmentId": a.ref, **(a.answers or {})}
+        if a.simulated:   # the sandbox marks simulated assignments by this field (collect reads it)
+            fields["mturk_eval_simulated"] = "1"
+        return Back(post_url=submit_to + "/mturk/externalSubmit", fields=fields, label="mturk_back")
 
 
 class ProlificHandBack(HandBack):

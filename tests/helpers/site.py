@@ -15,10 +15,7 @@ from mturk_eval.site.app import SiteSettings
 from mturk_eval.site.serving import RunningSite, start_site
 from mturk_eval.site.store import SiteStore
 
-try:
-    from mturk_eval.tasks import builder
-except ImportError:  # before layout-v1
-    from mturk_eval import hits as builder
+from mturk_eval.tasks import builder
 
 ASPECTS = ("fluency", "engagingness", "relevance", "persona")
 
