@@ -166,7 +166,7 @@ def test_the_study_body_matches_the_contract_and_the_emulator_takes_it(emu):
     assert body["prolific_id_option"] == "url_parameters"
     for ph in (contract.PID, contract.STUDY_ID, contract.SESSION_ID):
         assert ph in body["external_study_url"]
-    assert [cc["code_type"] for cc in body["completion_codes"]] == ["COMPLETED", "FAILED_ATTENTION_CHECK"]
+    assert [cc["code_type"] for cc in body["completion_codes"]] == ["COMPLETED", "FAILED_ATTENTION_CHECK", "NO_CONSENT"]
     assert body["completion_codes"][0]["actions"] == [{"action": "MANUALLY_REVIEW"}]
     created = c.create_study(body)
     assert created["status"] == "UNPUBLISHED" and created["project"] == body["project"]

@@ -137,3 +137,28 @@ def test_dry_run_and_max_cost_send_nothing(study):
     calls = emu.app.calls
     assert not any(k in calls for k in ("create-study", "transition-study", "create-participant-group"))
     assert not ledger_file(cfg, True).exists()
+
+
+def test_a_participant_who_declines_consent_gets_the_no_consent_code(tmp_path):
+    import requests
+    from lxml import html
+
+    (tmp_path / "consent.md").write_text("Do you agree to rate replies?\n")
+    extra = f'[site]\nconsent_file = "{tmp_path / "consent.md"}"'
+    cfg_path = write_config(tmp_path, extra=extra)
+    cfg = load(tmp_path, extra=extra)
+    responses = write_responses(tmp_path, 2)
+    with emulator() as emu, site_for(cfg) as site:
+        base = ["--config", str(cfg_path), "--platform", "prolific", "--sandbox", "--api-url", emu.url]
+        run("publish", *base, "--responses", str(responses), "--public-url", site.url)
+        study = emu.state()["studies"][0]
+        s = requests.Session()
+        page = s.get(f"{emu.url}/_prolific/studies/{study['id']}/take?PROLIFIC_PID={'c' * 24}")
+        form = html.fromstring(page.text).get_element_by_id("consent-form")
+        fields = {i.get("name"): i.get("value") for i in form.xpath(".//input[@type='hidden']")}
+        done = s.post(site.url + "/consent", data={**fields, "decision": "decline"})
+        assert done.url.startswith(emu.url + "/submissions/complete?cc=N")
+        (sub,) = emu.state()["submissions"]
+        assert sub["status"] == "AWAITING REVIEW" and sub["study_code"].startswith("N")
+        assert "1 declined consent" in run("collect", *base)
+        assert "approve 0" in run("review", *base, "--apply")

@@ -31,6 +31,7 @@ from mturk_eval.platforms.prolific.settings import ProlificSettings, check_rejec
 
 COMPLETED_CODE_PREFIX = "C"
 FAILED_CODE_PREFIX = "F"
+NO_CONSENT_CODE_PREFIX = "N"
 
 
 def internal_name(experiment: str, batch: str) -> str:
@@ -41,7 +42,8 @@ def internal_name(experiment: str, batch: str) -> str:
 def completion_codes(experiment: str, batch: str) -> dict[str, str]:
     """Deterministic, unguessable-enough codes per batch: {"COMPLETED": ..., "FAILED_ATTENTION_CHECK": ...}."""
     h = hashlib.sha256(f"{experiment}\x1f{batch}".encode()).hexdigest().upper()
-    return {"COMPLETED": COMPLETED_CODE_PREFIX + h[:7], "FAILED_ATTENTION_CHECK": FAILED_CODE_PREFIX + h[7:14]}
+    return {"COMPLETED": COMPLETED_CODE_PREFIX + h[:7], "FAILED_ATTENTION_CHECK": FAILED_CODE_PREFIX + h[7:14],
+            "NO_CONSENT": NO_CONSENT_CODE_PREFIX + h[14:21]}
 
 
 def study_url(entry_url: str) -> str:
@@ -145,6 +147,9 @@ class ProlificPlatform:
                 {"code": codes["COMPLETED"], "code_type": "COMPLETED", "actions": [{"action": s.completion}]},
                 {"code": codes["FAILED_ATTENTION_CHECK"], "code_type": "FAILED_ATTENTION_CHECK",
                  "actions": [{"action": "MANUALLY_REVIEW"}]},
+                # A participant who declines consent on the site gets this one (REQUEST_RETURN would ask them to
+                # return the study, but only a third-party copy of the spec shows it: not used).
+                {"code": codes["NO_CONSENT"], "code_type": "NO_CONSENT", "actions": [{"action": "MANUALLY_REVIEW"}]},
             ],
             "total_available_places": places,
             "estimated_completion_time": s.estimated_completion_time,

@@ -213,6 +213,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, sandbox: bool 
                                            language=cfg.language)
                 store.update_settings(batch, platform="prolific", completion_code=codes["COMPLETED"],
                                       failed_attention_code=codes["FAILED_ATTENTION_CHECK"],
+                                      no_consent_code=codes["NO_CONSENT"],
                                       completion_url=completion_url_for(plat.client.api_url, sandbox, s.completion_url))
             planned = {h.hit_key for h in ledger.hits(batch=batch)}
             new = [t for t in tasks if t["hit_key"] not in planned]
@@ -267,6 +268,7 @@ class CollectOutcome:
     stored: int = 0
     new: int = 0
     without_answers: int = 0
+    declined: int = 0
     released: int = 0
     attention_failed: int = 0
     statuses: dict[str, int] = field(default_factory=dict)
@@ -292,6 +294,9 @@ def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None 
                     continue
                 if st not in STATUS_TO_LEDGER:
                     continue
+                if sub.get("study_code") == completion_codes(cfg.name, rec.batch)["NO_CONSENT"]:
+                    out.declined += 1
+                    continue
                 a = store.by_ref("prolific", sid)
                 if a is None or not a.answers:
                     out.without_answers += 1
@@ -307,7 +312,8 @@ def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None 
                 out.stored += 1
                 out.new += new
     echo(f"collected {out.stored} submissions with answers ({out.new} new; {out.attention_failed} failed an attention"
-         f" check); {out.without_answers} without answers on the site; {out.released} tasks freed by returns or"
+         f" check); {out.without_answers} without answers on the site; {out.declined} declined consent (NO_CONSENT"
+         f" code: ask them in Prolific to return the study); {out.released} tasks freed by returns or"
          f" time-outs; Prolific statuses: {', '.join(f'{k} {v}' for k, v in sorted(out.statuses.items())) or 'none'}")
     return out
 
