@@ -5,6 +5,8 @@
 # resumes or skips what is done, and the sandbox keeps its state in runs/<experiment>/sandbox.sqlite)
 set -euo pipefail
 CFG="${1:-experiments/demo.toml}"
+# PLATFORM=prolific (make demo PLATFORM=prolific): the same study through the local Prolific emulator.
+if [ "${PLATFORM:-mturk}" = prolific ]; then exec bash "$(dirname "$0")/demo_prolific.sh" "$CFG"; fi
 NAME="$(python - "$CFG" <<'PY'
 import sys
 from mturk_eval.config import load_config

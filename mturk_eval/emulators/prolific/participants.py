@@ -5,8 +5,8 @@ participant side, which starts a submission and sends the browser to ``external_
 PROLIFIC_PID, STUDY_ID and SESSION_ID filled in; the rating site gives a task; the participant rates
 it (the sandbox's rating model: :mod:`mturk_eval.emulators.simulate`), submits, follows the site's
 "Back to Prolific" link (the completion redirect, served by the emulator) and so appears as AWAITING
-REVIEW with the code the site gave. A share returns the study instead (the emulator's return), and a
-share walks away mid-task, so that the emulator times them out once its clock passes
+REVIEW with the code the site gave. A share returns the study instead (the emulator's return), as does
+anyone the site has no task for ("no tasks left"), and a share walks away mid-task, so that the emulator times them out once its clock passes
 ``maximum_allowed_time``.
 
 The rating model learns attention checks from the site's store (``task_items``), as the sandbox's
@@ -75,6 +75,9 @@ def take_study(emulator_url: str, study_id: str, participant_id: str, worker: Si
     start = f"{emulator_url.rstrip('/')}/_prolific/studies/{study_id}/take?PROLIFIC_PID={participant_id}&simulated=1"
     page = _follow(s, start)
     if page.status_code != 200 or "mturk_form" not in page.text:
+        session_id = s.cookies.get("prolific_session")
+        if session_id:  # Prolific let them in but the site has no task: they return the study, as asked
+            s.post(check_local(f"{emulator_url.rstrip('/')}/_prolific/submissions/{session_id}/return"), timeout=30)
         return "refused", f"{page.status_code}"
     doc = lxml_html.document_fromstring(page.text)
     form = doc.get_element_by_id("mturk_form")
