@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole study offline through the local Prolific emulator (`make demo PLATFORM=prolific`):
-#   data build -> generate -> rating site + emulator -> publish --platform prolific --sandbox ->
+#   data build -> generate -> rating site -> publish --platform prolific --sandbox (the bundled emulator) ->
 #   simulated participants -> collect -> review (approve, bonus) -> report
 # Nothing leaves 127.0.0.1 and no money is involved: --sandbox is the emulator, never Prolific.
 set -euo pipefail
@@ -25,29 +25,27 @@ mturk-eval data build --config "$CFG"
 step "2/7 Train prompt-tuned and fine-tuned systems, sample responses"
 mturk-eval generate --config "$CFG"
 
-step "3/7 Start the rating site and the local emulator (it answers Prolific's API)"
-SITE_PORT="$(free_port)"; EMU_PORT="$(free_port)"
-SITE="http://127.0.0.1:$SITE_PORT"; EMU="http://127.0.0.1:$EMU_PORT"
+step "3/7 Start the rating site (participants rate there)"
+SITE_PORT="$(free_port)"; SITE="http://127.0.0.1:$SITE_PORT"
 mturk-eval serve --config "$CFG" --port "$SITE_PORT" > "$RUN/site.log" 2>&1 &
 SITE_PID=$!
-mturk-eval sandbox serve --port "$EMU_PORT" --state "$RUN/emulator.sqlite" --quiet > "$RUN/emulator.log" 2>&1 &
-EMU_PID=$!
-trap 'kill $SITE_PID $EMU_PID 2>/dev/null || true' EXIT
-wait_for "$SITE/healthz"; wait_for "$EMU/_prolific/state"
-echo "rating site at $SITE, Prolific emulator at $EMU/api/v1/"
+trap 'kill $SITE_PID 2>/dev/null || true; mturk-eval sandbox stop --config "$CFG" >/dev/null 2>&1 || true' EXIT
+wait_for "$SITE/healthz"
+echo "rating site at $SITE"
 
-step "4/7 Publish one Prolific study per batch on the emulator (cost shown first)"
-mturk-eval publish --config "$CFG" --platform prolific --sandbox --api-url "$EMU" --public-url "$SITE"
+step "4/7 Publish one study per batch on the bundled local Prolific emulator (cost shown first)"
+P=(--config "$CFG" --platform prolific --sandbox)
+mturk-eval publish "${P[@]}" --public-url "$SITE"
 
 step "5/7 Simulated participants take the study (some return it); collect frees their tasks; more come"
-mturk-eval sandbox participants --config "$CFG" --endpoint "$EMU" --return-share 0.1
-mturk-eval collect --config "$CFG" --platform prolific --sandbox --api-url "$EMU"
-mturk-eval sandbox participants --config "$CFG" --endpoint "$EMU" --seed 1
+mturk-eval sandbox participants --config "$CFG" --return-share 0.1
+mturk-eval collect "${P[@]}"
+mturk-eval sandbox participants --config "$CFG" --seed 1
 
 step "6/7 Collect, review (approve, a bonus in Prolific's two steps), status"
-mturk-eval collect --config "$CFG" --platform prolific --sandbox --api-url "$EMU"
-mturk-eval review --config "$CFG" --platform prolific --sandbox --api-url "$EMU" --apply --bonus 0.10
-mturk-eval status --config "$CFG" --platform prolific --sandbox --api-url "$EMU"
+mturk-eval collect "${P[@]}"
+mturk-eval review "${P[@]}" --apply --bonus 0.10
+mturk-eval status "${P[@]}"
 
 step "7/7 Report: the paper's Tables 2 and 3, agreement, tests, raters, plots"
 mturk-eval report --config "$CFG" --target prolific-emulator

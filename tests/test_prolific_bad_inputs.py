@@ -78,7 +78,7 @@ def test_reward_under_the_minimum_hourly_rate(world):
 
 def test_unknown_filter_id(world):
     tmp_path, cfg_path, responses, emu = world
-    bad = write_config(tmp_path, extra='[[prolific.filters]]\nfilter_id = "favourite-colour"\nselected_values = ["1"]')
+    bad = write_config(tmp_path, extra='[[platform.prolific.filters]]\nfilter_id = "favourite-colour"\nselected_values = ["1"]')
     refused(["publish", "--config", str(bad), "--platform", "prolific", "--sandbox", "--api-url", emu.url,
              "--responses", str(responses), "--public-url", "http://127.0.0.1:1"],
             says="unknown filter id 'favourite-colour'")
@@ -88,13 +88,13 @@ def test_unknown_filter_id(world):
 
 def test_malformed_filter_and_rejection_template_in_the_config(world):
     tmp_path, cfg_path, responses, emu = world
-    bad = write_config(tmp_path, extra='[[prolific.filters]]\nfilter_id = "age"')
+    bad = write_config(tmp_path, extra='[[platform.prolific.filters]]\nfilter_id = "age"')
     refused(["status", "--config", str(bad), "--platform", "prolific", "--api-url", emu.url],
             says="give exactly one of selected_values and selected_range")
-    bad = write_config(tmp_path, extra='[prolific.rejections.quick]\ncategory = "LAZY"')
+    bad = write_config(tmp_path, extra='[platform.prolific.rejections.quick]\ncategory = "LAZY"')
     refused(["status", "--config", str(bad), "--platform", "prolific", "--api-url", emu.url],
             says="rejection category 'LAZY' is not one of Prolific's")
-    bad = write_config(tmp_path, extra='[prolific.rejections.quick]\nmessage = "Too fast."')
+    bad = write_config(tmp_path, extra='[platform.prolific.rejections.quick]\nmessage = "Too fast."')
     refused(["status", "--config", str(bad), "--platform", "prolific", "--api-url", emu.url],
             says="has 9 characters; Prolific needs at least 100")
     assert emu.app.calls == {}

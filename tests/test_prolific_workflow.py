@@ -162,3 +162,25 @@ def test_a_participant_who_declines_consent_gets_the_no_consent_code(tmp_path):
         assert sub["status"] == "AWAITING REVIEW" and sub["study_code"].startswith("N")
         assert "1 declined consent" in run("collect", *base)
         assert "approve 0" in run("review", *base, "--apply")
+
+
+def test_sandbox_without_api_url_uses_the_bundled_server(tmp_path):
+    from mturk_eval.emulators.background import read_record
+
+    cfg_path = write_config(tmp_path)
+    cfg = load(tmp_path)
+    responses = write_responses(tmp_path, 2)
+    with site_for(cfg) as site:
+        base = ["--config", str(cfg_path), "--platform", "prolific", "--sandbox"]
+        try:
+            out = run("publish", *base, "--responses", str(responses), "--public-url", site.url)
+            rec = read_record(cfg.run_dir)
+            assert f"started the bundled MTurk-compatible sandbox on {rec.url}" in out
+            assert f"participants open it at {rec.url}/_prolific/studies/" in out
+            out = run("sandbox", "participants", "--config", str(cfg_path))
+            assert "2 completed" in out
+            run("collect", *base)
+            assert "approve 2" in run("review", *base, "--apply")
+            assert "APPROVED 2" in run("status", *base)
+        finally:
+            run("sandbox", "stop", "--config", str(cfg_path))

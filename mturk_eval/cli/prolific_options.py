@@ -1,9 +1,11 @@
 """``--platform prolific`` on the workflow verbs: the options it adds and the calls it makes.
 
-Each verb module (publish, status, collect, review, expire) adds :func:`platform_options` and hands
-over to the function of the same name here when the platform is Prolific; these are thin over
-:mod:`mturk_eval.platforms.prolific.workflow`. ``--sandbox`` (the default) is the local Prolific
-emulator, ``--live`` the real API with ``PROLIFIC_TOKEN``.
+Each verb module (publish, status, collect, review, expire) adds :func:`prolific_options` and hands
+over to the function of the same name here when the platform is Prolific (``--platform prolific`` or
+``[platform] name = "prolific"``): one study per batch does not fit the per-task workflow of
+:mod:`mturk_eval.actions`, so these are thin over :mod:`mturk_eval.platforms.prolific.workflow`.
+``--sandbox`` (the default) is the local Prolific emulator (the bundled server, or ``--api-url``),
+``--live`` the real API with ``PROLIFIC_TOKEN``.
 """
 from __future__ import annotations
 
@@ -12,21 +14,32 @@ import sys
 import click
 
 
-def platform_options(f):
-    f = click.option("--api-url", default=None, metavar="URL",
-                     help="Prolific only: the API base (default https://api.prolific.com/api/v1/ with --live; with"
-                          " --sandbox a local emulator's URL, e.g. http://127.0.0.1:8765).")(f)
-    f = click.option("--platform", "platform", type=click.Choice(["mturk", "prolific"]), default="mturk",
-                     show_default=True,
-                     help="The crowd platform. prolific: --sandbox is the local Prolific emulator, --live the"
-                          " real Prolific API (token from PROLIFIC_TOKEN).")(f)
-    return f
+def prolific_options(f):
+    """``--api-url``: Prolific's API base, or a local emulator's URL with --sandbox."""
+    return click.option("--api-url", default=None, metavar="URL",
+                        help="Prolific: the API base (default https://api.prolific.com/api/v1/ with --live; with"
+                             " --sandbox a local emulator's URL instead of the bundled one).")(f)
+
+
+def is_prolific(config_path: str, platform_name: str | None, **prolific_only) -> bool:
+    """Whether the verb runs on Prolific (``--platform`` or the config's ``[platform] name``). Options only
+    Prolific has are refused on another platform."""
+    from mturk_eval.config import load_config
+
+    name = platform_name or load_config(config_path).platform.name
+    if name != "prolific":
+        refuse(**prolific_only)
+    return name == "prolific"
 
 
 def _cfg(config_path: str):
+    """The config, with its [platform.prolific] table checked before anything else happens."""
     from mturk_eval.config import load_config
+    from mturk_eval.platforms.prolific.workflow import settings_of
 
-    return load_config(config_path)
+    cfg = load_config(config_path)
+    settings_of(cfg)
+    return cfg
 
 
 def _confirm():
@@ -82,9 +95,10 @@ def expire(config_path, sandbox, api_url, stop, yes) -> None:
                     confirm=confirm, echo=click.echo)
 
 
-def refuse(option: str, value) -> None:
-    """An option that means nothing on the chosen platform is an error, not silently ignored."""
+def refuse(**options) -> None:
+    """Options that mean nothing on the chosen platform are an error, not silently ignored."""
     from mturk_eval.errors import UserError
 
-    if value not in (None, False, (), ""):
-        raise UserError(f"{option}: not an option of this platform (see --help)")
+    for name, value in options.items():
+        if value not in (None, False, (), ""):
+            raise UserError(f"--{name.replace('_', '-')}: not an option of this platform (see --help)")

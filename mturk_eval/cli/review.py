@@ -6,14 +6,14 @@ import sys
 import click
 
 from mturk_eval.cli import config_option
-from mturk_eval.cli.prolific_options import platform_options
+from mturk_eval.cli.prolific_options import is_prolific, prolific_options
 from mturk_eval.cli.options import target_options, batch_filter_option, setup
 
 
 @click.command()
 @config_option
 @target_options
-@platform_options
+@prolific_options
 @click.option("--apply", is_flag=True, help="Carry the actions out (without it: a dry run that lists them).")
 @click.option("--reject-failed-attention", is_flag=True,
               help="Reject assignments that failed an attention check (otherwise they are approved).")
@@ -26,8 +26,9 @@ from mturk_eval.cli.options import target_options, batch_filter_option, setup
 @click.option("--bonus-label", default="bonus", show_default=True,
               help="Bonuses with the same label are paid at most once per assignment, whatever the amount.")
 @click.option("--yes", is_flag=True, help="Do not ask before paying bonuses on --live.")
-@click.option("--rejection", default="failed_attention", show_default=True,
-              help="Prolific: the [prolific.rejections] template (category + message of >= 100 characters).")
+@click.option("--rejection", default=None,
+              help="Prolific: the [platform.prolific.rejections] template (category + message of >= 100 characters);"
+                   " default failed_attention.")
 @click.option("--rejection-category", default=None, help="Prolific: a rejection category instead of the template's.")
 @click.option("--rejection-message", default=None,
               help="Prolific: the message rejected participants read (at least 100 characters).")
@@ -38,7 +39,7 @@ from mturk_eval.cli.options import target_options, batch_filter_option, setup
 @click.option("--max-cost", type=float, default=None, help="Prolific: refuse bonuses costing more than this.")
 @batch_filter_option("Approvals, rejections, bonuses and --block-failed-attention then concern only their"
                      " assignments (--block WORKER_ID blocks whatever the batch).")
-def review(config_path, sandbox, endpoint_url, platform, api_url, apply, reject_failed_attention, feedback,
+def review(config_path, platform_name, sandbox, endpoint_url, api_url, apply, reject_failed_attention, feedback,
            block_workers, block_failed_attention, block_reason, bonus, bonus_reason, bonus_label, yes, rejection,
            rejection_category, rejection_message, bonus_paid, bonus_unpaid, max_cost, batches):
     """Approve stored assignments, optionally reject attention-check failures, block, bonus.
@@ -47,30 +48,24 @@ def review(config_path, sandbox, endpoint_url, platform, api_url, apply, reject_
     their total cost first and needs --yes or a confirmation. The first line names the batches
     reviewed (all of them unless --batch is given).
     """
-    if platform == "prolific":
+    if is_prolific(config_path, platform_name, api_url=api_url, rejection=rejection,
+                   rejection_category=rejection_category, rejection_message=rejection_message,
+                   bonus_paid=bonus_paid, bonus_unpaid=bonus_unpaid, max_cost=max_cost):
         from mturk_eval.cli import prolific_options as pro
 
-        for name, value in (("--endpoint-url", endpoint_url), ("--feedback", feedback), ("--batch", batches),
-                            ("--block-reason", block_reason)):
-            pro.refuse(name, value)
-        pro.review(config_path, sandbox, api_url, apply, reject_failed_attention, rejection, rejection_category,
-                   rejection_message, block_workers, block_failed_attention, bonus, bonus_label, bonus_paid,
-                   bonus_unpaid, yes, max_cost)
+        pro.refuse(endpoint_url=endpoint_url, feedback=feedback, batches=batches, block_reason=block_reason)
+        pro.review(config_path, sandbox, api_url, apply, reject_failed_attention, rejection or "failed_attention",
+                   rejection_category, rejection_message, block_workers, block_failed_attention, bonus, bonus_label,
+                   bonus_paid, bonus_unpaid, yes, max_cost)
         return
-    from mturk_eval.cli.prolific_options import refuse
-
-    for name, value in (("--api-url", api_url), ("--rejection-category", rejection_category),
-                        ("--rejection-message", rejection_message), ("--bonus-paid", bonus_paid),
-                        ("--bonus-unpaid", bonus_unpaid), ("--max-cost", max_cost)):
-        refuse(name, value)
     from mturk_eval.actions import review as rv
     from mturk_eval.actions.common import batch_scope
     from mturk_eval.errors import UserError
 
-    cfg, target = setup(config_path, sandbox, endpoint_url)
+    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name)
     rv.check_options(reject_failed_attention=reject_failed_attention,
                      feedback=feedback or rv.DEFAULT_REJECT_FEEDBACK, block_workers=tuple(block_workers),
-                     bonus=bonus, bonus_reason=bonus_reason)
+                     bonus=bonus, bonus_reason=bonus_reason, plat=plat)
     scope = batch_scope(cfg, target, batches)  # checked first; said once the run has gone well
     options = dict(batches=batches, reject_failed_attention=reject_failed_attention,
                    feedback=feedback or rv.DEFAULT_REJECT_FEEDBACK, block_workers=tuple(block_workers),
@@ -78,17 +73,17 @@ def review(config_path, sandbox, endpoint_url, platform, api_url, apply, reject_
                    block_reason=block_reason or rv.DEFAULT_BLOCK_REASON, bonus=bonus,
                    bonus_reason=bonus_reason, bonus_label=bonus_label)
     if apply and target == "live" and bonus is not None and not yes:
-        planned = rv.review(cfg, target=target, endpoint_url=endpoint_url, apply=False, **options)
-        n, total = rv.bonus_total(planned, bonus)
+        planned = rv.review(cfg, target=target, platform=plat, apply=False, **options)
+        n, total = rv.bonus_total(planned, bonus, plat)
         if n:
             amounts = {a.amount for a in planned if a.kind == "bonus"}
             each = f"of ${bonus}" if amounts <= {bonus} else "(resumed ones at their stored amount)"
-            click.echo(f"{n} bonuses {each} cost ${total} with MTurk's fee")
+            click.echo(f"{n} bonuses {each} cost ${total} with {plat.title}'s fee")
             if not sys.stdin.isatty():
                 raise UserError("--live: not running interactively, so give --yes to confirm paying bonuses")
-            if not click.confirm(f"Pay {n} bonuses on LIVE MTurk for ${total}?", default=False):
+            if not click.confirm(f"Pay {n} bonuses on LIVE {plat.title} for ${total}?", default=False):
                 raise UserError("bonuses not confirmed: nothing was done")
-    actions = rv.review(cfg, target=target, endpoint_url=endpoint_url, apply=apply, **options)
+    actions = rv.review(cfg, target=target, platform=plat, apply=apply, **options)
     click.echo(scope)
     for a in actions:
         click.echo(("done   " if a.done else ("would  " if not apply else "       ")) + a.format())
@@ -97,5 +92,5 @@ def review(config_path, sandbox, endpoint_url, platform, api_url, apply, reject_
         kinds[a.kind] = kinds.get(a.kind, 0) + 1
     summary = ", ".join(f"{k} {v}" for k, v in kinds.items()) or "nothing to do"
     if bonus is not None and kinds.get("bonus"):
-        summary += f" (bonuses ${rv.bonus_total(actions, bonus)[1]} with fees)"
+        summary += f" (bonuses ${rv.bonus_total(actions, bonus, plat)[1]} with fees)"
     click.echo(f"{'applied' if apply else 'dry run (use --apply)'}: {summary}")

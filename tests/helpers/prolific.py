@@ -79,7 +79,7 @@ runs_dir = "{runs}"
 assignments_per_hit = {k}
 items_per_hit = {per_task}
 attention_check_rate = {attention}
-[prolific]
+[platform.prolific]
 reward = "{reward}"
 estimated_completion_time = 5
 maximum_allowed_time = 20

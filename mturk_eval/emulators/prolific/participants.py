@@ -16,7 +16,6 @@ refused, not tried.
 """
 from __future__ import annotations
 
-import ipaddress
 import random
 import secrets
 from dataclasses import dataclass, field
@@ -27,21 +26,10 @@ import requests
 from lxml import html as lxml_html
 
 from mturk_eval.errors import UserError
-from mturk_eval.emulators.simulate import RatingModel, SimWorker, rate_item, work_time
+from mturk_eval.emulators.simulate import RatingModel, SimWorker, check_loopback as check_local, rate_item, work_time
 
 SIMULATED_FIELD = "mturk_eval_simulated"
 WORK_TIME_HEADER = "X-Mturk-Eval-Work-Time"
-
-
-def check_local(url: str) -> str:
-    host = urlsplit(url).hostname or ""
-    try:
-        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        ok = False
-    if not ok:
-        raise UserError(f"simulated participants only visit 127.0.0.0/8; refusing {url[:120]!r}")
-    return url
 
 
 @dataclass

@@ -77,7 +77,40 @@ class StudyOutcome:
 
 
 class ProlificPlatform:
+    """Prolific for the workflow of :mod:`mturk_eval.platforms.prolific.workflow` (one study per batch, so
+    not the per-task :class:`~mturk_eval.platforms.crowd_platform.CrowdPlatform`; the verbs hand
+    ``--platform prolific`` over to that workflow). Registered as ``prolific`` with its settings."""
+
     name = "prolific"
+    title = "Prolific"
+    Settings = ProlificSettings
+
+    fee_label = "Prolific fee + VAT"
+
+    @classmethod
+    def submission_fee(cls, reward: str | Decimal, places: int, hit: Any = None) -> Decimal:
+        """Prolific's fee (and VAT on it) on one reward in major units, at the default rates (the report
+        prices a ledger offline; publish shows the account's own figure beside ours)."""
+        c = fees.charge(Decimal(str(reward)) * 100)
+        return c.major(c.fees + c.vat)
+
+    @classmethod
+    def bonus_fee(cls, amount: str | Decimal) -> Decimal:
+        return cls.submission_fee(amount, 1)
+
+    @classmethod
+    def validate_rater_id(cls, rater_id: str, what: str = "--block") -> None:
+        if not re.fullmatch(r"[0-9a-f]{24}", rater_id):
+            raise UserError(f"{what}: expected a Prolific participant id (24 hex characters), got {rater_id!r}")
+
+    @classmethod
+    def from_settings(cls, settings: ProlificSettings, concurrency: int = 4) -> "ProlificPlatform":
+        """The real API with PROLIFIC_TOKEN (the registry's constructor; nothing is contacted)."""
+        from mturk_eval.platforms.prolific.client import token_from_env
+
+        client = ProlificClient(settings.api_url, token_from_env(settings.token_pattern),
+                                attempts=settings.retry_attempts, base=settings.retry_base_s, cap=settings.retry_cap_s)
+        return cls(client, settings)
 
     def __init__(self, client: ProlificClient, settings: ProlificSettings, *, emulator: bool = False,
                  echo: Callable[[str], None] = print):

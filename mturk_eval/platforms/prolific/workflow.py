@@ -17,6 +17,7 @@ the site's tasks, submissions are Prolific's (id = SESSION_ID), joined to the si
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -32,7 +33,7 @@ from mturk_eval.platforms.prolific.client import EMULATOR_TOKEN, ProlificClient,
 from mturk_eval.platforms.prolific.prolific_platform import (ProlificPlatform, check_public_url, completion_codes,
                                                             hourly_check, internal_name, study_url)
 from mturk_eval.platforms.prolific.records import Records
-from mturk_eval.platforms.prolific.settings import check_rejection
+from mturk_eval.platforms.prolific.settings import ProlificSettings, check_rejection
 from mturk_eval.site.store import SiteStore, site_store_path
 
 from mturk_eval.tasks import builder
@@ -41,6 +42,13 @@ STATUS_TO_LEDGER = {"AWAITING REVIEW": "Submitted", "APPROVED": "Approved", "PAR
                     "REJECTED": "Rejected"}
 FREES_TASK = ("RETURNED", "TIMED-OUT")
 _MONEY = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
+
+
+def settings_of(cfg: ExperimentConfig) -> ProlificSettings:
+    """The ``[platform.prolific]`` table of the config as :class:`ProlificSettings` (checked)."""
+    from mturk_eval.platforms.registry import settings_for
+
+    return settings_for(cfg, "prolific")
 
 
 def target_name(emulator: bool) -> str:
@@ -63,12 +71,12 @@ def completion_url_for(api_url: str, emulator: bool, configured: str) -> str:
 
 
 def connect(cfg: ExperimentConfig, *, sandbox: bool, api_url: str | None, echo: Callable[[str], None] = print,
-            sleep: Callable[[float], None] | None = None) -> ProlificPlatform:
+            sleep: Callable[[float], None] | None = None, start: bool = False) -> ProlificPlatform:
     """The platform for the real API (PROLIFIC_TOKEN) or the local emulator (its own dummy token)."""
-    s = cfg.prolific
+    s = settings_of(cfg)
     if sandbox:
         if not api_url:
-            api_url = background_emulator(cfg)
+            api_url = background_emulator(cfg, echo, start)
         token = EMULATOR_TOKEN  # PROLIFIC_TOKEN is never sent to the emulator
     else:
         api_url = api_url or s.api_url
@@ -82,10 +90,12 @@ def connect(cfg: ExperimentConfig, *, sandbox: bool, api_url: str | None, echo: 
     return ProlificPlatform(client, s, emulator=sandbox, echo=echo)
 
 
-def background_emulator(cfg: ExperimentConfig) -> str:
-    """The URL of the local server that ``--sandbox`` runs in the background (it answers Prolific's paths)."""
-    raise UserError("--sandbox with --platform prolific: give --api-url URL of a running local emulator"
-                    " (`mturk-eval sandbox serve` prints it)")
+def background_emulator(cfg: ExperimentConfig, echo: Callable[[str], None], start: bool) -> str:
+    """The bundled local server of ``--sandbox`` (:mod:`mturk_eval.emulators.background`): the same process
+    answers Prolific's paths. ``publish`` starts it; the other verbs find it (or restart it on its state)."""
+    from mturk_eval.emulators.background import ensure_sandbox
+
+    return ensure_sandbox(cfg.run_dir, echo, start=start).url
 
 
 def _open(cfg: ExperimentConfig, emulator: bool, create: bool = True) -> tuple[Ledger, Records]:
@@ -95,7 +105,7 @@ def _open(cfg: ExperimentConfig, emulator: bool, create: bool = True) -> tuple[L
                         " `mturk-eval publish --platform prolific` first")
     ledger = Ledger.open(path)
     try:
-        ledger.bind(cfg.name, target_name(emulator))
+        ledger.bind(cfg.name, target_name(emulator), "prolific")
         return ledger, Records(ledger.conn)
     except BaseException:
         ledger.close()
@@ -128,9 +138,9 @@ class PublishOutcome:
 
 def _plan(cfg: ExperimentConfig, items: list[dict], batch: str) -> tuple[list[dict], list[dict]]:
     attention = builder.make_attention_checks(items, cfg.hit.attention_check_rate, cfg.seed, cfg.language, batch)
-    tasks = builder.plan_hits(items + attention, experiment=cfg.name, target="prolific", batch=batch, seed=cfg.seed,
-                              items_per_hit=cfg.hit.items_per_hit, max_assignments=cfg.hit.assignments_per_hit,
-                              reward=cfg.prolific.reward)
+    tasks = builder.plan_tasks(items + attention, experiment=cfg.name, target="prolific", batch=batch, seed=cfg.seed,
+                               items_per_hit=cfg.hit.items_per_hit, places=cfg.hit.assignments_per_hit,
+                               reward=settings_of(cfg).reward)
     return items + attention, tasks
 
 
@@ -138,7 +148,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, sandbox: bool 
             public_url: str | None = None, batch: str = "main", yes: bool = False, max_cost: float | None = None,
             dry_run: bool = False, confirm: Callable[[str], bool] | None = None, interactive: bool = True,
             echo: Callable[[str], None] = print, platform: ProlificPlatform | None = None) -> PublishOutcome:
-    s = cfg.prolific
+    s = settings_of(cfg)
     builder.check_batch(batch)
     hourly = hourly_check(s)
     public_url = public_url or cfg.site.public_url
@@ -146,13 +156,13 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, sandbox: bool 
         raise UserError("--public-url: give the rating site's address (`mturk-eval serve` prints it; [site] public_url"
                         " in the config); Prolific sends participants there; nothing was sent")
     check_public_url(public_url, emulator=sandbox)
-    plat = platform or connect(cfg, sandbox=sandbox, api_url=api_url, echo=echo)
     items = builder.load_responses(responses_path)
     empty = builder.empty_responses(items)
     if empty:
         raise UserError(f"{builder.describe_empty(empty, len(items), responses_path)}; participants would rate a"
                         " blank reply: regenerate or remove them; nothing was sent")
     all_items, tasks = _plan(cfg, items, batch)
+    plat = platform or connect(cfg, sandbox=sandbox, api_url=api_url, echo=echo, start=True)
     k = cfg.hit.assignments_per_hit
     places = len(tasks) * k
 
@@ -165,7 +175,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, sandbox: bool 
     rec = None
     if path.exists():
         with Ledger.open(path) as ledger:
-            ledger.check_bound(cfg.name, target_name(sandbox))
+            ledger.check_bound(cfg.name, target_name(sandbox), "prolific")
             rec = Records(ledger.conn).study(batch)
     existing = plat.client.get_study(rec.study_id) if rec and rec.study_id else None
     if existing is None and rec is not None:
@@ -207,7 +217,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, sandbox: bool 
         with ledger:
             codes = completion_codes(cfg.name, batch)
             with SiteStore.open(site_store_path(cfg.run_dir)) as store:
-                task_ids = store.add_batch(batch, all_items, [{"task_key": t["hit_key"], "item_ids": t["item_ids"]}
+                task_ids = store.add_batch(batch, all_items, [{"task_key": t["task_key"], "item_ids": t["item_ids"]}
                                                               for t in tasks],
                                            k=k, reservation_s=60 * (s.maximum_allowed_time or 3 * s.estimated_completion_time),
                                            language=cfg.language)
@@ -215,8 +225,8 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, sandbox: bool 
                                       failed_attention_code=codes["FAILED_ATTENTION_CHECK"],
                                       no_consent_code=codes["NO_CONSENT"],
                                       completion_url=completion_url_for(plat.client.api_url, sandbox, s.completion_url))
-            planned = {h.hit_key for h in ledger.hits(batch=batch)}
-            new = [t for t in tasks if t["hit_key"] not in planned]
+            planned = {h.task_key for h in ledger.tasks(batch=batch)}
+            new = [t for t in tasks if t["task_key"] not in planned]
             if new:
                 ledger.add_plan(all_items, new)
             body = plat.study_body(experiment=cfg.name, batch=batch, title=cfg.hit.title,
@@ -227,7 +237,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, sandbox: bool 
             shown = fees.study_cost(s.reward_minor, res.places, fee_rate=s.fee_rate, vat_rate=s.vat_rate).total
             records.set_study(batch, shown_cost=float(shown))
             for t, tid in zip(tasks, task_ids):
-                ledger.record_created(t["hit_key"], tid, None, res.study_id)
+                ledger.record_created(t["task_key"], tid, None, res.study_id)
     out.study_id, out.status = res.study_id, res.status
     what = "created and published" if res.created else "found (an earlier run made it) and published" \
         if res.recovered else f"grown by {res.raised_by} places" if res.raised_by else "already published"
@@ -276,7 +286,7 @@ class CollectOutcome:
 
 def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None = None,
             echo: Callable[[str], None] = print, platform: ProlificPlatform | None = None) -> CollectOutcome:
-    from mturk_eval.platforms.mturk.answers import attention_passed, validate_scores
+    from mturk_eval.tasks.answers import attention_passed, validate_scores
 
     out = CollectOutcome()
     ledger, records = _open(cfg, sandbox, create=False)
@@ -305,10 +315,10 @@ def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None 
                 scores, error = validate_scores(a.answers, len(items))
                 passed = attention_passed(scores, items)
                 out.attention_failed += passed is False
-                new = ledger.store_assignment(
-                    assignment_id=sid, hit_id=a.task_id, worker_id=pid, status=STATUS_TO_LEDGER[st],
-                    accept_time=a.reserved_at, submit_time=a.submitted_at, answer_xml="", scores=scores, error=error,
-                    simulated=a.simulated, attention_passed=passed)
+                new = ledger.store_submission(
+                    submission_id=sid, task_id=a.task_id, rater_id=pid, status=STATUS_TO_LEDGER[st],
+                    accept_time=a.reserved_at, submit_time=a.submitted_at, raw_answer=json.dumps(a.answers),
+                    scores=scores, error=error, simulated=a.simulated, attention_passed=passed, fields=a.answers)
                 out.stored += 1
                 out.new += new
     echo(f"collected {out.stored} submissions with answers ({out.new} new; {out.attention_failed} failed an attention"
@@ -339,7 +349,7 @@ def review(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None =
            yes: bool = False, interactive: bool = True, max_cost: float | None = None,
            confirm: Callable[[str], bool] | None = None, echo: Callable[[str], None] = print,
            platform: ProlificPlatform | None = None) -> ReviewPlan:
-    s = cfg.prolific
+    s = settings_of(cfg)
     # Offline checks first: nothing is sent when an option is wrong.
     if reject_failed_attention:
         if rejection_category is not None or rejection_message is not None:
@@ -364,27 +374,27 @@ def review(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None =
             if not records.bulk_rows(bid):
                 raise UserError(f"--bonus-paid/--bonus-unpaid: no bulk bonus {bid!r} in {ledger.path}")
         plat = platform or connect(cfg, sandbox=sandbox, api_url=api_url, echo=echo)
-        study_of = {h.hit_id: h.hit_group_id for h in ledger.hits() if h.hit_id}
+        study_of = {h.task_id: h.group_id for h in ledger.tasks() if h.task_id}
         failed = set()
-        for a in ledger.assignments():
-            study = study_of.get(a.hit_id)
+        for a in ledger.submissions():
+            study = study_of.get(a.task_id)
             if study is None:
                 continue
             if a.attention_passed is False:
-                failed.add(a.worker_id)
-            if a.status == "Approved" and bonus is not None and records.bonus(a.assignment_id, bonus_label) is None:
-                plan.bonus.append((a.assignment_id, a.worker_id, study))
+                failed.add(a.rater_id)
+            if a.status == "Approved" and bonus is not None and records.bonus(a.submission_id, bonus_label) is None:
+                plan.bonus.append((a.submission_id, a.rater_id, study))
             if a.status != "Submitted":
                 continue
-            if not a.valid or ledger.answer_count(a.assignment_id) == 0:
-                plan.skipped.append(f"{a.assignment_id}: answers not usable ({a.error})")
+            if not a.valid or ledger.answer_count(a.submission_id) == 0:
+                plan.skipped.append(f"{a.submission_id}: answers not usable ({a.error})")
                 continue
             if a.attention_passed is False and reject_failed_attention:
-                plan.reject.append((a.assignment_id, a.worker_id, study))
+                plan.reject.append((a.submission_id, a.rater_id, study))
                 continue
-            plan.approve.append((a.assignment_id, a.worker_id, study))
-            if bonus is not None and records.bonus(a.assignment_id, bonus_label) is None:
-                plan.bonus.append((a.assignment_id, a.worker_id, study))
+            plan.approve.append((a.submission_id, a.rater_id, study))
+            if bonus is not None and records.bonus(a.submission_id, bonus_label) is None:
+                plan.bonus.append((a.submission_id, a.rater_id, study))
         to_block = list(dict.fromkeys([*block, *(sorted(failed) if block_failed_attention else [])]))
         plan.block = [p for p in to_block if (records.block(p) or {}).get("state") != "blocked"]
         pending_bonus = len(records.bonuses("intent")) + len(records.bonuses("set_up"))
@@ -418,11 +428,11 @@ def review(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None =
         if plan.approve:
             plat.approve([sid for sid, _, _ in plan.approve])
             for sid, _, _ in plan.approve:
-                ledger.set_assignment_status(sid, "Approved", "approved")
+                ledger.set_submission_status(sid, "Approved", "approved")
                 _site_review(store, sid, "approved")
         for sid, _, _ in plan.reject:
             plat.reject(sid, category, message)
-            ledger.set_assignment_status(sid, "Rejected", "rejected", message)
+            ledger.set_submission_status(sid, "Rejected", "rejected", message)
             _site_review(store, sid, "rejected", message)
         if plan.bonus:
             records.bonus_intents([(sid, bonus_label, study, pid, contract.minor_units(bonus))
@@ -430,6 +440,12 @@ def review(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None =
         n, total = plat.pay_bonuses(records, echo)
         if n:
             echo(f"bonuses paid: {n} participants, Prolific's total {contract.major_units(total)}")
+        for b in records.bonuses("paid"):  # the neutral bonus table too, so that the report counts them
+            token = f"prolific:{b['bulk_id']}:{b['submission_id']}"
+            if ledger.bonus(token) is None:
+                ledger.add_bonus(token, b["submission_id"], b["participant_id"], contract.major_units(b["amount"]),
+                                 b["label"])
+                ledger.mark_bonus_paid(token)
         if plan.block:
             for p in plan.block:
                 records.set_block(p, "pending")
