@@ -176,7 +176,7 @@ class ProlificClient:
             if 300 <= status < 400:
                 raise ProlificError(f"Prolific {method} {shown}: answered {status} (a redirect to"
                                     f" {urlsplit(r.headers.get('Location', '')).netloc or 'elsewhere'}); not"
-                                    " following it with the token; check prolific.api_url", status)
+                                    " following it with the token; check platform.prolific.api_url", status)
             if status >= 400:
                 line, detail = error_line(method, shown, status, r.content)
                 raise ProlificError(line, status, detail)

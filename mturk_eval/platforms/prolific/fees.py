@@ -113,8 +113,8 @@ def check_hourly(reward_minor: int, minutes: int, currency: str, minimum: str | 
     if per_hour < floor:
         sym = SYMBOLS.get(currency, currency + " ")
         need = -(-int(floor * 100) * minutes // 60)  # ceil(floor * minutes / 60) in minor units
-        raise UserError(f"prolific.reward: {sym}{Decimal(reward_minor) / 100:.2f} for an estimated {minutes} min is"
+        raise UserError(f"platform.prolific.reward: {sym}{Decimal(reward_minor) / 100:.2f} for an estimated {minutes} min is"
                         f" {sym}{per_hour}/h, below the minimum {sym}{floor:.2f}/h; pay at least {sym}{need / 100:.2f}"
-                        " (or lower prolific.min_hourly_reward if your agreement with Prolific allows); nothing"
+                        " (or lower platform.prolific.min_hourly_reward if your agreement with Prolific allows); nothing"
                         " was sent")
     return per_hour

@@ -136,8 +136,8 @@ class ProlificPlatform:
             found = self.client.workspaces()
             if len(found) != 1:
                 names = ", ".join(f"{w['id']} ({w.get('title', '')})" for w in found[:5]) or "none"
-                raise UserError(f"prolific.workspace: the token sees {len(found)} workspaces ({names}); set"
-                                " prolific.workspace to one id; nothing was sent")
+                raise UserError(f"platform.prolific.workspace: the token sees {len(found)} workspaces ({names}); set"
+                                " platform.prolific.workspace to one id; nothing was sent")
             ws = found[0]["id"]
         project = s.project or None
         if not project:
@@ -146,8 +146,8 @@ class ProlificPlatform:
                 project = projects[0]["id"]
             elif len(projects) > 1:
                 names = ", ".join(f"{p['id']} ({p.get('title', '')})" for p in projects[:5])
-                raise UserError(f"prolific.project: workspace {ws} has {len(projects)} projects ({names}); set"
-                                " prolific.project to one id; nothing was sent")
+                raise UserError(f"platform.prolific.project: workspace {ws} has {len(projects)} projects ({names}); set"
+                                " platform.prolific.project to one id; nothing was sent")
         self._workspace, self._project = ws, project
         return ws, project
 
@@ -158,7 +158,7 @@ class ProlificPlatform:
         known = {f.get("filter_id") for f in self.client.filters()}
         for i, f in enumerate(filters):
             if f["filter_id"] not in known:
-                raise UserError(f"prolific filters[{i}]: unknown filter id {f['filter_id']!r} (GET /filters/ lists"
+                raise UserError(f"platform.prolific.filters[{i}]: unknown filter id {f['filter_id']!r} (GET /filters/ lists"
                                 f" {len(known)} ids, e.g. {', '.join(sorted(k for k in known if k)[:6])}); nothing"
                                 " was sent")
 

@@ -1,7 +1,7 @@
-"""The ``[prolific]`` section of an experiment config: one dataclass that validates itself.
+"""The ``[platform.prolific]`` table of an experiment config: one dataclass that validates itself.
 
-Every key has a default, so a config without the section still loads; ``publish --platform prolific``
-reads it. Points the contract marks unverified (⚠ in ../shared/docs/prolific/prolific-api.md) are
+Every key has a default, so a config without the table still works; the registry
+(:func:`mturk_eval.platforms.registry.settings_for`) builds it, with errors naming the file and key. Points the contract marks unverified (⚠ in ../shared/docs/prolific/prolific-api.md) are
 keys here with the documented value as default (docs/prolific.md lists them): the completion
 redirect URL, the blocklist filter id, the token's shape, the fee and VAT rates.
 """
@@ -29,7 +29,7 @@ class RejectionTemplate:
     message: str = DEFAULT_REJECTION
 
     def __post_init__(self) -> None:
-        check_rejection(self.category, self.message, "prolific.rejections")
+        check_rejection(self.category, self.message, "platform.prolific.rejections")
 
 
 def check_rejection(category: str, message: str, where: str = "--reject") -> None:
@@ -90,7 +90,7 @@ class ProlificSettings:
 
     def __post_init__(self) -> None:
         def bad(key: str, expected: str, got: Any) -> UserError:
-            return UserError(f"prolific.{key}: expected {expected}, got {got!r}")
+            return UserError(f"platform.prolific.{key}: expected {expected}, got {got!r}")
 
         for key in ("api_url", "completion_url"):
             if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", getattr(self, key)):
@@ -113,11 +113,11 @@ class ProlificSettings:
         if self.age and (len(self.age) != 2 or not 18 <= self.age[0] <= self.age[1] <= 100):
             raise bad("age", "[lower, upper] with 18 <= lower <= upper <= 100", self.age)
         for i, f in enumerate(self.filters):
-            check_filter(f, f"prolific.filters[{i}]")
+            check_filter(f, f"platform.prolific.filters[{i}]")
         if self.min_hourly_reward and not re.fullmatch(r"[0-9]+(\.[0-9]{1,2})?", self.min_hourly_reward):
             raise bad("min_hourly_reward", 'an amount per hour like "6.00"', self.min_hourly_reward)
-        fees.rate(self.fee_rate, "prolific.fee_rate")
-        fees.rate(self.vat_rate, "prolific.vat_rate")
+        fees.rate(self.fee_rate, "platform.prolific.fee_rate")
+        fees.rate(self.vat_rate, "platform.prolific.vat_rate")
         try:
             re.compile(self.token_pattern)
         except re.error as exc:

@@ -198,7 +198,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, sandbox: bool 
     echo(f"cost of this run: {new_places} places: {cost.describe()}; Prolific's calculator:"
          f" {cost.money(calc)} (counted: {cost.money(counted)})")
     if cost.major(calc) != cost.major():
-        echo("note: Prolific's figure differs from ours; check prolific.fee_rate and prolific.vat_rate")
+        echo("note: Prolific's figure differs from ours; check platform.prolific.fee_rate and vat_rate")
     if max_cost is not None and cost.major(counted) > Decimal(str(max_cost)).quantize(Decimal("0.01")):
         raise UserError(f"--max-cost: this run costs {cost.money(counted)}, above the limit {sym}{max_cost:.2f};"
                         " raise the limit or publish fewer items; nothing was sent")
@@ -357,7 +357,7 @@ def review(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None =
         elif rejection in s.rejections:
             category, message = s.rejections[rejection].category, s.rejections[rejection].message
         else:
-            raise UserError(f"--rejection: no template {rejection!r} in [prolific.rejections] (known:"
+            raise UserError(f"--rejection: no template {rejection!r} in [platform.prolific.rejections] (known:"
                             f" {', '.join(sorted(s.rejections)) or 'none'}); nothing was sent")
         check_rejection(category, message)
     if bonus is not None and (not _MONEY.fullmatch(bonus) or contract.minor_units(bonus) < 1):
