@@ -184,3 +184,44 @@ def test_sandbox_without_api_url_uses_the_bundled_server(tmp_path):
             assert "APPROVED 2" in run("status", *base)
         finally:
             run("sandbox", "stop", "--config", str(cfg_path))
+
+
+def test_blocked_participants_are_kept_out_of_later_studies(study):
+    cfg, cfg_path, responses, emu, site, base = study
+    run("publish", *base, "--responses", str(responses), "--public-url", site.url)
+    first = emu.state()["studies"][0]["id"]
+    done = simulate_participants(emu.url, first, 8, seed=9, items_of=store_items(site.store))
+    pid = sorted(done.completed)[0]
+    run("collect", *base)
+    out = run("review", *base, "--apply", "--block", pid)
+    assert "blocked 1 participants" in out
+    run("publish", *base, "--responses", str(responses), "--public-url", site.url, "--batch", "b2")
+    second = emu.state()["studies"][1]["id"]
+    (group,) = emu.backend.list_groups(None)
+    assert {"filter_id": "participant_group_blocklist", "selected_values": [group["id"]]} in \
+        emu.backend.study(second)["filters"]
+    import requests
+
+    r = requests.get(f"{emu.url}/_prolific/studies/{second}/take?PROLIFIC_PID={pid}", allow_redirects=False)
+    assert r.status_code == 409 and "not eligible" in r.text
+    assert requests.get(f"{emu.url}/_prolific/studies/{second}/take?PROLIFIC_PID={'e' * 24}",
+                        allow_redirects=False).status_code == 302
+
+
+def test_places_are_only_raised(study):
+    from mturk_eval.platforms.prolific.workflow import connect, settings_of
+
+    cfg, cfg_path, responses, emu, site, base = study
+    plat = connect(cfg, sandbox=True, api_url=emu.url, echo=lambda s: None)
+    body = plat.study_body(experiment="pro", batch="grow", title="t", description="d", places=2,
+                           public_url=site.url + "/p/grow", filters=[])
+    with Ledger.open(ledger_file(cfg, True)) as ledger:
+        records = Records(ledger.conn)
+        first = plat.ensure_study(records, "grow", body)
+        assert (first.created, first.published, first.places) == (True, True, 2)
+        again = plat.ensure_study(records, "grow", body | {"total_available_places": 5})
+        assert (again.created, again.raised_by, again.places, again.study_id) == (False, 3, 5, first.study_id)
+        with pytest.raises(Exception, match="only lets places grow"):
+            plat.ensure_study(records, "grow", body)
+    assert [c["kind"] for c in emu.state()["charges"]] == ["publish", "places"]
+    assert settings_of(cfg).reward == "1.00"

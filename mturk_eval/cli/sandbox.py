@@ -72,6 +72,7 @@ def serve(host: str, port: int, state: str, allow_remote: bool, throttle_rate: f
         click.echo(f"  requester API: boto3.client('mturk', endpoint_url='{url}', region_name='us-east-1',"
                    " aws_access_key_id='x', aws_secret_access_key='x')")
         click.echo(f"  worker site:   {url}/")
+        click.echo(f"  Prolific API:  {url}/api/v1/ (publish --platform prolific --sandbox --api-url {url})")
         active = {k: v for k, v in faults.to_dict().items() if v and k != "seed"}
         if active:
             click.echo(f"  faults:        {json.dumps(active)} (seed {fault_seed})")
