@@ -359,7 +359,7 @@ def review(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None =
         else:
             raise UserError(f"--rejection: no template {rejection!r} in [platform.prolific.rejections] (known:"
                             f" {', '.join(sorted(s.rejections)) or 'none'}); nothing was sent")
-        check_rejection(category, message)
+        check_rejection(category, message, "--rejection")
     if bonus is not None and (not _MONEY.fullmatch(bonus) or contract.minor_units(bonus) < 1):
         raise UserError(f"--bonus: expected an amount like 0.50 (major units of {s.currency}), got {bonus!r};"
                         " nothing was sent")
