@@ -233,7 +233,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, sandbox: bool 
                                    description=cfg.hit.description, places=places, public_url=public_url + f"/p/{batch}",
                                    filters=filters)
             res = plat.ensure_study(records, batch, body)
-            # What the study's places cost, as shown before spending (ours or Prolific's, the higher).
+            # What all the study's places cost by our rules (each run showed its new places' share first).
             shown = fees.study_cost(s.reward_minor, res.places, fee_rate=s.fee_rate, vat_rate=s.vat_rate).total
             records.set_study(batch, shown_cost=float(shown))
             for t, tid in zip(tasks, task_ids):
