@@ -161,6 +161,15 @@ class SiteConfig:
 
 
 @dataclass
+class PlatformConfig:
+    """``[platform]``: the crowd platform by registry name (mturk_eval.platforms.registry), and each
+    platform's own settings as ``[platform.<name>]`` tables (checked by that platform's settings dataclass)."""
+
+    name: str = "mturk"
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict, metadata={"internal": True})
+
+
+@dataclass
 class ExperimentConfig:
     name: str
     language: Literal["en", "ja"] = "en"
@@ -173,6 +182,7 @@ class ExperimentConfig:
     hit: HITConfig = field(default_factory=HITConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     site: SiteConfig = field(default_factory=SiteConfig)
+    platform: PlatformConfig = field(default_factory=PlatformConfig)
     # Where runs/<name>/ lives; relative to the current directory.
     runs_dir: str = "runs"
     # Set by load_config: the file it came from and its raw text (not TOML keys).
@@ -353,6 +363,32 @@ def _build(cls: type, data: dict[str, Any], prefix: str, file: str) -> Any:
     return cls(**kwargs)
 
 
+def build_section(cls: type, data: dict[str, Any], prefix: str, file: str) -> Any:
+    """A config dataclass from a TOML table, with the loader's errors (unknown keys, types) naming
+    ``file`` and ``prefix.key``; for sections that live outside this module (a platform's settings)."""
+    return _build(cls, data, prefix, file)
+
+
+def _platform_section(raw: Any, file: str) -> dict[str, Any]:
+    """``[platform]``: ``name`` plus one ``[platform.<name>]`` table per registered platform."""
+    from mturk_eval.platforms.registry import PLATFORMS, check_name
+
+    if not isinstance(raw, dict):
+        raise UserError(f"{file}: platform: expected a table, got {raw!r}")
+    raw = dict(raw)
+    name = raw.pop("name", "mturk")
+    if not isinstance(name, str):
+        raise UserError(f"{file}: platform.name: expected a string, got {name!r}")
+    check_name(name, f"{file}: platform.name")
+    settings = {}
+    for k, v in raw.items():
+        if k not in PLATFORMS or not isinstance(v, dict):
+            raise UserError(f"{file}: unknown key 'platform.{k}' (known keys here: name, and a table per"
+                            f" platform: {', '.join(sorted(PLATFORMS))})")
+        settings[k] = v
+    return {"name": name, "settings": settings}
+
+
 def _check(cfg: ExperimentConfig, file: str) -> None:
     def bad(key: str, expected: str, got: Any) -> UserError:
         return UserError(f"{file}: {key}: expected {expected}, got {got!r}")
@@ -431,7 +467,9 @@ def parse_config(text: str, file: str = "<config>", base_dir: Path | None = None
         if k in flat:
             raise UserError(f"{file}: key '{k}' given twice (in [experiment] and at the top level)")
         flat[k] = v
+    platform = _platform_section(flat.pop("platform", {}), file)
     cfg = _build(ExperimentConfig, flat, "", file)
+    cfg.platform = PlatformConfig(**platform)
     base = base_dir or Path.cwd()
     for group in ("persona_sources", "general_sources"):
         for i, src in enumerate(getattr(cfg.data, group)):
@@ -447,6 +485,30 @@ def parse_config(text: str, file: str = "<config>", base_dir: Path | None = None
     _check(cfg, file)
     cfg.source_text = text
     return cfg
+
+
+CONFIG_FILE = "mturk-eval.toml"
+CONFIG_ENV = "MTURK_EVAL_CONFIG"
+
+
+def find_config(explicit: str | os.PathLike | None = None, start: Path | None = None,
+                required: bool = True) -> Path | None:
+    """The experiment config a verb uses: ``explicit`` (``--config``), else ``$MTURK_EVAL_CONFIG``, else
+    ``mturk-eval.toml`` in ``start`` (the current directory) or its nearest parent that has one. None
+    (or, when ``required``, a one-line UserError naming both ways and ``mturk-eval init``) if none."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    here = (start or Path.cwd()).resolve()
+    for d in [here, *here.parents]:
+        if (d / CONFIG_FILE).is_file():
+            return d / CONFIG_FILE
+    if not required:
+        return None
+    raise UserError(f"no experiment config: give --config FILE, set ${CONFIG_ENV}, or put {CONFIG_FILE} in this"
+                    f" directory or a parent (`mturk-eval init` writes one)")
 
 
 def load_config(path: str | os.PathLike) -> ExperimentConfig:

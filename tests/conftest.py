@@ -29,3 +29,25 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture
+def use_platform(monkeypatch):
+    """The one place tests pick the platform every verb gets: ``use_platform(plat)`` makes the registry
+    (mturk_eval.platforms.registry.make_platform, which the CLI and the actions both call) hand out
+    ``plat``; ``use_platform(factory)`` calls ``factory(name, **settings)`` instead. Returns the list of
+    (platform name, settings) asked for, for tests that check what a verb asked for."""
+    from mturk_eval.platforms import registry
+    from mturk_eval.platforms.crowd_platform import CrowdPlatform
+
+    asked: list[tuple[str | None, dict]] = []
+
+    def use(plat):
+        def make(cfg, name=None, *, concurrency=4, **settings):
+            asked.append((name or cfg.platform.name, settings))
+            return plat if isinstance(plat, CrowdPlatform) else plat(name or cfg.platform.name, **settings)
+
+        monkeypatch.setattr(registry, "make_platform", make)
+        return asked
+
+    return use

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from helpers.analysis import make_rows, responses_for
 from helpers.generators import tiny_config_text
-from helpers.mturk import FakeMTurk, make_cfg, response_row, write_responses
+from helpers.mturk import FakeMTurk, NoCallsPlatform, make_cfg, response_row, write_responses
 from mturk_eval.analysis.batch_csv import write_batch_csv
 from mturk_eval.analysis.ratings import write_ratings_csv
 from mturk_eval.cli import main
@@ -66,20 +66,9 @@ def write_config(tmp_path: Path, extra: str = "", name: str = "exp1") -> Path:
 
 
 @pytest.fixture
-def no_platform(monkeypatch):
+def no_platform(use_platform):
     """No verb in these tests may reach a platform: every case fails before that."""
-    import mturk_eval.actions.collect as collect_mod
-    import mturk_eval.actions.expire as expire_mod
-    import mturk_eval.actions.publish as publish_mod
-    import mturk_eval.actions.review as review_mod
-    import mturk_eval.actions.status as status_mod
-
-    def refuse(*a, **k):
-        pytest.fail("a failing case must not connect to a platform")
-
-    for mod in (publish_mod, review_mod, collect_mod, expire_mod, status_mod):
-        if hasattr(mod, "make_platform"):
-            monkeypatch.setattr(mod, "make_platform", refuse)
+    use_platform(NoCallsPlatform())
 
 
 # ---------------------------------------------------------------------------------------------- configs
@@ -300,13 +289,13 @@ def test_publish_refuses_empty_responses(tmp_path, no_platform):
     assert "--allow-empty" in res.output
 
 
-def test_publish_allow_empty_publishes_them_with_the_warning(tmp_path, monkeypatch):
+def test_publish_allow_empty_publishes_them_with_the_warning(tmp_path, use_platform):
     from mturk_eval.actions import publish as pub
 
     responses = write_responses(tmp_path / "r.jsonl", rows=EMPTY_ROWS)
     cfg = write_config(tmp_path)
     fake = FakeMTurk()
-    monkeypatch.setattr(pub, "make_platform", lambda *a: fake)
+    use_platform(fake)
     res = CliRunner().invoke(main, ["publish", "--config", str(cfg), "--responses", str(responses), "--allow-empty",
                                     "--no-progress"])
     assert res.exit_code == 0, res.output
@@ -380,9 +369,9 @@ def test_unreachable_endpoint_for_every_verb(tmp_path, verb, op):
     pub.publish(cfg, write_responses(tmp_path / "r.jsonl", 1), target="local", endpoint_url=url,
                 platform=FakeMTurk(), echo=lambda s: None, progress=False)
     with Ledger.open(ledger_path(cfg, "local")) as led:
-        hid = led.hits()[0].hit_id
-        led.store_assignment(assignment_id="3ASG1", hit_id=hid, worker_id="AW1", status="Submitted", accept_time=1.0,
-                             submit_time=2.0, answer_xml="<x/>", scores={0: dict.fromkeys(ASPECTS, 3)}, error=None,
+        hid = led.tasks()[0].task_id
+        led.store_submission(submission_id="3ASG1", task_id=hid, rater_id="AW1", status="Submitted", accept_time=1.0,
+                             submit_time=2.0, raw_answer="<x/>", scores={0: dict.fromkeys(ASPECTS, 3)}, error=None,
                              simulated=False, attention_passed=None)
     conf = write_config(tmp_path)
     needle = f"{url}: cannot reach the MTurk endpoint (Connection refused; {op}, 6 tries)"
@@ -392,7 +381,7 @@ def test_unreachable_endpoint_for_every_verb(tmp_path, verb, op):
     if verb == ["status"]:
         assert out.rstrip().endswith("; `mturk-eval status --offline` shows what the ledger knows")
     with Ledger.open(ledger_path(cfg, "local")) as led:
-        assert [h.state for h in led.hits()] == ["created"] and led.assignments()[0].status == "Submitted"
+        assert [h.state for h in led.tasks()] == ["created"] and led.submissions()[0].status == "Submitted"
 
 
 @pytest.mark.parametrize("extra, needle", [

@@ -39,7 +39,7 @@ class RecordingMTurk(FakeMTurk):
 
 
 @pytest.fixture
-def two_batches(tmp_path, monkeypatch):
+def two_batches(tmp_path, use_platform):
     """One item published as batch ``main`` and again as ``b2`` (two HITs), one stored assignment each."""
     cfg = make_cfg(tmp_path)
     responses = write_responses(tmp_path / "r.jsonl", 1)
@@ -47,16 +47,15 @@ def two_batches(tmp_path, monkeypatch):
     for batch in ("main", "b2"):
         pub.publish(cfg, responses, platform=fake, batch=batch, echo=lambda s: None, progress=False)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        hits = {h.batch: h.hit_id for h in led.hits()}
+        hits = {h.batch: h.task_id for h in led.tasks()}
         for batch, aid in (("main", "3AMAIN"), ("b2", "3AB2")):
-            led.store_assignment(assignment_id=aid, hit_id=hits[batch], worker_id="AW1", status="Submitted",
-                                 accept_time=1.0, submit_time=2.0, answer_xml="<x/>", scores={0: GOOD}, error=None,
+            led.store_submission(submission_id=aid, task_id=hits[batch], rater_id="AW1", status="Submitted",
+                                 accept_time=1.0, submit_time=2.0, raw_answer="<x/>", scores={0: GOOD}, error=None,
                                  simulated=False, attention_passed=None)
     conf = tmp_path / "exp.toml"
     conf.write_text(f'[experiment]\nname = "exp1"\nruns_dir = "{tmp_path / "runs"}"\n')
     plat = RecordingMTurk()
-    for mod in (col_mod, ex_mod, rv_mod, st_mod):
-        monkeypatch.setattr(mod, "make_platform", lambda *a, **k: plat)
+    use_platform(plat)
     return cfg, str(conf), hits, plat
 
 
@@ -106,7 +105,7 @@ def test_review_only_the_batch_given(two_batches):
     assert r.exit_code == 0, r.output
     assert plat.calls == [("approve", "3AB2")]
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        assert {a.assignment_id: a.status for a in led.assignments()} == {"3AMAIN": "Submitted", "3AB2": "Approved"}
+        assert {a.submission_id: a.status for a in led.submissions()} == {"3AMAIN": "Submitted", "3AB2": "Approved"}
     r = _run(["review", "--config", conf])
     assert "batches: b2, main (all)" in r.output and "would  approve 3AMAIN" in r.output
 
@@ -121,7 +120,7 @@ def test_expire_only_the_batch_given(two_batches):
     assert r.exit_code == 0 and "1 HITs expired" in r.output, r.output
     assert ("expire", hits["b2"]) in plat.calls and ("expire", hits["main"]) not in plat.calls
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        assert {h.batch: h.state for h in led.hits()} == {"main": "created", "b2": "expired"}
+        assert {h.batch: h.state for h in led.tasks()} == {"main": "created", "b2": "expired"}
     r = _run(["expire", "--config", conf, "--dry-run"])
     assert r.output.startswith("batches: b2, main (all)\n") and hits["main"] in r.output, r.output
 

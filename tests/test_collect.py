@@ -25,7 +25,7 @@ def _published(tmp_path, n=2, **hit):
     responses = write_responses(tmp_path / "r.jsonl", n)
     pub.publish(cfg, responses, platform=FakeMTurk(), echo=lambda s: None, progress=False)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        return cfg, led.hits()
+        return cfg, led.tasks()
 
 
 def _open_hit(n, **kw):
@@ -48,7 +48,7 @@ def _stub_hit(stub, hid, pages):
 
 def test_collect_stores_valid_invalid_and_simulated_answers(tmp_path):
     cfg, hits = _published(tmp_path)
-    h0, h1 = hits[0].hit_id, hits[1].hit_id
+    h0, h1 = hits[0].task_id, hits[1].task_id
     plat, stub = stubbed()
     _stub_hit(stub, h0, [[assignment("3A1", h0, "AW1", qfa_xml(rating_fields(GOOD)))],
                          [assignment("3A2", h0, "AW2", qfa_xml(rating_fields(GOOD, simulated=True)))]])
@@ -61,7 +61,7 @@ def test_collect_stores_valid_invalid_and_simulated_answers(tmp_path):
         assert len(rows) == 8 and {r["assignment_id"] for r in rows} == {"3A1", "3A2"}
         assert {r["simulated"] for r in rows if r["assignment_id"] == "3A2"} == {1}
         assert rows[0]["work_time_s"] == 42.0 and rows[0]["worker_id"] == "AW1"
-        bad = [a for a in led.assignments() if a.assignment_id == "3A3"][0]
+        bad = [a for a in led.submissions() if a.submission_id == "3A3"][0]
         assert not bad.valid and "i0_fluency: expected an integer 1..5, got 9" in bad.error
 
     # Idempotent: the same submissions again change nothing but statuses.
@@ -80,7 +80,7 @@ def test_attention_results_are_stored(tmp_path):
     cfg, hits = _published(tmp_path, n=1, items_per_hit=2, attention_check_rate=0.5)
     (h,) = hits
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        items = led.hit_items(h.hit_id)
+        items = led.task_items(h.task_id)
     k = next(i for i, it in enumerate(items) if it["attention_check"])
     aspect, limit = next(iter(items[k]["attention_check"]["aspects"].items()))
     passing = [dict(GOOD), dict(GOOD)]
@@ -88,8 +88,8 @@ def test_attention_results_are_stored(tmp_path):
     failing = [dict(GOOD), dict(GOOD)]
     failing[k][aspect] = 5
     plat, stub = stubbed()
-    _stub_hit(stub, h.hit_id, [[assignment("3A1", h.hit_id, "AW1", qfa_xml(rating_fields(passing))),
-                                assignment("3A2", h.hit_id, "AW2", qfa_xml(rating_fields(failing)))]])
+    _stub_hit(stub, h.task_id, [[assignment("3A1", h.task_id, "AW1", qfa_xml(rating_fields(passing))),
+                                assignment("3A2", h.task_id, "AW2", qfa_xml(rating_fields(failing)))]])
     res = col.collect(cfg, platform=plat, progress=False)
     assert res.attention_failed == 1
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
@@ -101,7 +101,7 @@ def test_attention_results_are_stored(tmp_path):
 def test_export_batch_csv(tmp_path):
     from mturk_eval.analysis.batch_csv import BATCH_FIXED_COLUMNS, read_batch_csv
     cfg, hits = _published(tmp_path, n=1)
-    h = hits[0].hit_id
+    h = hits[0].task_id
     plat, stub = stubbed()
     _stub_hit(stub, h, [[assignment("3A1", h, "AW1", qfa_xml(rating_fields(GOOD)))]])
     out = tmp_path / "batch.csv"
@@ -123,18 +123,18 @@ def test_collect_without_a_ledger_is_a_clear_error(tmp_path):
 def test_status_counts_cost_and_eta(tmp_path):
     cfg, hits = _published(tmp_path, n=2)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        t0 = led.hit_status_rows()[0]["created_at"]
+        t0 = led.task_status_rows()[0]["created_at"]
         for n, aid in enumerate(["3A1", "3A2", "3A3"]):
-            led.store_assignment(assignment_id=aid, hit_id=hits[0].hit_id, worker_id=f"AW{n}",
+            led.store_submission(submission_id=aid, task_id=hits[0].task_id, rater_id=f"AW{n}",
                                  status="Approved" if n < 2 else "Submitted", accept_time=t0, submit_time=t0 + 60,
-                                 answer_xml="<x/>", scores={0: GOOD}, error=None, simulated=False,
+                                 raw_answer="<x/>", scores={0: GOOD}, error=None, simulated=False,
                                  attention_passed=None)
     plat, stub = stubbed()
     # MTurk: HIT 0 has 3 finished (2 approved = "completed", 1 submitted), all collected; HIT 1 has 2
     # submitted that collect has not fetched yet.
     for h, (available, completed) in zip(hits, [(1, 2), (2, 0)]):
-        stub.add_response("get_hit", _open_hit(int(h.hit_id[4:]), status="Assignable", pending=1,
-                                               available=available, completed=completed), {"HITId": h.hit_id})
+        stub.add_response("get_hit", _open_hit(int(h.task_id[4:]), status="Assignable", pending=1,
+                                               available=available, completed=completed), {"HITId": h.task_id})
     rep = st.status(cfg, platform=plat, now=t0 + 300)
     stub.assert_no_pending_responses()
     assert rep.hits_by_state == {"created": 2} and rep.hits_by_status == {"Assignable": 2}
@@ -161,11 +161,11 @@ def test_status_counts_a_deleted_hit_once_as_deleted(tmp_path):
     cfg, hits = _published(tmp_path, n=2)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
         for h in hits:
-            led.record_hit_status(h.hit_id, "Reviewable", 0, 0, 5, None)
-        led.set_hit_state(hits[0].hit_id, "deleted")
+            led.record_task_status(h.task_id, "Reviewable", 0, 0, 5, None)
+        led.set_task_state(hits[0].task_id, "deleted")
     plat, stub = stubbed()
-    stub.add_response("get_hit", hit_response(int(hits[1].hit_id[4:]), status="Reviewable", pending=0, available=0,
-                                              completed=0), {"HITId": hits[1].hit_id})  # only the live one
+    stub.add_response("get_hit", hit_response(int(hits[1].task_id[4:]), status="Reviewable", pending=0, available=0,
+                                              completed=0), {"HITId": hits[1].task_id})  # only the live one
     rep = st.status(cfg, platform=plat)
     stub.assert_no_pending_responses()
     assert rep.hits_by_state == {"created": 1, "deleted": 1}
@@ -179,8 +179,8 @@ def test_status_after_workers_finished_but_before_collect(tmp_path):
     cfg, hits = _published(tmp_path, n=2)
     plat, stub = stubbed()
     for h in hits:
-        stub.add_response("get_hit", _open_hit(int(h.hit_id[4:]), status="Reviewable", pending=0, available=0,
-                                               completed=0), {"HITId": h.hit_id})
+        stub.add_response("get_hit", _open_hit(int(h.task_id[4:]), status="Reviewable", pending=0, available=0,
+                                               completed=0), {"HITId": h.task_id})
     text = st.status(cfg, platform=plat).format()
     assert ("assignments on MTurk: 10 of 10 finished (submitted, approved or rejected); 0 in progress,"
             " 0 available") in text
@@ -198,16 +198,16 @@ def test_status_of_expired_hits_before_and_after_collect(tmp_path):
     cfg, hits = _published(tmp_path, n=1)
     past = 1_000_000.0
     plat, stub = stubbed()
-    shape = hit_response(int(hits[0].hit_id[4:]), status="Reviewable", pending=0, available=0, completed=0)
+    shape = hit_response(int(hits[0].task_id[4:]), status="Reviewable", pending=0, available=0, completed=0)
     shape["HIT"]["Expiration"] = past
-    stub.add_response("get_hit", shape, {"HITId": hits[0].hit_id})
+    stub.add_response("get_hit", shape, {"HITId": hits[0].task_id})
     rep = st.status(cfg, platform=plat)
     assert rep.mturk_finished == (0, 5) and rep.uncollected == (0, 5)
     text = rep.format()
     assert "0 to 5 of 5 finished" in text and "never taken" in text
     assert "up to 5 finished on MTurk may not be collected yet: run `mturk-eval collect`" in text
     plat, stub = stubbed()
-    _stub_hit(stub, hits[0].hit_id, [[]])
+    _stub_hit(stub, hits[0].task_id, [[]])
     col.collect(cfg, platform=plat, progress=False)
     rep = st.status(cfg, offline=True)
     assert rep.mturk_finished == (0, 0) and rep.uncollected == (0, 0)

@@ -146,12 +146,12 @@ def test_publish_exactly_once_under_faults_and_kills(study):
 
     cfg = load_config(cfg_path)
     with Ledger.open(ledger_path(cfg, "local"), create=False) as ledger:
-        planned = ledger.hits()
-        assert len(planned) == n_planned and all(h.state != "pending" and h.hit_id for h in planned)
+        planned = ledger.tasks()
+        assert len(planned) == n_planned and all(h.state != "pending" and h.task_id for h in planned)
         items = [iid for h in planned for iid in h.item_ids]
         response_ids = {json.loads(x)["item_id"] for x in study["responses"].read_text().splitlines()}
         assert response_ids <= set(items) and len(items) == len(set(items))  # each item in exactly one HIT
-        ledger_map = {h.hit_id: h.annotation for h in planned}
+        ledger_map = {h.task_id: h.annotation for h in planned}
     with srv.store.lock:
         rows = srv.store.db.execute("SELECT id, annotation, max_assignments FROM hits").fetchall()
     server_map = {r["id"]: r["annotation"] for r in rows}
@@ -184,11 +184,11 @@ def test_collect_loses_nothing_under_faults_and_kills(study):
     with srv.store.lock:
         server = {r["id"]: r["answer"] for r in srv.store.db.execute("SELECT id, answer FROM assignments")}
     with Ledger.open(ledger_path(cfg, "local"), create=False) as ledger:
-        stored = {a.assignment_id: a for a in ledger.assignments()}
+        stored = {a.submission_id: a for a in ledger.submissions()}
         assert set(stored) == set(server)  # none lost, none invented
         for aid, a in stored.items():
             assert a.valid and a.simulated and ledger.answer_count(aid) == 4
-            assert ledger.assignment_record(aid)["answer_xml"] == server[aid]
+            assert ledger.submission_record(aid)["raw_answer"] == server[aid]
         assert len(ledger.ratings()) == 4 * len(server)
         study["failed_attention"] = sum(1 for a in stored.values() if a.attention_passed is False)
 
@@ -207,11 +207,11 @@ def test_review_approves_once_after_storing_and_pays_each_bonus_once(study):
         asg = {r["id"]: dict(r) for r in srv.store.db.execute("SELECT * FROM assignments")}
         bonuses = [dict(r) for r in srv.store.db.execute("SELECT * FROM bonuses")]
     with Ledger.open(ledger_path(cfg, "local"), create=False) as ledger:
-        stored = {a.assignment_id: a for a in ledger.assignments()}
+        stored = {a.submission_id: a for a in ledger.submissions()}
         for aid, a in asg.items():
             assert a["status"] in ("Approved", "Rejected"), a
             assert stored[aid].status == a["status"]
-            rec = ledger.assignment_record(aid)
+            rec = ledger.submission_record(aid)
             # decided only after its answer was stored
             decided = a["approval_time"] if a["status"] == "Approved" else a["rejection_time"]
             assert decided >= rec["stored_at"]

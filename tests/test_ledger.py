@@ -17,8 +17,8 @@ def _ledger(tmp_path, n=2, attention=False):
         items.append({**response_row(99, method="attention_check", model="attention_check"),
                       "attention_check": {"aspects": {"fluency": 2}, "kind": "garbled"}})
     ids = [it["item_id"] for it in items]
-    led.add_plan(items, [{"hit_key": "main/00000", "batch": "main", "request_token": "t0", "annotation": "a0",
-                          "max_assignments": 5, "reward": "0.05", "item_ids": ids}])
+    led.add_plan(items, [{"task_key": "main/00000", "batch": "main", "request_token": "t0", "annotation": "a0",
+                          "places": 5, "reward": "0.05", "item_ids": ids}])
     led.record_created("main/00000", "3HIT1", "3TYPE", "3GROUP")
     return led, ids
 
@@ -34,20 +34,20 @@ def test_ledger_path_per_target(tmp_path):
 
 def test_hit_items_in_slot_order_with_attention_checks(tmp_path):
     led, ids = _ledger(tmp_path, 2, attention=True)
-    items = led.hit_items("3HIT1")
+    items = led.task_items("3HIT1")
     assert [it["item_id"] for it in items] == ids and [it["slot"] for it in items] == [0, 1, 2]
     assert items[0]["attention_check"] is None and items[0]["persona"] == ["i like cats.", "i am a nurse."]
     assert items[0]["utterance"] and items[0]["response"] and items[0]["method"] == "prompt_tuning"
     assert items[2]["attention_check"]["aspects"] == {"fluency": 2}
-    assert led.hit_items("main/00000") == items  # by hit_key too
-    assert led.hit_items("3NOPE") == []
+    assert led.task_items("main/00000") == items  # by hit_key too
+    assert led.task_items("3NOPE") == []
 
 
 def test_ratings_long_format(tmp_path):
     led, ids = _ledger(tmp_path, 1, attention=True)
     scores = {0: dict(zip(ASPECTS, (4, 3, 5, 2))), 1: dict(zip(ASPECTS, (1, 1, 1, 1)))}
-    led.store_assignment(assignment_id="3A1", hit_id="3HIT1", worker_id="AW1", status="Submitted", accept_time=100.0,
-                         submit_time=130.0, answer_xml="<x/>", scores=scores, error=None, simulated=True,
+    led.store_submission(submission_id="3A1", task_id="3HIT1", rater_id="AW1", status="Submitted", accept_time=100.0,
+                         submit_time=130.0, raw_answer="<x/>", scores=scores, error=None, simulated=True,
                          attention_passed=True)
     rows = led.ratings()
     assert len(rows) == 8
@@ -66,14 +66,14 @@ def test_ratings_long_format(tmp_path):
 def test_store_assignment_is_idempotent_and_invalid_answers_have_no_ratings(tmp_path):
     led, _ = _ledger(tmp_path, 1)
     s = {0: dict(zip(ASPECTS, (4, 3, 5, 2)))}
-    kw = dict(hit_id="3HIT1", worker_id="AW1", accept_time=1.0, submit_time=2.0, answer_xml="<x/>", error=None,
+    kw = dict(task_id="3HIT1", rater_id="AW1", accept_time=1.0, submit_time=2.0, raw_answer="<x/>", error=None,
               simulated=False, attention_passed=None)
-    assert led.store_assignment(assignment_id="3A1", status="Submitted", scores=s, **kw) is True
-    assert led.store_assignment(assignment_id="3A1", status="Approved", scores=s, **kw) is False
+    assert led.store_submission(submission_id="3A1", status="Submitted", scores=s, **kw) is True
+    assert led.store_submission(submission_id="3A1", status="Approved", scores=s, **kw) is False
     assert len(led.ratings()) == 4 and led.ratings()[0]["status"] == "Approved"
-    led.store_assignment(assignment_id="3A2", status="Submitted", scores=None, **{**kw, "error": "i0_persona: missing"})
+    led.store_submission(submission_id="3A2", status="Submitted", scores=None, **{**kw, "error": "i0_persona: missing"})
     assert len(led.ratings()) == 4
-    bad = [a for a in led.assignments() if a.assignment_id == "3A2"][0]
+    bad = [a for a in led.submissions() if a.submission_id == "3A2"][0]
     assert not bad.valid and bad.error == "i0_persona: missing" and led.answer_count("3A2") == 0
 
 
@@ -101,9 +101,9 @@ def test_a_failed_transaction_writes_nothing(tmp_path):
     with pytest.raises(Exception):
         # The second HIT reuses a request token: the whole plan is rolled back.
         led.add_plan([response_row(5)], [
-            {"hit_key": "main/00001", "batch": "main", "request_token": "t1", "annotation": "a1",
-             "max_assignments": 5, "reward": "0.05", "item_ids": [response_row(5)["item_id"]]},
-            {"hit_key": "main/00002", "batch": "main", "request_token": "t1", "annotation": "a2",
-             "max_assignments": 5, "reward": "0.05", "item_ids": [response_row(5)["item_id"]]}])
-    assert [h.hit_key for h in led.hits()] == ["main/00000"]
+            {"task_key": "main/00001", "batch": "main", "request_token": "t1", "annotation": "a1",
+             "places": 5, "reward": "0.05", "item_ids": [response_row(5)["item_id"]]},
+            {"task_key": "main/00002", "batch": "main", "request_token": "t1", "annotation": "a2",
+             "places": 5, "reward": "0.05", "item_ids": [response_row(5)["item_id"]]}])
+    assert [h.task_key for h in led.tasks()] == ["main/00000"]
     assert response_row(5)["item_id"] not in led.known_item_ids()

@@ -14,8 +14,9 @@ from helpers.mturk import (ANY, SCHEMAS, assignment, hit_id, hit_response, hit_s
 from mturk_eval.config import QualificationConfig
 from mturk_eval.errors import UserError
 from mturk_eval.platforms.mturk import answers, client, fees, quals
+from mturk_eval.tasks import answers as task_answers
 from mturk_eval.platforms.mturk.mturk_platform import EXPIRE_AT, MTurkPlatform
-from mturk_eval.platforms.crowd_platform import TaskSpec, TaskType
+from mturk_eval.platforms.crowd_platform import TaskSpec, TaskType, resolve_target
 
 
 # ---------------------------------------------------------------- fees
@@ -30,7 +31,7 @@ def test_assignment_fee(reward, n, masters, fee):
 
 def test_batch_estimate_and_bonus_fee():
     est = fees.estimate(hits=120, assignments_per_hit=5, reward="0.50")
-    assert est.assignments == 600 and est.rewards == Decimal("300.00") and est.fees == Decimal("60.00")
+    assert est.submissions == 600 and est.rewards == Decimal("300.00") and est.fees == Decimal("60.00")
     assert est.total == Decimal("360.00") and "$360.00" in est.describe()
     assert fees.bonus_fee("0.02") == Decimal("0.01") and fees.bonus_fee("1.00") == Decimal("0.20")
 
@@ -138,22 +139,22 @@ def test_unreadable_answers():
 def test_attention_passed():
     items = [{"attention_check": None}, {"attention_check": {"aspects": {"fluency": 2}}}]
     good = {0: {"fluency": 5}, 1: {"fluency": 2}}
-    assert answers.attention_passed(good, items) is True
-    assert answers.attention_passed({0: {"fluency": 5}, 1: {"fluency": 3}}, items) is False
-    assert answers.attention_passed(None, items) is False
-    assert answers.attention_passed(good, items[:1]) is None
+    assert task_answers.attention_passed(good, items) is True
+    assert task_answers.attention_passed({0: {"fluency": 5}, 1: {"fluency": 3}}, items) is False
+    assert task_answers.attention_passed(None, items) is False
+    assert task_answers.attention_passed(good, items[:1]) is None
 
 
 # ---------------------------------------------------------------- client factory
 
 def test_targets_and_endpoints(monkeypatch):
-    assert client.resolve_target() == "sandbox"
-    assert client.resolve_target(live=True) == "live"
-    assert client.resolve_target(endpoint_url="http://127.0.0.1:9") == "local"
+    assert resolve_target() == "sandbox"
+    assert resolve_target(live=True) == "live"
+    assert resolve_target(endpoint_url="http://127.0.0.1:9") == "local"
     with pytest.raises(UserError, match="choose one target"):
-        client.resolve_target(live=True, endpoint_url="http://127.0.0.1:9")
+        resolve_target(live=True, endpoint_url="http://127.0.0.1:9")
     with pytest.raises(UserError, match="--endpoint-url: expected an http"):
-        client.resolve_target(endpoint_url="127.0.0.1:9")
+        resolve_target(endpoint_url="127.0.0.1:9")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     sb = client.make_client("sandbox")
@@ -341,7 +342,7 @@ def test_task_state_and_paged_submissions():
                       {"Assignments": [assignment("3A2", hit_id(1), "AW2", ans, "Approved")], "NumResults": 1},
                       {"HITId": hit_id(1), "MaxResults": 100, "AssignmentStatuses": statuses, "NextToken": "n"})
     subs = list(plat.list_submissions(hit_id(1)))
-    assert [s.assignment_id for s in subs] == ["3A1", "3A2"] and subs[1].status == "Approved"
+    assert [s.submission_id for s in subs] == ["3A1", "3A2"] and subs[1].status == "Approved"
     assert subs[0].submit_time - subs[0].accept_time == 42
     stub.assert_no_pending_responses()
 

@@ -42,8 +42,8 @@ def _plan_for(cfg, responses, target="sandbox"):
     from mturk_eval.tasks import builder as hits
     items = hits.load_responses(responses)
     attn = hits.make_attention_checks(items, cfg.hit.attention_check_rate, cfg.seed, cfg.language, "main.0")
-    plan = hits.plan_hits(items + attn, experiment=cfg.name, target=target, batch="main", seed=cfg.seed,
-                          items_per_hit=cfg.hit.items_per_hit, max_assignments=cfg.hit.assignments_per_hit,
+    plan = hits.plan_tasks(items + attn, experiment=cfg.name, target=target, batch="main", seed=cfg.seed,
+                          items_per_hit=cfg.hit.items_per_hit, places=cfg.hit.assignments_per_hit,
                           reward=cfg.hit.reward)
 
     class H:
@@ -54,11 +54,11 @@ def _plan_for(cfg, responses, target="sandbox"):
 
 def _one_hit_per_item(cfg, n_items, target="sandbox"):
     with Ledger.open(ledger_path(cfg, target)) as led:
-        hs = led.hits()
+        hs = led.tasks()
         ids = [i for h in hs for i in h.item_ids]
         assert len(ids) == len(set(ids)) == n_items
-        assert all(h.state == "created" and h.hit_id for h in hs)
-        assert len({h.hit_id for h in hs}) == len(hs)
+        assert all(h.state == "created" and h.task_id for h in hs)
+        assert len({h.task_id for h in hs}) == len(hs)
         return hs
 
 
@@ -73,13 +73,13 @@ def test_publish_with_stubber_records_everything(tmp_path):
     res = pub.publish(cfg, responses, platform=plat, echo=lines.append, progress=False)
     stub.assert_no_pending_responses()
     assert (res.created, res.recovered, res.planned) == (3, 0, 3)
-    assert res.hit_type_id == "3TYPE0000000000000001"
+    assert res.type_id == "3TYPE0000000000000001"
     assert res.preview_url == "https://workersandbox.mturk.com/mturk/preview?groupId=3GROUP000000000000001"
     assert any("3 HITs x 5 assignments = 15 assignments at $0.05 + $0.01 MTurk fee each" in ln for ln in lines)
     assert any("total $0.90" in ln for ln in lines)
     hs = _one_hit_per_item(cfg, 3)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        items = led.hit_items(hs[0].hit_id)
+        items = led.task_items(hs[0].task_id)
         assert len(items) == 1 and items[0]["attention_check"] is None and items[0]["persona"]
     # A rerun publishes nothing (and makes no call but... none at all: nothing left to create).
     plat2, stub2 = stubbed()
@@ -111,9 +111,9 @@ def test_items_per_hit_and_attention_checks_are_in_the_ledger(tmp_path):
     res = pub.publish(cfg, responses, platform=fake, echo=_quiet, progress=False)
     assert res.created == 3  # 8 items + 2 checks = 10 -> 4 + 4 + 2
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        checks = [it for h in led.hits() for it in led.hit_items(h.hit_id) if it["attention_check"]]
+        checks = [it for h in led.tasks() for it in led.task_items(h.task_id) if it["attention_check"]]
         assert len(checks) == 2 and {c["attention_check"]["aspects"].popitem()[0] for c in checks} == {"fluency", "relevance"}
-        assert sorted(len(h.item_ids) for h in led.hits()) == [2, 4, 4]
+        assert sorted(len(h.item_ids) for h in led.tasks()) == [2, 4, 4]
 
 
 def test_cost_limits_and_balance(tmp_path):
@@ -157,14 +157,14 @@ def test_dry_run_writes_nothing(tmp_path):
     responses = write_responses(tmp_path / "r.jsonl", 2)
     fake = FakeMTurk()
     res = pub.publish(cfg, responses, platform=fake, dry_run=True, echo=_quiet, progress=False)
-    assert res.dry_run and res.cost.hits == 2 and fake.create_calls == 0
+    assert res.dry_run and res.cost.tasks == 2 and fake.create_calls == 0
     assert not (tmp_path / "runs").exists()
     pub.publish(cfg, responses, platform=fake, echo=_quiet, progress=False)
     write_responses(responses, 3)
     res = pub.publish(cfg, responses, platform=fake, dry_run=True, echo=_quiet, progress=False)
-    assert (res.cost.hits, res.already) == (1, 2)
+    assert (res.cost.tasks, res.already) == (1, 2)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        assert len(led.hits()) == 2
+        assert len(led.tasks()) == 2
 
 
 def test_crash_between_calls_then_resume_with_stubber(tmp_path):
@@ -192,8 +192,8 @@ def test_crash_between_calls_then_resume_with_stubber(tmp_path):
         pub.publish(cfg, responses, platform=plat, echo=_quiet, progress=False)
     stub.assert_no_pending_responses()
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        assert [h.state for h in led.hits()] == ["created", "pending", "pending", "pending"]
-        assert led.hits()[1].first_attempt_at is not None
+        assert [h.state for h in led.tasks()] == ["created", "pending", "pending", "pending"]
+        assert led.tasks()[1].first_attempt_at is not None
 
     plat2, stub2 = stubbed()
     stub2.add_response("get_account_balance", {"AvailableBalance": "10000.00"}, {})
@@ -211,7 +211,7 @@ def test_crash_between_calls_then_resume_with_stubber(tmp_path):
     stub2.assert_no_pending_responses()
     assert (res.created, res.recovered, res.already) == (2, 1, 1)
     hs = _one_hit_per_item(cfg, 4)
-    assert [h.hit_id for h in hs] == [hit_id(n) for n in (1, 2, 3, 4)]
+    assert [h.task_id for h in hs] == [hit_id(n) for n in (1, 2, 3, 4)]
 
 
 @pytest.mark.parametrize("crash_after", [1, 3, 5])
@@ -224,7 +224,7 @@ def test_crash_at_any_point_with_concurrency_resumes_exactly_once(tmp_path, cras
     fake.crash_after = None
     pub.publish(cfg, responses, platform=fake, echo=_quiet, progress=False)
     hs = _one_hit_per_item(cfg, 6)
-    assert fake.created == 6 and {h.hit_id for h in hs} == set(fake.hits)
+    assert fake.created == 6 and {h.task_id for h in hs} == set(fake.hits)
 
 
 @pytest.mark.parametrize("changed, match", [
@@ -248,7 +248,7 @@ def test_resumed_pending_hits_refuse_a_changed_reward_or_assignment_count(tmp_pa
         pub.publish(cfg2, responses, platform=fake, echo=_quiet, progress=False, max_cost=10.0)
     assert fake.created == 1
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        assert [h.state for h in led.hits()] == ["pending"] * 4
+        assert [h.state for h in led.tasks()] == ["pending"] * 4
     # The original settings resume them, priced from the ledger rows: 4 x 12 x (0.50 + 0.20 fee).
     res = pub.publish(cfg, responses, platform=fake, echo=_quiet, progress=False)
     assert str(res.cost.total) == "33.60" and {s.max_assignments for s in fake.hits.values()} == {12}
@@ -263,8 +263,8 @@ def test_stale_pending_hits_are_found_by_annotation_before_reuse(tmp_path):
     with pytest.raises(Crash):
         pub.publish(cfg, responses, platform=fake, echo=_quiet, progress=False)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        led.conn.execute("UPDATE hits SET first_attempt_at = first_attempt_at - 2 * 86400")
-        plan = led.hits()
+        led.conn.execute("UPDATE tasks SET first_attempt_at = first_attempt_at - 2 * 86400")
+        plan = led.tasks()
     assert [h.state for h in plan] == ["pending", "pending"]
     plat, stub = stubbed()
     stub.add_response("get_account_balance", {"AvailableBalance": "10000.00"}, {})
@@ -277,7 +277,7 @@ def test_stale_pending_hits_are_found_by_annotation_before_reuse(tmp_path):
     res = pub.publish(cfg, responses, platform=plat, echo=_quiet, progress=False)
     stub.assert_no_pending_responses()
     assert (res.recovered, res.created) == (1, 1)
-    assert [h.hit_id for h in _one_hit_per_item(cfg, 2)] == [hit_id(5), hit_id(6)]
+    assert [h.task_id for h in _one_hit_per_item(cfg, 2)] == [hit_id(5), hit_id(6)]
 
 
 def test_permanent_error_leaves_the_ledger_consistent(tmp_path):
@@ -293,9 +293,9 @@ def test_permanent_error_leaves_the_ledger_consistent(tmp_path):
                                         r" this run, 2 still pending .*run publish again"):
         pub.publish(cfg, responses, platform=plat, echo=_quiet, progress=False)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        hs = led.hits()
+        hs = led.tasks()
         assert [h.state for h in hs] == ["created", "pending", "pending"]
-        assert "InsufficientFunds" in led.conn.execute("SELECT error FROM hits WHERE hit_key='main/00001'").fetchone()[0]
+        assert "InsufficientFunds" in led.conn.execute("SELECT error FROM tasks WHERE task_key='main/00001'").fetchone()[0]
 
 
 class LostAnswers(FakeMTurk):
@@ -326,7 +326,7 @@ def test_connection_lost_after_create_hit_is_resumed_exactly_once(tmp_path):
         "publishing HIT main/00001 failed: http://127.0.0.1:9: cannot reach the MTurk endpoint (read timeout;"
         " CreateHITWithHITType, 6 tries); 1 HITs created this run, 2 still pending in ")
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        assert [h.state for h in led.hits()] == ["created", "pending", "pending"]
+        assert [h.state for h in led.tasks()] == ["created", "pending", "pending"]
     assert plat.created == 2  # the second HIT exists on the platform, the ledger has it pending
     plat.lose_after = 99
     res = pub.publish(cfg, responses, platform=plat, echo=_quiet, progress=False)
@@ -414,8 +414,8 @@ def test_a_batch_published_between_the_checks_and_the_lock_is_planned_again(tmp_
         def balance(self):
             with Ledger.open(ledger_path(cfg, "sandbox")) as led:
                 items = [response_row(i) for i in range(6, 9)]
-                led.add_plan(items, hits_mod.plan_hits(items, experiment="exp1", target="sandbox", batch="main",
-                                                       seed=cfg.seed, items_per_hit=1, max_assignments=5,
+                led.add_plan(items, hits_mod.plan_tasks(items, experiment="exp1", target="sandbox", batch="main",
+                                                       seed=cfg.seed, items_per_hit=1, places=5,
                                                        reward="0.05", start_index=99))
             checked["yes"] = True
             return super().balance()
@@ -489,14 +489,15 @@ def test_cli_publish_dry_run_and_bad_input(tmp_path):
         assert opt in r.output
 
 
-def test_cli_publish_to_an_endpoint_uses_the_local_ledger(tmp_path, monkeypatch):
+def test_cli_publish_to_an_endpoint_uses_the_local_ledger(tmp_path, use_platform):
     cfg_file = _config_file(tmp_path)
     responses = write_responses(tmp_path / "r.jsonl", 2)
     fake = FakeMTurk()
-    monkeypatch.setattr(pub, "make_platform", lambda target, url, c: fake if target == "local" else None)
+    asked = use_platform(fake)
     r = CliRunner().invoke(main, ["publish", "--config", str(cfg_file), "--responses", str(responses),
                                   "--endpoint-url", "http://127.0.0.1:9", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "created 2, recovered 0, earlier 0" in r.output
     assert (tmp_path / "runs" / "exp1" / "ledger.local.sqlite").exists()
     assert not (tmp_path / "runs" / "exp1" / "ledger.sandbox.sqlite").exists()
+    assert asked == [("mturk", {"target": "local", "endpoint_url": "http://127.0.0.1:9"})]

@@ -35,11 +35,11 @@ def _server_hits(url):
 def _exactly_once(cfg, url, n_items):
     server = _server_hits(url)
     with Ledger.open(ledger_path(cfg, "local")) as led:
-        hs = led.hits()
+        hs = led.tasks()
         ids = [i for h in hs for i in h.item_ids]
         assert len(ids) == len(set(ids)) == n_items
         assert all(h.state == "created" for h in hs)
-        assert sorted(h.hit_id for h in hs) == sorted(h["HITId"] for h in server)
+        assert sorted(h.task_id for h in hs) == sorted(h["HITId"] for h in server)
     assert len({h["RequesterAnnotation"] for h in server}) == len(server)
 
 
@@ -111,14 +111,14 @@ def test_sigkill_mid_publish_then_resume(tmp_path, repo_root):
             if ledger_path(cfg, "local").exists():
                 try:
                     with Ledger.open(ledger_path(cfg, "local")) as led:
-                        created = len(led.hits(state="created"))
+                        created = len(led.tasks(state="created"))
                 except Exception:
                     pass
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL
         with Ledger.open(ledger_path(cfg, "local")) as led:
-            left = len(led.hits(state="pending"))
+            left = len(led.tasks(state="pending"))
         assert 0 < left < 16
         out = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stdout + out.stderr
@@ -147,7 +147,7 @@ def test_connection_lost_during_create_hit_leaves_the_ledger_resumable(tmp_path)
                 " CreateHITWithHITType, 6 tries); 0 HITs created this run, 2 still pending in") in msg
         assert msg.endswith("run publish again to resume (no HIT is created twice)")
         with Ledger.open(ledger_path(cfg, "local")) as led:
-            assert [h.state for h in led.hits()] == ["pending", "pending"]
+            assert [h.state for h in led.tasks()] == ["pending", "pending"]
         assert _server_hits(srv.url) == []
         srv.set_faults(faults_mod.FaultConfig())
         res = publish.publish(cfg, responses, target="local", endpoint_url=srv.url, echo=lambda s: None,

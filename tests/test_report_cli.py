@@ -156,8 +156,8 @@ def _fill_ledger(cfg_path: Path, rows):
         scores.setdefault((r["worker_id"], r["item_id"]), {})[r["aspect"]] = r["score"]
     with Ledger.open(ledger_path(cfg, "local")) as led:
         led.bind("exp", "local")
-        hits = [{"hit_key": f"k{i}", "batch": "b1", "request_token": f"t{i}", "annotation": "b1",
-                 "max_assignments": 5, "reward": "0.05", "item_ids": [iid, "attn.0"]}
+        hits = [{"task_key": f"k{i}", "batch": "b1", "request_token": f"t{i}", "annotation": "b1",
+                 "places": 5, "reward": "0.05", "item_ids": [iid, "attn.0"]}
                 for i, iid in enumerate(responses)]
         led.add_plan([*responses.values(), check], hits)
         for i, iid in enumerate(responses):
@@ -173,10 +173,10 @@ def _fill_ledger(cfg_path: Path, rows):
             xml = f'<QuestionFormAnswers xmlns="{QFA}">' + "".join(
                 f"<Answer><QuestionIdentifier>{k}</QuestionIdentifier><FreeText>{v}</FreeText></Answer>"
                 for k, v in fields.items()) + "</QuestionFormAnswers>"
-            led.store_assignment(assignment_id=f"ASG{n}", hit_id=f"HIT{i}", worker_id=worker, status="Submitted",
-                                 accept_time=1000.0, submit_time=1000.0 + 30 + n % 7, answer_xml=xml,
+            led.store_submission(submission_id=f"ASG{n}", task_id=f"HIT{i}", rater_id=worker, status="Submitted",
+                                 accept_time=1000.0, submit_time=1000.0 + 30 + n % 7, raw_answer=xml,
                                  scores={0: sc, 1: check_scores}, error=None, simulated=True,
-                                 attention_passed=not failed)
+                                 attention_passed=not failed, fields=fields)
     return cfg
 
 
@@ -252,12 +252,12 @@ def test_report_from_ledger_counts_bonuses_and_total_cost(files):
     cfg_path = write_config(tmp_path)
     _fill_ledger(cfg_path, rows)
     with Ledger.open(ledger_path(load_config(cfg_path), "local")) as led:
-        asg = led.assignments()
+        asg = led.submissions()
         for a in asg[:10]:
-            led.set_assignment_status(a.assignment_id, "Approved")
-        led.set_assignment_status(asg[10].assignment_id, "Rejected")
+            led.set_submission_status(a.submission_id, "Approved")
+        led.set_submission_status(asg[10].submission_id, "Rejected")
         for k, a in enumerate(asg[:4]):
-            led.add_bonus(f"bt{k}", a.assignment_id, a.worker_id, "0.50", "thanks")
+            led.add_bonus(f"bt{k}", a.submission_id, a.rater_id, "0.50", "thanks")
             if k < 3:
                 led.mark_bonus_paid(f"bt{k}")
         n = len(asg)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from helpers.mturk import FakeMTurk, hit_response, make_cfg, stubbed, write_responses
+from helpers.mturk import FakeMTurk, NoCallsPlatform, hit_response, make_cfg, stubbed, write_responses
 from mturk_eval.actions import expire as ex
 from mturk_eval.actions import publish as pub
 from mturk_eval.actions import review as rv
@@ -22,11 +22,11 @@ def _setup(tmp_path):
     responses = write_responses(tmp_path / "r.jsonl", 1)
     pub.publish(cfg, responses, platform=FakeMTurk(), echo=lambda s: None, progress=False)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        hid = led.hits()[0].hit_id
+        hid = led.tasks()[0].task_id
         for aid, worker, scores, passed in (("3A1", "AW1", {0: GOOD}, None), ("3A2", "AW2", {0: GOOD}, False),
                                             ("3A3", "AW3", None, None)):
-            led.store_assignment(assignment_id=aid, hit_id=hid, worker_id=worker, status="Submitted", accept_time=1.0,
-                                 submit_time=2.0, answer_xml="<x/>", scores=scores,
+            led.store_submission(submission_id=aid, task_id=hid, rater_id=worker, status="Submitted", accept_time=1.0,
+                                 submit_time=2.0, raw_answer="<x/>", scores=scores,
                                  error=None if scores else "i0_persona: missing", simulated=False,
                                  attention_passed=passed)
     return cfg, hid
@@ -57,10 +57,10 @@ def test_apply_approves_rejects_with_feedback_bonuses_and_blocks(tmp_path):
     assert [(a.kind, a.done) for a in acts] == [("approve", True), ("reject", True), ("skip", False),
                                                 ("bonus", True), ("block", True)]
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        st = {a.assignment_id: a.status for a in led.assignments()}
+        st = {a.submission_id: a.status for a in led.submissions()}
         assert st == {"3A1": "Approved", "3A2": "Rejected", "3A3": "Submitted"}
         assert [b["state"] for b in led.bonuses()] == ["paid"] and led.block("AW2")["state"] == "blocked"
-        assert led.assignment_record("3A2")["feedback"] == rv.DEFAULT_REJECT_FEEDBACK
+        assert led.submission_record("3A2")["feedback"] == rv.DEFAULT_REJECT_FEEDBACK
 
     # A rerun, even with another amount, pays no second bonus and repeats nothing.
     plat, stub = stubbed()
@@ -106,9 +106,9 @@ def test_resumed_pending_bonus_is_sent_as_stored_not_with_new_options(tmp_path):
     stub.assert_no_pending_responses()
     resumed = [a for a in acts if a.assignment_id == "3A1"][0]
     assert "stored amount and reason are sent, not --bonus 0.50" in resumed.detail
-    assert rv.bonus_total(acts, "0.50") == (2, rv.Decimal("0.72"))  # 0.10 + 0.01 fee, 0.50 + 0.10 fee
+    assert rv.bonus_total(acts, "0.50", FakeMTurk()) == (2, rv.Decimal("0.72"))  # 0.10 + 0.01 fee, 0.50 + 0.10 fee
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        assert {(b["assignment_id"], b["amount"], b["reason"], b["state"]) for b in led.bonuses()} == {
+        assert {(b["submission_id"], b["amount"], b["reason"], b["state"]) for b in led.bonuses()} == {
             ("3A1", "0.10", "thanks", "paid"), ("3A2", "0.50", "new reason", "paid")}
 
 
@@ -140,7 +140,7 @@ def test_old_pending_bonus_found_by_list_bonus_payments_is_not_sent_again(tmp_pa
 def test_never_approves_without_stored_answers(tmp_path):
     cfg, hid = _setup(tmp_path)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        led.conn.execute("DELETE FROM answers WHERE assignment_id='3A1'")
+        led.conn.execute("DELETE FROM answers WHERE submission_id='3A1'")
     plat, stub = stubbed()
     stub.add_response("approve_assignment", {}, {"AssignmentId": "3A2"})
     acts = rv.review(cfg, platform=plat, apply=True)
@@ -166,7 +166,7 @@ def test_expire_and_delete(tmp_path):
     from mturk_eval.platforms.mturk.mturk_platform import EXPIRE_AT
     stub.add_response("update_expiration_for_hit", {}, {"HITId": hid, "ExpireAt": EXPIRE_AT})
     out = ex.expire(cfg, platform=plat)
-    assert [(o.hit_id, o.action) for o in out] == [(hid, "expired")]
+    assert [(o.task_id, o.action) for o in out] == [(hid, "expired")]
     assert ex.expire(cfg, platform=plat) == []  # already expired: no second call
     n = int(hid[4:])
     stub.add_response("get_hit", hit_response(n, status="Reviewable", available=0), {"HITId": hid})
@@ -174,14 +174,14 @@ def test_expire_and_delete(tmp_path):
     assert out[0].action == "skipped" and "not yet approved or rejected" in out[0].detail
     rv.review(cfg, platform=FakeMTurk(), apply=True, reject_failed_attention=True)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        led.set_assignment_status("3A3", "Rejected")
+        led.set_submission_status("3A3", "Rejected")
     stub.add_response("get_hit", hit_response(n, status="Reviewable", available=0), {"HITId": hid})
     stub.add_response("delete_hit", {}, {"HITId": hid})
     out = ex.expire(cfg, platform=plat, delete=True)
     assert out[0].action == "deleted"
     stub.assert_no_pending_responses()
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        assert led.hits()[0].state == "deleted"
+        assert led.tasks()[0].state == "deleted"
 
 
 def test_delete_refuses_a_hit_with_completed_assignments_not_collected(tmp_path):
@@ -190,7 +190,7 @@ def test_delete_refuses_a_hit_with_completed_assignments_not_collected(tmp_path)
     cfg, hid = _setup(tmp_path)
     rv.review(cfg, platform=FakeMTurk(), apply=True, reject_failed_attention=True)
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        led.set_assignment_status("3A3", "Rejected")  # 3 stored, all decided
+        led.set_submission_status("3A3", "Rejected")  # 3 stored, all decided
     n = int(hid[4:])
     plat, stub = stubbed()
     stub.add_response("get_hit", hit_response(n, status="Reviewable", available=0, completed=5), {"HITId": hid})
@@ -199,19 +199,18 @@ def test_delete_refuses_a_hit_with_completed_assignments_not_collected(tmp_path)
     assert out[0].action == "skipped" and "MTurk has 5 completed assignments but the ledger only 3: run collect" \
         in out[0].detail
     with Ledger.open(ledger_path(cfg, "sandbox")) as led:
-        assert led.hits()[0].state != "deleted"
+        assert led.tasks()[0].state != "deleted"
     stub.add_response("get_hit", hit_response(n, status="Reviewable", available=0, completed=3), {"HITId": hid})
     stub.add_response("delete_hit", {}, {"HITId": hid})
     assert [o.action for o in ex.expire(cfg, platform=plat, delete=True)] == ["deleted"]
     stub.assert_no_pending_responses()
 
 
-def test_cli_review_dry_run(tmp_path, monkeypatch):
+def test_cli_review_dry_run(tmp_path, use_platform):
     cfg, _ = _setup(tmp_path)
     conf = tmp_path / "exp.toml"
     conf.write_text(f'[experiment]\nname = "exp1"\nruns_dir = "{tmp_path / "runs"}"\n')
-    import mturk_eval.actions.review as review_mod
-    monkeypatch.setattr(review_mod, "make_platform", lambda *a, **k: pytest.fail("dry run must not connect"))
+    use_platform(NoCallsPlatform())  # a dry run must not connect
     r = CliRunner().invoke(main, ["review", "--config", str(conf)])
     assert r.exit_code == 0, r.output
     assert "would  approve 3A1" in r.output and "dry run (use --apply): approve 2, skip 1" in r.output
@@ -224,20 +223,19 @@ def test_cli_review_dry_run(tmp_path, monkeypatch):
     assert "--delete" in h and "--dry-run" in h
 
 
-def test_cli_live_bonuses_show_cost_and_need_yes(tmp_path, monkeypatch):
+def test_cli_live_bonuses_show_cost_and_need_yes(tmp_path, use_platform):
     cfg = make_cfg(tmp_path)
     responses = write_responses(tmp_path / "r.jsonl", 1)
     pub.publish(cfg, responses, target="live", platform=FakeMTurk(), yes=True, echo=lambda s: None, progress=False)
     with Ledger.open(ledger_path(cfg, "live")) as led:
-        hid = led.hits()[0].hit_id
-        led.store_assignment(assignment_id="3A1", hit_id=hid, worker_id="AW1", status="Approved", accept_time=1.0,
-                             submit_time=2.0, answer_xml="<x/>", scores={0: GOOD}, error=None, simulated=False,
+        hid = led.tasks()[0].task_id
+        led.store_submission(submission_id="3A1", task_id=hid, rater_id="AW1", status="Approved", accept_time=1.0,
+                             submit_time=2.0, raw_answer="<x/>", scores={0: GOOD}, error=None, simulated=False,
                              attention_passed=None)
     conf = tmp_path / "exp.toml"
     conf.write_text(f'[experiment]\nname = "exp1"\nruns_dir = "{tmp_path / "runs"}"\n')
     fake = FakeMTurk()
-    import mturk_eval.actions.review as review_mod
-    monkeypatch.setattr(review_mod, "make_platform", lambda *a, **k: fake)
+    use_platform(fake)
     args = ["review", "--config", str(conf), "--live", "--apply", "--bonus", "1.00", "--bonus-reason", "great"]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 2 and "1 bonuses of $1.00 cost $1.20 with MTurk's fee" in r.output and "--yes" in r.output

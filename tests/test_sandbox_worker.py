@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -177,13 +178,32 @@ def test_bad_rating_models(kw, needle):
         RatingModel(**kw)
 
 
+def _published_config(tmp_path, url: str, **hit) -> Path:
+    """An experiment config with one item published to ``url`` (for real when a server is there, else
+    into the local ledger by an in-memory platform)."""
+    from helpers.mturk import FakeMTurk, make_cfg, write_responses
+    from mturk_eval.actions import publish
+
+    cfg = make_cfg(tmp_path, **hit)
+    responses = write_responses(tmp_path / "r.jsonl", 1)
+    fake = None if url != "http://127.0.0.1:1" else FakeMTurk()
+    publish.publish(cfg, responses, target="local", endpoint_url=url, platform=fake, echo=lambda s: None,
+                    progress=False)
+    conf = tmp_path / "exp.toml"
+    extra = "".join(f"{k} = {v}\n" for k, v in hit.items())
+    conf.write_text(f'[experiment]\nname = "exp1"\nruns_dir = "{tmp_path / "runs"}"\n[hit]\n{extra}')
+    return conf
+
+
 def test_simulate_bad_inputs(tmp_path):
     from mturk_eval.cli import main
 
     with pytest.raises(UserError, match="workers"):
         simulate("http://127.0.0.1:1", workers=0)
-    r = CliRunner().invoke(main, ["sandbox", "simulate", "--endpoint", "http://127.0.0.1:1", "--no-progress"])
-    assert r.exit_code == 2 and "cannot reach" in r.output
+    conf = _published_config(tmp_path, "http://127.0.0.1:1")
+    r = CliRunner().invoke(main, ["sandbox", "simulate", "--config", str(conf), "--endpoint", "http://127.0.0.1:1",
+                                  "--no-progress"])
+    assert r.exit_code == 2 and "cannot reach" in r.output and r.output.count("\n") == 1, r.output
     bad = tmp_path / "q.json"
     for text, needle in [("{", "not valid JSON"), ("[]", "expected an object"),
                          ('{"prompt_tuning": {"fluency": 9}}', "from 1 to 5"), ('{"x": 3}', "expected an object")]:
@@ -199,13 +219,21 @@ def test_serve_and_simulate_through_the_cli(tmp_path):
     state = tmp_path / "sandbox.sqlite"
     with sandbox_subprocess(state) as url:
         c = client(url)
-        hid = c.create_hit(**hit_params(MaxAssignments=2))["HIT"]["HITId"]
+        other = c.create_hit(**hit_params(MaxAssignments=2))["HIT"]["HITId"]  # another tool's HIT
+        conf = _published_config(tmp_path, url, assignments_per_hit=2)
+        from mturk_eval.config import load_config
+        from mturk_eval.ledger import Ledger, ledger_path
+
+        with Ledger.open(ledger_path(load_config(conf), "local")) as led:
+            (hid,) = [h.task_id for h in led.tasks()]
         quality = tmp_path / "q.json"
         quality.write_text(json.dumps({"prompt_tuning": {"fluency": 5}}))
-        r = CliRunner().invoke(main, ["sandbox", "simulate", "--endpoint", url, "--workers", "3", "--no-progress",
-                                      "--quality", str(quality), "--careless-share", "0"])
+        r = CliRunner().invoke(main, ["sandbox", "simulate", "--config", str(conf), "--endpoint", url, "--workers",
+                                      "3", "--no-progress", "--quality", str(quality), "--careless-share", "0"])
         assert r.exit_code == 0, r.output
         assert "2 simulated assignments submitted by 3 workers" in r.output
+        assert "left alone: 1 open HITs that are not experiment exp1's" in r.output
+        assert c.get_hit(HITId=other)["HIT"]["NumberOfAssignmentsAvailable"] == 2  # never touched
         assert "assumed from" in r.output and "not a finding" in r.output
     with sandbox_subprocess(state) as url:
         assert client(url).get_hit(HITId=hid)["HIT"]["HITStatus"] == "Reviewable"

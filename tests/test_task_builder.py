@@ -184,14 +184,14 @@ def test_attention_ids_stay_distinct_with_long_batch_labels_and_source_ids():
 
 def test_annotations_keep_hit_key_and_token_whole_for_long_experiment_names():
     items = [response_row(i) for i in range(4)]
-    kw = dict(target="sandbox", batch="b" * 40, seed=3, items_per_hit=1, max_assignments=5, reward="0.05")
-    plan = hits.plan_hits(items, experiment="e" * 300, **kw)
+    kw = dict(target="sandbox", batch="b" * 40, seed=3, items_per_hit=1, places=5, reward="0.05")
+    plan = hits.plan_tasks(items, experiment="e" * 300, **kw)
     anns = [h["annotation"] for h in plan]
     assert len(set(anns)) == 4 and all(len(a) <= 255 for a in anns)
-    assert all(a.endswith(f":{h['hit_key']}:{h['request_token']}") for a, h in zip(anns, plan))
-    other = hits.plan_hits(items, experiment="e" * 299 + "f", **kw)
+    assert all(a.endswith(f":{h['task_key']}:{h['request_token']}") for a, h in zip(anns, plan))
+    other = hits.plan_tasks(items, experiment="e" * 299 + "f", **kw)
     assert not set(anns) & {h["annotation"] for h in other}
-    assert hits.plan_hits(items, experiment="exp1", **kw)[0]["annotation"].startswith("mturk-eval:exp1:bbb")
+    assert hits.plan_tasks(items, experiment="exp1", **kw)[0]["annotation"].startswith("mturk-eval:exp1:bbb")
 
 
 def test_attention_check_is_not_marked_in_the_page(tmp_path):
@@ -203,15 +203,15 @@ def test_attention_check_is_not_marked_in_the_page(tmp_path):
 
 def test_plan_hits_is_deterministic_and_covers_each_item_once():
     items = [response_row(i) for i in range(10)]
-    kw = dict(experiment="exp1", target="sandbox", batch="main", seed=3, items_per_hit=3, max_assignments=5,
+    kw = dict(experiment="exp1", target="sandbox", batch="main", seed=3, items_per_hit=3, places=5,
               reward="0.05")
-    plan = hits.plan_hits(items, **kw)
-    assert plan == hits.plan_hits(items, **kw)
+    plan = hits.plan_tasks(items, **kw)
+    assert plan == hits.plan_tasks(items, **kw)
     assert [len(h["item_ids"]) for h in plan] == [3, 3, 3, 1]
     assert sorted(i for h in plan for i in h["item_ids"]) == sorted(i["item_id"] for i in items)
     tokens = [h["request_token"] for h in plan]
     assert len(set(tokens)) == 4 and all(1 <= len(t) <= 64 for t in tokens)
-    other = hits.plan_hits(items, **{**kw, "target": "live"})
+    other = hits.plan_tasks(items, **{**kw, "target": "live"})
     assert not set(tokens) & {h["request_token"] for h in other}
     assert all(len(h["annotation"]) <= 255 for h in plan)
 
@@ -223,10 +223,10 @@ def test_attention_checks_never_share_a_hit_with_their_source_item():
     checks = hits.make_attention_checks(items, 0.1, 0, "en", "main.0")
     source = {c["item_id"]: c["attention_check"]["source"] for c in checks}
     for seed in range(30):
-        kw = dict(experiment="e", target="sandbox", batch="main", seed=seed, items_per_hit=10, max_assignments=3,
+        kw = dict(experiment="e", target="sandbox", batch="main", seed=seed, items_per_hit=10, places=3,
                   reward="0.05")
-        plan = hits.plan_hits(items + checks, **kw)
-        assert plan == hits.plan_hits(items + checks, **kw)  # still deterministic
+        plan = hits.plan_tasks(items + checks, **kw)
+        assert plan == hits.plan_tasks(items + checks, **kw)  # still deterministic
         assert [len(h["item_ids"]) for h in plan] == [10] * 11 + [1]
         assert sorted(i for h in plan for i in h["item_ids"]) == sorted(i["item_id"] for i in items + checks)
         assert not [i for h in plan for i in h["item_ids"] if source.get(i) in h["item_ids"]], seed

@@ -1,5 +1,6 @@
-"""``collect``: fetch every submitted assignment of the batch's HITs, parse and validate its answer,
-and store it in the ledger (idempotent: an assignment is upserted by id, its answers replaced).
+"""``collect``: fetch every submission of the batch's tasks, validate its answer fields and store it in
+the ledger (idempotent: a submission is upserted by id, its answers replaced). The platform reads its
+own answer format (MTurk: QuestionFormAnswers XML) into ``{field: value}``; the fields are read here.
 
 Optionally writes the MTurk batch-results CSV (``mturk_eval.analysis.batch_csv``) from the ledger.
 """
@@ -13,11 +14,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from mturk_eval.actions.common import describe_batches, experiment_lock, make_platform, open_ledger, select_batches
+from mturk_eval.actions.common import describe_batches, experiment_lock, open_ledger, platform_for, select_batches
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.ledger import Ledger
-from mturk_eval.platforms.mturk.answers import attention_passed, parse_answer, parse_fields, AnswerError
 from mturk_eval.platforms.crowd_platform import CrowdPlatform
+from mturk_eval.tasks.answers import attention_passed, read_answer
 
 COLLECTED_THROUGH = "collected_through"  # ledger meta key: start time of the last complete collect
 
@@ -47,17 +48,18 @@ class CollectResult:
 
 def collect(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str | None = None,
             platform: CrowdPlatform | None = None, export_csv: str | Path | None = None,
-            progress: bool = True, batches: tuple[str, ...] = ()) -> CollectResult:
+            progress: bool = True, batches: tuple[str, ...] = (), platform_name: str | None = None) -> CollectResult:
     """Collect the HITs of ``batches`` (default: every batch of the ledger); ``export_csv`` then holds
     the assignments of those batches."""
     result = CollectResult()
+    plat = platform_for(cfg, platform, target=target, endpoint_url=endpoint_url, platform_name=platform_name)
     # The ledger is opened (and checked) before the lock is taken: a refused run leaves no lock file.
-    with open_ledger(cfg, target, create=False) as ledger:
+    with open_ledger(cfg, target, create=False, platform=plat) as ledger:
         known = ledger.batches()
         selected = select_batches(ledger, batches)
         result.batches = describe_batches(selected, known)
         with experiment_lock(cfg, target, "collect"):
-            _collect(cfg, ledger, platform or make_platform(target, endpoint_url), result, selected,
+            _collect(cfg, ledger, plat, result, selected,
                      everything=selected == known, export_csv=export_csv, progress=progress)
     return result
 
@@ -65,16 +67,16 @@ def collect(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str
 def _collect(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, result: CollectResult,
              selected: list[str], *, everything: bool, export_csv, progress: bool) -> None:
     started = time.time()
-    hits = [h for h in ledger.hits() if h.hit_id and h.state != "deleted" and h.batch in selected]
+    hits = [h for h in ledger.tasks() if h.task_id and h.state != "deleted" and h.batch in selected]
     for h in tqdm(hits, desc="collect", unit="HIT", disable=None if progress else True):
-        items = ledger.hit_items(h.hit_id)
+        items = ledger.task_items(h.task_id)
         result.hits += 1
-        for sub in plat.list_submissions(h.hit_id):
-            parsed = parse_answer(sub.answer_xml, len(items))
+        for sub in plat.list_submissions(h.task_id):
+            parsed = read_answer(sub.fields, len(items), sub.error)
             passed = attention_passed(parsed.scores, items)
-            new = ledger.store_assignment(
-                assignment_id=sub.assignment_id, hit_id=h.hit_id, worker_id=sub.worker_id, status=sub.status,
-                accept_time=sub.accept_time, submit_time=sub.submit_time, answer_xml=sub.answer_xml,
+            new = ledger.store_submission(
+                submission_id=sub.submission_id, task_id=h.task_id, rater_id=sub.rater_id, status=sub.status,
+                accept_time=sub.accept_time, submit_time=sub.submit_time, raw_answer=sub.raw, fields=sub.fields,
                 scores=parsed.scores, error=parsed.error, simulated=parsed.simulated, attention_passed=passed)
             result.new += int(new)
             result.updated += int(not new)
@@ -106,24 +108,24 @@ def batch_rows(cfg: ExperimentConfig, ledger: Ledger, batches: list[str] | None 
     ``batches``, only the assignments of those batches' HITs."""
     h_cfg = cfg.hit
     rows = []
-    hits = {h.hit_id: h for h in ledger.hits() if h.hit_id}
-    hit_rows = {r["hit_id"]: r for r in ledger.hit_status_rows() if r["hit_id"]}
-    for a in ledger.assignments():
-        h = hits.get(a.hit_id)
+    hits = {h.task_id: h for h in ledger.tasks() if h.task_id}
+    hit_rows = {r["task_id"]: r for r in ledger.task_status_rows() if r["task_id"]}
+    for a in ledger.submissions():
+        h = hits.get(a.task_id)
         if batches is not None and (h is None or h.batch not in batches):
             continue
-        rec = ledger.assignment_record(a.assignment_id)
-        hr = hit_rows.get(a.hit_id)
+        rec = ledger.submission_record(a.submission_id)
+        hr = hit_rows.get(a.task_id)
         row = {
-            "HITId": a.hit_id, "HITTypeId": h.hit_type_id if h else "", "Title": h_cfg.title,
+            "HITId": a.task_id, "HITTypeId": h.type_id if h else "", "Title": h_cfg.title,
             "Description": h_cfg.description, "Keywords": h_cfg.keywords,
             "Reward": f"${h.reward if h else h_cfg.reward}",
             "CreationTime": _mturk_time(hr["created_at"]) if hr else "",
-            "MaxAssignments": h.max_assignments if h else "", "RequesterAnnotation": h.annotation if h else "",
+            "MaxAssignments": h.places if h else "", "RequesterAnnotation": h.annotation if h else "",
             "AssignmentDurationInSeconds": h_cfg.assignment_duration_s,
             "AutoApprovalDelayInSeconds": h_cfg.auto_approval_delay_s,
             "Expiration": _mturk_time(hr["expiration"]) if hr else "", "NumberOfSimilarHITs": "",
-            "LifetimeInSeconds": h_cfg.lifetime_s, "AssignmentId": a.assignment_id, "WorkerId": a.worker_id,
+            "LifetimeInSeconds": h_cfg.lifetime_s, "AssignmentId": a.submission_id, "WorkerId": a.rater_id,
             "AssignmentStatus": a.status, "AcceptTime": _mturk_time(rec["accept_time"]),
             "SubmitTime": _mturk_time(rec["submit_time"]), "AutoApprovalTime": "",
             "ApprovalTime": _mturk_time(rec["reviewed_at"]) if a.status == "Approved" else "",
@@ -132,7 +134,7 @@ def batch_rows(cfg: ExperimentConfig, ledger: Ledger, batches: list[str] | None 
             "WorkTimeInSeconds": "" if a.work_time_s is None else int(round(a.work_time_s)),
             "LifetimeApprovalRate": "", "Last30DaysApprovalRate": "", "Last7DaysApprovalRate": "",
         }
-        for k, it in enumerate(ledger.hit_items(a.hit_id)):
+        for k, it in enumerate(ledger.task_items(a.task_id)):
             row[f"Input.i{k}_item_id"] = it["item_id"]
             row[f"Input.i{k}_persona"] = json.dumps(it["persona"], ensure_ascii=False)
             row[f"Input.i{k}_utterance"] = it["utterance"]
@@ -142,11 +144,7 @@ def batch_rows(cfg: ExperimentConfig, ledger: Ledger, batches: list[str] | None 
                 row[f"Input.i{k}_{f}"] = it.get(f) or ""
             if it.get("attention_check"):
                 row[f"Input.i{k}_attention_check"] = json.dumps(it["attention_check"], ensure_ascii=False)
-        try:
-            fields = parse_fields(rec["answer_xml"])
-        except AnswerError:
-            fields = {}
-        for name, value in fields.items():
+        for name, value in ledger.submission_fields(a.submission_id).items():
             row[f"Answer.{name}"] = value
         rows.append(row)
     return rows

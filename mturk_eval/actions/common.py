@@ -44,13 +44,19 @@ def experiment_lock(cfg: ExperimentConfig, target: str, command: str) -> Iterato
         os.close(fd)  # closing releases the flock
 
 
-def open_ledger(cfg: ExperimentConfig, target: str, create: bool = True) -> Ledger:
-    """Open the target's ledger and check it belongs to this experiment and target (closed if not).
+def open_ledger(cfg: ExperimentConfig, target: str, create: bool = True,
+                platform: CrowdPlatform | None = None) -> Ledger:
+    """Open the target's ledger and check it belongs to this experiment and target, and (given
+    ``platform``) to that platform and instance (closed if refused). Experiment and target are
+    recorded when missing; platform and instance only by ``publish`` (:func:`record_platform`), which
+    creates the tasks.
 
     With ``create=False`` a missing ledger is refused before anything is created; the verbs open it
     before taking the lock, so that a refusal leaves no lock file either."""
     ledger = Ledger.open(ledger_path(cfg, target), create=create)
     try:
+        if platform is not None:
+            ledger.check_bound(cfg.name, target, platform.name, platform.instance)
         ledger.bind(cfg.name, target)
     except BaseException:
         ledger.close()
@@ -89,10 +95,14 @@ def batch_scope(cfg: ExperimentConfig, target: str, batches: tuple[str, ...] | l
         return describe_batches(select_batches(ledger, batches), ledger.batches())
 
 
-def make_platform(target: str, endpoint_url: str | None = None, concurrency: int = 4) -> CrowdPlatform:
-    """The MTurk platform for ``target`` (the only platform so far)."""
-    from mturk_eval.platforms.mturk.client import make_client
-    from mturk_eval.platforms.mturk.mturk_platform import MTurkPlatform
+def platform_for(cfg: ExperimentConfig, platform: CrowdPlatform | None, *, target: str,
+                 endpoint_url: str | None = None, platform_name: str | None = None,
+                 concurrency: int = 4) -> CrowdPlatform:
+    """``platform`` if given, else the registry's (the config's ``[platform]``, or ``platform_name``)
+    for ``target``; constructing it contacts nothing."""
+    if platform is not None:
+        return platform
+    from mturk_eval.platforms import registry
 
-    client = make_client(target, endpoint_url, max_pool_connections=max(10, concurrency + 2))
-    return MTurkPlatform(client, target, endpoint_url)
+    return registry.make_platform(cfg, platform_name, concurrency=concurrency, target=target,
+                                  endpoint_url=endpoint_url)

@@ -13,11 +13,10 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
-from mturk_eval.actions.common import experiment_lock, make_platform, open_ledger, select_batches
+from mturk_eval.actions.common import experiment_lock, open_ledger, platform_for, select_batches
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
-from mturk_eval.platforms.mturk import fees
-from mturk_eval.platforms.crowd_platform import CrowdPlatform
+from mturk_eval.platforms.crowd_platform import APPROVED, REJECTED, SUBMITTED, CrowdPlatform, money
 
 DEFAULT_REJECT_FEEDBACK = (
     "Your answer failed a quality-check item: one reply in this task was deliberately broken or off-topic"
@@ -25,7 +24,6 @@ DEFAULT_REJECT_FEEDBACK = (
 )
 DEFAULT_BLOCK_REASON = "Repeatedly failed quality-check items in our rating tasks."
 _MONEY = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
-_WORKER = re.compile(r"A[A-Z0-9]{1,63}")
 # MTurk remembers a SendBonus UniqueRequestToken for 24 hours: a bonus left pending longer ago than this
 # is looked up (ListBonusPayments) before it is sent again.
 BONUS_CHECK_AFTER_S = 12 * 3600
@@ -52,16 +50,16 @@ def bonus_token(experiment: str, target: str, assignment_id: str, label: str) ->
     return "mb-" + hashlib.sha256(raw.encode()).hexdigest()[:48]
 
 
-def bonus_total(actions: list[Action], amount: str) -> tuple[int, Decimal]:
-    """How many bonuses ``actions`` pay and what they cost with MTurk's fee (each at its own amount: a
-    resumed bonus keeps the one stored in the ledger; ``amount`` is for actions without one)."""
+def bonus_total(actions: list[Action], amount: str, plat: CrowdPlatform) -> tuple[int, Decimal]:
+    """How many bonuses ``actions`` pay and what they cost with the platform's fee (each at its own
+    amount: a resumed bonus keeps the one stored in the ledger; ``amount`` is for actions without one)."""
     paid = [a.amount or amount for a in actions if a.kind == "bonus"]
-    return len(paid), sum((fees.money(x) + fees.bonus_fee(x) for x in paid), Decimal("0.00"))
+    return len(paid), sum((money(x) + plat.bonus_fee(x) for x in paid), Decimal("0.00"))
 
 
 def check_options(*, reject_failed_attention: bool = False, feedback: str = DEFAULT_REJECT_FEEDBACK,
                   block_workers: tuple[str, ...] = (), bonus: str | None = None, bonus_reason: str = "",
-                  **_: object) -> None:
+                  plat: CrowdPlatform | None = None, **_: object) -> None:
     """Refuse bad review options (before any ledger is looked at, so the message is about the option)."""
     if bonus is not None and (not _MONEY.fullmatch(bonus) or Decimal(bonus) <= 0):
         raise UserError(f"--bonus: expected dollars like 0.10, got {bonus!r}")
@@ -70,47 +68,47 @@ def check_options(*, reject_failed_attention: bool = False, feedback: str = DEFA
     if reject_failed_attention and not feedback.strip():
         raise UserError("--feedback: a rejected worker must be told why; give a reason")
     for w in block_workers:
-        if not _WORKER.fullmatch(w):
-            raise UserError(f"--block: expected a worker id like A1B2C3..., got {w!r}")
+        if plat is not None:
+            plat.validate_rater_id(w, "--block")
 
 
 def plan(cfg: ExperimentConfig, ledger, *, target: str, reject_failed_attention: bool = False,
          feedback: str = DEFAULT_REJECT_FEEDBACK, block_failed_attention: bool = False,
          block_workers: tuple[str, ...] = (), block_reason: str = DEFAULT_BLOCK_REASON,
          bonus: str | None = None, bonus_reason: str = "", bonus_label: str = "bonus",
-         batches: tuple[str, ...] = ()) -> list[Action]:
+         batches: tuple[str, ...] = (), plat: CrowdPlatform) -> list[Action]:
     """What review would do, in execution order: approvals/rejections, bonuses, blocks.
 
     Only the assignments of ``batches``' HITs are looked at (default: every batch); so are the workers
     ``block_failed_attention`` blocks. Workers named in ``block_workers`` are blocked whatever the batch."""
     check_options(reject_failed_attention=reject_failed_attention, feedback=feedback, block_workers=block_workers,
-                  bonus=bonus, bonus_reason=bonus_reason)
+                  bonus=bonus, bonus_reason=bonus_reason, plat=plat)
     actions: list[Action] = []
     approved: list[tuple[str, str]] = []
     failed_workers: set[str] = set()
     selected = set(select_batches(ledger, batches))
-    hit_ids = {h.hit_id for h in ledger.hits() if h.hit_id and h.batch in selected}
-    for a in ledger.assignments():
-        if a.hit_id not in hit_ids:
+    hit_ids = {h.task_id for h in ledger.tasks() if h.task_id and h.batch in selected}
+    for a in ledger.submissions():
+        if a.task_id not in hit_ids:
             continue
         if a.attention_passed is False:
-            failed_workers.add(a.worker_id)
-        if a.status == "Approved":
-            approved.append((a.assignment_id, a.worker_id))
+            failed_workers.add(a.rater_id)
+        if a.status == APPROVED:
+            approved.append((a.submission_id, a.rater_id))
             continue
-        if a.status != "Submitted":
+        if a.status != SUBMITTED:
             continue
-        if not a.valid or ledger.answer_count(a.assignment_id) == 0:
-            actions.append(Action("skip", a.assignment_id, a.worker_id, f"answer not usable: {a.error}"))
+        if not a.valid or ledger.answer_count(a.submission_id) == 0:
+            actions.append(Action("skip", a.submission_id, a.rater_id, f"answer not usable: {a.error}"))
             continue
         if a.attention_passed is False and reject_failed_attention:
-            actions.append(Action("reject", a.assignment_id, a.worker_id, f"feedback: {feedback}"))
+            actions.append(Action("reject", a.submission_id, a.rater_id, f"feedback: {feedback}"))
             continue
         note = "failed attention check (kept; --reject-failed-attention to reject)" if a.attention_passed is False else ""
-        actions.append(Action("approve", a.assignment_id, a.worker_id, note))
-        approved.append((a.assignment_id, a.worker_id))
+        actions.append(Action("approve", a.submission_id, a.rater_id, note))
+        approved.append((a.submission_id, a.rater_id))
     if bonus is not None:
-        cost = fees.money(bonus) + fees.bonus_fee(bonus)
+        cost = money(bonus) + plat.bonus_fee(bonus)
         for assignment_id, worker_id in approved:
             token = bonus_token(cfg.name, target, assignment_id, bonus_label)
             row = ledger.bonus(token)
@@ -121,10 +119,10 @@ def plan(cfg: ExperimentConfig, ledger, *, target: str, reject_failed_attention:
                 # so it is sent as stored (same token, amount and reason), whatever this run's options.
                 amount, reason = row["amount"], row["reason"]
                 note = " (resuming the bonus left pending by an earlier run"
-                if fees.money(amount) != fees.money(bonus) or reason != bonus_reason:
+                if money(amount) != money(bonus) or reason != bonus_reason:
                     note += f": its stored amount and reason are sent, not --bonus {bonus} / --bonus-reason"
                 note += ")"
-                cost_row = fees.money(amount) + fees.bonus_fee(amount)
+                cost_row = money(amount) + plat.bonus_fee(amount)
                 actions.append(Action("bonus", assignment_id, worker_id,
                                       f"${amount} (+ fee = ${cost_row}): {reason}{note}", amount=amount,
                                       reason=reason, pending_since=row["created_at"]))
@@ -141,30 +139,30 @@ def plan(cfg: ExperimentConfig, ledger, *, target: str, reject_failed_attention:
 
 
 def review(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str | None = None, apply: bool = False,
-           platform: CrowdPlatform | None = None, **options) -> list[Action]:
+           platform: CrowdPlatform | None = None, platform_name: str | None = None, **options) -> list[Action]:
     """Plan the review; with ``apply`` carry it out, recording each step in the ledger."""
-    check_options(**options)
+    plat = platform_for(cfg, platform, target=target, endpoint_url=endpoint_url, platform_name=platform_name)
+    check_options(plat=plat, **options)
     # The ledger is opened (and checked) before the lock is taken: a refused run leaves no lock file;
     # so is an unknown --batch.
-    with open_ledger(cfg, target, create=False) as ledger:
+    with open_ledger(cfg, target, create=False, platform=plat) as ledger:
         select_batches(ledger, options.get("batches", ()))
     with open_ledger(cfg, target, create=False) as ledger, experiment_lock(cfg, target, "review"):
-        actions = plan(cfg, ledger, target=target, **options)
+        actions = plan(cfg, ledger, target=target, plat=plat, **options)
         if not apply:
             return actions
-        plat = platform or make_platform(target, endpoint_url)
         feedback = options.get("feedback", DEFAULT_REJECT_FEEDBACK)
         for act in actions:
             if act.kind == "approve":
                 # Re-read: approve only what the ledger holds answers for, right now.
-                rec = ledger.assignment_record(act.assignment_id)
+                rec = ledger.submission_record(act.assignment_id)
                 if rec is None or not rec["valid"] or ledger.answer_count(act.assignment_id) == 0:
                     continue
                 plat.approve(act.assignment_id)
-                ledger.set_assignment_status(act.assignment_id, "Approved", "approved")
+                ledger.set_submission_status(act.assignment_id, APPROVED, "approved")
             elif act.kind == "reject":
                 plat.reject(act.assignment_id, feedback)
-                ledger.set_assignment_status(act.assignment_id, "Rejected", "rejected", feedback)
+                ledger.set_submission_status(act.assignment_id, REJECTED, "rejected", feedback)
             elif act.kind == "bonus":
                 label = options.get("bonus_label", "bonus")
                 token = bonus_token(cfg.name, target, act.assignment_id, label)
@@ -195,8 +193,8 @@ def _paid_on_platform(ledger, plat: CrowdPlatform, act: Action) -> bool:
     listing = plat.bonus_payments(act.assignment_id)
     if listing is None:
         return False
-    same = lambda amount, reason: fees.money(amount) == fees.money(act.amount) and reason == act.reason  # noqa: E731
+    same = lambda amount, reason: money(amount) == money(act.amount) and reason == act.reason  # noqa: E731
     on_platform = sum(1 for amount, reason in listing if same(amount, reason))
-    in_ledger = sum(1 for b in ledger.bonuses() if b["assignment_id"] == act.assignment_id
+    in_ledger = sum(1 for b in ledger.bonuses() if b["submission_id"] == act.assignment_id
                     and b["state"] == "paid" and same(b["amount"], b["reason"]))
     return on_platform > in_ledger

@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from mturk_eval.actions.collect import collected_through
-from mturk_eval.actions.common import describe_batches, make_platform, open_ledger, select_batches
+from mturk_eval.actions.common import describe_batches, open_ledger, platform_for, select_batches
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
-from mturk_eval.platforms.mturk import fees, quals
-from mturk_eval.platforms.mturk.retry import EndpointUnreachable
-from mturk_eval.platforms.crowd_platform import CrowdPlatform
+from mturk_eval.platforms.crowd_platform import APPROVED, REJECTED, SUBMITTED, CrowdPlatform, PlatformUnreachable, money
 
 
 @dataclass
@@ -85,60 +83,64 @@ def _duration(s: float) -> str:
 
 def status(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str | None = None,
            platform: CrowdPlatform | None = None, offline: bool = False, now: float | None = None,
-           batches: tuple[str, ...] = ()) -> StatusReport:
+           batches: tuple[str, ...] = (), platform_name: str | None = None) -> StatusReport:
     """The report for the HITs of ``batches`` (default: every batch of the ledger)."""
     now = time.time() if now is None else now
-    with open_ledger(cfg, target, create=False) as ledger:
+    if offline and platform is None:  # only the platform's fee rules are needed: its class has them
+        from mturk_eval.platforms import registry
+
+        plat = registry.get_platform(platform_name or cfg.platform.name)
+    else:
+        plat = platform_for(cfg, platform, target=target, endpoint_url=endpoint_url, platform_name=platform_name)
+    with open_ledger(cfg, target, create=False, platform=None if offline else plat) as ledger:
         known = ledger.batches()
         selected = select_batches(ledger, batches)
         if not offline:
-            plat = platform or make_platform(target, endpoint_url)
             try:
-                for h in ledger.hits():
-                    if h.hit_id and h.state != "deleted" and h.batch in selected:
-                        st = plat.task_state(h.hit_id)
-                        ledger.record_hit_status(h.hit_id, st.status, st.pending, st.available, st.completed,
-                                                 st.expiration)
-            except EndpointUnreachable as exc:
+                for h in ledger.tasks():
+                    if h.task_id and h.state != "deleted" and h.batch in selected:
+                        st = plat.task_state(h.task_id)
+                        ledger.record_task_status(h.task_id, st.status, st.pending, st.available, st.completed,
+                                                  st.expiration)
+            except PlatformUnreachable as exc:
                 raise UserError(f"{exc.message}; `mturk-eval status --offline` shows what the ledger knows") from None
-        rows = [r for r in ledger.hit_status_rows() if r["batch"] in selected]
+        rows = [r for r in ledger.task_status_rows() if r["batch"] in selected]
         rep = StatusReport(target=target, offline=offline, batches=describe_batches(selected, known))
         rep.hits_by_state = dict(Counter(r["state"] for r in rows))
-        created = [r for r in rows if r["hit_id"]]
+        created = [r for r in rows if r["task_id"]]
         # A deleted HIT keeps the status last seen before it was deleted: count it as deleted, once.
-        rep.hits_by_status = dict(Counter("deleted" if r["state"] == "deleted" else r["hit_status"]
-                                          for r in created if r["state"] == "deleted" or r["hit_status"]))
+        rep.hits_by_status = dict(Counter("deleted" if r["state"] == "deleted" else r["platform_status"]
+                                          for r in created if r["state"] == "deleted" or r["platform_status"]))
         on_mturk = [r for r in created if r["state"] != "deleted"]
-        rep.assignments_total = sum(r["max_assignments"] for r in created)
-        rep.in_progress = sum(r["assignments_pending"] or 0 for r in on_mturk)
-        rep.available = sum(r["assignments_available"] or 0 for r in on_mturk
+        rep.assignments_total = sum(r["places"] for r in created)
+        rep.in_progress = sum(r["submissions_pending"] or 0 for r in on_mturk)
+        rep.available = sum(r["places_available"] or 0 for r in on_mturk
                             if (r["expiration"] or now + 1) > now and r["state"] == "created")
-        ids = {r["hit_id"] for r in created}
-        assignments = [a for a in ledger.assignments() if a.hit_id in ids]
+        ids = {r["task_id"] for r in created}
+        assignments = [a for a in ledger.submissions() if a.task_id in ids]
         rep.assignments_by_status = dict(Counter(a.status for a in assignments))
         through = {b: collected_through(ledger, b) for b in selected}
-        done = _mturk_counts(rep, created, Counter(a.hit_id for a in assignments), now, through)
+        done = _mturk_counts(rep, created, Counter(a.task_id for a in assignments), now, through)
         rep.invalid = sum(1 for a in assignments if not a.valid)
         rep.attention_failed = sum(1 for a in assignments if a.attention_passed is False)
 
-        masters = quals.uses_masters(cfg.hit.qualifications)
-        reward_of = {r["hit_id"]: (r["reward"], r["max_assignments"]) for r in created}
+        reward_of = {r["task_id"]: (r["reward"], r["places"]) for r in created}
         for a in assignments:
-            reward, n = reward_of.get(a.hit_id, (cfg.hit.reward, cfg.hit.assignments_per_hit))
-            each = fees.money(reward) + fees.assignment_fee(reward, n, masters)
-            if a.status == "Approved":
+            reward, n = reward_of.get(a.task_id, (cfg.hit.reward, cfg.hit.assignments_per_hit))
+            each = money(reward) + plat.submission_fee(reward, n, cfg.hit)
+            if a.status == APPROVED:
                 rep.cost_so_far += each
-        aids = {a.assignment_id for a in assignments}
+        aids = {a.submission_id for a in assignments}
         for b in ledger.bonuses():
-            if b["state"] == "paid" and b["assignment_id"] in aids:
-                rep.cost_so_far += fees.money(b["amount"]) + fees.bonus_fee(b["amount"])
+            if b["state"] == "paid" and b["submission_id"] in aids:
+                rep.cost_so_far += money(b["amount"]) + plat.bonus_fee(b["amount"])
         rep.cost_committed = rep.cost_so_far
         for r in created:
-            each = fees.money(r["reward"]) + fees.assignment_fee(r["reward"], r["max_assignments"], masters)
-            not_approved = r["max_assignments"] - sum(1 for a in assignments if a.hit_id == r["hit_id"]
-                                                      and a.status in ("Approved", "Rejected"))
+            each = money(r["reward"]) + plat.submission_fee(r["reward"], r["places"], cfg.hit)
+            not_approved = r["places"] - sum(1 for a in assignments if a.task_id == r["task_id"]
+                                             and a.status in (APPROVED, REJECTED))
             if r["state"] in ("expired", "deleted"):
-                not_approved = sum(1 for a in assignments if a.hit_id == r["hit_id"] and a.status == "Submitted")
+                not_approved = sum(1 for a in assignments if a.task_id == r["task_id"] and a.status == SUBMITTED)
             rep.cost_committed += each * max(0, not_approved)
 
         rep.eta_s = _eta(created, done, rep.assignments_total, now)
@@ -156,24 +158,24 @@ def _mturk_counts(rep: StatusReport, created, collected: Counter, now: float,
     known = True
     asked = []
     for r in created:
-        n_col = collected.get(r["hit_id"], 0)
+        n_col = collected.get(r["task_id"], 0)
         if r["state"] == "deleted":  # deleted only once every assignment was reviewed: nothing more comes
-            lo = hi = max(n_col, r["assignments_completed"] or 0)
-        elif r["hit_status"] is None:  # never asked (status --offline before any status)
+            lo = hi = max(n_col, r["submissions_completed"] or 0)
+        elif r["platform_status"] is None:  # never asked (status --offline before any status)
             known = False
             lo = hi = n_col
         else:
             asked.append(r["refreshed_at"] or now)
-            pending, available = r["assignments_pending"] or 0, r["assignments_available"] or 0
-            completed = r["assignments_completed"] or 0
+            pending, available = r["submissions_pending"] or 0, r["places_available"] or 0
+            completed = r["submissions_completed"] or 0
             open_ = r["state"] == "created" and (r["expiration"] is None
                                                  or r["expiration"] > (r["refreshed_at"] or now))
             if open_ or available:
-                lo = hi = max(n_col, r["max_assignments"] - pending - available)
+                lo = hi = max(n_col, r["places"] - pending - available)
             elif r["expiration"] is not None and r["expiration"] <= collected_through.get(r["batch"], 0.0):
                 lo = hi = max(n_col, completed)  # expired before a complete collect: all was collected
             else:  # expired: its never-taken assignments are not "available" any more
-                lo, hi = max(n_col, completed), max(n_col, completed, r["max_assignments"] - pending)
+                lo, hi = max(n_col, completed), max(n_col, completed, r["places"] - pending)
         fin_lo, fin_hi = fin_lo + lo, fin_hi + hi
         unc_lo, unc_hi = unc_lo + max(0, lo - n_col), unc_hi + max(0, hi - n_col)
         done += lo

@@ -1,7 +1,8 @@
-"""What an experiment's crowd work cost, from its ledger: rewards, bonuses and MTurk's fees.
+"""What an experiment's crowd work cost, from its ledger: rewards, bonuses and the platform's fees.
 
-Read through the ledger's public methods (``assignments``, ``hit_status_rows``, ``bonuses``) and priced
-with :mod:`mturk_eval.platforms.mturk.fees`, the same way ``mturk-eval status`` prices "cost so far": approved
+Read through the ledger's public methods (``submissions``, ``task_status_rows``, ``bonuses``) and priced
+with the fee rules of the ledger's platform (``registry.get_platform(...).submission_fee`` and
+``bonus_fee``; for MTurk :mod:`mturk_eval.platforms.mturk.fees`), the same way ``mturk-eval status`` prices "cost so far": approved
 assignments (reward + assignment fee) and paid bonuses (amount + bonus fee). Assignments still
 ``Submitted`` (not yet reviewed; MTurk approves them automatically after the HIT's auto-approval delay)
 and pending bonuses are given apart, as what will be added unless rejected.
@@ -13,7 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 from mturk_eval.config import ExperimentConfig
-from mturk_eval.platforms.mturk import fees, quals
+from mturk_eval.platforms import registry
+from mturk_eval.platforms.crowd_platform import APPROVED, REJECTED, money
 
 ZERO = Decimal("0.00")
 
@@ -55,29 +57,29 @@ class Spend:
 
 def ledger_spend(ledger: Any, cfg: ExperimentConfig) -> Spend:
     """The spend recorded in an open :class:`mturk_eval.ledger.Ledger`."""
-    masters = quals.uses_masters(cfg.hit.qualifications)
-    reward_of = {r["hit_id"]: (r["reward"], r["max_assignments"]) for r in ledger.hit_status_rows() if r["hit_id"]}
+    plat = registry.get_platform(ledger.get_meta("platform") or registry.DEFAULT)
+    reward_of = {r["task_id"]: (r["reward"], r["places"]) for r in ledger.task_status_rows() if r["task_id"]}
     s = Spend()
-    for a in ledger.assignments():
-        reward, n = reward_of.get(a.hit_id, (cfg.hit.reward, cfg.hit.assignments_per_hit))
-        amount, fee = fees.money(reward), fees.assignment_fee(reward, n, masters)
-        if a.status == "Approved":
+    for a in ledger.submissions():
+        reward, n = reward_of.get(a.task_id, (cfg.hit.reward, cfg.hit.assignments_per_hit))
+        amount, fee = money(reward), plat.submission_fee(reward, n, cfg.hit)
+        if a.status == APPROVED:
             s.approved += 1
             s.rewards += amount
             s.reward_fees += fee
-        elif a.status == "Rejected":
+        elif a.status == REJECTED:
             s.rejected += 1
         else:
             s.submitted += 1
             s.submitted_cost += amount + fee
     for b in ledger.bonuses():
-        amount = fees.money(b["amount"])
+        amount = money(b["amount"])
         if b["state"] == "paid":
             s.bonuses_paid += 1
             s.bonuses += amount
-            s.bonus_fees += fees.bonus_fee(amount)
-            s.bonus_by_assignment[b["assignment_id"]] = s.bonus_by_assignment.get(b["assignment_id"], ZERO) + amount
+            s.bonus_fees += plat.bonus_fee(amount)
+            s.bonus_by_assignment[b["submission_id"]] = s.bonus_by_assignment.get(b["submission_id"], ZERO) + amount
         else:
             s.bonuses_pending += 1
-            s.bonuses_pending_cost += amount + fees.bonus_fee(amount)
+            s.bonuses_pending_cost += amount + plat.bonus_fee(amount)
     return s

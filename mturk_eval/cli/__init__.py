@@ -14,6 +14,7 @@ from mturk_eval import __version__
 
 # verb -> (module, attribute, one-line help shown by `mturk-eval --help`)
 VERBS: dict[str, tuple[str, str, str]] = {
+    "init": ("mturk_eval.cli.init", "init", "Write a commented mturk-eval.toml for a directory (from demo, paper_en, paper_ja)."),
     "data": ("mturk_eval.cli.data", "data", "Build the persona and general datasets of an experiment."),
     "generate": ("mturk_eval.cli.generate", "generate", "Train prompt-tuned and fine-tuned systems and sample responses."),
     "distinct": ("mturk_eval.cli.generate", "distinct", "Automatic evaluation: distinct-1/2 of a responses file (Tables 1/6)."),
@@ -60,10 +61,17 @@ def main() -> None:
     """
 
 
+def _find_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
+    from mturk_eval.config import find_config
+
+    return str(find_config(value))
+
+
 config_option = click.option(
     "--config",
     "config_path",
-    required=True,
     type=click.Path(dir_okay=False),
-    help="Experiment TOML file (see experiments/).",
+    callback=_find_config,
+    help="Experiment TOML file (default: $MTURK_EVAL_CONFIG, else mturk-eval.toml here or in the nearest"
+         " parent directory; `mturk-eval init` writes one).",
 )

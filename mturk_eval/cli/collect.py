@@ -16,16 +16,15 @@ from mturk_eval.cli.options import target_options, batch_filter_option, setup
               help="Also write the ledger as an MTurk batch-results CSV to this file.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @batch_filter_option("--export-csv then holds only their assignments.")
-def collect(config_path, sandbox, endpoint_url, export_csv, no_progress, batches):
+def collect(config_path, platform_name, sandbox, endpoint_url, export_csv, no_progress, batches):
     """Fetch submitted assignments, validate and store their answers (safe to rerun).
 
     Says which batches were collected (all of them unless --batch is given).
     """
     from mturk_eval.actions.collect import collect as run
 
-    cfg, target = setup(config_path, sandbox, endpoint_url)
-    r = run(cfg, target=target, endpoint_url=endpoint_url, export_csv=export_csv, progress=not no_progress,
-            batches=batches)
+    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name)
+    r = run(cfg, target=target, platform=plat, export_csv=export_csv, progress=not no_progress, batches=batches)
     click.echo(r.batches)
     click.echo(f"{r.hits} HITs: {r.new} new assignments, {r.updated} seen before; {r.invalid} invalid,"
                f" {r.attention_failed} failed attention checks, {r.simulated} simulated")

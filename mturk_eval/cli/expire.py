@@ -13,7 +13,7 @@ from mturk_eval.cli.options import target_options, batch_filter_option, setup
 @click.option("--delete", is_flag=True, help="Delete the HITs MTurk allows to (reviewed, nothing in progress).")
 @click.option("--dry-run", is_flag=True, help="List what would be expired or deleted.")
 @batch_filter_option("")
-def expire(config_path, sandbox, endpoint_url, delete, dry_run, batches):
+def expire(config_path, platform_name, sandbox, endpoint_url, delete, dry_run, batches):
     """Expire (stop) or delete the HITs of every batch, or of the --batch given.
 
     The first line names the batches acted on (all of them unless --batch is given).
@@ -21,11 +21,11 @@ def expire(config_path, sandbox, endpoint_url, delete, dry_run, batches):
     from mturk_eval.actions.common import batch_scope
     from mturk_eval.actions.expire import expire as run
 
-    cfg, target = setup(config_path, sandbox, endpoint_url)
+    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name)
     scope = batch_scope(cfg, target, batches)  # checked first; said once the run has gone well
-    out = run(cfg, target=target, endpoint_url=endpoint_url, delete=delete, dry_run=dry_run, batches=batches)
+    out = run(cfg, target=target, platform=plat, delete=delete, dry_run=dry_run, batches=batches)
     click.echo(scope)
     for o in out:
-        click.echo(f"{o.action:8s} {o.hit_id} {o.detail}".rstrip())
+        click.echo(f"{o.action:8s} {o.task_id} {o.detail}".rstrip())
     click.echo(f"{len([o for o in out if o.action != 'skipped'])} HITs {'deleted' if delete else 'expired'}"
                f"{' (dry run)' if dry_run else ''}")

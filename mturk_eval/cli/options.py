@@ -1,7 +1,10 @@
 """Options shared by the workflow verbs (preview, publish, status, collect, review, expire).
 
-Every verb that talks to a crowd platform takes the same target options: ``--sandbox`` (the default),
-``--live``, or ``--endpoint-url URL`` (any MTurk-compatible server; its ledger target is ``local``).
+Every verb that talks to a crowd platform takes the same target options: ``--platform NAME`` (default the
+config's ``[platform] name``, else mturk), ``--sandbox`` (the default: for MTurk the bundled local
+MTurk-compatible server, started in the background by ``publish`` and found by the other verbs),
+``--live`` (real money; MTurk closed on 2026-09-30), or ``--endpoint-url URL`` (any compatible server;
+its ledger target is ``local``).
 """
 from __future__ import annotations
 
@@ -12,10 +15,13 @@ import click
 
 def target_options(f):
     f = click.option("--endpoint-url", default=None, metavar="URL",
-                     help="An MTurk-compatible server (e.g. the local emulator at http://127.0.0.1:PORT);"
+                     help="An MTurk-compatible server (e.g. one started by `mturk-eval sandbox serve`);"
                           " uses dummy credentials and the 'local' ledger.")(f)
     f = click.option("--sandbox/--live", "sandbox", default=True, show_default=True,
-                     help="MTurk's sandbox (free, the default) or the live marketplace (real money).")(f)
+                     help="The sandbox (free, the default: for MTurk the bundled local server, started in the"
+                          " background) or the live platform (real money; MTurk closed on 2026-09-30).")(f)
+    f = click.option("--platform", "platform_name", default=None, metavar="NAME",
+                     help="Crowd platform by name (mturk, links, prolific); default the config's [platform] name.")(f)
     return f
 
 
@@ -34,12 +40,30 @@ def batch_filter_option(what: str):
              f" {what}".rstrip())
 
 
-def setup(config_path: str, sandbox: bool, endpoint_url: str | None):
+def setup(config_path: str, sandbox: bool, endpoint_url: str | None, platform_name: str | None = None, *,
+          start_sandbox: bool = False, concurrency: int = 4):
+    """The config, the ledger target and the platform a workflow verb works with.
+
+    For MTurk's ``--sandbox`` without ``--endpoint-url`` this is the experiment's bundled local server,
+    found where ``publish`` recorded it (restarted on its state when its process is gone), or, with
+    ``start_sandbox`` (publish), started, when the platform is first contacted: a run refused before
+    that starts nothing. Constructing the platform contacts nothing."""
     from mturk_eval.config import load_config
-    from mturk_eval.platforms.mturk.client import resolve_target
+    from mturk_eval.platforms import registry
+    from mturk_eval.platforms.crowd_platform import resolve_target
 
     cfg = load_config(config_path)
-    return cfg, resolve_target(live=not sandbox, endpoint_url=endpoint_url)
+    name = platform_name or cfg.platform.name
+    registry.check_name(name, "--platform" if platform_name else f"{config_path}: platform.name")
+    target = resolve_target(live=not sandbox, endpoint_url=endpoint_url)
+    overrides: dict = {"target": target, "endpoint_url": endpoint_url}
+    if target == "sandbox" and endpoint_url is None:
+        # The bundled sandbox (platforms that have one): found, or started by publish, when first contacted.
+        overrides.update(sandbox_dir=str(cfg.run_dir), start_sandbox=start_sandbox)
+    plat = registry.make_platform(cfg, name, concurrency=concurrency, **overrides)
+    for note in plat.notices():  # e.g. MTurk's closure, before anything else is said or done on --live
+        click.echo(note)
+    return cfg, target, plat
 
 
 def responses_path(cfg, responses: str | None, config_path: str) -> Path:

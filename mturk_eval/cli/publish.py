@@ -23,24 +23,26 @@ from mturk_eval.cli.options import responses_option, target_options, setup, resp
               help="Publish responses that are empty or only whitespace (refused otherwise: workers would"
                    " rate a blank reply).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def publish(config_path, responses, sandbox, endpoint_url, batch, max_cost, yes, dry_run, allow_empty,
+def publish(config_path, responses, platform_name, sandbox, endpoint_url, batch, max_cost, yes, dry_run, allow_empty,
             no_progress):
-    """Publish rating HITs (sandbox by default), each exactly once, recorded in the ledger.
+    """Publish rating tasks (sandbox by default), each exactly once, recorded in the ledger.
 
-    Prints the plan and the cost (rewards plus MTurk's fee) first; --live needs --yes or a
-    confirmation. Empty responses are refused unless --allow-empty. A rerun after any interruption
-    resumes without duplicating a HIT.
+    With MTurk, --sandbox (the default, no --endpoint-url) starts the bundled local MTurk-compatible
+    server in the background (Amazon's sandbox closed with MTurk on 2026-09-30) and prints the worker
+    site's address, where a person can rate by hand. Prints the plan and the cost (rewards plus the
+    platform's fee) first; --live needs --yes or a confirmation. Empty responses are refused unless
+    --allow-empty. A rerun after any interruption resumes without duplicating a task.
     """
     from mturk_eval.actions.publish import publish as run
     from mturk_eval.tasks.builder import check_batch
 
     check_batch(batch)
-    cfg, target = setup(config_path, sandbox, endpoint_url)
+    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name, start_sandbox=True)
     interactive = sys.stdin.isatty()
     confirm = (lambda msg: click.confirm(msg, default=False)) if interactive else None  # noqa: E731
     res = run(cfg, responses_path(cfg, responses, config_path), target=target, endpoint_url=endpoint_url, batch=batch,
               yes=yes, max_cost=max_cost, dry_run=dry_run, confirm=confirm, echo=click.echo,
-              progress=not no_progress, allow_empty=allow_empty, interactive=interactive)
+              progress=not no_progress, allow_empty=allow_empty, interactive=interactive, platform=plat)
     if not dry_run:
         click.echo(f"created {res.created}, recovered {res.recovered}, earlier {res.already};"
                    f" ledger {res.ledger}")

@@ -1,5 +1,6 @@
 """``mturk-eval report``: the paper's tables, agreement, tests, workers and plots (thin over
-mturk_eval.analysis.report.build_report)."""
+mturk_eval.analysis.report.build_report). From a ledger it first collects what is new on the platform
+(``--no-collect`` reports what the ledger holds)."""
 from __future__ import annotations
 
 import click
@@ -24,19 +25,29 @@ import click
 @click.option("--seed", type=int, help="Bootstrap seed (default: the experiment's seed).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the output path, no tables or progress.")
-def report(config_path, ratings_path, batch_csv, target, responses_path, out_dir, seed, no_plots, quiet) -> None:
+@click.option("--no-collect", is_flag=True,
+              help="Do not collect new submissions first; report what the ledger holds.")
+def report(config_path, ratings_path, batch_csv, target, responses_path, out_dir, seed, no_plots, quiet,
+           no_collect) -> None:
     """Write the results section: Tables 2/3 (7/8 for Japanese) as Markdown, LaTeX, CSV and JSON, bootstrap
     confidence intervals, Holm-corrected tests between systems, Krippendorff's alpha, worker figures,
     plots, and report.md (with a banner when any rating was simulated)."""
     from mturk_eval.analysis.report import build_report
-    from mturk_eval.config import ExperimentConfig, load_config
+    from mturk_eval.config import ExperimentConfig, find_config, load_config
     from mturk_eval.errors import UserError
 
+    if config_path is None and ratings_path is None and batch_csv is None:
+        found = find_config(required=False)
+        config_path = str(found) if found else None
     if config_path is not None:
         cfg = load_config(config_path)
+        if ratings_path is None and batch_csv is None and not no_collect:
+            target = _collect_first(cfg, config_path, target, quiet)
     else:
         if ratings_path is None and batch_csv is None:
-            raise UserError("--config: expected an experiment config (or --ratings/--batch-csv with --out), got none")
+            raise UserError("--config: expected an experiment config (or --ratings/--batch-csv with --out), got none;"
+                            " none found either ($MTURK_EVAL_CONFIG, mturk-eval.toml here or above: `mturk-eval"
+                            " init` writes one)")
         if out_dir is None:
             raise UserError("--out: expected an output directory when no --config is given, got none")
         cfg = ExperimentConfig(name="report")
@@ -48,3 +59,34 @@ def report(config_path, ratings_path, batch_csv, target, responses_path, out_dir
         for w in result.analysis.warnings:
             click.echo(f"warning: {w}", err=True)
     click.echo(f"report written to {result.out_dir / 'report.md'}")
+
+
+def _collect_first(cfg, config_path: str, target: str | None, quiet: bool) -> str | None:
+    """Collect what is new on the platform of the experiment's ledger (the only one, or ``target``'s)
+    before reporting, so a report never silently misses submitted work; returns the ledger's target.
+    No ledger: the error names the command that makes one (publish). A platform that cannot be asked
+    (no endpoint recorded, no bundled sandbox, unreachable): one warning line naming the command, and
+    the report is made from what the ledger holds."""
+    from mturk_eval.actions.collect import collect
+    from mturk_eval.analysis.report import find_ledger
+    from mturk_eval.cli.options import setup
+    from mturk_eval.errors import UserError
+    from mturk_eval.ledger import Ledger
+
+    path = find_ledger(cfg, target)
+    target = path.name.split(".")[1]
+    with Ledger.open(path, create=False) as led:
+        instance, platform = led.get_meta("instance"), led.get_meta("platform")
+    endpoint = instance if target == "local" and instance and instance.startswith(("http://", "https://")) else None
+    try:
+        if target == "local" and endpoint is None:
+            raise UserError(f"{path} records no endpoint to collect from; run `mturk-eval collect --endpoint-url"
+                            " URL` first")
+        _, target, plat = setup(config_path, target != "live", endpoint, platform)
+        r = collect(cfg, target=target, platform=plat, progress=not quiet)
+    except UserError as exc:
+        click.echo(f"warning: not collected first ({exc.message}); reporting what the ledger holds", err=True)
+        return target
+    if not quiet:
+        click.echo(f"collected first: {r.new} new submissions, {r.updated} seen before ({r.hits} tasks)")
+    return target

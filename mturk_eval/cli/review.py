@@ -26,7 +26,7 @@ from mturk_eval.cli.options import target_options, batch_filter_option, setup
 @click.option("--yes", is_flag=True, help="Do not ask before paying bonuses on --live.")
 @batch_filter_option("Approvals, rejections, bonuses and --block-failed-attention then concern only their"
                      " assignments (--block WORKER_ID blocks whatever the batch).")
-def review(config_path, sandbox, endpoint_url, apply, reject_failed_attention, feedback, block_workers,
+def review(config_path, platform_name, sandbox, endpoint_url, apply, reject_failed_attention, feedback, block_workers,
            block_failed_attention, block_reason, bonus, bonus_reason, bonus_label, yes, batches):
     """Approve stored assignments, optionally reject attention-check failures, block, bonus.
 
@@ -38,10 +38,10 @@ def review(config_path, sandbox, endpoint_url, apply, reject_failed_attention, f
     from mturk_eval.actions.common import batch_scope
     from mturk_eval.errors import UserError
 
-    cfg, target = setup(config_path, sandbox, endpoint_url)
+    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name)
     rv.check_options(reject_failed_attention=reject_failed_attention,
                      feedback=feedback or rv.DEFAULT_REJECT_FEEDBACK, block_workers=tuple(block_workers),
-                     bonus=bonus, bonus_reason=bonus_reason)
+                     bonus=bonus, bonus_reason=bonus_reason, plat=plat)
     scope = batch_scope(cfg, target, batches)  # checked first; said once the run has gone well
     options = dict(batches=batches, reject_failed_attention=reject_failed_attention,
                    feedback=feedback or rv.DEFAULT_REJECT_FEEDBACK, block_workers=tuple(block_workers),
@@ -49,17 +49,17 @@ def review(config_path, sandbox, endpoint_url, apply, reject_failed_attention, f
                    block_reason=block_reason or rv.DEFAULT_BLOCK_REASON, bonus=bonus,
                    bonus_reason=bonus_reason, bonus_label=bonus_label)
     if apply and target == "live" and bonus is not None and not yes:
-        planned = rv.review(cfg, target=target, endpoint_url=endpoint_url, apply=False, **options)
-        n, total = rv.bonus_total(planned, bonus)
+        planned = rv.review(cfg, target=target, platform=plat, apply=False, **options)
+        n, total = rv.bonus_total(planned, bonus, plat)
         if n:
             amounts = {a.amount for a in planned if a.kind == "bonus"}
             each = f"of ${bonus}" if amounts <= {bonus} else "(resumed ones at their stored amount)"
-            click.echo(f"{n} bonuses {each} cost ${total} with MTurk's fee")
+            click.echo(f"{n} bonuses {each} cost ${total} with {plat.title}'s fee")
             if not sys.stdin.isatty():
                 raise UserError("--live: not running interactively, so give --yes to confirm paying bonuses")
-            if not click.confirm(f"Pay {n} bonuses on LIVE MTurk for ${total}?", default=False):
+            if not click.confirm(f"Pay {n} bonuses on LIVE {plat.title} for ${total}?", default=False):
                 raise UserError("bonuses not confirmed: nothing was done")
-    actions = rv.review(cfg, target=target, endpoint_url=endpoint_url, apply=apply, **options)
+    actions = rv.review(cfg, target=target, platform=plat, apply=apply, **options)
     click.echo(scope)
     for a in actions:
         click.echo(("done   " if a.done else ("would  " if not apply else "       ")) + a.format())
@@ -68,5 +68,5 @@ def review(config_path, sandbox, endpoint_url, apply, reject_failed_attention, f
         kinds[a.kind] = kinds.get(a.kind, 0) + 1
     summary = ", ".join(f"{k} {v}" for k, v in kinds.items()) or "nothing to do"
     if bonus is not None and kinds.get("bonus"):
-        summary += f" (bonuses ${rv.bonus_total(actions, bonus)[1]} with fees)"
+        summary += f" (bonuses ${rv.bonus_total(actions, bonus, plat)[1]} with fees)"
     click.echo(f"{'applied' if apply else 'dry run (use --apply)'}: {summary}")

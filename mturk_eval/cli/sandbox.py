@@ -1,4 +1,6 @@
-"""``mturk-eval sandbox``: serve the local MTurk sandbox, and run simulated workers against it."""
+"""``mturk-eval sandbox``: serve the local MTurk-compatible sandbox, stop an experiment's bundled one, and run
+simulated workers against it. Amazon's own sandbox closed with MTurk on 2026-09-30; ``publish --sandbox``
+starts the bundled server in the background (mturk_eval.emulators.background)."""
 from __future__ import annotations
 
 import ipaddress
@@ -9,7 +11,6 @@ import click
 from mturk_eval.errors import UserError
 
 DEFAULT_PORT = 8765
-DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
 
@@ -50,10 +51,13 @@ def sandbox() -> None:
 @click.option("--max-body", type=click.IntRange(1024), default=512 * 1024, show_default=True,
               help="Largest request body accepted, in bytes (larger ones get HTTP 413).")
 @click.option("--quiet", is_flag=True, help="Do not log each request.")
+@click.option("--ready-file", type=click.Path(dir_okay=False), default=None,
+              help="Write the server's URL to this file once it is serving (for scripts and the background sandbox).")
 def serve(host: str, port: int, state: str, allow_remote: bool, throttle_rate: float, error_rate: float,
           drop_rate: float, drop_after_rate: float, latency: float, latency_jitter: float, fault_seed: int,
-          fault_ops: str, max_body: int, quiet: bool) -> None:
-    """Serve the requester API and the worker site until interrupted (Ctrl-C)."""
+          fault_ops: str, max_body: int, quiet: bool, ready_file: str | None) -> None:
+    """Serve the requester API and the worker site until interrupted (Ctrl-C or SIGTERM)."""
+    import signal
     from mturk_eval.emulators.faults import FaultConfig
     from mturk_eval.emulators.server import serve as run
 
@@ -71,7 +75,15 @@ def serve(host: str, port: int, state: str, allow_remote: bool, throttle_rate: f
         active = {k: v for k, v in faults.to_dict().items() if v and k != "seed"}
         if active:
             click.echo(f"  faults:        {json.dumps(active)} (seed {fault_seed})")
+        if ready_file:
+            from mturk_eval.io import atomic_write_text
 
+            atomic_write_text(ready_file, url + "\n")
+
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminate)  # `sandbox stop`: close the state cleanly
     try:
         run(state, host, port, faults, max_body=max_body, quiet=quiet, ready=ready)
     except OSError as exc:
@@ -89,13 +101,31 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+@sandbox.command("stop")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Experiment TOML (default: $MTURK_EVAL_CONFIG, else mturk-eval.toml here or in a parent).")
+def stop(config_path: str | None) -> None:
+    """End the experiment's bundled sandbox started by `publish --sandbox` (its state is kept)."""
+    from mturk_eval.config import find_config, load_config
+    from mturk_eval.emulators.background import record_path, stop_sandbox
+
+    cfg = load_config(find_config(config_path))
+    rec = stop_sandbox(cfg.run_dir)
+    if rec is None:
+        click.echo(f"no bundled sandbox recorded for experiment {cfg.name} ({record_path(cfg.run_dir)})")
+    else:
+        click.echo(f"stopped the bundled sandbox on {rec.url} (pid {rec.pid}); its state stays in {rec.state}")
+
+
 @sandbox.command("simulate")
-@click.option("--endpoint", default=DEFAULT_URL, show_default=True, help="The sandbox's URL.")
+@click.option("--endpoint", default=None,
+              help="The sandbox's URL (default: the experiment's bundled sandbox started by `publish --sandbox`).")
 @click.option("--workers", type=click.IntRange(1), default=5, show_default=True,
               help="Number of simulated workers; they take turns, one HIT each per round, so the work spreads over all of them (each HIT at most once per worker).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="Experiment TOML: its local ledger gives the rating model each item's text (persona, utterance,"
-                   " reply) and attention checks (without it every item is rated from the neutral quality 3).")
+              help="Experiment TOML (default: $MTURK_EVAL_CONFIG, else mturk-eval.toml here or in a parent): its"
+                   " ledger says which tasks are the experiment's (only those are rated) and gives the rating"
+                   " model each item's text and attention checks.")
 @click.option("--noise", type=click.FloatRange(0.0), default=0.8, show_default=True,
               help="Standard deviation of a careful worker's rating noise (1..5 scale).")
 @click.option("--bias-sd", type=click.FloatRange(0.0), default=0.4, show_default=True,
@@ -133,30 +163,33 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
     quality = _read_quality(quality_path) if quality_path else None
     model = RatingModel(quality=quality, noise_sd=noise, worker_bias_sd=bias_sd, careless_share=careless_share,
                         work_time_median_s=work_time, careless_work_time_median_s=careless_work_time)
-    items_of = None
-    ledger = None
-    if config_path:
-        from mturk_eval.config import load_config
-        from mturk_eval.ledger import Ledger, ledger_path
+    from mturk_eval.actions.common import open_ledger
+    from mturk_eval.config import find_config, load_config
+    from mturk_eval.ledger import ledger_path
 
-        cfg = load_config(config_path)
-        path = ledger_path(cfg, "local")
-        if not path.exists():
-            raise UserError(f"{path}: no local ledger yet; publish to the sandbox first"
-                            " (mturk-eval publish --endpoint-url ...)")
-        ledger = Ledger.open(path)
-        items_of = ledger_items(ledger)
-    try:
-        res = run(endpoint, workers, model, seed=seed, items_of=items_of, max_hits_per_worker=max_hits_per_worker,
-                  progress=not no_progress)
-    finally:
-        if ledger is not None and hasattr(ledger, "close"):
-            ledger.close()
+    cfg = load_config(find_config(config_path))
+    if endpoint is None:
+        from mturk_eval.emulators.background import ensure_sandbox
+
+        endpoint, target = ensure_sandbox(cfg.run_dir, click.echo, start=False).url, "sandbox"
+    else:
+        target = "local"
+    if not ledger_path(cfg, target).exists():
+        raise UserError(f"{ledger_path(cfg, target)}: nothing published there yet; run `mturk-eval publish"
+                        f" {'--sandbox' if target == 'sandbox' else '--endpoint-url ' + endpoint}` first")
+    with open_ledger(cfg, target, create=False) as ledger:
+        own = {h.task_id for h in ledger.tasks() if h.task_id}
+        res = run(endpoint, workers, model, seed=seed, items_of=ledger_items(ledger), task_ids=own,
+                  max_hits_per_worker=max_hits_per_worker, progress=not no_progress)
     click.echo(f"{res.submitted} simulated assignments submitted by {workers} workers"
                f" ({len(res.careless_workers)} careless); {res.skipped} times a worker found a HIT already full,"
                " expired or done by them, and moved on.")
     if res.attention_checks:
         click.echo(f"attention checks: {res.attention_passed}/{res.attention_checks} passed")
+    if res.not_ours:
+        click.echo(f"left alone: {res.not_ours} open HITs that are not experiment {cfg.name}'s")
+    for line in res.refused:
+        click.echo(f"refused: {line}")
     if quality_path:
         click.echo(f"latent qualities: assumed from {quality_path} for the methods and aspects it lists"
                    " (your assumption, not a finding); text-based otherwise")

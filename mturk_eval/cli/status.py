@@ -12,12 +12,12 @@ from mturk_eval.cli.options import target_options, batch_filter_option, setup
 @target_options
 @click.option("--offline", is_flag=True, help="Read the ledger only; do not ask MTurk for fresh HIT states.")
 @batch_filter_option("Counts, costs and the estimate are then those of the batches given.")
-def status(config_path, sandbox, endpoint_url, offline, batches):
+def status(config_path, platform_name, sandbox, endpoint_url, offline, batches):
     """HITs and assignments by state, cost so far, estimated time left.
 
     The first line names the target and the batches counted (all of them unless --batch is given).
     """
     from mturk_eval.actions.status import status as run
 
-    cfg, target = setup(config_path, sandbox, endpoint_url)
-    click.echo(run(cfg, target=target, endpoint_url=endpoint_url, offline=offline, batches=batches).format())
+    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name)
+    click.echo(run(cfg, target=target, platform=plat, offline=offline, batches=batches).format())

@@ -6,7 +6,7 @@ form's ``/mturk/externalSubmit`` with the extra field ``mturk_eval_simulated=1``
 
 The HIT's HTML holds no hidden truth. What a rating model needs (the item's persona, utterance and reply
 text, whether it is an attention check and its expected answer) comes from the experiment's ledger
-(``Ledger.hit_items``), which the simulator may read and a worker could not. Without a ledger every item
+(``Ledger.task_items``), which the simulator may read and a worker could not. Without a ledger every item
 is rated from the neutral quality 3.
 
 Latent quality (default): computed from the item's own text by a few crude, deterministic heuristics
@@ -42,13 +42,14 @@ attention checks. Work times are log-normal (careless ones much faster) and reac
 from __future__ import annotations
 
 import functools
+import ipaddress
 import math
 import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlparse
+from urllib.parse import parse_qs, urlencode, urljoin, urlparse
 
 import requests
 from lxml import html as lxml_html
@@ -58,6 +59,8 @@ from mturk_eval.errors import UserError
 from mturk_eval.emulators.mturk.worker_site import PREVIEW_ASSIGNMENT, SIMULATED_FIELD, WORK_TIME_HEADER
 
 ASPECT_FIELD = re.compile(r"^i(\d+)_([a-z_]+)$")
+LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+MAX_REDIRECTS = 5
 
 # --------------------------------------------------------------------------------------------------
 # The default rating model: each item's latent quality from its own text (crude heuristics)
@@ -292,6 +295,9 @@ class SimulationResult:
     attention_passed: int = 0
     by_worker: dict[str, int] = field(default_factory=dict)
     careless_workers: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)      # one line per task refused (address outside loopback)
+    refused_ids: set[str] = field(default_factory=set)
+    not_ours: int = 0                                      # open tasks of other experiments, left alone
 
 
 def make_workers(n: int, model: RatingModel, seed: int) -> list[SimWorker]:
@@ -357,6 +363,39 @@ def _form_fields(page: str, base_url: str) -> tuple[str, dict[int, list[str]], d
     return action, slots, others, other_radios
 
 
+class AddressRefused(UserError):
+    """A simulated rater was sent outside 127.0.0.0/8: refused before any request is made."""
+
+
+def loopback_url(url: str) -> str:
+    """``url`` if its host is an IPv4 address in 127.0.0.0/8 (``localhost`` is written as 127.0.0.1, so
+    that no resolver can send it elsewhere); any other address is refused, never tried."""
+    parts = urlparse(url)
+    host = parts.hostname or ""
+    if host == "localhost":
+        parts = parts._replace(netloc=parts.netloc.replace("localhost", "127.0.0.1", 1))
+        host = "127.0.0.1"
+    try:
+        ok = parts.scheme in ("http", "https") and ipaddress.IPv4Address(host) in LOOPBACK
+    except ValueError:
+        ok = False
+    if not ok:
+        raise AddressRefused(f"{url[:200]}: simulated raters only visit addresses in 127.0.0.0/8; refused")
+    return parts.geturl()
+
+
+def _request(session: requests.Session, method: str, url: str, **kw) -> requests.Response:
+    """One request and its redirects, each address checked by :func:`loopback_url` before it is asked."""
+    for _ in range(MAX_REDIRECTS + 1):
+        resp = session.request(method, loopback_url(url), allow_redirects=False, timeout=30, **kw)
+        if resp.status_code not in (301, 302, 303, 307, 308):
+            return resp
+        url = urljoin(resp.url, resp.headers.get("Location", ""))
+        if resp.status_code in (301, 302, 303):
+            method, kw = "GET", {k: v for k, v in kw.items() if k not in ("data", "json")}
+    raise UserError(f"{url[:200]}: more than {MAX_REDIRECTS} redirects")
+
+
 def rate_slots(slots: dict[int, list[str]], items: list[dict[str, Any]], worker: SimWorker, model: RatingModel,
                result: SimulationResult, data: dict[str, str]) -> None:
     """Fill ``data`` with a score for every aspect of every slot (counting attention checks passed) and
@@ -373,49 +412,85 @@ def rate_slots(slots: dict[int, list[str]], items: list[dict[str, Any]], worker:
     data[SIMULATED_FIELD] = "1"
 
 
-def open_hits(session: requests.Session, url: str) -> list[str]:
-    """HIT ids listed on the worker site for this session's worker."""
-    r = session.get(url + "/", timeout=30)
-    r.raise_for_status()
-    doc = lxml_html.document_fromstring(r.text)
-    return [tr.get("data-hit-id") for tr in doc.xpath("//tr[@data-hit-id]")]
+class MTurkWorkerSite:
+    """The channel through the emulated MTurk worker site: list the HITs open to a worker, preview one
+    (following its frame, so an ExternalQuestion's address is checked before anything is accepted),
+    accept, rate and submit, and give an accepted HIT back when its work fails. A channel through the
+    rating site has the same two methods (:func:`simulate` takes any)."""
 
+    def __init__(self, url: str):
+        self.url = loopback_url(url.rstrip("/"))
 
-def work_one(session: requests.Session, url: str, hit_id: str, worker: SimWorker, model: RatingModel,
-             items_of: Callable[[str], list[dict[str, Any]] | None], result: SimulationResult) -> bool:
-    """Accept, fetch, rate and submit one HIT; False when the HIT was gone or refused."""
-    r = session.post(url + "/mturk/accept", data={"hitId": hit_id}, allow_redirects=False, timeout=30)
-    if r.status_code != 303:
-        return False
-    work_url = urljoin(url + "/", r.headers["Location"])
-    aid = parse_qs(urlparse(work_url).query)["assignmentId"][0]
-    page = session.get(work_url, timeout=30)
-    page.raise_for_status()
-    frame = lxml_html.document_fromstring(page.text).xpath("//iframe[@id='task']/@src")
-    task = _get(session, urljoin(url + "/", frame[0]))   # an ExternalQuestion redirects: loopback only
-    task.raise_for_status()
-    q = parse_qs(urlparse(frame[0]).query)
-    if q.get("assignmentId", [PREVIEW_ASSIGNMENT])[0] != aid:
-        raise UserError(f"{url}: the worker site gave the task page a different assignment id")
-    if urlparse(task.url).netloc != urlparse(url).netloc:
-        # an ExternalQuestion on the rating site: rate there; the site hands the answers back to MTurk
-        task = _through_gates(session, task, worker)
-        return rate_site_page(session, task, worker, model, items_of(hit_id), result) is not None
-    action, slots, others, other_radios = _form_fields(task.text, url)
-    items = items_of(hit_id) or []
-    data: dict[str, str] = {"assignmentId": aid, **others}
-    for name in other_radios:
-        data[name] = "1"
-    rate_slots(slots, items, worker, model, result, data)
-    submit_to = q.get("turkSubmitTo", [url])[0]
-    target = urljoin(submit_to + "/", action) if not action.startswith("http") else action
-    if urlparse(target).path != "/mturk/externalSubmit":
-        target = submit_to.rstrip("/") + "/mturk/externalSubmit"
-    resp = session.post(target, data=data, headers={WORK_TIME_HEADER: str(work_time(worker, model))}, timeout=30)
-    if resp.status_code != 200:
-        raise UserError(f"{target}: the sandbox refused a simulated submission ({resp.status_code}):"
-                        f" {' '.join(resp.text.split())[:200]}")
-    return True
+    def open_tasks(self, session: requests.Session) -> list[str]:
+        """HIT ids listed on the worker site for this session's worker."""
+        r = _request(session, "GET", self.url + "/")
+        r.raise_for_status()
+        doc = lxml_html.document_fromstring(r.text)
+        return [tr.get("data-hit-id") for tr in doc.xpath("//tr[@data-hit-id]")]
+
+    def _frame(self, session: requests.Session, page_url: str) -> tuple[str, requests.Response]:
+        page = _request(session, "GET", page_url)
+        page.raise_for_status()
+        frame = lxml_html.document_fromstring(page.text).xpath("//iframe[@id='task']/@src")
+        if not frame:
+            raise UserError(f"{page_url}: the worker page has no task frame")
+        src = urljoin(self.url + "/", frame[0])
+        task = _request(session, "GET", src)
+        task.raise_for_status()
+        return src, task
+
+    def work_one(self, session: requests.Session, hit_id: str, worker: SimWorker, model: RatingModel,
+                 items_of: Callable[[str], list[dict[str, Any]] | None], result: SimulationResult) -> bool:
+        """Preview, accept, rate and submit one HIT; False when it was gone, refused or not ours to take."""
+        try:  # the preview follows the task frame: an address outside loopback stops here, nothing accepted
+            self._frame(session, self.url + "/mturk/preview?" + urlencode({"hitId": hit_id}))
+        except AddressRefused as exc:
+            result.refused.append(f"HIT {hit_id}: {exc.message}")
+            return False
+        r = _request(session, "POST", self.url + "/mturk/accept", data={"hitId": hit_id})
+        if r.status_code != 200 or "/mturk/work" not in r.url:
+            return False
+        aid = parse_qs(urlparse(r.url).query)["assignmentId"][0]
+        try:
+            self._rate(session, r.url, aid, hit_id, worker, model, items_of, result)
+        except BaseException:
+            self._give_back(session, aid)
+            raise
+        return True
+
+    def _give_back(self, session: requests.Session, aid: str) -> None:
+        try:
+            _request(session, "POST", self.url + "/mturk/return", data={"assignmentId": aid})
+        except (requests.RequestException, UserError):
+            pass  # the assignment then lapses at its deadline, as on MTurk
+
+    def _rate(self, session, work_url: str, aid: str, hit_id: str, worker: SimWorker, model: RatingModel,
+              items_of, result: SimulationResult) -> None:
+        src, task = self._frame(session, work_url)
+        q = parse_qs(urlparse(src).query)
+        if q.get("assignmentId", [PREVIEW_ASSIGNMENT])[0] != aid:
+            raise UserError(f"{self.url}: the worker site gave the task page a different assignment id")
+        if urlparse(task.url).netloc != urlparse(self.url).netloc:
+            # an ExternalQuestion on the rating site: rate there; the site hands the answers back to MTurk
+            task = _through_gates(session, task, worker)
+            if rate_site_page(session, task, worker, model, items_of(hit_id), result) is None:
+                raise UserError(f"{task.url}: the rating site gave no task for this assignment")
+            return
+        action, slots, others, other_radios = _form_fields(task.text, self.url)
+        items = items_of(hit_id) or []
+        data: dict[str, str] = {"assignmentId": aid, **others}
+        for name in other_radios:
+            data[name] = "1"
+        rate_slots(slots, items, worker, model, result, data)
+        submit_to = q.get("turkSubmitTo", [self.url])[0]
+        target = urljoin(submit_to + "/", action) if not action.startswith("http") else action
+        if urlparse(target).path != "/mturk/externalSubmit":
+            target = submit_to.rstrip("/") + "/mturk/externalSubmit"
+        resp = _request(session, "POST", target, data=data,
+                        headers={WORK_TIME_HEADER: str(work_time(worker, model))})
+        if resp.status_code != 200:
+            raise UserError(f"{target}: the sandbox refused a simulated submission ({resp.status_code}):"
+                            f" {' '.join(resp.text.split())[:200]}")
 
 
 def ledger_items(ledger) -> Callable[[str], list[dict[str, Any]] | None]:
@@ -423,7 +498,7 @@ def ledger_items(ledger) -> Callable[[str], list[dict[str, Any]] | None]:
 
     def items_of(hit_id: str) -> list[dict[str, Any]] | None:
         try:
-            return ledger.hit_items(hit_id)
+            return ledger.task_items(hit_id)
         except (KeyError, LookupError):
             return None
 
@@ -432,13 +507,17 @@ def ledger_items(ledger) -> Callable[[str], list[dict[str, Any]] | None]:
 
 def simulate(url: str, workers: int, model: RatingModel | None = None, seed: int = 0,
              items_of: Callable[[str], list[dict[str, Any]] | None] | None = None,
-             max_hits_per_worker: int | None = None, progress: bool = True) -> SimulationResult:
-    """Let ``workers`` simulated workers work through every HIT open to them on the sandbox at ``url``."""
+             max_hits_per_worker: int | None = None, progress: bool = True,
+             task_ids: set[str] | None = None, channel: Any = None) -> SimulationResult:
+    """Let ``workers`` simulated workers work through the tasks open to them at ``url`` (the MTurk worker
+    site, or ``channel``): only those in ``task_ids`` when given (an experiment's own tasks; the CLI
+    always gives them), every open one otherwise. Addresses outside 127.0.0.0/8 are refused, never
+    requested; a failed HIT is given back, never left accepted; network failures are one-line errors."""
     if workers < 1:
         raise UserError(f"simulate: --workers: expected an integer >= 1, got {workers!r}")
     model = model or RatingModel()
     items_of = items_of or (lambda hit_id: None)
-    url = url.rstrip("/")
+    channel = channel or MTurkWorkerSite(url)
     result = SimulationResult()
     crew = make_workers(workers, model, seed)
     result.careless_workers = [w.worker_id for w in crew if w.careless]
@@ -450,10 +529,10 @@ def simulate(url: str, workers: int, model: RatingModel | None = None, seed: int
             session = requests.Session()
             sessions.append(session)
             session.cookies.set("workerId", w.worker_id)
-            try:
-                hits = open_hits(session, url)
-            except requests.RequestException as exc:
-                raise UserError(f"{url}: cannot reach the sandbox's worker site ({exc})") from None
+            hits = channel.open_tasks(session)
+            if task_ids is not None:
+                result.not_ours = max(result.not_ours, len([h for h in hits if h not in task_ids]))
+                hits = [h for h in hits if h in task_ids]
             w.rng.shuffle(hits)
             if max_hits_per_worker is not None:
                 hits = hits[:max_hits_per_worker]
@@ -469,12 +548,20 @@ def simulate(url: str, workers: int, model: RatingModel | None = None, seed: int
                 if r >= len(queues[i]):
                     continue
                 w = crew[i]
-                if work_one(sessions[i], url, queues[i][r], w, model, items_of, result):
+                if queues[i][r] in result.refused_ids:
+                    continue
+                n_refused = len(result.refused)
+                if channel.work_one(sessions[i], queues[i][r], w, model, items_of, result):
                     result.by_worker[w.worker_id] += 1
                     result.submitted += 1
                     bar.update(1)
+                elif len(result.refused) > n_refused:
+                    result.refused_ids.add(queues[i][r])
                 else:
                     result.skipped += 1
+    except requests.RequestException as exc:
+        raise UserError(f"{url}: cannot reach the sandbox's worker site ({type(exc).__name__}: {exc});"
+                        f" {result.submitted} simulated assignments were submitted before that") from None
     finally:
         bar.close()
         for session in sessions:
@@ -484,40 +571,8 @@ def simulate(url: str, workers: int, model: RatingModel | None = None, seed: int
 
 # --------------------------------------------------------------------------------------------------
 # Simulated raters on the rating site (mturk_eval.site): invite links, and ExternalQuestions whose task
-# page is the site's. They take the pages a person gets (consent, practice, task, hand-back) and never
-# follow an address outside 127.0.0.0/8.
-
-def check_loopback(url: str) -> str:
-    """``url`` if its host is on loopback (127.0.0.0/8, localhost, ::1); else a UserError, and nothing is
-    requested: simulated raters never leave the machine."""
-    import ipaddress
-
-    host = urlparse(url).hostname or ""
-    try:
-        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        ok = False
-    if not ok:
-        raise UserError(f"simulate: {url[:120]}: not a loopback address; simulated raters only reach 127.0.0.0/8")
-    return url
-
-
-def _get(session: requests.Session, url: str) -> requests.Response:
-    """GET following redirects by hand, each hop checked to be on loopback."""
-    for _ in range(10):
-        r = session.get(check_loopback(url), allow_redirects=False, timeout=30)
-        if r.status_code not in (301, 302, 303, 307, 308):
-            return r
-        url = urljoin(url, r.headers["Location"])
-    raise UserError(f"simulate: {url[:120]}: too many redirects")
-
-
-def _post(session: requests.Session, url: str, data: dict[str, str], **kw: Any) -> requests.Response:
-    r = session.post(check_loopback(url), data=data, allow_redirects=False, timeout=30, **kw)
-    if r.status_code in (301, 302, 303, 307, 308):
-        return _get(session, urljoin(url, r.headers["Location"]))
-    return r
-
+# page is the site's. They take the pages a person gets (consent, practice, task, hand-back); every
+# address goes through loopback_url first.
 
 def _hidden(form) -> dict[str, str]:
     return {i.get("name"): i.get("value") or "" for i in form.xpath(".//input[@type='hidden'][@name]")}
@@ -529,16 +584,16 @@ def _through_gates(session: requests.Session, page: requests.Response, worker: S
         doc = lxml_html.document_fromstring(page.text)
         consent = doc.xpath("//form[@id='consent-form']")
         if consent:
-            page = _post(session, urljoin(page.url, consent[0].get("action")),
-                         {**_hidden(consent[0]), "decision": "agree"})
+            page = _request(session, "POST", urljoin(page.url, consent[0].get("action")),
+                            data={**_hidden(consent[0]), "decision": "agree"})
             continue
         if urlparse(page.url).path == "/onboarding" and doc.xpath("//form[@id='mturk_form']"):
             form = doc.xpath("//form[@id='mturk_form']")[0]
             names = sorted({i.get("name") for i in form.xpath(".//input[@type='radio']")})
-            done = _post(session, urljoin(page.url, form.get("action")),
-                         {**_hidden(form), **{n: str(worker.rng.randint(1, 5)) for n in names}})
+            done = _request(session, "POST", urljoin(page.url, form.get("action")),
+                            data={**_hidden(form), **{n: str(worker.rng.randint(1, 5)) for n in names}})
             nxt = lxml_html.document_fromstring(done.text).xpath("//a[@id='next']/@href")
-            page = _get(session, urljoin(done.url, nxt[0]))
+            page = _request(session, "GET", urljoin(done.url, nxt[0]))
             continue
         return page
     return page
@@ -559,13 +614,14 @@ def rate_site_page(session: requests.Session, page: requests.Response, worker: S
     items = items or []
     rate_slots(slots, items, worker, model, result, data)
     headers = {WORK_TIME_HEADER: str(work_time(worker, model))}
-    done = _post(session, urljoin(page.url, form.get("action")), data, headers=headers)
+    done = _request(session, "POST", urljoin(page.url, form.get("action")), data=data, headers=headers)
     if done.status_code != 200:
         raise UserError(f"{page.url}: the rating site refused a simulated submission ({done.status_code}):"
                         f" {' '.join(lxml_html.document_fromstring(done.text).text_content().split())[:200]}")
     back = lxml_html.document_fromstring(done.text).xpath("//form[@id='handback']")
     if back:   # the browser would post this at once (MTurk's externalSubmit)
-        done = _post(session, urljoin(done.url, back[0].get("action")), _hidden(back[0]), headers=headers)
+        done = _request(session, "POST", urljoin(done.url, back[0].get("action")), data=_hidden(back[0]),
+                        headers=headers)
     return done
 
 
@@ -585,7 +641,7 @@ def simulate_links(site_url: str, invites: list, model: RatingModel | None = Non
                    max_tasks_per_rater: int | None = None, progress: bool = True) -> SimulationResult:
     """Simulated raters, one per invite (``SiteStore.create_invites``), each rating tasks on the site at ``site_url`` until none is
     left for them (or ``max_tasks_per_rater``); they take turns, one task each per round."""
-    check_loopback(site_url)
+    site_url = loopback_url(site_url)
     model = model or RatingModel()
     items_of = items_of or (lambda url: None)
     result = SimulationResult()
@@ -599,7 +655,7 @@ def simulate_links(site_url: str, invites: list, model: RatingModel | None = Non
             for i in list(active):
                 w, tok, rid = crew[i], invites[i].token, invites[i].rater_id
                 try:
-                    page = _through_gates(sessions[i], _get(sessions[i], f"{site_url.rstrip('/')}/i/{tok}"), w)
+                    page = _through_gates(sessions[i], _request(sessions[i], "GET", f"{site_url.rstrip('/')}/i/{tok}"), w)
                 except requests.RequestException as exc:
                     raise UserError(f"{site_url}: cannot reach the rating site ({exc})") from None
                 done = rate_site_page(sessions[i], page, w, model, items_of(page.url), result)

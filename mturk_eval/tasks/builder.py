@@ -215,9 +215,11 @@ def _swapped_clashes(a: list[dict[str, Any]], pos: int, b: list[dict[str, Any]],
     return _clashes(a2) + _clashes(b2)
 
 
-def plan_hits(items: list[dict[str, Any]], *, experiment: str, target: str, batch: str, seed: int,
-              items_per_hit: int, max_assignments: int, reward: str, start_index: int = 0) -> list[dict[str, Any]]:
-    """Shuffle ``items`` (seeded) and cut them into HITs of ``items_per_hit`` (the last may be shorter)."""
+def plan_tasks(items: list[dict[str, Any]], *, experiment: str, target: str, batch: str, seed: int,
+               items_per_hit: int, places: int, reward: str, start_index: int = 0) -> list[dict[str, Any]]:
+    """Shuffle ``items`` (seeded) and cut them into tasks of ``items_per_hit`` (the last may be shorter),
+    each for ``places`` raters: dicts with task_key, batch, request_token, annotation, places, reward,
+    item_ids (what :meth:`mturk_eval.ledger.Ledger.add_plan` stores)."""
     order = list(items)
     random.Random(f"{seed}:{batch}:{start_index}:order").shuffle(order)
     chunks = _separate_checks([order[s:s + items_per_hit] for s in range(0, len(order), items_per_hit)])
@@ -227,9 +229,9 @@ def plan_hits(items: list[dict[str, Any]], *, experiment: str, target: str, batc
         hit_key = f"{batch}/{n:05d}"
         token = request_token(experiment, target, batch, hit_key, ids)
         hits.append({
-            "hit_key": hit_key, "batch": batch, "request_token": token,
+            "task_key": hit_key, "batch": batch, "request_token": token,
             "annotation": annotation(experiment, hit_key, token),
-            "max_assignments": max_assignments, "reward": reward, "item_ids": ids,
+            "places": places, "reward": reward, "item_ids": ids,
         })
     return hits
 

@@ -105,10 +105,16 @@ def assignment(aid: str, hid: str, worker: str, answer: str, status: str = "Subm
 
 
 class FakeMTurk(CrowdPlatform):
-    """An in-memory platform with MTurk's exactly-once token rule, for concurrency and crash tests
-    (where the order of calls is not fixed, so a Stubber's queue cannot be used)."""
+    """An in-memory platform with MTurk's exactly-once token rule and MTurk's own rules (fees, worker ids,
+    qualifications), for concurrency and crash tests (where the order of calls is not fixed, so a
+    Stubber's queue cannot be used)."""
 
-    name = "fake"
+    name = "mturk"  # it stands for MTurk: a ledger it writes is an MTurk ledger
+    title, fee_label, units = MTurkPlatform.title, MTurkPlatform.fee_label, MTurkPlatform.units
+    submission_fee = MTurkPlatform.submission_fee
+    bonus_fee = MTurkPlatform.bonus_fee
+    validate_rater_id = MTurkPlatform.validate_rater_id
+    task_type = MTurkPlatform.task_type
 
     def __init__(self, crash_after: int | None = None, crash_before_return: bool = True):
         self.lock = threading.Lock()
@@ -171,9 +177,22 @@ class FakeMTurk(CrowdPlatform):
     def preview_url(self, group_id): return f"https://workersandbox.mturk.com/mturk/preview?groupId={group_id}"
 
 
+class NoCallsPlatform(FakeMTurk):
+    """A platform that fails the test on any call to it: for runs that must not contact a platform."""
+
+    def __getattribute__(self, name):
+        ops = {"balance", "create_task_type", "publish", "find_by_annotation", "task_state", "list_submissions",
+               "approve", "reject", "bonus", "bonus_payments", "block", "expire", "delete"}
+        if name in ops:
+            import pytest
+
+            pytest.fail(f"this run must not contact a platform (it called {name})")
+        return super().__getattribute__(name)
+
+
 class Crash(BaseException):
     """Stands for the process dying (SIGKILL) in the middle of a run: nothing catches it."""
 
 
-__all__ = ["ANY", "Crash", "FakeMTurk", "SCHEMAS", "assignment", "hit_id", "hit_response", "hit_shape", "make_cfg",
+__all__ = ["ANY", "Crash", "FakeMTurk", "NoCallsPlatform", "SCHEMAS", "assignment", "hit_id", "hit_response", "hit_shape", "make_cfg",
            "qfa_xml", "rating_fields", "response_row", "stubbed", "write_responses"]

@@ -306,6 +306,15 @@ class Store:
             " VALUES (?,?,?,?,?,?)", (aid, hit_id, worker_id, ACCEPTED, now, now + v.row["assignment_duration"]))
         return aid
 
+    def return_assignment(self, assignment_id: str, worker_id: str, now: float) -> None:
+        """The worker gives an accepted HIT back (MTurk's "Return"): its place is open again at once."""
+        a = self._assignment(assignment_id, now)
+        if a["worker_id"] != worker_id:
+            raise SandboxError("This assignment is another worker's.")
+        if a["status"] != ACCEPTED:
+            raise SandboxError(f"This assignment is {a['status']}; only an accepted one can be returned.")
+        self.db.execute("UPDATE assignments SET status=? WHERE id=?", (ABANDONED, assignment_id))
+
     def _assignment(self, assignment_id: str, now: float) -> dict[str, Any]:
         row = self.db.execute("SELECT * FROM assignments WHERE id=?", (assignment_id,)).fetchone()
         if row is None:

@@ -13,6 +13,7 @@ HANDLERS = {
     "mturk.preview": worker_site.preview,
     "mturk.accept": worker_site.accept,
     "mturk.work": worker_site.work,
+    "mturk.return": worker_site.give_back,
     "mturk.task": worker_site.task,
     "mturk.submit": worker_site.submit,
 }
@@ -26,6 +27,7 @@ def url_rules() -> list[Rule]:
         Rule("/mturk/preview", endpoint="mturk.preview", methods=["GET"]),
         Rule("/mturk/accept", endpoint="mturk.accept", methods=["POST"]),
         Rule("/mturk/work", endpoint="mturk.work", methods=["GET"]),
+        Rule("/mturk/return", endpoint="mturk.return", methods=["POST"]),
         Rule("/mturk/task", endpoint="mturk.task", methods=["GET"]),
         Rule("/mturk/externalSubmit", endpoint="mturk.submit", methods=["POST"]),
     ]

@@ -99,6 +99,18 @@ def accept(app: SandboxApp, request: Request) -> Response:
     return resp
 
 
+def give_back(app: SandboxApp, request: Request) -> Response:
+    """``POST /mturk/return``: the worker returns an accepted HIT unfinished (its place opens again)."""
+    wid, _ = _worker(request)
+    aid = request.form.get("assignmentId", "")
+    with app.store.transaction() as now:
+        try:
+            app.store.return_assignment(aid, wid, now)
+        except SandboxError as exc:
+            return _problem(request, exc.message, 409)
+    return redirect("/", 303)
+
+
 def work(app: SandboxApp, request: Request) -> Response:
     aid = request.args.get("assignmentId", "")
     with app.store.transaction() as now:

@@ -1,4 +1,4 @@
-"""Parsing MTurk's QuestionFormAnswers XML and validating the rating form's fields.
+"""Parsing MTurk's QuestionFormAnswers XML into the rating form's fields (``{field: value}``).
 
 One ``<Answer>`` per form field (QuestionIdentifier = field name, FreeText = value); crowd-html's
 ``crowd-form`` sends a single ``taskAnswers`` answer holding a JSON array, which is flattened too.
@@ -7,15 +7,12 @@ The XML parser refuses entities and network access (answers come from the outsid
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
 
 from lxml import etree
 
-from mturk_eval.config import ASPECTS
+from mturk_eval.tasks.answers import ParsedAnswer, read_answer
 
 QFA_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2005-10-01/QuestionFormAnswers.xsd"
-SIMULATED_FIELD = "mturk_eval_simulated"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
@@ -75,56 +72,10 @@ def _flatten_task_answers(value: str) -> dict[str, str]:
     return out
 
 
-@dataclass
-class ParsedAnswer:
-    scores: dict[int, dict[str, int]] | None  # slot -> aspect -> 1..5; None when invalid
-    error: str | None
-    simulated: bool
-    fields: dict[str, str]
-
-
-def validate_scores(fields: dict[str, str], n_slots: int) -> tuple[dict[int, dict[str, int]] | None, str | None]:
-    """Every ``i{k}_{aspect}`` for the HIT's slots present as an integer 1..5, else (None, reason)."""
-    scores: dict[int, dict[str, int]] = {}
-    problems = []
-    for k in range(n_slots):
-        scores[k] = {}
-        for aspect in ASPECTS:
-            name = f"i{k}_{aspect}"
-            raw = fields.get(name)
-            if raw is None or not raw.strip():
-                problems.append(f"{name}: missing")
-                continue
-            try:
-                value = int(raw.strip())
-            except ValueError:
-                problems.append(f"{name}: expected an integer 1..5, got {raw!r}")
-                continue
-            if not 1 <= value <= 5:
-                problems.append(f"{name}: expected an integer 1..5, got {value}")
-                continue
-            scores[k][aspect] = value
-    if problems:
-        return None, "; ".join(problems)
-    return scores, None
-
-
 def parse_answer(xml: str, n_slots: int) -> ParsedAnswer:
-    """Parse and validate one assignment's answer for a HIT with ``n_slots`` items."""
+    """Parse and validate one assignment's QuestionFormAnswers for a HIT with ``n_slots`` items."""
     try:
         fields = parse_fields(xml)
     except AnswerError as exc:
-        return ParsedAnswer(None, str(exc), False, {})
-    scores, error = validate_scores(fields, n_slots)
-    return ParsedAnswer(scores, error, fields.get(SIMULATED_FIELD, "").strip() == "1", fields)
-
-
-def attention_passed(scores: dict[int, dict[str, int]] | None, items: list[dict[str, Any]]) -> bool | None:
-    """None when no slot is an attention check; else whether every check's aspects are at most the
-    expected maximum (an invalid answer fails)."""
-    checks = [(k, it["attention_check"]) for k, it in enumerate(items) if it.get("attention_check")]
-    if not checks:
-        return None
-    if scores is None:
-        return False
-    return all(scores[k].get(a, 99) <= limit for k, ac in checks for a, limit in ac["aspects"].items())
+        return read_answer(None, n_slots, str(exc))
+    return read_answer(fields, n_slots)

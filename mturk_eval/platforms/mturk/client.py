@@ -26,17 +26,6 @@ SUBMIT_URLS = {
 DUMMY_CREDENTIALS = {"aws_access_key_id": "MTURKEVALLOCAL", "aws_secret_access_key": "mturk-eval-local"}
 
 
-def resolve_target(live: bool = False, endpoint_url: str | None = None) -> str:
-    """``sandbox`` (the default), ``live`` or ``local`` (any ``--endpoint-url``)."""
-    if live and endpoint_url:
-        raise UserError("--live and --endpoint-url: choose one target (--endpoint-url is for MTurk-compatible servers)")
-    if endpoint_url:
-        if not endpoint_url.startswith(("http://", "https://")):
-            raise UserError(f"--endpoint-url: expected an http:// or https:// URL, got {endpoint_url!r}")
-        return "local"
-    return "live" if live else "sandbox"
-
-
 def submit_url_for(target: str, endpoint_url: str | None = None) -> str:
     """Where a HIT form posts when opened without ``turkSubmitTo`` (MTurk always passes it)."""
     if target in SUBMIT_URLS:

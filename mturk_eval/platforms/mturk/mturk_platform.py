@@ -1,4 +1,9 @@
-"""MTurk as a :class:`mturk_eval.platforms.crowd_platform.CrowdPlatform`: the boto3 calls, and nothing else.
+"""MTurk as a :class:`mturk_eval.platforms.crowd_platform.CrowdPlatform`: the boto3 calls and MTurk's own rules
+(fees, qualification requirements, worker-id pattern, QuestionFormAnswers, HIT states).
+
+Amazon Mechanical Turk closed on 2026-09-30 (Amazon's sandbox with it). The platform stays for the
+bundled local MTurk-compatible server (``--sandbox``), any MTurk-compatible service (``--endpoint-url``)
+and old studies; ``--live`` says so before it tries anything.
 
 Every call goes through :func:`mturk_eval.platforms.mturk.retry.call` (backoff with jitter on throttling and
 service faults). Idempotence rules implemented here: a repeated ``UniqueRequestToken`` on
@@ -10,20 +15,53 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from botocore.exceptions import ClientError
 
 from mturk_eval.errors import UserError
-from mturk_eval.platforms.mturk import retry
-from mturk_eval.platforms.mturk.client import WORKER_SITES, submit_url_for
-from mturk_eval.platforms.crowd_platform import CrowdPlatform, Published, Submission, TaskSpec, TaskState, TaskType
+from mturk_eval.platforms.crowd_platform import (TARGETS, CrowdPlatform, Published, Submission, TaskSpec, TaskState,
+                                                 TaskType, resolve_target)
+from mturk_eval.platforms.mturk import answers, fees, quals, retry
+from mturk_eval.platforms.mturk.client import ENDPOINTS, WORKER_SITES, make_client, submit_url_for
+
+if TYPE_CHECKING:
+    from mturk_eval.config import ExperimentConfig, HITConfig
 
 HIT_ALREADY_EXISTS = "AWS.MechanicalTurk.HitAlreadyExists"
 # Expiring a HIT = setting its expiration to a moment in the past (MTurk's documented way).
 EXPIRE_AT = dt.datetime(2015, 1, 1, tzinfo=dt.timezone.utc)
 _ID_IN_MESSAGE = re.compile(r"\b([A-Z0-9]{20,64})\b")
+WORKER_ID_RE = re.compile(r"A[A-Z0-9]{1,63}")
+CLOSED_NOTICE = ("note: Amazon Mechanical Turk closed on 2026-09-30; --live reaches its production endpoint,"
+                 " which no longer takes work (real raters: the rating site, via invite links or Prolific)")
+
+SANDBOX_CLOSED = ("Amazon's MTurk sandbox closed with MTurk on 2026-09-30: --sandbox now means the bundled local"
+                  " MTurk-compatible server (`mturk-eval publish --sandbox` starts it), or give --endpoint-url URL")
+
+
+@dataclass
+class MTurkSettings:
+    """``[platform.mturk]`` and the target options. ``target``: sandbox (the bundled local server, or the
+    service at ``endpoint_url``), live (MTurk's production endpoint, closed since 2026-09-30) or local
+    (any MTurk-compatible service at ``endpoint_url``). ``sandbox_dir``: the experiment's run folder
+    when the bundled sandbox is used (mturk_eval.emulators.background): found on first contact, or
+    started there with ``start_sandbox``."""
+
+    target: str = "sandbox"
+    endpoint_url: str | None = None
+    sandbox_dir: str | None = None
+    start_sandbox: bool = False
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise UserError(f"platform.mturk.target: expected one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.endpoint_url is not None:
+            resolve_target(live=self.target == "live", endpoint_url=self.endpoint_url)
+        elif self.target == "local":
+            raise UserError("target local needs --endpoint-url")
 
 
 def _epoch(value: Any) -> float | None:
@@ -36,15 +74,75 @@ def _epoch(value: Any) -> float | None:
 
 class MTurkPlatform(CrowdPlatform):
     name = "mturk"
+    title = "MTurk"
+    fee_label = "MTurk fee"
+    units = ("HITs", "assignments")
+    Settings = MTurkSettings
 
-    def __init__(self, client, target: str, endpoint_url: str | None = None, *,
-                 sleep: Callable[[float], None] | None = None, attempts: int = 8):
-        self.client = client
+    def __init__(self, client=None, target: str = "sandbox", endpoint_url: str | None = None, *,
+                 sleep: Callable[[float], None] | None = None, attempts: int = 8, concurrency: int = 4,
+                 sandbox_dir: str | None = None, start_sandbox: bool = False):
+        """``client``: a boto3 mturk client, or None to make one on the first call (constructing the
+        platform contacts nothing). ``sandbox_dir``: use the experiment's bundled sandbox (its URL is
+        learnt on the first call, when it is found, restarted or, with ``start_sandbox``, started)."""
+        self._client = client
         self.target = target
         self.endpoint_url = endpoint_url
+        self.sandbox_dir = sandbox_dir if endpoint_url is None and target == "sandbox" else None
+        self.start_sandbox = start_sandbox
+        self._pool = max(10, concurrency + 2)
         self._retry: dict[str, Any] = {"attempts": attempts}
         if sleep is not None:
             self._retry["sleep"] = sleep
+
+    @classmethod
+    def from_settings(cls, settings: MTurkSettings, concurrency: int = 4) -> "MTurkPlatform":
+        return cls(None, settings.target, settings.endpoint_url, concurrency=concurrency,
+                   sandbox_dir=settings.sandbox_dir, start_sandbox=settings.start_sandbox)
+
+    @property
+    def client(self):
+        if self._client is None and self.sandbox_dir is not None and self.endpoint_url is None:
+            from mturk_eval.emulators.background import ensure_sandbox
+
+            self.endpoint_url = ensure_sandbox(self.sandbox_dir, start=self.start_sandbox).url
+        if self._client is None and self.target == "sandbox" and self.endpoint_url is None:
+            raise UserError(SANDBOX_CLOSED)
+        if self._client is None:
+            self._client = make_client(self.target if self.endpoint_url is None else "local", self.endpoint_url,
+                                       max_pool_connections=self._pool)
+        return self._client
+
+    # ------------------------------------------------------------------ identity and MTurk's rules
+    @property
+    def instance(self) -> str:
+        if self.sandbox_dir is not None:
+            from mturk_eval.emulators.background import state_path
+
+            return f"the bundled MTurk sandbox ({state_path(self.sandbox_dir).resolve()})"
+        return (self.endpoint_url or ENDPOINTS.get(self.target, "")).rstrip("/")
+
+    def notices(self) -> list[str]:
+        return [CLOSED_NOTICE] if self.target == "live" else []
+
+    @classmethod
+    def submission_fee(cls, reward, places: int, hit: "HITConfig") -> Decimal:
+        return fees.assignment_fee(reward, places, quals.uses_masters(hit.qualifications))
+
+    @classmethod
+    def bonus_fee(cls, amount) -> Decimal:
+        return fees.bonus_fee(amount)
+
+    @classmethod
+    def validate_rater_id(cls, rater_id: str, what: str = "--block") -> None:
+        if not WORKER_ID_RE.fullmatch(rater_id):
+            raise UserError(f"{what}: expected a worker id like A1B2C3..., got {rater_id!r}")
+
+    def task_type(self, cfg: "ExperimentConfig") -> TaskType:
+        h = cfg.hit
+        return TaskType(title=h.title, description=h.description, keywords=h.keywords, reward=h.reward,
+                        assignment_duration_s=h.assignment_duration_s, auto_approval_delay_s=h.auto_approval_delay_s,
+                        qualifications=tuple(quals.build_requirements(h.qualifications, self.target)))
 
     def _call(self, op: str, raw_errors: bool = False, **params: Any) -> dict:
         return retry.call(getattr(self.client, op), raw_errors=raw_errors, **self._retry, **params)
@@ -113,11 +211,15 @@ class MTurkPlatform(CrowdPlatform):
 
     def task_state(self, task_id: str) -> TaskState:
         hit = self._call("get_hit", HITId=task_id)["HIT"]
-        return TaskState(task_id=hit["HITId"], status=hit.get("HITStatus", ""),
-                         pending=hit.get("NumberOfAssignmentsPending", 0),
+        status = hit.get("HITStatus", "")
+        pending = hit.get("NumberOfAssignmentsPending", 0)
+        # DeleteHIT: only Reviewable HITs with nothing in progress (every assignment approved or rejected:
+        # the workflow checks that against its ledger).
+        return TaskState(task_id=hit["HITId"], status=status, pending=pending,
                          available=hit.get("NumberOfAssignmentsAvailable", 0),
                          completed=hit.get("NumberOfAssignmentsCompleted", 0),
-                         expiration=_epoch(hit.get("Expiration")), annotation=hit.get("RequesterAnnotation"))
+                         expiration=_epoch(hit.get("Expiration")), annotation=hit.get("RequesterAnnotation"),
+                         deletable=status == "Reviewable" and not pending)
 
     # ------------------------------------------------------------------ submissions
     def list_submissions(self, task_id: str) -> Iterator[Submission]:
@@ -126,9 +228,14 @@ class MTurkPlatform(CrowdPlatform):
         while True:
             r = self._call("list_assignments_for_hit", **params)
             for a in r.get("Assignments", []):
+                raw = a.get("Answer", "")
+                try:
+                    fields, error = answers.parse_fields(raw), None
+                except answers.AnswerError as exc:
+                    fields, error = None, str(exc)
                 yield Submission(
-                    assignment_id=a["AssignmentId"], task_id=a.get("HITId", task_id), worker_id=a["WorkerId"],
-                    status=a["AssignmentStatus"], answer_xml=a.get("Answer", ""),
+                    submission_id=a["AssignmentId"], task_id=a.get("HITId", task_id), rater_id=a["WorkerId"],
+                    status=a["AssignmentStatus"], fields=fields, raw=raw, error=error,
                     accept_time=_epoch(a.get("AcceptTime")), submit_time=_epoch(a.get("SubmitTime")),
                     extra={k: _epoch(a.get(k)) for k in ("AutoApprovalTime", "ApprovalTime", "RejectionTime")
                            if a.get(k) is not None} | ({"RequesterFeedback": a["RequesterFeedback"]}
@@ -196,12 +303,14 @@ class MTurkPlatform(CrowdPlatform):
 
     # ------------------------------------------------------------------ links
     def preview_url(self, group_id: str) -> str | None:
-        if self.target in WORKER_SITES:
-            return f"{WORKER_SITES[self.target]}/mturk/preview?groupId={group_id}"
-        if self.endpoint_url:
+        if self.endpoint_url:  # the bundled sandbox or another compatible service: its own worker site
             return f"{self.endpoint_url.rstrip('/')}/mturk/preview?groupId={group_id}"
+        if self.target in WORKER_SITES and self.sandbox_dir is None:
+            return f"{WORKER_SITES[self.target]}/mturk/preview?groupId={group_id}"
         return None
 
     @property
     def submit_url(self) -> str:
+        if self.sandbox_dir is not None and self.endpoint_url is None:
+            return "/mturk/externalSubmit"  # the bundled sandbox's worker site serves the task itself
         return submit_url_for(self.target, self.endpoint_url)

@@ -22,6 +22,7 @@ from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedErr
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from mturk_eval.errors import UserError
+from mturk_eval.platforms.crowd_platform import PlatformUnreachable
 
 RETRYABLE_CODES = frozenset({"ThrottlingException", "Throttling", "ServiceFault", "ServiceUnavailable",
                              "TooManyRequestsException", "RequestLimitExceeded"})
@@ -53,13 +54,8 @@ NO_CREDENTIALS = (
 )
 
 
-class EndpointUnreachable(UserError):
-    """The MTurk endpoint could not be reached (after botocore's retries). ``reason`` is the short
-    form (endpoint and cause) that callers adding their own context use instead of the whole line."""
-
-    def __init__(self, reason: str, hint: str):
-        super().__init__(f"{reason}; {hint}")
-        self.reason = reason
+class EndpointUnreachable(PlatformUnreachable):
+    """The MTurk endpoint could not be reached (after botocore's retries)."""
 
 
 def call(fn: Callable[..., Any], *, attempts: int = 8, base: float = 0.5, cap: float = 30.0,

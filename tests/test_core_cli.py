@@ -1,0 +1,225 @@
+"""The user's commands without options: config discovery, `init`, the platform registry and `[platform]`,
+the instance check, and `publish --sandbox` on the bundled sandbox in the background (found, restarted,
+stopped) with `sandbox simulate` and `report` finding it."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from helpers.mturk import FakeMTurk, write_responses
+from mturk_eval.cli import main
+from mturk_eval.ledger import Ledger, ledger_path
+
+
+def run(args, cwd: Path | None = None, env: dict | None = None):
+    old = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        return CliRunner().invoke(main, args, env={"MTURK_EVAL_CONFIG": None, **(env or {})})
+    finally:
+        os.chdir(old)
+
+
+def one_line_error(res, *parts: str) -> None:
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith("Error: ") and res.output.strip().count("\n") == 0, res.output
+    for p in parts:
+        assert p in res.output, res.output
+
+
+def write_cfg(d: Path, extra: str = "", name: str = "exp1") -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / "mturk-eval.toml"
+    p.write_text(f'[experiment]\nname = "{name}"\nruns_dir = "{d / "runs"}"\n{extra}', encoding="utf-8")
+    return p
+
+
+# ------------------------------------------------------------------ config discovery and init
+
+def test_config_is_found_in_the_nearest_parent_or_the_environment(tmp_path):
+    write_cfg(tmp_path / "study", name="parent")
+    sub = tmp_path / "study" / "a" / "b"
+    sub.mkdir(parents=True)
+    res = run(["status", "--offline"], cwd=sub)
+    one_line_error(res, str(tmp_path / "study" / "runs" / "parent" / "ledger.sandbox.sqlite"), "no ledger here yet")
+    other = write_cfg(tmp_path / "other", name="fromenv")
+    res = run(["status", "--offline"], cwd=sub, env={"MTURK_EVAL_CONFIG": str(other)})
+    one_line_error(res, str(tmp_path / "other" / "runs" / "fromenv"))
+    res = run(["status", "--offline", "--config", str(other)], cwd=sub)
+    one_line_error(res, "fromenv")
+
+
+@pytest.mark.parametrize("verb", [["publish"], ["status"], ["collect"], ["review"], ["expire"], ["preview"],
+                                  ["generate"], ["data", "build"], ["sandbox", "simulate"], ["sandbox", "stop"],
+                                  ["report"]], ids=" ".join)
+def test_no_config_anywhere_is_one_line_naming_both_ways_and_init(tmp_path, verb):
+    res = run(verb, cwd=tmp_path)
+    one_line_error(res, "$MTURK_EVAL_CONFIG", "mturk-eval.toml", "mturk-eval init")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_init_writes_a_commented_config_that_loads_and_never_overwrites(tmp_path):
+    from mturk_eval.config import load_config
+
+    d = tmp_path / "mystudy"
+    res = run(["init", str(d)])
+    assert res.exit_code == 0, res.output
+    text = (d / "mturk-eval.toml").read_text(encoding="utf-8")
+    assert text.startswith("# mturk-eval.toml") and "closed on 2026-09-30" in text and "[platform]" in text
+    cfg = load_config(d / "mturk-eval.toml")
+    assert cfg.name == "demo" and cfg.platform.name == "mturk" and Path(cfg.runs_dir) == d / "runs"
+    assert all(Path(s.path).is_file() for s in cfg.data.persona_sources + cfg.data.general_sources)
+    # found from inside the folder without --config
+    res = run(["status", "--offline"], cwd=d)
+    one_line_error(res, str(d / "runs" / "demo"))
+    before = text
+    res = run(["init", "--from", "paper_en", str(d)])
+    one_line_error(res, "mturk-eval.toml: already exists")
+    assert (d / "mturk-eval.toml").read_text(encoding="utf-8") == before
+    assert sorted(p.name for p in d.iterdir()) == ["mturk-eval.toml"]
+    res = run(["init", "--from", "paper_ja"], cwd=tmp_path)
+    assert res.exit_code == 0 and "language = \"ja\"" in (tmp_path / "mturk-eval.toml").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ platform registry and [platform]
+
+def test_unknown_platform_in_the_config_or_option_is_one_line(tmp_path):
+    cfg = write_cfg(tmp_path, '[platform]\nname = "mechanical-turtle"\n')
+    for verb in (["publish"], ["status", "--offline"], ["collect"], ["report"]):
+        res = run([*verb, "--config", str(cfg)])
+        one_line_error(res, "mturk-eval.toml: platform.name: unknown platform 'mechanical-turtle'",
+                       "known: links, mturk, prolific")
+    cfg = write_cfg(tmp_path)
+    res = run(["status", "--config", str(cfg), "--platform", "nope"])
+    one_line_error(res, "--platform: unknown platform 'nope'")
+    cfg = write_cfg(tmp_path, '[platform]\nname = "mturk"\ncolour = "red"\n')
+    one_line_error(run(["status", "--config", str(cfg)]), "unknown key 'platform.colour'")
+    cfg = write_cfg(tmp_path, '[platform.mturk]\ntarget = "moon"\n')
+    one_line_error(run(["status", "--config", str(cfg)]), "platform.mturk.target: expected one of sandbox, live,"
+                                                          " local, got 'moon'")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_registry_is_a_plain_map_and_names_a_missing_package():
+    from mturk_eval.errors import UserError
+    from mturk_eval.platforms import registry
+    from mturk_eval.platforms.mturk.mturk_platform import MTurkPlatform
+
+    assert set(registry.PLATFORMS) == {"mturk", "links", "prolific"}
+    assert registry.get_platform("mturk") is MTurkPlatform
+    for name in ("links", "prolific"):
+        try:
+            cls = registry.get_platform(name)
+        except UserError as exc:
+            assert "is not part of this installation" in exc.message
+        else:
+            assert cls.name == name
+
+
+def test_live_mturk_first_says_that_mturk_closed(tmp_path, use_platform):
+    from mturk_eval.platforms.mturk.mturk_platform import MTurkPlatform
+
+    use_platform(lambda name, **s: MTurkPlatform.from_settings(MTurkPlatform.Settings(**s)))
+    cfg = write_cfg(tmp_path)
+    responses = write_responses(tmp_path / "r.jsonl", 2)
+    res = run(["publish", "--config", str(cfg), "--responses", str(responses), "--live", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0].startswith("note: Amazon Mechanical Turk closed on 2026-09-30")
+
+
+# ------------------------------------------------------------------ the ledger's instance
+
+def test_a_verb_aimed_at_another_instance_is_refused(tmp_path, use_platform):
+    class Endpoint(FakeMTurk):
+        def __init__(self, url):
+            super().__init__()
+            self.url = url
+
+        @property
+        def instance(self):
+            return self.url
+
+    plats = {}
+    use_platform(lambda name, **s: plats.setdefault(s["endpoint_url"], Endpoint(s["endpoint_url"])))
+    cfg = write_cfg(tmp_path)
+    responses = write_responses(tmp_path / "r.jsonl", 2)
+    a, b = "http://127.0.0.1:1111", "http://127.0.0.1:2222"
+    res = run(["publish", "--config", str(cfg), "--responses", str(responses), "--endpoint-url", a, "--no-progress"])
+    assert res.exit_code == 0, res.output
+    path = ledger_path(__import__("mturk_eval.config", fromlist=["load_config"]).load_config(cfg), "local")
+    before = path.read_bytes()
+    for verb in (["status"], ["collect"], ["review", "--apply"], ["expire"],
+                 ["publish", "--responses", str(responses)]):
+        res = run([*verb, "--config", str(cfg), "--endpoint-url", b])
+        one_line_error(res, f"this ledger's tasks were made on {a}, not on {b}")
+    assert path.read_bytes() == before
+    assert plats[b].create_calls == 0
+    with Ledger.open(path) as led:
+        assert (led.get_meta("platform"), led.get_meta("instance")) == ("mturk", a)
+
+
+# ------------------------------------------------------------------ the bundled sandbox in the background
+
+def test_publish_sandbox_runs_the_bundled_server_that_every_verb_finds(tmp_path):
+    from mturk_eval.config import load_config
+    from mturk_eval.emulators.background import read_record, stop_sandbox
+
+    cfg_path = write_cfg(tmp_path / "study", '[hit]\nassignments_per_hit = 2\n')
+    cfg = load_config(cfg_path)
+    write_responses(cfg.run_dir / "responses.jsonl", 3)
+    d = tmp_path / "study"
+    try:
+        res = run(["publish", "--sandbox", "--no-progress"], cwd=d)
+        assert res.exit_code == 0, res.output
+        rec = read_record(cfg.run_dir)
+        assert rec.url.startswith("http://127.0.0.1:") and rec.state == str(cfg.run_dir.resolve() / "sandbox" / "state.sqlite")
+        assert "started the bundled MTurk-compatible sandbox on " + rec.url in res.output
+        assert f"workers see the HITs at {rec.url}/mturk/preview?groupId=" in res.output  # rate by hand there
+        with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+            assert led.get_meta("instance") == f"the bundled MTurk sandbox ({rec.state})"
+        res = run(["status"], cwd=d)
+        assert res.exit_code == 0 and "HITs (MTurk):  Assignable 3" in res.output, res.output
+        # the process dies: the next verb restarts it on the same state
+        os.kill(rec.pid, signal.SIGKILL)
+        _reap(rec.pid)
+        res = run(["sandbox", "simulate", "--workers", "2", "--no-progress"], cwd=d)
+        assert res.exit_code == 0, res.output
+        assert f"the recorded process {rec.pid} was gone; same state" in res.output
+        assert "6 simulated assignments submitted by 2 workers" in res.output
+        new = read_record(cfg.run_dir)
+        assert new.pid != rec.pid
+        res = run(["report", "--no-plots", "--quiet"], cwd=d)
+        assert res.exit_code == 0, res.output
+        with Ledger.open(ledger_path(cfg, "sandbox")) as led:
+            assert len(led.submissions()) == 6  # collected by report first
+        res = run(["sandbox", "stop"], cwd=d)
+        assert res.exit_code == 0 and f"stopped the bundled sandbox on {new.url}" in res.output
+        assert read_record(cfg.run_dir) is None and not _running(new.pid)
+        res = run(["status"], cwd=d)
+        one_line_error(res, "no bundled sandbox for this experiment yet")
+    finally:
+        stop_sandbox(cfg.run_dir)
+
+
+def _reap(pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.02)
+
+
+def _running(pid: int) -> bool:
+    from mturk_eval.emulators.background import _running as running
+
+    _reap(pid)
+    return running(pid)
