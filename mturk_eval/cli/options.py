@@ -56,14 +56,16 @@ def setup(config_path: str, sandbox: bool, endpoint_url: str | None, platform_na
     name = platform_name or cfg.platform.name
     registry.check_name(name, "--platform" if platform_name else f"{config_path}: platform.name")
     target = resolve_target(live=not sandbox, endpoint_url=endpoint_url)
-    overrides: dict = {"target": target, "endpoint_url": endpoint_url}
+    # run_dir and site_public_url: for platforms served by the rating site (its store lives in runs/<exp>/)
+    overrides: dict = {"target": target, "endpoint_url": endpoint_url, "run_dir": str(cfg.run_dir),
+                       "site_public_url": cfg.site.public_url}
     if target == "sandbox" and endpoint_url is None:
         # The bundled sandbox (platforms that have one): found, or started by publish, when first contacted.
         overrides.update(sandbox_dir=str(cfg.run_dir), start_sandbox=start_sandbox)
     plat = registry.make_platform(cfg, name, concurrency=concurrency, **overrides)
     for note in plat.notices():  # e.g. MTurk's closure, before anything else is said or done on --live
         click.echo(note)
-    return cfg, target, plat
+    return cfg, plat.ledger_target() or target, plat
 
 
 def responses_path(cfg, responses: str | None, config_path: str) -> Path:

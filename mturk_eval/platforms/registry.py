@@ -23,7 +23,7 @@ PLATFORMS: dict[str, str] = {
     "prolific": "mturk_eval.platforms.prolific.prolific_platform:ProlificPlatform",
 }
 DEFAULT = "mturk"
-OPTIONAL = ("target", "sandbox_dir", "start_sandbox")
+OPTIONAL = ("target", "sandbox_dir", "start_sandbox", "run_dir", "site_public_url")
 
 
 def check_name(name: str, where: str = "platform.name") -> str:
