@@ -41,13 +41,14 @@ def batch_filter_option(what: str):
 
 
 def setup(config_path: str, sandbox: bool, endpoint_url: str | None, platform_name: str | None = None, *,
-          start_sandbox: bool = False, concurrency: int = 4):
+          start_sandbox: bool = False, concurrency: int = 4, **platform_options):
     """The config, the ledger target and the platform a workflow verb works with.
 
     For MTurk's ``--sandbox`` without ``--endpoint-url`` this is the experiment's bundled local server,
     found where ``publish`` recorded it (restarted on its state when its process is gone), or, with
     ``start_sandbox`` (publish), started, when the platform is first contacted: a run refused before
-    that starts nothing. Constructing the platform contacts nothing."""
+    that starts nothing. Constructing the platform contacts nothing. ``platform_options`` (None: not
+    given) go to the platform's settings; a platform without such a setting refuses them in one line."""
     from mturk_eval.config import load_config
     from mturk_eval.platforms import registry
     from mturk_eval.platforms.crowd_platform import resolve_target
@@ -58,7 +59,7 @@ def setup(config_path: str, sandbox: bool, endpoint_url: str | None, platform_na
     target = resolve_target(live=not sandbox, endpoint_url=endpoint_url)
     # run_dir and site_public_url: for platforms served by the rating site (its store lives in runs/<exp>/)
     overrides: dict = {"target": target, "endpoint_url": endpoint_url, "run_dir": str(cfg.run_dir),
-                       "site_public_url": cfg.site.public_url}
+                       "site_public_url": cfg.site.public_url, **platform_options}
     if target == "sandbox" and endpoint_url is None:
         # The bundled sandbox (platforms that have one): found, or started by publish, when first contacted.
         overrides.update(sandbox_dir=str(cfg.run_dir), start_sandbox=start_sandbox)

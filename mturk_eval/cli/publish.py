@@ -22,9 +22,12 @@ from mturk_eval.cli.options import responses_option, target_options, setup, resp
 @click.option("--allow-empty", is_flag=True,
               help="Publish responses that are empty or only whitespace (refused otherwise: workers would"
                    " rate a blank reply).")
+@click.option("--raters", type=click.IntRange(0), default=None, metavar="N",
+              help="Invite links (--platform links): make sure N links exist, one rater each; printed and written"
+                   " to runs/<experiment>/invites.csv.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def publish(config_path, responses, platform_name, sandbox, endpoint_url, batch, max_cost, yes, dry_run, allow_empty,
-            no_progress):
+            raters, no_progress):
     """Publish rating tasks (sandbox by default), each exactly once, recorded in the ledger.
 
     With MTurk, --sandbox (the default, no --endpoint-url) starts the bundled local MTurk-compatible
@@ -37,7 +40,7 @@ def publish(config_path, responses, platform_name, sandbox, endpoint_url, batch,
     from mturk_eval.tasks.builder import check_batch
 
     check_batch(batch)
-    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name, start_sandbox=True)
+    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name, start_sandbox=True, raters=raters)
     interactive = sys.stdin.isatty()
     confirm = (lambda msg: click.confirm(msg, default=False)) if interactive else None  # noqa: E731
     res = run(cfg, responses_path(cfg, responses, config_path), target=target, endpoint_url=endpoint_url, batch=batch,

@@ -208,8 +208,13 @@ class CrowdPlatform(abc.ABC):
 
     @classmethod
     def estimate_cost(cls, tasks: int, places: int, reward: str | Decimal, hit: "HITConfig") -> CostEstimate:
-        return CostEstimate(tasks, places, money(reward), cls.submission_fee(reward, places, hit), cls.fee_label,
-                            cls.units)
+        return CostEstimate(tasks, places, cls.paid_reward(reward), cls.submission_fee(reward, places, hit),
+                            cls.fee_label, cls.units)
+
+    @classmethod
+    def paid_reward(cls, reward: str | Decimal) -> Decimal:
+        """What the platform pays a rater for one submission of ``hit.reward`` (invite links: nothing)."""
+        return money(reward)
 
     @classmethod
     def validate_rater_id(cls, rater_id: str, what: str = "--block") -> None:

@@ -102,8 +102,8 @@ class LinksPlatform(CrowdPlatform):
         return Decimal("0.00")
 
     @classmethod
-    def estimate_cost(cls, tasks: int, places: int, reward: str | Decimal, hit: Any):
-        return super().estimate_cost(tasks, places, "0", hit)   # invite links pay nothing
+    def paid_reward(cls, reward: str | Decimal) -> Decimal:
+        return Decimal("0.00")   # invite links pay nothing
 
     @classmethod
     def validate_rater_id(cls, rater_id: str, what: str = "--block") -> None:
