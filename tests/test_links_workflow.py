@@ -52,14 +52,19 @@ def test_a_study_with_invite_links_end_to_end(tmp_path):
     with SiteStore.open(site_store_path(cfg.run_dir)) as st:
         n_tasks = len(st.task_ids("main"))
         invites = st.invites()
-    # the raters rate on the site
+    # two raters rate on the site through their links, then simulated raters do the rest
     site = start_site(settings_from_config(cfg))
     try:
-        res = simulate_links(site.url, invites, RatingModel(careless_share=0.0), seed=2,
-                             items_of=site_items(site.store), progress=False)
+        res = simulate_links(site.url, invites[:2], RatingModel(careless_share=0.0), seed=2,
+                             items_of=site_items(site.store), max_tasks_per_rater=1, progress=False)
     finally:
         site.stop()
-    assert res.submitted == n_tasks * 2
+    assert res.submitted == 2
+    r = run.invoke(main, ["sandbox", "simulate", "--config", str(cfg_path), "--platform", "links", "--workers", "3",
+                          "--careless-share", "0", "--no-progress"])
+    assert r.exit_code == 0 and f"{n_tasks * 2 - 2} simulated tasks submitted" in r.output, r.output
+    with SiteStore.open(site_store_path(cfg.run_dir)) as st:
+        assert all(i.revoked_at for i in st.invites()[4:]) and len(st.invites()) == 7
     r = run.invoke(main, ["status", *base])
     assert r.exit_code == 0 and "cost so far: $0.00" in r.output and "at most $0.00" in r.output, r.output
     r = run.invoke(main, ["collect", *base, "--no-progress"])
@@ -73,7 +78,7 @@ def test_a_study_with_invite_links_end_to_end(tmp_path):
         assert st.rater("links", "r0004")["blocked"] == 1
     with Ledger.open(ledger_path(cfg, "links"), create=False) as led:
         ratings = led.ratings()
-        assert {row["worker_id"] for row in ratings} <= {"r0001", "r0002", "r0003", "r0004"}
+        assert {row["worker_id"] for row in ratings} <= {"r0001", "r0002", "r0005", "r0006", "r0007"}
         assert len(ratings) == n_tasks * 2 * 2 * 4          # submissions x items x aspects
     r = run.invoke(main, ["report", "--config", str(cfg_path), "--no-plots", "--quiet"])
     assert r.exit_code == 0, r.output
