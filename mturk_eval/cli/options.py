@@ -57,9 +57,8 @@ def setup(config_path: str, sandbox: bool, endpoint_url: str | None, platform_na
     name = platform_name or cfg.platform.name
     registry.check_name(name, "--platform" if platform_name else f"{config_path}: platform.name")
     target = resolve_target(live=not sandbox, endpoint_url=endpoint_url)
-    # run_dir and site_public_url: for platforms served by the rating site (its store lives in runs/<exp>/)
-    overrides: dict = {"target": target, "endpoint_url": endpoint_url, "run_dir": str(cfg.run_dir),
-                       "site_public_url": cfg.site.public_url, **platform_options}
+    overrides: dict = {"target": target, "endpoint_url": endpoint_url,
+                       **{k: v for k, v in platform_options.items() if v is not None}}
     if target == "sandbox" and endpoint_url is None:
         # The bundled sandbox (platforms that have one): found, or started by publish, when first contacted.
         overrides.update(sandbox_dir=str(cfg.run_dir), start_sandbox=start_sandbox)

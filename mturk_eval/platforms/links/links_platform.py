@@ -36,7 +36,7 @@ class LinksSettings:
     """``[platform.links]`` and the workflow options. ``raters``: invite links that should exist after
     ``publish`` (``--raters N``; more are added, none removed); ``public_url``: the site's address in the
     links (default ``site_public_url``, the config's ``[site] public_url``, else http://127.0.0.1:8000);
-    ``run_dir``: the experiment's ``runs/<exp>`` (both filled in by the workflow verbs)."""
+    ``run_dir``: the experiment's ``runs/<exp>`` (both filled in by the registry from the config)."""
 
     raters: int = 0
     public_url: str | None = None
