@@ -6,7 +6,7 @@ import pytest
 
 from helpers.sandbox import client, sandbox_server
 from helpers.site import load_batch, running_site
-from mturk_eval.emulators.simulate import RatingModel, check_loopback, simulate, simulate_links, site_items
+from mturk_eval.emulators.simulate import RatingModel, loopback_url, simulate, simulate_links, site_items
 from mturk_eval.errors import UserError
 from mturk_eval.platforms.mturk.external import external_question
 
@@ -44,7 +44,7 @@ def test_simulated_workers_through_external_questions_hand_back_to_the_sandbox(t
 
 @pytest.mark.parametrize("url", ["http://10.1.2.3:8000", "https://example.com/x", "http://192.168.0.1/"])
 def test_simulated_raters_refuse_addresses_off_the_machine(url):
-    with pytest.raises(UserError, match="not a loopback address"):
-        check_loopback(url)
-    with pytest.raises(UserError, match="not a loopback address"):
+    with pytest.raises(UserError, match="only visit addresses in 127.0.0.0/8"):
+        loopback_url(url)
+    with pytest.raises(UserError, match="only visit addresses in 127.0.0.0/8"):
         simulate_links(url, [], progress=False)

@@ -108,8 +108,14 @@ def test_reserve_task_for_an_mturk_assignment_is_idempotent_by_ref(store):
     (tid,) = load_batch(store, n_items=2, items_per_task=2, k=1)
     a = store.reserve_task("mturk", "AWORKER1", tid, ref="ASSIGN1", now=1000.0)
     assert store.reserve_task("mturk", "AWORKER1", tid, ref="ASSIGN1", now=1001.0).assignment_id == a.assignment_id
+    # MTurk gave the HIT to someone else (the first worker returned it there): the new assignment wins
+    b = store.reserve_task("mturk", "AWORKER2", tid, ref="ASSIGN2", now=1001.0)
+    assert store.assignment(a.assignment_id).state == "returned" and b.state == "reserved"
+    store.submit(b.assignment_id, ANS, now=1002.0)
     with pytest.raises(UserError, match="no free place"):
-        store.reserve_task("mturk", "AWORKER2", tid, ref="ASSIGN2", now=1001.0)
+        store.reserve_task("mturk", "AWORKER3", tid, ref="ASSIGN3", now=1003.0)
+    with pytest.raises(UserError, match="no free place"):
+        store.reserve_task("links", "r0001", tid, now=1003.0)
 
 
 def test_concurrent_arrivals_never_over_allocate(tmp_path):

@@ -27,9 +27,12 @@ from mturk_eval.cli.options import responses_option, target_options, setup, resp
 @click.option("--allow-empty", is_flag=True,
               help="Publish responses that are empty or only whitespace (refused otherwise: workers would"
                    " rate a blank reply).")
+@click.option("--raters", type=click.IntRange(0), default=None, metavar="N",
+              help="Invite links (--platform links): make sure N links exist, one rater each; printed and written"
+                   " to runs/<experiment>/invites.csv.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def publish(config_path, responses, platform_name, sandbox, endpoint_url, api_url, public_url, batch, max_cost, yes,
-            dry_run, allow_empty, no_progress):
+            dry_run, allow_empty, raters, no_progress):
     """Publish rating tasks (sandbox by default), each exactly once, recorded in the ledger.
 
     With MTurk, --sandbox (the default, no --endpoint-url) starts the bundled local MTurk-compatible
@@ -45,10 +48,10 @@ def publish(config_path, responses, platform_name, sandbox, endpoint_url, api_ur
     if is_prolific(config_path, platform_name, api_url=api_url, public_url=public_url):
         from mturk_eval.cli import prolific_options as pro
 
-        pro.refuse(endpoint_url=endpoint_url, allow_empty=allow_empty)
+        pro.refuse(endpoint_url=endpoint_url, allow_empty=allow_empty, raters=raters)
         pro.publish(config_path, responses, sandbox, api_url, public_url, batch, max_cost, yes, dry_run)
         return
-    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name, start_sandbox=True)
+    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name, start_sandbox=True, raters=raters)
     interactive = sys.stdin.isatty()
     confirm = (lambda msg: click.confirm(msg, default=False)) if interactive else None  # noqa: E731
     res = run(cfg, responses_path(cfg, responses, config_path), target=target, endpoint_url=endpoint_url, batch=batch,

@@ -142,10 +142,13 @@ def stop(config_path: str | None) -> None:
                    " for a power analysis); replaces the text-based quality for the methods and aspects listed.")
 @click.option("--max-hits-per-worker", type=click.IntRange(1), default=None, help="Stop each worker after this many HITs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the workers and their ratings.")
+@click.option("--platform", "platform_name", default=None, metavar="NAME",
+              help="mturk (the worker site) or links (simulated raters take invite links on the rating site,"
+                   " started here on a loopback port, or the one at --endpoint); default the config's [platform].")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def simulate(endpoint: str, workers: int, config_path: str | None, noise: float, bias_sd: float,
              careless_share: float, work_time: float, careless_work_time: float, quality_path: str | None,
-             max_hits_per_worker: int | None, seed: int, no_progress: bool) -> None:
+             max_hits_per_worker: int | None, seed: int, platform_name: str | None, no_progress: bool) -> None:
     """Simulated workers browse the sandbox's worker site and submit ratings (marked simulated).
 
     \b
@@ -169,6 +172,9 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
     from mturk_eval.ledger import ledger_path
 
     cfg = load_config(find_config(config_path))
+    if (platform_name or cfg.platform.name) == "links":
+        _simulate_links(cfg, endpoint, workers, model, seed, max_hits_per_worker, not no_progress)
+        return
     if endpoint is None:
         from mturk_eval.emulators.background import ensure_sandbox
 
@@ -194,6 +200,39 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
     if quality_path:
         click.echo(f"latent qualities: assumed from {quality_path} for the methods and aspects it lists"
                    " (your assumption, not a finding); text-based otherwise")
+
+
+def _simulate_links(cfg, endpoint: str | None, workers: int, model, seed: int, max_tasks: int | None,
+                    progress: bool) -> None:
+    """Simulated raters through invite links of their own (revoked afterwards, so no person can use them)."""
+    from mturk_eval.emulators.simulate import loopback_url, simulate_links, site_items
+    from mturk_eval.ledger import ledger_path
+    from mturk_eval.site.serving import settings_from_config, start_site
+    from mturk_eval.site.store import SiteStore, site_store_path
+
+    if endpoint is not None:
+        loopback_url(endpoint)
+    if not ledger_path(cfg, "links").exists() or not site_store_path(cfg.run_dir).exists():
+        raise UserError(f"{ledger_path(cfg, 'links')}: nothing published there yet; run `mturk-eval publish"
+                        " --platform links` first")
+    site = None
+    with SiteStore.open(site_store_path(cfg.run_dir), create=False) as store:
+        invites = store.create_invites(workers)
+        try:
+            if endpoint is None:
+                site = start_site(settings_from_config(cfg))
+                endpoint = site.url
+            res = simulate_links(endpoint, invites, model, seed=seed, items_of=site_items(store),
+                                 max_tasks_per_rater=max_tasks, progress=progress)
+        finally:
+            if site is not None:
+                site.stop()
+            for inv in invites:
+                store.revoke_invite(inv.token)
+    click.echo(f"{res.submitted} simulated tasks submitted on the rating site by {workers} raters"
+               f" ({len(res.careless_workers)} careless) through invite links of their own (now revoked)")
+    if res.attention_checks:
+        click.echo(f"attention checks: {res.attention_passed}/{res.attention_checks} passed")
 
 
 def _read_quality(path: str) -> dict[str, dict[str, float]]:

@@ -363,22 +363,6 @@ def _form_fields(page: str, base_url: str) -> tuple[str, dict[int, list[str]], d
     return action, slots, others, other_radios
 
 
-def rate_slots(slots: dict[int, list[str]], items: list[dict[str, Any]], worker: SimWorker, model: RatingModel,
-               result: SimulationResult, data: dict[str, str]) -> None:
-    """Fill ``data`` with a score for every aspect of every slot (counting attention checks passed) and
-    the simulated-rater mark."""
-    for k, aspects in sorted(slots.items()):
-        item = items[k] if k < len(items) else None
-        for a in aspects:
-            data[f"i{k}_{a}"] = str(rate_item(worker, model, item, a))
-        check = (item or {}).get("attention_check")
-        if check:
-            result.attention_checks += 1
-            if all(int(data.get(f"i{k}_{a}", 99)) <= int(v) for a, v in check.get("aspects", {}).items()):
-                result.attention_passed += 1
-    data[SIMULATED_FIELD] = "1"
-
-
 class AddressRefused(UserError):
     """A simulated rater was sent outside 127.0.0.0/8: refused before any request is made."""
 
@@ -410,6 +394,22 @@ def _request(session: requests.Session, method: str, url: str, **kw) -> requests
         if resp.status_code in (301, 302, 303):
             method, kw = "GET", {k: v for k, v in kw.items() if k not in ("data", "json")}
     raise UserError(f"{url[:200]}: more than {MAX_REDIRECTS} redirects")
+
+
+def rate_slots(slots: dict[int, list[str]], items: list[dict[str, Any]], worker: SimWorker, model: RatingModel,
+               result: SimulationResult, data: dict[str, str]) -> None:
+    """Fill ``data`` with a score for every aspect of every slot (counting attention checks passed) and
+    the simulated-rater mark."""
+    for k, aspects in sorted(slots.items()):
+        item = items[k] if k < len(items) else None
+        for a in aspects:
+            data[f"i{k}_{a}"] = str(rate_item(worker, model, item, a))
+        check = (item or {}).get("attention_check")
+        if check:
+            result.attention_checks += 1
+            if all(int(data.get(f"i{k}_{a}", 99)) <= int(v) for a, v in check.get("aspects", {}).items()):
+                result.attention_passed += 1
+    data[SIMULATED_FIELD] = "1"
 
 
 class MTurkWorkerSite:
@@ -474,7 +474,7 @@ class MTurkWorkerSite:
             # an ExternalQuestion on the rating site: rate there; the site hands the answers back to MTurk
             task = _through_gates(session, task, worker)
             if rate_site_page(session, task, worker, model, items_of(hit_id), result) is None:
-                raise UserError(f"{task.url[:120]}: the rating site took no answers for HIT {hit_id}")
+                raise UserError(f"{task.url}: the rating site gave no task for this assignment")
             return
         action, slots, others, other_radios = _form_fields(task.text, self.url)
         items = items_of(hit_id) or []
@@ -571,40 +571,8 @@ def simulate(url: str, workers: int, model: RatingModel | None = None, seed: int
 
 # --------------------------------------------------------------------------------------------------
 # Simulated raters on the rating site (mturk_eval.site): invite links, and ExternalQuestions whose task
-# page is the site's. They take the pages a person gets (consent, practice, task, hand-back) and never
-# follow an address outside 127.0.0.0/8.
-
-def check_loopback(url: str) -> str:
-    """``url`` if its host is on loopback (127.0.0.0/8, localhost, ::1); else a UserError, and nothing is
-    requested: simulated raters never leave the machine."""
-    import ipaddress
-
-    host = urlparse(url).hostname or ""
-    try:
-        ok = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        ok = False
-    if not ok:
-        raise UserError(f"simulate: {url[:120]}: not a loopback address; simulated raters only reach 127.0.0.0/8")
-    return url
-
-
-def _get(session: requests.Session, url: str) -> requests.Response:
-    """GET following redirects by hand, each hop checked to be on loopback."""
-    for _ in range(10):
-        r = session.get(check_loopback(url), allow_redirects=False, timeout=30)
-        if r.status_code not in (301, 302, 303, 307, 308):
-            return r
-        url = urljoin(url, r.headers["Location"])
-    raise UserError(f"simulate: {url[:120]}: too many redirects")
-
-
-def _post(session: requests.Session, url: str, data: dict[str, str], **kw: Any) -> requests.Response:
-    r = session.post(check_loopback(url), data=data, allow_redirects=False, timeout=30, **kw)
-    if r.status_code in (301, 302, 303, 307, 308):
-        return _get(session, urljoin(url, r.headers["Location"]))
-    return r
-
+# page is the site's. They take the pages a person gets (consent, practice, task, hand-back); every
+# address goes through loopback_url first.
 
 def _hidden(form) -> dict[str, str]:
     return {i.get("name"): i.get("value") or "" for i in form.xpath(".//input[@type='hidden'][@name]")}
@@ -616,16 +584,16 @@ def _through_gates(session: requests.Session, page: requests.Response, worker: S
         doc = lxml_html.document_fromstring(page.text)
         consent = doc.xpath("//form[@id='consent-form']")
         if consent:
-            page = _post(session, urljoin(page.url, consent[0].get("action")),
-                         {**_hidden(consent[0]), "decision": "agree"})
+            page = _request(session, "POST", urljoin(page.url, consent[0].get("action")),
+                            data={**_hidden(consent[0]), "decision": "agree"})
             continue
         if urlparse(page.url).path == "/onboarding" and doc.xpath("//form[@id='mturk_form']"):
             form = doc.xpath("//form[@id='mturk_form']")[0]
             names = sorted({i.get("name") for i in form.xpath(".//input[@type='radio']")})
-            done = _post(session, urljoin(page.url, form.get("action")),
-                         {**_hidden(form), **{n: str(worker.rng.randint(1, 5)) for n in names}})
+            done = _request(session, "POST", urljoin(page.url, form.get("action")),
+                            data={**_hidden(form), **{n: str(worker.rng.randint(1, 5)) for n in names}})
             nxt = lxml_html.document_fromstring(done.text).xpath("//a[@id='next']/@href")
-            page = _get(session, urljoin(done.url, nxt[0]))
+            page = _request(session, "GET", urljoin(done.url, nxt[0]))
             continue
         return page
     return page
@@ -646,13 +614,14 @@ def rate_site_page(session: requests.Session, page: requests.Response, worker: S
     items = items or []
     rate_slots(slots, items, worker, model, result, data)
     headers = {WORK_TIME_HEADER: str(work_time(worker, model))}
-    done = _post(session, urljoin(page.url, form.get("action")), data, headers=headers)
+    done = _request(session, "POST", urljoin(page.url, form.get("action")), data=data, headers=headers)
     if done.status_code != 200:
         raise UserError(f"{page.url}: the rating site refused a simulated submission ({done.status_code}):"
                         f" {' '.join(lxml_html.document_fromstring(done.text).text_content().split())[:200]}")
     back = lxml_html.document_fromstring(done.text).xpath("//form[@id='handback']")
     if back:   # the browser would post this at once (MTurk's externalSubmit)
-        done = _post(session, urljoin(done.url, back[0].get("action")), _hidden(back[0]), headers=headers)
+        done = _request(session, "POST", urljoin(done.url, back[0].get("action")), data=_hidden(back[0]),
+                        headers=headers)
     return done
 
 
@@ -672,7 +641,7 @@ def simulate_links(site_url: str, invites: list, model: RatingModel | None = Non
                    max_tasks_per_rater: int | None = None, progress: bool = True) -> SimulationResult:
     """Simulated raters, one per invite (``SiteStore.create_invites``), each rating tasks on the site at ``site_url`` until none is
     left for them (or ``max_tasks_per_rater``); they take turns, one task each per round."""
-    check_loopback(site_url)
+    site_url = loopback_url(site_url)
     model = model or RatingModel()
     items_of = items_of or (lambda url: None)
     result = SimulationResult()
@@ -686,7 +655,7 @@ def simulate_links(site_url: str, invites: list, model: RatingModel | None = Non
             for i in list(active):
                 w, tok, rid = crew[i], invites[i].token, invites[i].rater_id
                 try:
-                    page = _through_gates(sessions[i], _get(sessions[i], f"{site_url.rstrip('/')}/i/{tok}"), w)
+                    page = _through_gates(sessions[i], _request(sessions[i], "GET", f"{site_url.rstrip('/')}/i/{tok}"), w)
                 except requests.RequestException as exc:
                     raise UserError(f"{site_url}: cannot reach the rating site ({exc})") from None
                 done = rate_site_page(sessions[i], page, w, model, items_of(page.url), result)

@@ -614,7 +614,8 @@ class SiteStore:
     def reserve_task(self, platform: str, rater_id: str, task_id: str, *, ref: str | None = None,
                      extra: dict[str, Any] | None = None, now: float | None = None) -> Assignment:
         """A place on one given task (MTurk's HIT fixes the task). The same ``ref`` again, or the rater's
-        live reservation of this task, returns that assignment. UserError when the task is unknown, its
+        live reservation of this task, returns that assignment. For MTurk, whose own assignment limit is
+        authoritative, a new assignment on a full task takes the place of the oldest unsubmitted one. UserError when the task is unknown, its
         batch closed, it is full, the rater did it or one of its items, or the rater is blocked."""
         check_rater(platform, rater_id)
         now = time.time() if now is None else now
@@ -650,6 +651,15 @@ class SiteStore:
                 raise UserError("you have already rated an item of this task")
             used = c.execute("SELECT COUNT(*) FROM assignments WHERE task_id=? AND state IN"
                              " ('reserved', 'submitted', 'approved')", (task_id,)).fetchone()[0]
+            if used >= task["k"] and platform == "mturk" and ref is not None:
+                # MTurk hands out at most k assignments at once: a new one means an older assignment was
+                # returned or abandoned there, so its reservation here gives way (oldest first).
+                stale = c.execute("SELECT assignment_id FROM assignments WHERE task_id=? AND platform='mturk'"
+                                  " AND state='reserved' ORDER BY reserved_at LIMIT 1", (task_id,)).fetchone()
+                if stale is not None:
+                    c.execute("UPDATE assignments SET state='returned', ended_at=? WHERE assignment_id=?",
+                              (now, stale[0]))
+                    used -= 1
             if used >= task["k"]:
                 raise UserError("this task has no free place left")
             return self._new_assignment(c, task, platform, rater_id, ref, extra, now)

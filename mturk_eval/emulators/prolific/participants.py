@@ -26,7 +26,7 @@ import requests
 from lxml import html as lxml_html
 
 from mturk_eval.errors import UserError
-from mturk_eval.emulators.simulate import RatingModel, SimWorker, check_loopback as check_local, rate_item, work_time
+from mturk_eval.emulators.simulate import RatingModel, SimWorker, loopback_url as check_local, rate_item, work_time
 
 SIMULATED_FIELD = "mturk_eval_simulated"
 WORK_TIME_HEADER = "X-Mturk-Eval-Work-Time"

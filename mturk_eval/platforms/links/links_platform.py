@@ -35,12 +35,13 @@ _STATUS = {"submitted": SUBMITTED, "approved": APPROVED, "rejected": REJECTED}
 class LinksSettings:
     """``[platform.links]`` and the workflow options. ``raters``: invite links that should exist after
     ``publish`` (``--raters N``; more are added, none removed); ``public_url``: the site's address in the
-    links (default ``[site] public_url``, else http://127.0.0.1:8000); ``run_dir``: the experiment's
-    ``runs/<exp>`` (filled in by the registry)."""
+    links (default ``site_public_url``, the config's ``[site] public_url``, else http://127.0.0.1:8000);
+    ``run_dir``: the experiment's ``runs/<exp>`` (both filled in by the registry from the config)."""
 
     raters: int = 0
     public_url: str | None = None
     run_dir: str | None = None
+    site_public_url: str | None = None
     target: str = "sandbox"
     endpoint_url: str | None = None
 
@@ -49,6 +50,8 @@ class LinksSettings:
             raise UserError(f"--raters: expected a number of raters from 0 to 100000, got {self.raters!r}")
         if self.public_url is not None and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", self.public_url):
             raise UserError(f"platform.links.public_url: expected an http(s):// URL, got {self.public_url!r}")
+        if self.target == "live":
+            raise UserError("--live: invite links involve no money, so there is no live or sandbox; drop --live")
         if self.target not in TARGETS:
             raise UserError(f"platform.links.target: expected one of {', '.join(TARGETS)}, got {self.target!r}")
         if self.endpoint_url is not None:
@@ -84,7 +87,10 @@ class LinksPlatform(CrowdPlatform):
 
     @property
     def public_url(self) -> str:
-        return (self.settings.public_url or "http://127.0.0.1:8000").rstrip("/")
+        return (self.settings.public_url or self.settings.site_public_url or "http://127.0.0.1:8000").rstrip("/")
+
+    def ledger_target(self) -> str:
+        return "links"
 
     # ------------------------------------------------------------------ identity and rules
     @property
@@ -96,8 +102,8 @@ class LinksPlatform(CrowdPlatform):
         return Decimal("0.00")
 
     @classmethod
-    def estimate_cost(cls, tasks: int, places: int, reward: str | Decimal, hit: Any):
-        return super().estimate_cost(tasks, places, "0", hit)   # invite links pay nothing
+    def paid_reward(cls, reward: str | Decimal) -> Decimal:
+        return Decimal("0.00")   # invite links pay nothing
 
     @classmethod
     def validate_rater_id(cls, rater_id: str, what: str = "--block") -> None:
@@ -119,8 +125,7 @@ class LinksPlatform(CrowdPlatform):
         return "links-" + hashlib.sha256(digest.encode()).hexdigest()[:16]
 
     def publish(self, spec: TaskSpec) -> Published:
-        items = list(getattr(spec, "items", ()) or ())
-        key = getattr(spec, "task_key", "") or spec.annotation.rsplit(":", 2)[-2]
+        items, key = list(spec.items), spec.task_key
         if not items:
             raise UserError("platform links: the task's items were not given to publish")
         reservation = self._type.assignment_duration_s if self._type else 600
@@ -214,7 +219,7 @@ class LinksPlatform(CrowdPlatform):
         os.chmod(path, 0o600)
         return path
 
-    def published(self, echo: Callable[[str], None] = print) -> None:
+    def published(self, echo: Callable[[str], None]) -> None:
         """After publish: the invite links (``--raters``), printed and written to invites.csv."""
         if not self.settings.raters:
             n_active = sum(1 for i in self.store.invites() if i.revoked_at is None)

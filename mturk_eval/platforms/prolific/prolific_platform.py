@@ -99,6 +99,16 @@ class ProlificPlatform:
         return cls.submission_fee(amount, 1)
 
     @classmethod
+    def paid_reward(cls, reward: str | Decimal) -> Decimal:
+        """What one approved submission pays the participant, in major units."""
+        return Decimal(str(reward)).quantize(Decimal("0.01"))
+
+    def ledger_target(self) -> str:
+        from mturk_eval.platforms.prolific.workflow import target_name
+
+        return target_name(self.emulator)
+
+    @classmethod
     def validate_rater_id(cls, rater_id: str, what: str = "--block") -> None:
         if not re.fullmatch(r"[0-9a-f]{24}", rater_id):
             raise UserError(f"{what}: expected a Prolific participant id (24 hex characters), got {rater_id!r}")
