@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers.mturk import make_cfg, response_row, write_responses  # noqa: E402
-from mturk_eval.tasks import builder as hits  # noqa: E402
+from mturk_eval.platforms.mturk import question as mq  # noqa: E402
 from mturk_eval.actions import publish  # noqa: E402
 from mturk_eval.emulators.faults import FaultConfig  # noqa: E402
 from mturk_eval.emulators.server import start_server  # noqa: E402
@@ -30,7 +30,7 @@ def bench_render(n: int) -> float:
     items = [response_row(i) for i in range(n)]
     t0 = time.perf_counter()
     for it in items:
-        hits.build_question([it], cfg, "https://workersandbox.mturk.com/mturk/externalSubmit")
+        mq.html_question([it], cfg, "https://workersandbox.mturk.com/mturk/externalSubmit")
     return (time.perf_counter() - t0) / n
 
 

@@ -51,3 +51,17 @@ def use_platform(monkeypatch):
         return asked
 
     return use
+
+
+@pytest.fixture(autouse=True)
+def _stop_bundled_sandboxes(request):
+    """A test that ran ``publish --sandbox`` leaves no background server behind (each records itself in
+    ``runs/<exp>/sandbox/server.json`` under the test's tmp_path)."""
+    tmp = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if tmp is None:
+        return
+    from mturk_eval.emulators.background import stop_sandbox
+
+    for record in tmp.glob("**/sandbox/server.json"):
+        stop_sandbox(record.parent.parent)

@@ -55,13 +55,36 @@ def test_config_is_found_in_the_nearest_parent_or_the_environment(tmp_path):
     one_line_error(res, "fromenv")
 
 
-@pytest.mark.parametrize("verb", [["publish"], ["status"], ["collect"], ["review"], ["expire"], ["preview"],
-                                  ["generate"], ["data", "build"], ["sandbox", "simulate"], ["sandbox", "stop"],
-                                  ["report"]], ids=" ".join)
+def _commands_with_a_config():
+    """Every command of `mturk-eval` (groups walked) that takes --config: read from the CLI, not listed."""
+    import click
+
+    ctx = click.Context(main)
+    out = []
+
+    def walk(group, path):
+        for name in group.list_commands(ctx):
+            cmd = group.get_command(ctx, name)
+            if isinstance(cmd, click.Group):
+                walk(cmd, [*path, name])
+            elif any("--config" in p.opts for p in cmd.params):
+                out.append([*path, name])
+
+    walk(main, [])
+    return out
+
+
+@pytest.mark.parametrize("verb", _commands_with_a_config(), ids=" ".join)
 def test_no_config_anywhere_is_one_line_naming_both_ways_and_init(tmp_path, verb):
     res = run(verb, cwd=tmp_path)
     one_line_error(res, "$MTURK_EVAL_CONFIG", "mturk-eval.toml", "mturk-eval init")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_workflow_verb_finds_its_config():
+    names = {" ".join(v) for v in _commands_with_a_config()}
+    assert {"publish", "status", "collect", "review", "expire", "preview", "generate", "report", "distinct",
+            "data build", "sandbox simulate", "sandbox stop"} <= names
 
 
 def test_init_writes_a_commented_config_that_loads_and_never_overwrites(tmp_path):

@@ -7,6 +7,7 @@ import pytest
 from lxml import etree
 from lxml import html as lxml_html
 
+from mturk_eval.platforms.mturk import question as mq
 from mturk_eval.tasks import builder as hits
 from mturk_eval.config import ASPECTS
 from mturk_eval.errors import UserError
@@ -21,7 +22,7 @@ def _schema(name: str) -> etree.XMLSchema:
 
 def _html_of(xml: str) -> str:
     root = etree.fromstring(xml.encode("utf-8"))
-    return root.find(f"{{{hits.HTMLQUESTION_NS}}}HTMLContent").text
+    return root.find(f"{{{mq.HTMLQUESTION_NS}}}HTMLContent").text
 
 
 # ---------------------------------------------------------------- responses.jsonl validation
@@ -71,11 +72,11 @@ def test_load_responses_not_json_and_empty(tmp_path):
 def test_question_is_valid_htmlquestion_with_the_architecture_field_names(tmp_path, language):
     cfg = make_cfg(tmp_path, language=language, items_per_hit=3)
     items = [response_row(i) for i in range(3)]
-    xml = hits.build_question(items, cfg, SUBMIT)
+    xml = mq.html_question(items, cfg, SUBMIT)
     doc = etree.fromstring(xml.encode("utf-8"))
     schema = _schema("HTMLQuestion.xsd")
     assert schema.validate(doc), schema.error_log
-    assert len(xml.encode("utf-8")) <= hits.MAX_QUESTION_BYTES
+    assert len(xml.encode("utf-8")) <= mq.MAX_QUESTION_BYTES
     page = lxml_html.fromstring(_html_of(xml))
     form = page.get_element_by_id("mturk_form")
     assert form.get("method") == "post" and form.get("action") == SUBMIT
@@ -97,19 +98,19 @@ def test_question_is_valid_htmlquestion_with_the_architecture_field_names(tmp_pa
 
 def test_schema_rejects_a_wrong_document():
     schema = _schema("HTMLQuestion.xsd")
-    bad = etree.fromstring(f'<HTMLQuestion xmlns="{hits.HTMLQUESTION_NS}"><FrameHeight>0</FrameHeight></HTMLQuestion>'.encode())
+    bad = etree.fromstring(f'<HTMLQuestion xmlns="{mq.HTMLQUESTION_NS}"><FrameHeight>0</FrameHeight></HTMLQuestion>'.encode())
     assert not schema.validate(bad)
 
 
 def test_japanese_template_is_japanese(tmp_path):
-    xml = hits.build_question([response_row(0)], make_cfg(tmp_path, language="ja"), SUBMIT)
+    xml = mq.html_question([response_row(0)], make_cfg(tmp_path, language="ja"), SUBMIT)
     assert 'lang="ja"' in xml and "ペルソナ考慮" in xml
 
 
 def test_autoescaping_text_cannot_inject_markup(tmp_path):
     evil = response_row(0, response='<script>alert("x")</script><img src=x onerror=alert(1)>]]>',
                         utterance="<b>hi</b>", persona=["<iframe src=//evil>"])
-    xml = hits.build_question([evil], make_cfg(tmp_path), SUBMIT)
+    xml = mq.html_question([evil], make_cfg(tmp_path), SUBMIT)
     assert _schema("HTMLQuestion.xsd").validate(etree.fromstring(xml.encode()))
     html = _html_of(xml)
     assert "<script>alert" not in html and "<img src=x" not in html and "<iframe" not in html
@@ -124,7 +125,7 @@ def test_cdata_terminator_in_a_custom_template_is_split(tmp_path):
     tpl.mkdir()
     (tpl / "rating_en.html").write_text("<!DOCTYPE html><p>a]]>b</p>{% for i in items %}{{ i.response }}{% endfor %}")
     cfg = make_cfg(tmp_path, template_dir=str(tpl))
-    xml = hits.build_question([response_row(0)], cfg, SUBMIT)
+    xml = mq.html_question([response_row(0)], cfg, SUBMIT)
     assert _html_of(xml).startswith("<!DOCTYPE html><p>a]]>b</p>")
 
 
@@ -133,23 +134,23 @@ def test_template_dir_overrides_and_errors(tmp_path):
     tpl.mkdir()
     (tpl / "rating_en.html").write_text('{% extends "rating_base.html" %}{% set t = {} %}')
     with pytest.raises(UserError, match="undefined"):
-        hits.build_question([response_row(0)], make_cfg(tmp_path, template_dir=str(tpl)), SUBMIT)
+        mq.html_question([response_row(0)], make_cfg(tmp_path, template_dir=str(tpl)), SUBMIT)
     (tpl / "rating_en.html").write_text("{% for %}")
     with pytest.raises(UserError, match="template syntax error"):
-        hits.build_question([response_row(0)], make_cfg(tmp_path, template_dir=str(tpl)), SUBMIT)
+        mq.html_question([response_row(0)], make_cfg(tmp_path, template_dir=str(tpl)), SUBMIT)
     with pytest.raises(UserError, match="rating_de.html: template not found"):
         hits.render_html([response_row(0)], "de", SUBMIT)
     # A folder that is not there is an error, not a silent fall-back to the built-in template.
     with pytest.raises(UserError, match=r"^hit\.template_dir: .*nope: folder not found$"):
-        hits.build_question([response_row(0)], make_cfg(tmp_path, template_dir=str(tmp_path / "nope")), SUBMIT)
+        mq.html_question([response_row(0)], make_cfg(tmp_path, template_dir=str(tmp_path / "nope")), SUBMIT)
 
 
 def test_64kb_limit_is_refused_with_advice(tmp_path):
     cfg = make_cfg(tmp_path, items_per_hit=40)
     items = [response_row(i, response="x" * 1500) for i in range(40)]
     with pytest.raises(UserError, match=r"over MTurk's 65535-byte limit; lower hit.items_per_hit \(now 40\)"):
-        hits.build_question(items, cfg, SUBMIT)
-    assert len(hits.build_question(items[:5], make_cfg(tmp_path, items_per_hit=5), SUBMIT).encode()) < 65535
+        mq.html_question(items, cfg, SUBMIT)
+    assert len(mq.html_question(items[:5], make_cfg(tmp_path, items_per_hit=5), SUBMIT).encode()) < 65535
 
 
 # ---------------------------------------------------------------- attention checks and plans
@@ -197,7 +198,7 @@ def test_annotations_keep_hit_key_and_token_whole_for_long_experiment_names():
 def test_attention_check_is_not_marked_in_the_page(tmp_path):
     items = [response_row(i) for i in range(3)]
     check = hits.make_attention_checks(items, 0.5, 1, "en", "main")[0]
-    html = _html_of(hits.build_question([check], make_cfg(tmp_path), SUBMIT))
+    html = _html_of(mq.html_question([check], make_cfg(tmp_path), SUBMIT))
     assert "attention" not in html.lower() and check["item_id"] not in html
 
 
@@ -234,7 +235,7 @@ def test_attention_checks_never_share_a_hit_with_their_source_item():
 
 def test_control_characters_cannot_break_the_xml(tmp_path):
     odd = response_row(0, response="a\x00b\x07c\x1fd\ufffe", utterance="tab\tand\nnewline")
-    xml = hits.build_question([odd], make_cfg(tmp_path), SUBMIT)
+    xml = mq.html_question([odd], make_cfg(tmp_path), SUBMIT)
     assert _schema("HTMLQuestion.xsd").validate(etree.fromstring(xml.encode("utf-8")))
     html = _html_of(xml)
     assert "a\ufffdb\ufffdc\ufffdd\ufffd" in html and "tab\tand\nnewline" in html

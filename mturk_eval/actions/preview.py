@@ -12,7 +12,7 @@ from mturk_eval.tasks import builder as builder
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.io import atomic_write_text
-from mturk_eval.platforms.mturk.client import SUBMIT_URLS
+from mturk_eval.platforms import registry
 
 
 def _system(it: dict) -> tuple[str, str, str]:
@@ -76,13 +76,15 @@ def preview(cfg: ExperimentConfig, responses_path: str | Path, out_dir: str | Pa
     files: dict[Path, str] = {}
     links = []
     n_per = cfg.hit.items_per_hit
+    plat = registry.get_platform(cfg.platform.name)  # its class: its document format and limits
     # Render everything first: a template error or a question over 64 KB leaves no files behind.
     for n, start in enumerate(range(0, len(chosen), n_per), start=1):
         group = chosen[start:start + n_per]
-        xml = builder.build_question(group, cfg, SUBMIT_URLS["sandbox"])
-        page = builder.render_html(group, cfg.language, SUBMIT_URLS["sandbox"], cfg.hit.template_dir)
+        xml = plat.task_document(group, cfg, plat.preview_submit_url)  # the platform's limits apply
+        page = builder.render_html(group, cfg.language, plat.preview_submit_url, cfg.hit.template_dir)
         files[out / f"hit-{n:03d}.html"] = page
-        files[out / f"hit-{n:03d}.xml"] = xml
+        if plat.document_suffix != ".html":
+            files[out / f"hit-{n:03d}{plat.document_suffix}"] = xml
         ids = ", ".join(html.escape(it["item_id"]) for it in group)
         links.append(f'<li><a href="hit-{n:03d}.html">HIT {n}</a> ({ids}; {len(xml.encode())} bytes;'
                      f' <a href="hit-{n:03d}.html?assignmentId=PREVIEW_ANSWERING&amp;turkSubmitTo=about:blank">'

@@ -88,8 +88,9 @@ def _check_unchanged(ledger: Ledger, items: list[dict[str, Any]], path: str | Pa
 
 
 def _questions(ledger_items: Callable[[list[str]], list[dict[str, Any]]], hit_plans: list[dict[str, Any]],
-               cfg: ExperimentConfig, submit_url: str) -> dict[str, str]:
-    return {h["task_key"]: builder.build_question(ledger_items(h["item_ids"]), cfg, submit_url) for h in hit_plans}
+               cfg: ExperimentConfig, submit_url: str, plat: CrowdPlatform) -> dict[str, str]:
+    """Each task's document as the platform takes it (MTurk: an HTMLQuestion, at most 64 KB)."""
+    return {h["task_key"]: plat.task_document(ledger_items(h["item_ids"]), cfg, submit_url) for h in hit_plans}
 
 
 @dataclass
@@ -152,12 +153,12 @@ def _make_plan(cfg: ExperimentConfig, ledger: Ledger, items: list[dict[str, Any]
         reward=cfg.hit.reward, start_index=len(batch_hits))
     by_id = {it["item_id"]: it for it in new_items + attention}
     # Render now: a question over 64 KB stops the run before anything is written or spent.
-    new_questions = _questions(lambda ids: [by_id[i] for i in ids], new_hits, cfg, submit_url)
+    new_questions = _questions(lambda ids: [by_id[i] for i in ids], new_hits, cfg, submit_url, plat)
     old_pending = [h for h in batch_hits if h.state == "pending"]
     _check_pending_settings(cfg, old_pending, batch)
     old_questions = _questions(lambda ids: [ledger.item(i) for i in ids],
                                [{"task_key": h.task_key, "item_ids": h.item_ids} for h in old_pending],
-                               cfg, submit_url)
+                               cfg, submit_url, plat)
     # Pending HITs are priced from their ledger rows (what CreateHIT will send); the check above makes
     # them agree with the config, so one estimate covers the run.
     rows = [(h.places, h.reward) for h in old_pending]

@@ -38,6 +38,7 @@ class StatusReport:
     cost_committed: Decimal = Decimal("0.00")  # everything the created HITs can still cost
     eta_s: float | None = None
     batches: str = ""                  # which batches are counted ("batches: main, b2 (all)")
+    platform: str = "MTurk"            # how the platform is named in the report (CrowdPlatform.title)
 
     def format(self) -> str:
         def counts(d: dict[str, int]) -> str:
@@ -61,13 +62,13 @@ class StatusReport:
         col = f"assignments collected: {collected} ({counts(self.assignments_by_status)})"
         if self.uncollected[1] > 0:
             lo, hi = self.uncollected
-            col += (f"; {span(self.uncollected)} finished on MTurk not collected yet" if lo else
-                    f"; up to {hi} finished on MTurk may not be collected yet") + ": run `mturk-eval collect`"
+            col += (f"; {span(self.uncollected)} finished on {self.platform} not collected yet" if lo else
+                    f"; up to {hi} finished on {self.platform} may not be collected yet") + ": run `mturk-eval collect`"
         return "\n".join([
             f"target: {self.target}" + (f"; {self.batches}" if self.batches else ""),
             f"HITs (ledger): {counts(self.hits_by_state)}",
-            f"HITs (MTurk):  {counts(self.hits_by_status)}",
-            f"assignments on MTurk{asked}: {on_mturk}",
+            f"HITs ({self.platform}):  {counts(self.hits_by_status)}",
+            f"assignments on {self.platform}{asked}: {on_mturk}",
             col,
             f"invalid answers: {self.invalid}; failed attention checks: {self.attention_failed}",
             f"cost so far: ${self.cost_so_far} (approved work and bonuses, with fees);"
@@ -105,7 +106,8 @@ def status(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str 
             except PlatformUnreachable as exc:
                 raise UserError(f"{exc.message}; `mturk-eval status --offline` shows what the ledger knows") from None
         rows = [r for r in ledger.task_status_rows() if r["batch"] in selected]
-        rep = StatusReport(target=target, offline=offline, batches=describe_batches(selected, known))
+        rep = StatusReport(target=target, offline=offline, batches=describe_batches(selected, known),
+                           platform=plat.title)
         rep.hits_by_state = dict(Counter(r["state"] for r in rows))
         created = [r for r in rows if r["task_id"]]
         # A deleted HIT keeps the status last seen before it was deleted: count it as deleted, once.

@@ -63,8 +63,17 @@ def distinct(config_path: str | None, responses_path: str | None, tokenizer: str
     from mturk_eval.errors import UserError
     from mturk_eval.io import atomic_write_text
 
-    if bool(config_path) == bool(responses_path):
+    if config_path and responses_path:
         raise UserError("give exactly one of --config or --responses")
+    if not responses_path:
+        from mturk_eval.config import CONFIG_ENV, CONFIG_FILE, find_config
+
+        found = find_config(config_path, required=False)  # else $MTURK_EVAL_CONFIG, mturk-eval.toml here or above
+        if found is None:
+            raise UserError(f"give exactly one of --config or --responses (no experiment config found either:"
+                            f" ${CONFIG_ENV} is not set and there is no {CONFIG_FILE} here or in a parent;"
+                            " `mturk-eval init` writes one)")
+        config_path = str(found)
     language = "en"
     if config_path:
         from mturk_eval.config import load_config

@@ -453,6 +453,10 @@ class MTurkWorkerSite:
         aid = parse_qs(urlparse(r.url).query)["assignmentId"][0]
         try:
             self._rate(session, r.url, aid, hit_id, worker, model, items_of, result)
+        except AddressRefused as exc:  # e.g. a form that posts outside: nothing sent, the HIT given back
+            self._give_back(session, aid)
+            result.refused.append(f"HIT {hit_id}: {exc.message}")
+            return False
         except BaseException:
             self._give_back(session, aid)
             raise

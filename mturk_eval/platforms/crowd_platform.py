@@ -235,6 +235,17 @@ class CrowdPlatform(abc.ABC):
         """The platform's own last step of a publish run (also one with nothing new to create; not a dry
         run): e.g. the invite links of the links platform. Default: nothing."""
 
+    @classmethod
+    def task_document(cls, items: list[dict], cfg: "ExperimentConfig", submit_url: str) -> str:
+        """What the platform is sent for one task: by default the rating page itself (the rating site
+        serves it); MTurk wraps it in an HTMLQuestion. Refuses (UserError) what the platform cannot take."""
+        from mturk_eval.tasks.builder import render_html
+
+        return render_html(items, cfg.language, submit_url, cfg.hit.template_dir)
+
+    document_suffix: ClassVar[str] = ".html"  # preview's file name for the task document
+    preview_submit_url: ClassVar[str] = ""   # where a previewed page's form points (it is not submitted)
+
     def notices(self) -> list[str]:
         """One-line notes a verb prints before it contacts the platform (e.g. MTurk's closure on --live)."""
         return []

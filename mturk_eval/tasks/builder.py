@@ -1,10 +1,11 @@
-"""The HIT builder: responses.jsonl rows -> rating items (+ attention checks) -> HITs -> HTMLQuestion XML.
+"""The task builder: responses.jsonl rows -> rating items (+ attention checks) -> tasks -> the rating page.
 
 Reads any file of the responses schema (docs/architecture.md section 3) with file:line errors, mixes in
-attention-check items at ``hit.attention_check_rate``, groups items ``hit.items_per_hit`` to a HIT in a
-seeded order, derives each HIT's deterministic ``UniqueRequestToken`` and renders the Jinja rating
-template (autoescape on, so no persona, utterance or response text can inject markup) into an
-``HTMLQuestion`` document no larger than MTurk's 65,535-byte limit. Nothing here talks to a platform.
+attention-check items at ``hit.attention_check_rate``, groups items ``hit.items_per_hit`` to a task in a
+seeded order, derives each task's deterministic request token and renders the Jinja rating template
+(autoescape on, so no persona, utterance or response text can inject markup) into the page raters see.
+Nothing here talks to a platform; each platform wraps the page in its own document
+(``CrowdPlatform.task_document``; MTurk: an HTMLQuestion, :mod:`mturk_eval.platforms.mturk.question`).
 """
 from __future__ import annotations
 
@@ -17,12 +18,10 @@ from typing import Any
 
 import jinja2
 
-from mturk_eval.config import ASPECTS, EVAL_SETS, ExperimentConfig
+from mturk_eval.config import ASPECTS, EVAL_SETS
 from mturk_eval.errors import UserError, where
 from mturk_eval.io import iter_jsonl
 
-HTMLQUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2011-11-11/HTMLQuestion.xsd"
-MAX_QUESTION_BYTES = 65535
 ITEM_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 BATCH_RE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 MAX_ANNOTATION = 255  # MTurk's RequesterAnnotation limit
@@ -289,33 +288,5 @@ def render_html(items: list[dict[str, Any]], language: str, submit_url: str,
         raise UserError(f"{template_name(language)}: template uses an undefined value ({exc.message})") from None
 
 
-def question_xml(html: str, frame_height: int = 0) -> str:
-    """Wrap an HTML document in an HTMLQuestion (HTMLContent in CDATA, then FrameHeight)."""
-    # "]]>" cannot appear inside CDATA; split it across two sections (escaped text never contains it).
-    # Characters XML 1.0 cannot carry (control bytes a small model may generate) become U+FFFD.
-    cdata = re.sub("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]", "\ufffd", html)
-    cdata = cdata.replace("]]>", "]]]]><![CDATA[>")
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<HTMLQuestion xmlns="{HTMLQUESTION_NS}">'
-        f"<HTMLContent><![CDATA[{cdata}]]></HTMLContent>"
-        f"<FrameHeight>{int(frame_height)}</FrameHeight></HTMLQuestion>"
-    )
-
-
-def build_question(items: list[dict[str, Any]], cfg: ExperimentConfig, submit_url: str) -> str:
-    """The HTMLQuestion for one HIT; refuses one over MTurk's 65,535-byte limit with what to change."""
-    xml = question_xml(render_html(items, cfg.language, submit_url, cfg.hit.template_dir))
-    size = len(xml.encode("utf-8"))
-    if size > MAX_QUESTION_BYTES:
-        ids = ", ".join(it["item_id"] for it in items[:3])
-        raise UserError(
-            f"hit.items_per_hit: the question for items {ids}{'...' if len(items) > 3 else ''} is {size} bytes,"
-            f" over MTurk's {MAX_QUESTION_BYTES}-byte limit; lower hit.items_per_hit"
-            f" (now {cfg.hit.items_per_hit}) or shorten the texts"
-        )
-    return xml
-
-
-def question_sha(xml: str) -> str:
-    return hashlib.sha256(xml.encode("utf-8")).hexdigest()[:16]
+def question_sha(document: str) -> str:
+    return hashlib.sha256(document.encode("utf-8")).hexdigest()[:16]

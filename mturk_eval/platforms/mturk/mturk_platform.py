@@ -24,8 +24,8 @@ from botocore.exceptions import ClientError
 from mturk_eval.errors import UserError
 from mturk_eval.platforms.crowd_platform import (TARGETS, CrowdPlatform, Published, Submission, TaskSpec, TaskState,
                                                  TaskType, resolve_target)
-from mturk_eval.platforms.mturk import answers, fees, quals, retry
-from mturk_eval.platforms.mturk.client import ENDPOINTS, WORKER_SITES, make_client, submit_url_for
+from mturk_eval.platforms.mturk import answers, fees, quals, question, retry
+from mturk_eval.platforms.mturk.client import ENDPOINTS, SUBMIT_URLS, WORKER_SITES, make_client, submit_url_for
 
 if TYPE_CHECKING:
     from mturk_eval.config import ExperimentConfig, HITConfig
@@ -137,6 +137,13 @@ class MTurkPlatform(CrowdPlatform):
     def validate_rater_id(cls, rater_id: str, what: str = "--block") -> None:
         if not WORKER_ID_RE.fullmatch(rater_id):
             raise UserError(f"{what}: expected a worker id like A1B2C3..., got {rater_id!r}")
+
+    document_suffix = ".xml"
+    preview_submit_url = SUBMIT_URLS["sandbox"]
+
+    @classmethod
+    def task_document(cls, items: list[dict], cfg: "ExperimentConfig", submit_url: str) -> str:
+        return question.html_question(items, cfg, submit_url)
 
     def task_type(self, cfg: "ExperimentConfig") -> TaskType:
         h = cfg.hit
