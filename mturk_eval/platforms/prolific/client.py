@@ -29,6 +29,8 @@ from mturk_eval.platforms.prolific import contract
 TOKEN_ENV = "PROLIFIC_TOKEN"
 # The token the local emulator accepts when no real one is wanted (--sandbox never sends PROLIFIC_TOKEN).
 EMULATOR_TOKEN = "mturk-eval-local-emulator-token"
+# A refused connection (nothing listening) is tried this many times at most, whatever the attempts.
+MAX_UNREACHABLE = 3
 
 
 class ProlificError(UserError):
@@ -136,6 +138,7 @@ class ProlificClient:
             headers["Content-Type"] = "application/json"
             data = json.dumps(body)
         key = f"{method} {re.sub(r'/[0-9a-fA-F-]{16,}', '/{id}', shown)}"
+        unreachable = 0
         for n in range(self.attempts):
             last = n + 1 == self.attempts
             try:
@@ -148,9 +151,10 @@ class ProlificClient:
                 if not idempotent and not never_sent:
                     raise OutcomeUnknown(f"Prolific {method} {shown}: the connection was lost before an answer came;"
                                          " whether it was done is not known") from None
-                if last:
+                unreachable += never_sent
+                if last or unreachable >= MAX_UNREACHABLE:  # nothing listening: a few quick tries, not minutes
                     raise ProlificError(f"{self.api_url}: cannot reach the Prolific API ({_cause(exc)};"
-                                        f" {method} {shown}, {self.attempts} tries); check the URL and the network,"
+                                        f" {method} {shown}, {n + 1} tries); check the URL and the network,"
                                         " then run the command again") from None
                 self._backoff(n)
                 continue

@@ -328,6 +328,21 @@ def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None 
     return out
 
 
+def collect_before_report(cfg: ExperimentConfig, target: str, echo: Callable[[str], None] = print) -> CollectOutcome:
+    """``report`` collects first: from the bundled emulator (or the URL the studies were published at)
+    for ``prolific-emulator``, from the real API for ``prolific``."""
+    emulator = target == "prolific-emulator"
+    api_url = None
+    if emulator:
+        from mturk_eval.emulators.background import read_record
+
+        if read_record(cfg.run_dir) is None:
+            ledger, records = _open(cfg, emulator, create=False)
+            with ledger:
+                api_url = next((r.api_url for r in records.studies()), None)
+    return collect(cfg, sandbox=emulator, api_url=api_url, echo=echo)
+
+
 # --------------------------------------------------------------------------------------------------
 # review
 
