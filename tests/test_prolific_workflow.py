@@ -98,7 +98,8 @@ def test_a_study_from_publish_to_report(study):
         group = emu.backend.list_groups(None)[0]
         assert group["participant_count"] >= 1
 
-    out = run("report", "--config", str(cfg_path), "--target", "prolific-emulator", "--no-plots", "--quiet")
+    r = CliRunner().invoke(main, ["report", "--config", str(cfg_path), "--target", "prolific-emulator", "--no-plots"])
+    assert r.exit_code == 0 and "not collected first" not in r.output and "Table 2" in r.output, r.output
     assert "is COMPLETED: nothing to pause" in run("expire", *base)
 
 
