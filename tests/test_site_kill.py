@@ -80,7 +80,7 @@ def test_sigkill_during_submits_loses_nothing_and_doubles_nothing(tmp_path):
             proc.wait()
             proc, _ = start_production(settings_path, port=port, workers=2, threads=4, log=log)
         # let the raters finish: lapsed reservations of killed requests must free their places
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not any(t.is_alive() for t in threads), "raters did not finish"
