@@ -6,6 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CONFIG ?= experiments/demo.toml
+PLATFORM ?= mturk
 
 .PHONY: install demo test bench clean system-deps
 
@@ -28,7 +29,7 @@ system-deps:
 	@bash scripts/install-system-deps.sh
 
 demo: install
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh $(CONFIG)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" PLATFORM=$(PLATFORM) bash scripts/demo.sh $(CONFIG)
 
 test: install
 	$(PY) -m pytest -q -ra

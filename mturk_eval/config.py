@@ -360,7 +360,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str, file: str) -> Any:
     if missing:
         key = f"{prefix}.{missing[0]}" if prefix else missing[0]
         raise UserError(f"{file}: missing required key '{key}'")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except UserError as exc:  # a section dataclass that validates itself (__post_init__)
+        raise UserError(f"{file}: {exc.message}") from None
 
 
 def build_section(cls: type, data: dict[str, Any], prefix: str, file: str) -> Any:

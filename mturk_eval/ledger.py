@@ -33,7 +33,7 @@ from typing import Any, Iterator
 from mturk_eval.config import ASPECTS, ExperimentConfig
 from mturk_eval.errors import UserError
 
-TARGETS: tuple[str, ...] = ("sandbox", "live", "local")
+TARGETS: tuple[str, ...] = ("sandbox", "live", "local", "links", "prolific", "prolific-emulator")  # links: the rating site's invite links; prolific*: --platform prolific
 SCHEMA_VERSION = 2
 
 _SCHEMA = """
@@ -187,7 +187,7 @@ def _migrate_1_to_2(conn: sqlite3.Connection, path: Path) -> None:
 
 
 def ledger_path(cfg: ExperimentConfig, target: str) -> Path:
-    """``runs/<experiment>/ledger.<target>.sqlite``; ``target`` is sandbox, live or local."""
+    """``runs/<experiment>/ledger.<target>.sqlite``; ``target`` is sandbox, live, local or links."""
     if target not in TARGETS:
         raise UserError(f"target: expected one of {', '.join(TARGETS)}, got {target!r}")
     return cfg.run_dir / f"ledger.{target}.sqlite"

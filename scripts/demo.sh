@@ -7,6 +7,8 @@
 # again: every step resumes or skips what is done; the sandbox keeps its state in runs/<exp>/sandbox/.
 set -euo pipefail
 export MTURK_EVAL_CONFIG="${1:-experiments/demo.toml}"
+# PLATFORM=prolific (make demo PLATFORM=prolific): the same study through the local Prolific emulator.
+if [ "${PLATFORM:-mturk}" = prolific ]; then exec bash "$(dirname "$0")/demo_prolific.sh" "$MTURK_EVAL_CONFIG"; fi
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 

@@ -245,3 +245,38 @@ def test_forged_consent_link_is_refused(consent_site):
     r = requests.post(consent_site.url + "/consent", data={"p": "links", "r": "r0001", "next": "/", "b": "",
                                                            "sig": "0" * 32, "decision": "agree"})
     assert r.status_code == 403 and consent_site.store.consent("links", "r0001") is None
+
+
+def test_an_oversized_form_is_refused(site):
+    s, url = _task(site)
+    _, hidden, _ = form_of(s.get(url).text)
+    r = s.post(url, data={**hidden, **_answers(), "pad": "x" * 300_000}, allow_redirects=False)
+    assert r.status_code == 413 and "too large" in r.text and _stored(site) == 0
+
+
+def test_a_prolific_decline_hands_back_the_no_consent_code(consent_site):
+    site = consent_site
+    site.store.update_settings("b1", completion_code="DONE1", no_consent_code="NOCONS")
+    pid = "6a" + "1" * 22
+    s = requests.Session()
+    page = s.get(f"{site.url}/p/b1?PROLIFIC_PID={pid}&STUDY_ID=st1&SESSION_ID=se1")
+    from lxml import html
+    form = html.fromstring(page.text).get_element_by_id("consent-form")
+    fields = {i.get("name"): i.get("value") for i in form.xpath(".//input[@type='hidden']")}
+    r = s.post(site.url + "/consent", data={**fields, "decision": "decline"}, allow_redirects=False)
+    assert r.status_code == 303 and r.headers["Location"].endswith("/submissions/complete?cc=NOCONS")
+    again = s.get(f"{site.url}/p/b1?PROLIFIC_PID={pid}&STUDY_ID=st1&SESSION_ID=se1", allow_redirects=False)
+    assert again.headers["Location"].endswith("cc=NOCONS") and site.store.assignments() == []
+
+
+def test_japanese_site_pages(tmp_path):
+    with running_site(tmp_path, language="ja") as site:
+        load_batch(site.store, n_items=2, items_per_task=2, k=1, language="ja")
+        r = requests.get(f"{site.url}/i/" + "B" * 22)
+        assert r.status_code == 404 and 'lang="ja"' in r.text and "招待リンク" in r.text
+        s, url = _task(site)
+        page = s.get(url).text
+        assert 'lang="ja"' in page and "送信" in page
+        _, hidden, _ = form_of(page)
+        bad = s.post(url, data={**hidden, "i0_fluency": "3"}, allow_redirects=False)
+        assert bad.status_code == 400 and "何も保存されていません: unanswered" in bad.text

@@ -108,8 +108,14 @@ def test_reserve_task_for_an_mturk_assignment_is_idempotent_by_ref(store):
     (tid,) = load_batch(store, n_items=2, items_per_task=2, k=1)
     a = store.reserve_task("mturk", "AWORKER1", tid, ref="ASSIGN1", now=1000.0)
     assert store.reserve_task("mturk", "AWORKER1", tid, ref="ASSIGN1", now=1001.0).assignment_id == a.assignment_id
+    # MTurk gave the HIT to someone else (the first worker returned it there): the new assignment wins
+    b = store.reserve_task("mturk", "AWORKER2", tid, ref="ASSIGN2", now=1001.0)
+    assert store.assignment(a.assignment_id).state == "returned" and b.state == "reserved"
+    store.submit(b.assignment_id, ANS, now=1002.0)
     with pytest.raises(UserError, match="no free place"):
-        store.reserve_task("mturk", "AWORKER2", tid, ref="ASSIGN2", now=1001.0)
+        store.reserve_task("mturk", "AWORKER3", tid, ref="ASSIGN3", now=1003.0)
+    with pytest.raises(UserError, match="no free place"):
+        store.reserve_task("links", "r0001", tid, now=1003.0)
 
 
 def test_concurrent_arrivals_never_over_allocate(tmp_path):
@@ -159,3 +165,20 @@ def test_invites_are_unguessable_and_revocable(store):
     assert store.invite("x" * 22) is None and store.invite("../etc") is None
     assert store.revoke_invite("r0002").revoked_at is not None
     assert [i.rater_id for i in store.create_invites(1)] == ["r0004"]
+
+
+def test_add_task_is_exactly_once_per_request_token_and_close_task_stops_new_places(store):
+    items = [{"item_id": "a", "persona": ["p"], "utterance": "u", "response": "r"},
+             {"item_id": "b", "persona": ["p"], "utterance": "u", "response": "r"}]
+    tid, created = store.add_task("b1", "b1/00000", items, k=2, reservation_s=60, request_token="tok1",
+                                  annotation="ann1")
+    assert created and store.add_task("b1", "b1/00000", items, k=2, reservation_s=60,
+                                      request_token="tok1") == (tid, False)
+    assert store.tasks_by_annotation({"ann1", "other"}) == {"ann1": tid}
+    with pytest.raises(UserError, match="places per task"):
+        store.add_task("b1", "b1/00001", items, k=3, reservation_s=60, request_token="tok2")
+    a = store.allocate("links", "r0001", now=1000.0)
+    store.close_task(tid, now=1001.0)
+    assert store.assignment(a.assignment_id).state == "expired"
+    assert store.allocate("links", "r0002", now=1002.0) is None
+    assert store.submit(a.assignment_id, {}, now=1003.0).reason == "closed"

@@ -220,6 +220,8 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
         if to_create == 0:
             echo("nothing to publish: every item of this batch already has its HIT")
             result.preview_url = _preview(ledger, plat, batch)
+            if not dry_run:
+                plat.published(echo)
             return result
     new_empty = [i for i in empty if i in plan.by_id]
     if new_empty and not allow_empty and not dry_run:
@@ -261,6 +263,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
             if plan.to_create == 0:
                 echo("nothing to publish: every item of this batch already has its HIT")
                 result.preview_url = _preview(ledger, plat, batch)
+                plat.published(echo)
                 return result
             result.cost, result.already = plan.cost, plan.already
 
@@ -287,6 +290,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
             pending = ledger.tasks(state="pending", batch=batch)
 
         _create_all(cfg, ledger, plat, pending, plan.questions, type_id, result, progress)
+        plat.published(echo)
         result.preview_url = _preview(ledger, plat, batch)
         if result.preview_url:
             echo(f"workers see the HITs at {result.preview_url}")
@@ -317,7 +321,8 @@ def _create_all(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, pend
                 h = queue.pop(0)
                 ledger.mark_attempt(h.task_key)
                 spec = TaskSpec(type_id=type_id, question=questions[h.task_key], max_assignments=h.places,
-                                lifetime_s=cfg.hit.lifetime_s, request_token=h.request_token, annotation=h.annotation)
+                                lifetime_s=cfg.hit.lifetime_s, request_token=h.request_token, annotation=h.annotation,
+                                task_key=h.task_key, items=tuple(ledger.item(i) for i in h.item_ids))
                 running[pool.submit(create, spec)] = h
             if not running:
                 break

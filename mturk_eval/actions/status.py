@@ -129,7 +129,7 @@ def status(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str 
         reward_of = {r["task_id"]: (r["reward"], r["places"]) for r in created}
         for a in assignments:
             reward, n = reward_of.get(a.task_id, (cfg.hit.reward, cfg.hit.assignments_per_hit))
-            each = money(reward) + plat.submission_fee(reward, n, cfg.hit)
+            each = plat.paid_reward(reward) + plat.submission_fee(reward, n, cfg.hit)
             if a.status == APPROVED:
                 rep.cost_so_far += each
         aids = {a.submission_id for a in assignments}
@@ -138,7 +138,7 @@ def status(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str 
                 rep.cost_so_far += money(b["amount"]) + plat.bonus_fee(b["amount"])
         rep.cost_committed = rep.cost_so_far
         for r in created:
-            each = money(r["reward"]) + plat.submission_fee(r["reward"], r["places"], cfg.hit)
+            each = plat.paid_reward(r["reward"]) + plat.submission_fee(r["reward"], r["places"], cfg.hit)
             not_approved = r["places"] - sum(1 for a in assignments if a.task_id == r["task_id"]
                                              and a.status in (APPROVED, REJECTED))
             if r["state"] in ("expired", "deleted"):

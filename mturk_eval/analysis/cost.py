@@ -62,7 +62,7 @@ def ledger_spend(ledger: Any, cfg: ExperimentConfig) -> Spend:
     s = Spend()
     for a in ledger.submissions():
         reward, n = reward_of.get(a.task_id, (cfg.hit.reward, cfg.hit.assignments_per_hit))
-        amount, fee = money(reward), plat.submission_fee(reward, n, cfg.hit)
+        amount, fee = plat.paid_reward(reward), plat.submission_fee(reward, n, cfg.hit)
         if a.status == APPROVED:
             s.approved += 1
             s.rewards += amount

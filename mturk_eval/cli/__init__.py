@@ -25,6 +25,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "review": ("mturk_eval.cli.review", "review", "Approve, reject, block and bonus (dry run by default)."),
     "expire": ("mturk_eval.cli.expire", "expire", "Expire or delete the batch's HITs."),
     "report": ("mturk_eval.cli.report", "report", "Tables 2/3/7/8, agreement, tests, workers and plots."),
+    "serve": ("mturk_eval.cli.serve", "serve", "Run the rating site (invite links, Prolific, MTurk ExternalQuestion)."),
     "sandbox": ("mturk_eval.cli.sandbox", "sandbox", "A local MTurk-compatible server, worker site and simulated workers."),
     "participants": ("mturk_eval.cli.participants", "participants", "Export or delete what is held about one participant (access and deletion requests)."),
 }

@@ -41,13 +41,14 @@ def batch_filter_option(what: str):
 
 
 def setup(config_path: str, sandbox: bool, endpoint_url: str | None, platform_name: str | None = None, *,
-          start_sandbox: bool = False, concurrency: int = 4):
+          start_sandbox: bool = False, concurrency: int = 4, **platform_options):
     """The config, the ledger target and the platform a workflow verb works with.
 
     For MTurk's ``--sandbox`` without ``--endpoint-url`` this is the experiment's bundled local server,
     found where ``publish`` recorded it (restarted on its state when its process is gone), or, with
     ``start_sandbox`` (publish), started, when the platform is first contacted: a run refused before
-    that starts nothing. Constructing the platform contacts nothing."""
+    that starts nothing. Constructing the platform contacts nothing. ``platform_options`` (None: not
+    given) go to the platform's settings; a platform without such a setting refuses them in one line."""
     from mturk_eval.config import load_config
     from mturk_eval.platforms import registry
     from mturk_eval.platforms.crowd_platform import resolve_target
@@ -56,14 +57,15 @@ def setup(config_path: str, sandbox: bool, endpoint_url: str | None, platform_na
     name = platform_name or cfg.platform.name
     registry.check_name(name, "--platform" if platform_name else f"{config_path}: platform.name")
     target = resolve_target(live=not sandbox, endpoint_url=endpoint_url)
-    overrides: dict = {"target": target, "endpoint_url": endpoint_url}
+    overrides: dict = {"target": target, "endpoint_url": endpoint_url,
+                       **{k: v for k, v in platform_options.items() if v is not None}}
     if target == "sandbox" and endpoint_url is None:
         # The bundled sandbox (platforms that have one): found, or started by publish, when first contacted.
         overrides.update(sandbox_dir=str(cfg.run_dir), start_sandbox=start_sandbox)
     plat = registry.make_platform(cfg, name, concurrency=concurrency, **overrides)
     for note in plat.notices():  # e.g. MTurk's closure, before anything else is said or done on --live
         click.echo(note)
-    return cfg, target, plat
+    return cfg, plat.ledger_target() or target, plat
 
 
 def responses_path(cfg, responses: str | None, config_path: str) -> Path:

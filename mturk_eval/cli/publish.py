@@ -6,6 +6,7 @@ import sys
 import click
 
 from mturk_eval.cli import config_option
+from mturk_eval.cli.prolific_options import is_prolific, prolific_options
 from mturk_eval.cli.options import responses_option, target_options, setup, responses_path
 
 
@@ -13,6 +14,10 @@ from mturk_eval.cli.options import responses_option, target_options, setup, resp
 @config_option
 @responses_option
 @target_options
+@prolific_options
+@click.option("--public-url", default=None, metavar="URL",
+              help="Prolific: the rating site's address participants are sent to (default [site] public_url;"
+                   " https:// for a real study).")
 @click.option("--batch", default="main", show_default=True,
               help="Batch label: the same items in a new batch get new HITs (e.g. more workers).")
 @click.option("--max-cost", type=float, default=None,
@@ -22,9 +27,12 @@ from mturk_eval.cli.options import responses_option, target_options, setup, resp
 @click.option("--allow-empty", is_flag=True,
               help="Publish responses that are empty or only whitespace (refused otherwise: workers would"
                    " rate a blank reply).")
+@click.option("--raters", type=click.IntRange(0), default=None, metavar="N",
+              help="Invite links (--platform links): make sure N links exist, one rater each; printed and written"
+                   " to runs/<experiment>/invites.csv.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def publish(config_path, responses, platform_name, sandbox, endpoint_url, batch, max_cost, yes, dry_run, allow_empty,
-            no_progress):
+def publish(config_path, responses, platform_name, sandbox, endpoint_url, api_url, public_url, batch, max_cost, yes,
+            dry_run, allow_empty, raters, no_progress):
     """Publish rating tasks (sandbox by default), each exactly once, recorded in the ledger.
 
     With MTurk, --sandbox (the default, no --endpoint-url) starts the bundled local MTurk-compatible
@@ -37,7 +45,13 @@ def publish(config_path, responses, platform_name, sandbox, endpoint_url, batch,
     from mturk_eval.tasks.builder import check_batch
 
     check_batch(batch)
-    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name, start_sandbox=True)
+    if is_prolific(config_path, platform_name, api_url=api_url, public_url=public_url):
+        from mturk_eval.cli import prolific_options as pro
+
+        pro.refuse(endpoint_url=endpoint_url, allow_empty=allow_empty, raters=raters)
+        pro.publish(config_path, responses, sandbox, api_url, public_url, batch, max_cost, yes, dry_run)
+        return
+    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name, start_sandbox=True, raters=raters)
     interactive = sys.stdin.isatty()
     confirm = (lambda msg: click.confirm(msg, default=False)) if interactive else None  # noqa: E731
     res = run(cfg, responses_path(cfg, responses, config_path), target=target, endpoint_url=endpoint_url, batch=batch,

@@ -15,7 +15,7 @@ import click
                    "attention_check, attention_passed, simulated, work_time_s, status).")
 @click.option("--batch-csv", "batch_csv", type=click.Path(dir_okay=False),
               help="MTurk batch results CSV (website download or `collect --export-csv`) instead of the ledger.")
-@click.option("--target", type=click.Choice(["sandbox", "live", "local"]),
+@click.option("--target", type=click.Choice(["sandbox", "live", "local", "links", "prolific", "prolific-emulator"]),
               help="Which ledger to read (default: the only one that exists).")
 @click.option("--responses", "responses_path", type=click.Path(dir_okay=False),
               help="responses.jsonl for automatic metrics, paired tests and batch-CSV item fields "
@@ -78,6 +78,14 @@ def _collect_first(cfg, config_path: str, target: str | None, quiet: bool) -> st
     with Ledger.open(path, create=False) as led:
         instance, platform = led.get_meta("instance"), led.get_meta("platform")
     endpoint = instance if target == "local" and instance and instance.startswith(("http://", "https://")) else None
+    if platform == "prolific":  # one study per batch: Prolific's own workflow collects
+        from mturk_eval.platforms.prolific.workflow import collect_before_report
+
+        try:
+            collect_before_report(cfg, target, echo=(lambda s: None) if quiet else click.echo)
+        except UserError as exc:
+            click.echo(f"warning: not collected first ({exc.message}); reporting what the ledger holds", err=True)
+        return target
     try:
         if target == "local" and endpoint is None:
             raise UserError(f"{path} records no endpoint to collect from; run `mturk-eval collect --endpoint-url"

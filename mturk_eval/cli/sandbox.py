@@ -72,6 +72,7 @@ def serve(host: str, port: int, state: str, allow_remote: bool, throttle_rate: f
         click.echo(f"  requester API: boto3.client('mturk', endpoint_url='{url}', region_name='us-east-1',"
                    " aws_access_key_id='x', aws_secret_access_key='x')")
         click.echo(f"  worker site:   {url}/")
+        click.echo(f"  Prolific API:  {url}/api/v1/ (publish --platform prolific --sandbox --api-url {url})")
         active = {k: v for k, v in faults.to_dict().items() if v and k != "seed"}
         if active:
             click.echo(f"  faults:        {json.dumps(active)} (seed {fault_seed})")
@@ -285,10 +286,13 @@ def stop(config_path: str | None) -> None:
                    " for a power analysis); replaces the text-based quality for the methods and aspects listed.")
 @click.option("--max-hits-per-worker", type=click.IntRange(1), default=None, help="Stop each worker after this many HITs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the workers and their ratings.")
+@click.option("--platform", "platform_name", default=None, metavar="NAME",
+              help="mturk (the worker site) or links (simulated raters take invite links on the rating site,"
+                   " started here on a loopback port, or the one at --endpoint); default the config's [platform].")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def simulate(endpoint: str, workers: int, config_path: str | None, noise: float, bias_sd: float,
              careless_share: float, work_time: float, careless_work_time: float, quality_path: str | None,
-             max_hits_per_worker: int | None, seed: int, no_progress: bool) -> None:
+             max_hits_per_worker: int | None, seed: int, platform_name: str | None, no_progress: bool) -> None:
     """Simulated workers browse the sandbox's worker site and submit ratings (marked simulated).
 
     \b
@@ -312,6 +316,9 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
     from mturk_eval.ledger import ledger_path
 
     cfg = load_config(find_config(config_path))
+    if (platform_name or cfg.platform.name) == "links":
+        _simulate_links(cfg, endpoint, workers, model, seed, max_hits_per_worker, not no_progress)
+        return
     if endpoint is None:
         from mturk_eval.emulators.background import ensure_sandbox
 
@@ -339,6 +346,39 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
                    " (your assumption, not a finding); text-based otherwise")
 
 
+def _simulate_links(cfg, endpoint: str | None, workers: int, model, seed: int, max_tasks: int | None,
+                    progress: bool) -> None:
+    """Simulated raters through invite links of their own (revoked afterwards, so no person can use them)."""
+    from mturk_eval.emulators.simulate import loopback_url, simulate_links, site_items
+    from mturk_eval.ledger import ledger_path
+    from mturk_eval.site.serving import settings_from_config, start_site
+    from mturk_eval.site.store import SiteStore, site_store_path
+
+    if endpoint is not None:
+        loopback_url(endpoint)
+    if not ledger_path(cfg, "links").exists() or not site_store_path(cfg.run_dir).exists():
+        raise UserError(f"{ledger_path(cfg, 'links')}: nothing published there yet; run `mturk-eval publish"
+                        " --platform links` first")
+    site = None
+    with SiteStore.open(site_store_path(cfg.run_dir), create=False) as store:
+        invites = store.create_invites(workers)
+        try:
+            if endpoint is None:
+                site = start_site(settings_from_config(cfg))
+                endpoint = site.url
+            res = simulate_links(endpoint, invites, model, seed=seed, items_of=site_items(store),
+                                 max_tasks_per_rater=max_tasks, progress=progress)
+        finally:
+            if site is not None:
+                site.stop()
+            for inv in invites:
+                store.revoke_invite(inv.token)
+    click.echo(f"{res.submitted} simulated tasks submitted on the rating site by {workers} raters"
+               f" ({len(res.careless_workers)} careless) through invite links of their own (now revoked)")
+    if res.attention_checks:
+        click.echo(f"attention checks: {res.attention_passed}/{res.attention_checks} passed")
+
+
 def _read_quality(path: str) -> dict[str, dict[str, float]]:
     from mturk_eval.io import read_text
 
@@ -355,3 +395,56 @@ def _read_quality(path: str) -> dict[str, dict[str, float]]:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 1 <= v <= 5:
                 raise UserError(f"{path}: {method}.{aspect}: expected a number from 1 to 5, got {v!r}")
     return data
+
+
+@sandbox.command("participants")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="Experiment TOML (default: found as for every verb): its Prolific emulator ledger names the"
+                   " studies, its rating site store the tasks.")
+@click.option("--endpoint", default=None,
+              help="The local emulator server's URL (default: the experiment's bundled sandbox).")
+@click.option("--participants", "n", type=click.IntRange(1), default=None,
+              help="How many participants take each study (default: its places plus the returns and walk-aways).")
+@click.option("--return-share", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Share who return the study on Prolific instead of finishing.")
+@click.option("--abandon-share", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Share who walk away mid-task (the emulator times them out after maximum_allowed_time).")
+@click.option("--careless-share", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True,
+              help="Share who answer at random (and so mostly fail attention checks).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the participants and their ratings.")
+def participants(config_path: str, endpoint: str, n: int | None, return_share: float, abandon_share: float,
+                 careless_share: float, seed: int) -> None:
+    """Simulated Prolific participants take the experiment's studies on the local emulator.
+
+    Each opens the study (PROLIFIC_PID, STUDY_ID, SESSION_ID), rates a task on the rating site
+    (which must be running: `mturk-eval serve`), follows the completion redirect and appears as
+    AWAITING REVIEW with its code. Only 127.0.0.0/8 is ever visited.
+    """
+    from mturk_eval.config import find_config, load_config
+    from mturk_eval.emulators.prolific.participants import check_local, simulate_participants, store_items
+    from mturk_eval.emulators.simulate import RatingModel
+    from mturk_eval.ledger import Ledger
+    from mturk_eval.platforms.prolific.records import Records
+    from mturk_eval.platforms.prolific.workflow import ledger_file
+    from mturk_eval.site.store import SiteStore, site_store_path
+
+    cfg = load_config(find_config(config_path))
+    if endpoint is None:
+        from mturk_eval.emulators.background import ensure_sandbox
+
+        endpoint = ensure_sandbox(cfg.run_dir, click.echo, start=False).url
+    check_local(endpoint)
+    path = ledger_file(cfg, emulator=True)
+    if not path.exists():
+        raise UserError(f"{path}: no Prolific emulator ledger yet; run `mturk-eval publish --platform prolific"
+                        " --sandbox` first")
+    with Ledger.open(path) as ledger, SiteStore.open(site_store_path(cfg.run_dir)) as store:
+        studies = [(r.study_id, r.places) for r in Records(ledger.conn).studies() if r.study_id]
+        model = RatingModel(careless_share=careless_share)
+        for study_id, places in studies:
+            count = n or places + round(places * (return_share + abandon_share) / max(0.05, 1 - return_share
+                                                                                       - abandon_share))
+            res = simulate_participants(endpoint, study_id, count, seed=seed, model=model, return_share=return_share,
+                                        abandon_share=abandon_share, items_of=store_items(store))
+            click.echo(f"study {study_id}: {len(res.completed)} completed, {len(res.returned)} returned,"
+                       f" {len(res.abandoned)} walked away, {len(res.refused)} found no place")

@@ -396,6 +396,22 @@ def _request(session: requests.Session, method: str, url: str, **kw) -> requests
     raise UserError(f"{url[:200]}: more than {MAX_REDIRECTS} redirects")
 
 
+def rate_slots(slots: dict[int, list[str]], items: list[dict[str, Any]], worker: SimWorker, model: RatingModel,
+               result: SimulationResult, data: dict[str, str]) -> None:
+    """Fill ``data`` with a score for every aspect of every slot (counting attention checks passed) and
+    the simulated-rater mark."""
+    for k, aspects in sorted(slots.items()):
+        item = items[k] if k < len(items) else None
+        for a in aspects:
+            data[f"i{k}_{a}"] = str(rate_item(worker, model, item, a))
+        check = (item or {}).get("attention_check")
+        if check:
+            result.attention_checks += 1
+            if all(int(data.get(f"i{k}_{a}", 99)) <= int(v) for a, v in check.get("aspects", {}).items()):
+                result.attention_passed += 1
+    data[SIMULATED_FIELD] = "1"
+
+
 class MTurkWorkerSite:
     """The channel through the emulated MTurk worker site: list the HITs open to a worker, preview one
     (following its frame, so an ExternalQuestion's address is checked before anything is accepted),
@@ -458,21 +474,18 @@ class MTurkWorkerSite:
         q = parse_qs(urlparse(src).query)
         if q.get("assignmentId", [PREVIEW_ASSIGNMENT])[0] != aid:
             raise UserError(f"{self.url}: the worker site gave the task page a different assignment id")
+        if urlparse(task.url).netloc != urlparse(self.url).netloc:
+            # an ExternalQuestion on the rating site: rate there; the site hands the answers back to MTurk
+            task = _through_gates(session, task, worker)
+            if rate_site_page(session, task, worker, model, items_of(hit_id), result) is None:
+                raise UserError(f"{task.url}: the rating site gave no task for this assignment")
+            return
         action, slots, others, other_radios = _form_fields(task.text, self.url)
         items = items_of(hit_id) or []
         data: dict[str, str] = {"assignmentId": aid, **others}
         for name in other_radios:
             data[name] = "1"
-        for k, aspects in sorted(slots.items()):
-            item = items[k] if k < len(items) else None
-            for a in aspects:
-                data[f"i{k}_{a}"] = str(rate_item(worker, model, item, a))
-            check = (item or {}).get("attention_check")
-            if check:
-                result.attention_checks += 1
-                if all(int(data.get(f"i{k}_{a}", 99)) <= int(v) for a, v in check.get("aspects", {}).items()):
-                    result.attention_passed += 1
-        data[SIMULATED_FIELD] = "1"
+        rate_slots(slots, items, worker, model, result, data)
         submit_to = q.get("turkSubmitTo", [self.url])[0]
         target = urljoin(submit_to + "/", action) if not action.startswith("http") else action
         if urlparse(target).path != "/mturk/externalSubmit":
@@ -567,4 +580,109 @@ def simulate(url: str, workers: int, model: RatingModel | None = None, seed: int
         bar.close()
         for session in sessions:
             session.close()
+    return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Simulated raters on the rating site (mturk_eval.site): invite links, and ExternalQuestions whose task
+# page is the site's. They take the pages a person gets (consent, practice, task, hand-back); every
+# address goes through loopback_url first.
+
+def _hidden(form) -> dict[str, str]:
+    return {i.get("name"): i.get("value") or "" for i in form.xpath(".//input[@type='hidden'][@name]")}
+
+
+def _through_gates(session: requests.Session, page: requests.Response, worker: SimWorker) -> requests.Response:
+    """Agree to the consent text and answer the practice item, as a participant would, until the task."""
+    for _ in range(4):
+        doc = lxml_html.document_fromstring(page.text)
+        consent = doc.xpath("//form[@id='consent-form']")
+        if consent:
+            page = _request(session, "POST", urljoin(page.url, consent[0].get("action")),
+                            data={**_hidden(consent[0]), "decision": "agree"})
+            continue
+        if urlparse(page.url).path == "/onboarding" and doc.xpath("//form[@id='mturk_form']"):
+            form = doc.xpath("//form[@id='mturk_form']")[0]
+            names = sorted({i.get("name") for i in form.xpath(".//input[@type='radio']")})
+            done = _request(session, "POST", urljoin(page.url, form.get("action")),
+                            data={**_hidden(form), **{n: str(worker.rng.randint(1, 5)) for n in names}})
+            nxt = lxml_html.document_fromstring(done.text).xpath("//a[@id='next']/@href")
+            page = _request(session, "GET", urljoin(done.url, nxt[0]))
+            continue
+        return page
+    return page
+
+
+def rate_site_page(session: requests.Session, page: requests.Response, worker: SimWorker, model: RatingModel,
+                   items: list[dict[str, Any]] | None, result: SimulationResult) -> requests.Response | None:
+    """Rate the task on a site task page (``/t/<assignment>``), submit it and take the hand-back (an MTurk
+    ExternalQuestion's answers go on to ``turkSubmitTo``). Returns the final page, or None when the page
+    holds no task (no tasks left, a problem page)."""
+    doc = lxml_html.document_fromstring(page.text)
+    forms = doc.xpath("//form[@id='mturk_form']")
+    if page.status_code != 200 or not forms:
+        return None
+    form = forms[0]
+    _, slots, _, _ = _form_fields(page.text, page.url)
+    data = _hidden(form)
+    items = items or []
+    rate_slots(slots, items, worker, model, result, data)
+    headers = {WORK_TIME_HEADER: str(work_time(worker, model))}
+    done = _request(session, "POST", urljoin(page.url, form.get("action")), data=data, headers=headers)
+    if done.status_code != 200:
+        raise UserError(f"{page.url}: the rating site refused a simulated submission ({done.status_code}):"
+                        f" {' '.join(lxml_html.document_fromstring(done.text).text_content().split())[:200]}")
+    back = lxml_html.document_fromstring(done.text).xpath("//form[@id='handback']")
+    if back:   # the browser would post this at once (MTurk's externalSubmit)
+        done = _request(session, "POST", urljoin(done.url, back[0].get("action")), data=_hidden(back[0]),
+                        headers=headers)
+    return done
+
+
+def site_items(store) -> Callable[[str], list[dict[str, Any]] | None]:
+    """Items of the task behind a site page URL (``/t/<assignment id>``), from an open SiteStore."""
+
+    def items_of(page_url: str) -> list[dict[str, Any]] | None:
+        aid = urlparse(page_url).path.rsplit("/", 1)[-1]
+        a = store.assignment(aid)
+        return store.task_items(a.task_id) if a else None
+
+    return items_of
+
+
+def simulate_links(site_url: str, invites: list, model: RatingModel | None = None, seed: int = 0,
+                   items_of: Callable[[str], list[dict[str, Any]] | None] | None = None,
+                   max_tasks_per_rater: int | None = None, progress: bool = True) -> SimulationResult:
+    """Simulated raters, one per invite (``SiteStore.create_invites``), each rating tasks on the site at ``site_url`` until none is
+    left for them (or ``max_tasks_per_rater``); they take turns, one task each per round."""
+    site_url = loopback_url(site_url)
+    model = model or RatingModel()
+    items_of = items_of or (lambda url: None)
+    result = SimulationResult()
+    crew = make_workers(len(invites), model, seed)
+    result.careless_workers = [w.worker_id for w in crew if w.careless]
+    sessions = [requests.Session() for _ in crew]
+    active = list(range(len(crew)))
+    bar = tqdm(total=None, desc="simulated tasks", unit="task", disable=None if progress else True)
+    try:
+        while active:
+            for i in list(active):
+                w, tok, rid = crew[i], invites[i].token, invites[i].rater_id
+                try:
+                    page = _through_gates(sessions[i], _request(sessions[i], "GET", f"{site_url.rstrip('/')}/i/{tok}"), w)
+                except requests.RequestException as exc:
+                    raise UserError(f"{site_url}: cannot reach the rating site ({exc})") from None
+                done = rate_site_page(sessions[i], page, w, model, items_of(page.url), result)
+                if done is None:
+                    active.remove(i)
+                    continue
+                result.by_worker[rid] = result.by_worker.get(rid, 0) + 1
+                result.submitted += 1
+                bar.update(1)
+                if max_tasks_per_rater is not None and result.by_worker[rid] >= max_tasks_per_rater:
+                    active.remove(i)
+    finally:
+        bar.close()
+        for s in sessions:
+            s.close()
     return result

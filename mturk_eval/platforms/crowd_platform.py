@@ -20,7 +20,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, ClassVar, Iterator
+from typing import TYPE_CHECKING, Callable, ClassVar, Iterator
 
 from mturk_eval.errors import UserError
 
@@ -127,6 +127,10 @@ class TaskSpec:
     lifetime_s: int
     request_token: str
     annotation: str
+    # For platforms that host the task page themselves (the rating site: links, Prolific): the task's
+    # key ("<batch>/<n>") and its items in slot order (item fields plus ``attention_check``).
+    task_key: str = ""
+    items: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -204,8 +208,13 @@ class CrowdPlatform(abc.ABC):
 
     @classmethod
     def estimate_cost(cls, tasks: int, places: int, reward: str | Decimal, hit: "HITConfig") -> CostEstimate:
-        return CostEstimate(tasks, places, money(reward), cls.submission_fee(reward, places, hit), cls.fee_label,
-                            cls.units)
+        return CostEstimate(tasks, places, cls.paid_reward(reward), cls.submission_fee(reward, places, hit),
+                            cls.fee_label, cls.units)
+
+    @classmethod
+    def paid_reward(cls, reward: str | Decimal) -> Decimal:
+        """What the platform pays a rater for one submission of ``hit.reward`` (invite links: nothing)."""
+        return money(reward)
 
     @classmethod
     def validate_rater_id(cls, rater_id: str, what: str = "--block") -> None:
@@ -216,6 +225,15 @@ class CrowdPlatform(abc.ABC):
         h = cfg.hit
         return TaskType(title=h.title, description=h.description, keywords=h.keywords, reward=h.reward,
                         assignment_duration_s=h.assignment_duration_s, auto_approval_delay_s=h.auto_approval_delay_s)
+
+    def ledger_target(self) -> str | None:
+        """A ledger of the platform's own (``runs/<exp>/ledger.<target>.sqlite``) instead of the one the
+        target options name (sandbox, live, local); None: those."""
+        return None
+
+    def published(self, echo: Callable[[str], None]) -> None:
+        """The platform's own last step of a publish run (also one with nothing new to create; not a dry
+        run): e.g. the invite links of the links platform. Default: nothing."""
 
     @classmethod
     def task_document(cls, items: list[dict], cfg: "ExperimentConfig", submit_url: str) -> str:

@@ -57,6 +57,10 @@ def settings_for(cfg: "ExperimentConfig", name: str, **overrides: Any) -> Any:
     fields = {f.name for f in dataclasses.fields(settings)}
     # target and the bundled sandbox are offered to every platform; each takes those it has settings for.
     given = {k: v for k, v in overrides.items() if v is not None and (k in fields or k not in OPTIONAL)}
+    # Platforms served by the rating site keep its store in runs/<exp>/ and link to [site] public_url.
+    for key, value in (("run_dir", str(cfg.run_dir)), ("site_public_url", cfg.site.public_url)):
+        if key in fields and key not in given and value is not None:
+            given[key] = value
     unknown = [k for k in given if k not in fields]
     if unknown:
         raise UserError(f"--{unknown[0].replace('_', '-')}: not an option of platform {name!r}")

@@ -45,10 +45,7 @@ from mturk_eval.site import handback
 from mturk_eval.site.store import (ASSIGNMENT_RE, BATCH_RE, DONE, RATER_RE, TASK_RE, Assignment, SiteStore)
 from mturk_eval.errors import UserError
 
-try:  # the task builder moves to mturk_eval.tasks.builder (layout-v1)
-    from mturk_eval.tasks import builder
-except ImportError:  # pragma: no cover - before layout-v1
-    from mturk_eval import hits as builder
+from mturk_eval.tasks import builder
 
 SITE_TEMPLATES = Path(__file__).parent / "templates"
 PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
@@ -131,6 +128,46 @@ TEXT = {
     },
 }
 
+# Problem pages in Japanese (the English text is the key; a key ending in ":" matches a message's start).
+JA_PROBLEMS = {
+    "This link is incomplete or altered. Use the link you were given.": "リンクが不完全か改変されています。受け取ったリンクを使ってください。",
+    "You cannot take more tasks in this study.": "この調査ではこれ以上タスクを受けられません。",
+    "There is no such task. Use the link you were given.": "そのタスクはありません。受け取ったリンクを使ってください。",
+    "This invite link is not known. Check that you copied the whole link.": "この招待リンクは登録されていません。リンク全体をコピーしたか確認してください。",
+    "This invite link has been withdrawn by the researchers.": "この招待リンクは研究者により無効にされました。",
+    "This study link is not known.": "この調査のリンクは登録されていません。",
+    "This study is closed.": "この調査は終了しました。",
+    "There is no such task.": "そのタスクはありません。",
+    "There is no such page.": "そのページはありません。",
+    "Choose whether you agree to take part.": "参加に同意するかどうかを選んでください。",
+    "This task was given back or its time ran out, so your place went to someone else.":
+        "このタスクは返却されたか制限時間を過ぎたため、別の人に割り当てられました。",
+    "This batch of tasks is closed.": "このタスクのバッチは終了しました。",
+    "This form's security token is missing or wrong, so nothing was saved. Reload the task page and submit again.":
+        "フォームのセキュリティトークンがないか誤っているため、何も保存されていません。タスクのページを再読み込みしてもう一度送信してください。",
+    "This form names another task than the one you hold, so nothing was saved.":
+        "フォームが割り当てとは別のタスクを指しているため、何も保存されていません。",
+    "Nothing was saved:": "何も保存されていません:",
+    "Please answer every question of the practice:": "練習のすべての質問に答えてください:",
+    "This batch of tasks is closed, so nothing was saved.": "このタスクのバッチは終了したため、何も保存されていません。",
+    "This task was given back, so nothing was saved.": "このタスクは返却されたため、何も保存されていません。",
+    "Your time for this task ran out and your place went to someone else, so nothing was saved.":
+        "制限時間を過ぎ、別の人に割り当てられたため、何も保存されていません。",
+    "You cannot take more tasks in this study; nothing was saved.": "この調査ではこれ以上タスクを受けられません。何も保存されていません。",
+}
+
+
+def translate(message: str, language: str) -> str:
+    if language != "ja":
+        return message
+    if message in JA_PROBLEMS:
+        return JA_PROBLEMS[message]
+    for key, ja in JA_PROBLEMS.items():
+        if key.endswith(":") and message.startswith(key):
+            return ja + message[len(key):]
+    return message
+
+
 # The onboarding's practice item (the first worked example of the instructions, made a real item) and
 # the answer we explain: the reply contradicts the persona, but is fluent and on topic.
 PRACTICE = {
@@ -176,7 +213,8 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
         return Response(body, status=status, content_type="text/html; charset=utf-8")
 
     def problem(message: str, status: int = 400, link: str | None = None, link_text: str | None = None) -> _Page:
-        return _Page(render("message.html", status, title=t["problem"], message=message, link=link,
+        return _Page(render("message.html", status, title=t["problem"], message=translate(message, settings.language),
+                            link=link,
                             link_text=link_text, problem=True))
 
     def message(title: str, body: str, status: int = 200, **ctx: Any) -> Response:
@@ -256,7 +294,8 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
 
     @app.errorhandler(404)
     def _404(exc: Any) -> Response:
-        return render("message.html", 404, title=t["problem"], message="There is no such page.", problem=True,
+        return render("message.html", 404, title=t["problem"], message=translate("There is no such page.",
+                      settings.language), problem=True,
                       link=None, link_text=None)
 
     @app.errorhandler(405)
@@ -405,8 +444,7 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
         if a.state in ("returned", "expired") or not a.live(settings.clock()):
             raise problem("This task was given back or its time ran out, so your place went to someone else.",
                           410, link=again_link(a), link_text=t["next_task"])
-        b = store.batch(a.batch_id)
-        if b.state != "open":
+        if store.batch(a.batch_id).state != "open" or store.task(a.task_id)["state"] != "open":
             raise problem("This batch of tasks is closed.", 410)
         return rating_page(store.task_items(a.task_id), f"/t/{aid}",
                            {"csrf": sign("task", aid), "task": a.task_id})

@@ -55,15 +55,19 @@ class MTurkHandBack(HandBack):
         submit_to = a.extra.get("turkSubmitTo")
         if not submit_to or not a.ref:
             return None
-        return Back(post_url=submit_to + "/mturk/externalSubmit",
-                    fields={"assignmentId": a.ref, **(a.answers or {})}, label="mturk_back")
+        fields = {"assignmentId": a.ref, **(a.answers or {})}
+        if a.simulated:   # the sandbox marks simulated assignments by this field (collect reads it)
+            fields["mturk_eval_simulated"] = "1"
+        return Back(post_url=submit_to + "/mturk/externalSubmit", fields=fields, label="mturk_back")
 
 
 class ProlificHandBack(HandBack):
     def _code_url(self, store: SiteStore, batch_id: str | None, key: str) -> str | None:
         b = store.batch(batch_id) if batch_id else None
         code = b.settings.get(key) if b else None
-        return f"{PROLIFIC_COMPLETE}?{urlencode({'cc': code})}" if code else None
+        # completion_url: set by publish --platform prolific (the local emulator serves the same path).
+        base = (b.settings.get("completion_url") if b else None) or PROLIFIC_COMPLETE
+        return f"{base}?{urlencode({'cc': code})}" if code else None
 
     def after_submit(self, store: SiteStore, a: Assignment) -> Back | None:
         url = self._code_url(store, a.batch_id, "completion_code")

@@ -131,8 +131,12 @@ def start_site(settings: SiteSettings, host: str = "127.0.0.1", port: int = 0, q
 
 def serve_dev(settings: SiteSettings, host: str, port: int) -> None:
     """Flask's development server in the foreground (local use), until interrupted."""
+    import logging
+
     _bind_check(host, port)
     app = create_app(settings)
+    # no request log: URLs carry invite tokens and participant ids
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app.run(host=host, port=port, threaded=True, use_reloader=False)
 
 
@@ -147,7 +151,7 @@ def gunicorn_command(settings_path: str | Path, host: str, port: int, workers: i
     """The gunicorn command line and environment serving the site described by ``settings_path``."""
     cmd = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads),
            "--worker-class", "gthread", "--bind", f"{host}:{port}", "--graceful-timeout", "5",
-           "--access-logfile", "-", "--error-logfile", "-", "--log-level", "warning",
+           "--error-logfile", "-", "--log-level", "warning",   # no access log: URLs carry invite tokens and ids
            "mturk_eval.site.wsgi:app"]
     env = {**os.environ, "MTURK_EVAL_SITE_SETTINGS": str(Path(settings_path).resolve())}
     # the worktree's own package (PYTHONPATH) must reach the workers too

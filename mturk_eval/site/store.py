@@ -28,8 +28,10 @@ API (the links and Prolific platforms, the participants verb and the site itself
 ``SiteStore.open(path)``; ``close()``.
 Batches: ``add_batch(batch_id, items, tasks, k, reservation_s, language, settings) -> [task_id]``
 (idempotent: the same batch again returns its task ids; a different one is refused), ``batch(id)``,
-``batches()``, ``close_batch(id)``, ``reopen_batch(id)``, ``task(task_id)``, ``task_items(task_id)``,
-``task_ids(batch_id)``.
+``batches()``, ``close_batch(id)``, ``reopen_batch(id)``, ``update_settings(id, **settings)``;
+``add_task(batch_id, task_key, items, k, reservation_s, request_token, annotation) -> (task_id, created)``
+(task by task, exactly once per request token), ``tasks_by_annotation(set)``, ``close_task(task_id)``,
+``task(task_id)``, ``task_items(task_id)``, ``task_ids(batch_id)``.
 Invites: ``create_invites(n) -> [Invite]``, ``invite(token)``, ``invites()``, ``revoke_invite(token)``.
 Raters: ``rater(platform, rater_id)``, ``block_rater(platform, rater_id, reason)``, ``unblock_rater``.
 Allocation: ``allocate(platform, rater_id, batch_ids=None, ref=None, extra=None, now=None) ->
@@ -59,6 +61,7 @@ import secrets
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +110,10 @@ CREATE TABLE IF NOT EXISTS tasks (
     batch_id TEXT NOT NULL REFERENCES batches(batch_id),
     task_key TEXT NOT NULL,          -- the builder's key, "<batch>/<n>"
     seq INTEGER NOT NULL,
-    k INTEGER NOT NULL
+    k INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'open',  -- open | closed (expired by the requester: no new reservations)
+    request_token TEXT UNIQUE,       -- the workflow's idempotency key (add_task)
+    annotation TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_batch ON tasks(batch_id, seq);
 CREATE TABLE IF NOT EXISTS task_slots (
@@ -242,6 +248,11 @@ def check_rater(platform: str, rater_id: str) -> None:
         raise UserError(f"rater id: {rater_id!r} is not a valid {platform} rater id")
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced: a thread's connection goes when the thread does
+    (the development server runs each request in a new thread)."""
+
+
 class SiteStore:
     """The site's SQLite store. Safe across threads (one connection per thread) and processes (SQLite
     locking; writes in ``BEGIN IMMEDIATE`` transactions)."""
@@ -249,7 +260,7 @@ class SiteStore:
     def __init__(self, path: Path):
         self.path = path
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: weakref.WeakSet = weakref.WeakSet()
         self._lock = threading.Lock()
 
     @classmethod
@@ -277,21 +288,22 @@ class SiteStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False,
+                                   factory=_Connection)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
             with self._lock:
-                self._conns.append(conn)
+                self._conns.add(conn)
         return conn
 
     def close(self) -> None:
         with self._lock:
-            for c in self._conns:
+            for c in list(self._conns):
                 c.close()
-            self._conns.clear()
+            self._conns = weakref.WeakSet()
         self._local = threading.local()
 
     def __enter__(self) -> "SiteStore":
@@ -365,10 +377,61 @@ class SiteStore:
             c.executemany("INSERT INTO items VALUES (?, ?, ?)",
                           [(batch_id, iid, json.dumps(it, ensure_ascii=False)) for iid, it in by_id.items()])
             for n, (tid, t) in enumerate(zip(ids, tasks)):
-                c.execute("INSERT INTO tasks VALUES (?, ?, ?, ?, ?)", (tid, batch_id, t["task_key"], n, k))
+                c.execute("INSERT INTO tasks (task_id, batch_id, task_key, seq, k) VALUES (?, ?, ?, ?, ?)",
+                          (tid, batch_id, t["task_key"], n, k))
                 c.executemany("INSERT INTO task_slots VALUES (?, ?, ?)",
                               [(tid, s, iid) for s, iid in enumerate(t["item_ids"])])
         return ids
+
+    def add_task(self, batch_id: str, task_key: str, items: list[dict[str, Any]], *, k: int, reservation_s: float,
+                 request_token: str, annotation: str = "", language: str = "en",
+                 now: float | None = None) -> tuple[str, bool]:
+        """Add one task (its batch created on first use), exactly once per ``request_token``: returns
+        (task id, created). The same token again returns the task made before; the batch's k and
+        reservation time must match. Used by platforms that publish task by task (links, Prolific)."""
+        if not BATCH_RE.fullmatch(batch_id or ""):
+            raise UserError(f"batch: expected 1-40 characters of [A-Za-z0-9_.-], got {batch_id!r}")
+        now = time.time() if now is None else now
+        tid = task_id_for(batch_id, task_key)
+        with self._write() as c:
+            old = c.execute("SELECT task_id FROM tasks WHERE request_token=?", (request_token,)).fetchone()
+            if old is not None:
+                return old[0], False
+            b = c.execute("SELECT k, reservation_s FROM batches WHERE batch_id=?", (batch_id,)).fetchone()
+            if b is None:
+                seq = c.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM batches").fetchone()[0]
+                c.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, 'open', '{}', 'incremental', ?)",
+                          (batch_id, seq, language, k, float(reservation_s), now))
+            elif b["k"] != k or b["reservation_s"] != float(reservation_s):
+                raise UserError(f"batch {batch_id!r} on the rating site has {b['k']} places per task and"
+                                f" {b['reservation_s']:g} s reservations; publish changed settings under a new"
+                                " --batch label")
+            if c.execute("SELECT 1 FROM tasks WHERE task_id=?", (tid,)).fetchone():
+                raise UserError(f"task {task_key!r} of batch {batch_id!r} is already on the rating site with"
+                                " other items")
+            for it in items:
+                c.execute("INSERT OR IGNORE INTO items VALUES (?, ?, ?)",
+                          (batch_id, it["item_id"], json.dumps(it, ensure_ascii=False)))
+            seq = c.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM tasks WHERE batch_id=?", (batch_id,)).fetchone()[0]
+            c.execute("INSERT INTO tasks (task_id, batch_id, task_key, seq, k, request_token, annotation)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?)", (tid, batch_id, task_key, seq, k, request_token, annotation))
+            c.executemany("INSERT INTO task_slots VALUES (?, ?, ?)",
+                          [(tid, n, it["item_id"]) for n, it in enumerate(items)])
+        return tid, True
+
+    def tasks_by_annotation(self, annotations: set[str]) -> dict[str, str]:
+        """{annotation: task id} for tasks added with one of ``annotations``."""
+        rows = self._conn().execute("SELECT annotation, task_id FROM tasks WHERE annotation IS NOT NULL").fetchall()
+        return {r[0]: r[1] for r in rows if r[0] in annotations}
+
+    def close_task(self, task_id: str, now: float | None = None) -> None:
+        """No new reservations on this task (open ones are ended; submissions stay)."""
+        now = time.time() if now is None else now
+        with self._write() as c:
+            if c.execute("UPDATE tasks SET state='closed' WHERE task_id=?", (task_id,)).rowcount == 0:
+                raise UserError(f"task {task_id!r}: not on the rating site")
+            c.execute("UPDATE assignments SET state='expired', ended_at=? WHERE task_id=? AND state='reserved'",
+                      (now, task_id))
 
     def batch(self, batch_id: str) -> Batch | None:
         r = self._conn().execute("SELECT * FROM batches WHERE batch_id=?", (batch_id,)).fetchone()
@@ -537,7 +600,7 @@ class SiteStore:
                 "SELECT t.*, (SELECT COUNT(*) FROM assignments a WHERE a.task_id = t.task_id"
                 "   AND a.state IN ('reserved', 'submitted', 'approved')) AS used"
                 " FROM tasks t JOIN batches b ON b.batch_id = t.batch_id"
-                f" WHERE b.state = 'open'{batch_sql}"
+                f" WHERE b.state = 'open' AND t.state = 'open'{batch_sql}"
                 "   AND used < t.k"
                 "   AND NOT EXISTS (SELECT 1 FROM task_slots s JOIN task_slots s2 ON s2.item_id = s.item_id"
                 "     JOIN assignments a ON a.task_id = s2.task_id"
@@ -551,7 +614,8 @@ class SiteStore:
     def reserve_task(self, platform: str, rater_id: str, task_id: str, *, ref: str | None = None,
                      extra: dict[str, Any] | None = None, now: float | None = None) -> Assignment:
         """A place on one given task (MTurk's HIT fixes the task). The same ``ref`` again, or the rater's
-        live reservation of this task, returns that assignment. UserError when the task is unknown, its
+        live reservation of this task, returns that assignment. For MTurk, whose own assignment limit is
+        authoritative, a new assignment on a full task takes the place of the oldest unsubmitted one. UserError when the task is unknown, its
         batch closed, it is full, the rater did it or one of its items, or the rater is blocked."""
         check_rater(platform, rater_id)
         now = time.time() if now is None else now
@@ -567,7 +631,7 @@ class SiteStore:
                              " WHERE t.task_id=?", (task_id,)).fetchone()
             if task is None:
                 raise UserError(f"task {task_id!r}: no such task")
-            if task["batch_state"] != "open":
+            if task["batch_state"] != "open" or task["state"] != "open":
                 raise UserError("this batch is closed")
             self._ensure_rater(c, platform, rater_id, now)
             if self._blocked(c, platform, rater_id):
@@ -587,6 +651,15 @@ class SiteStore:
                 raise UserError("you have already rated an item of this task")
             used = c.execute("SELECT COUNT(*) FROM assignments WHERE task_id=? AND state IN"
                              " ('reserved', 'submitted', 'approved')", (task_id,)).fetchone()[0]
+            if used >= task["k"] and platform == "mturk" and ref is not None:
+                # MTurk hands out at most k assignments at once: a new one means an older assignment was
+                # returned or abandoned there, so its reservation here gives way (oldest first).
+                stale = c.execute("SELECT assignment_id FROM assignments WHERE task_id=? AND platform='mturk'"
+                                  " AND state='reserved' ORDER BY reserved_at LIMIT 1", (task_id,)).fetchone()
+                if stale is not None:
+                    c.execute("UPDATE assignments SET state='returned', ended_at=? WHERE assignment_id=?",
+                              (now, stale[0]))
+                    used -= 1
             if used >= task["k"]:
                 raise UserError("this task has no free place left")
             return self._new_assignment(c, task, platform, rater_id, ref, extra, now)
@@ -640,7 +713,8 @@ class SiteStore:
         ``reason`` says why."""
         now = time.time() if now is None else now
         with self._write() as c:
-            r = c.execute("SELECT a.*, b.state AS batch_state FROM assignments a JOIN batches b USING (batch_id)"
+            r = c.execute("SELECT a.*, CASE WHEN t.state = 'open' THEN b.state ELSE t.state END AS batch_state"
+                          " FROM assignments a JOIN batches b USING (batch_id) JOIN tasks t ON t.task_id = a.task_id"
                           " WHERE assignment_id=?", (assignment_id,)).fetchone()
             if r is None:
                 raise UserError(f"assignment {assignment_id!r}: not on the rating site")

@@ -15,10 +15,7 @@ from mturk_eval.site.app import SiteSettings
 from mturk_eval.site.serving import RunningSite, start_site
 from mturk_eval.site.store import SiteStore
 
-try:
-    from mturk_eval.tasks import builder
-except ImportError:  # before layout-v1
-    from mturk_eval import hits as builder
+from mturk_eval.tasks import builder
 
 ASPECTS = ("fluency", "engagingness", "relevance", "persona")
 
@@ -35,9 +32,9 @@ def load_batch(store: SiteStore, n_items: int = 6, items_per_task: int = 2, k: i
     """Plan ``n_items`` items (plus attention checks) with the task builder and load them into ``store``."""
     items = make_items(n_items, prefix=batch)
     items = items + builder.make_attention_checks(items, attention_rate, 1, language, batch)
-    plans = builder.plan_hits(items, experiment="t", target="site", batch=batch, seed=1,
-                              items_per_hit=items_per_task, max_assignments=k, reward="0")
-    return store.add_batch(batch, items, [{"task_key": h["hit_key"], "item_ids": h["item_ids"]} for h in plans],
+    plans = builder.plan_tasks(items, experiment="t", target="site", batch=batch, seed=1,
+                               items_per_hit=items_per_task, places=k, reward="0")
+    return store.add_batch(batch, items, [{"task_key": h["task_key"], "item_ids": h["item_ids"]} for h in plans],
                            k=k, reservation_s=reservation_s, language=language)
 
 

@@ -177,8 +177,10 @@ def validate_question(question: str) -> dict[str, Any]:
             raise SandboxError("ExternalQuestion must contain ExternalURL then FrameHeight"
                                f" (got {', '.join(names) or 'nothing'}).", "AWS.MechanicalTurk.XMLParseError")
         url = (kids[0].text or "").strip()
-        if not url.startswith("https://"):
-            raise SandboxError(f"ExternalURL must be an https:// address, got {url[:100]!r}.",
+        # MTurk takes https only; the local sandbox also takes http on loopback (a rating site run locally).
+        if not (url.startswith("https://") or re.match(r"http://(127\.[0-9.]+|localhost)(:[0-9]+)?/", url)):
+            raise SandboxError(f"ExternalURL must be an https:// address (or http:// on loopback for the local"
+                               f" sandbox), got {url[:100]!r}.",
                                "AWS.MechanicalTurk.XMLParseError")
         if not re.fullmatch(r"[0-9]+", (kids[1].text or "").strip()):
             raise SandboxError("FrameHeight must be a whole number.", "AWS.MechanicalTurk.XMLParseError")

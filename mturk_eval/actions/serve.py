@@ -1,0 +1,62 @@
+"""``serve``: run the rating site for one experiment (its store ``runs/<exp>/site.sqlite``).
+
+Checks everything before anything starts (config, consent file, the port), prints the site's URL and the
+requester token (for ``/requester/progress`` and ``/requester/export.csv``), then serves in the
+foreground: gunicorn with ``workers`` processes for a real study (``production``), Flask's development
+server otherwise. Binds 127.0.0.1 unless ``host`` says otherwise; for raters on the internet put it
+behind an HTTPS reverse proxy and give that address as ``public_url`` (docs/rating-site.md).
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+from typing import Callable
+
+from mturk_eval.config import ExperimentConfig
+from mturk_eval.errors import UserError
+from mturk_eval.site.serving import (_bind_check, gunicorn_command, serve_dev, settings_from_config, stop_process,
+                                     wait_healthy, write_settings)
+from mturk_eval.site.store import SiteStore
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def serve(cfg: ExperimentConfig, *, host: str = "127.0.0.1", port: int = 8000, public_url: str | None = None,
+          production: bool = False, workers: int = 2, threads: int = 8, echo: Callable[[str], None] = print) -> None:
+    if workers < 1 or threads < 1:
+        raise UserError("--workers and --threads: expected integers >= 1")
+    if not 1 <= port <= 65535:
+        raise UserError(f"--port: expected 1-65535, got {port}")
+    settings = settings_from_config(cfg, public_url)      # refuses a missing or empty consent file
+    _bind_check(host, port)
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    settings.public_url = settings.public_url or url
+    with SiteStore.open(settings.store_path) as store:
+        token = store.secret("requester")
+        batches = store.batches()
+    path = write_settings(settings, cfg.run_dir)
+    echo(f"rating site for {cfg.name}: {url} (raters reach it at {settings.public_url})")
+    if host not in LOOPBACK:
+        echo(f"listening on {host}: reachable from the network; serve raters over HTTPS through a reverse proxy")
+    if not batches:
+        echo("no tasks on the site yet: run `mturk-eval publish --platform links --raters N` (or Prolific)")
+    echo(f"requester token: {token}")
+    echo(f"progress: {url}/requester/progress?token={token}")
+    if settings.consent_html:
+        echo("consent: shown before the first task")
+    if not production:
+        echo("development server (use --production for a real study)")
+        serve_dev(settings, host, port)
+        return
+    cmd, env = gunicorn_command(path, host, port, workers, threads)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    try:
+        wait_healthy(url.replace("0.0.0.0", "127.0.0.1"), proc)
+        echo(f"gunicorn: {workers} workers x {threads} threads; Ctrl-C stops")
+        proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_process(proc, signal.SIGTERM)
+    if proc.returncode not in (0, -signal.SIGTERM, None):
+        raise UserError(f"gunicorn exited with status {proc.returncode}")

@@ -1,0 +1,31 @@
+"""``mturk-eval serve``: the rating site (invite links, Prolific, MTurk ExternalQuestion)."""
+from __future__ import annotations
+
+import click
+
+from mturk_eval.cli import config_option
+
+
+@click.command()
+@config_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback is reachable from the network.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to bind.")
+@click.option("--public-url", default=None, metavar="URL",
+              help="The address raters use (behind an HTTPS reverse proxy: its https:// URL); invite links"
+                   " and ExternalQuestions are made with it. Default [site] public_url, else http://HOST:PORT.")
+@click.option("--production", is_flag=True, help="Serve with gunicorn (for a real study) instead of Flask's"
+              " development server.")
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
+@click.option("--threads", default=8, show_default=True, type=int, help="Threads per gunicorn worker.")
+def serve(config_path, host, port, public_url, production, workers, threads):
+    """Run the rating site: raters arrive by invite link, from Prolific or by MTurk ExternalQuestion.
+
+    Prints the site's URL and the requester token (for /requester/progress and /requester/export.csv).
+    The site stores answers in runs/<experiment>/site.sqlite; `collect` brings them into the ledger.
+    """
+    from mturk_eval.actions.serve import serve as run
+    from mturk_eval.config import load_config
+
+    run(load_config(config_path), host=host, port=port, public_url=public_url, production=production,
+        workers=workers, threads=threads, echo=click.echo)

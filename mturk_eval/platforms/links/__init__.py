@@ -1,0 +1,1 @@
+"""Invite links: the rating site as a platform with no money in it."""
