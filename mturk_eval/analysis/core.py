@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mturk_eval.analysis import stats
+from mturk_eval.analysis.aspects import NAMES as ASPECT_NAMES, PAPER_ASPECTS
 from mturk_eval.analysis.ratings import Ratings, ResponseIndex
 from mturk_eval.config import ASPECTS, EVAL_SETS, METHODS, ExperimentConfig
 from mturk_eval.errors import UserError, where
@@ -24,8 +25,6 @@ from mturk_eval.errors import UserError, where
 METHOD_NAMES = {"prompt_tuning": "Prompt-tuning", "finetune_none": "Fine-tuning (none)",
                 "finetune_added": "Fine-tuning (added)"}
 EVAL_SET_NAMES = {"persona": "Persona", "general": "General"}
-ASPECT_NAMES = {"fluency": "Fluency", "engagingness": "Engagingness", "relevance": "Relevance",
-                "persona": "Persona consideration"}
 TABLE2_ASPECTS = ("fluency", "engagingness", "relevance")
 BINS = ("[1,2)", "[2,3)", "[3,4)", "[4,5]")
 
@@ -75,6 +74,21 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
     human_reference: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    aspects: list[str] = field(default_factory=lambda: list(ASPECTS))   # every aspect rated, in order
+    bins: tuple[str, ...] = BINS                                        # Table 3's bins
+    worker_table: list[dict[str, Any]] = field(default_factory=list)    # one row per worker
+    aspect_info: tuple = PAPER_ASPECTS                                  # names, scales and tables
+
+    @property
+    def table2_aspects(self) -> list[str]:
+        return [a.name for a in self.aspect_info if a.table2]
+
+    @property
+    def table3_aspect(self) -> Any:
+        return next((a for a in self.aspect_info if a.table3), None)
+
+    def aspect_title(self, name: str) -> str:
+        return next((a.title for a in self.aspect_info if a.name == name), name)
 
     @property
     def table_numbers(self) -> dict[str, int]:
@@ -165,7 +179,8 @@ def _failed_check_warning(c: dict[str, int]) -> str:
 def _drop_duplicates(r: Ratings, keep: np.ndarray, policy: str) -> tuple[np.ndarray, int, list[str]]:
     """A worker rating the same item's aspect twice: keep the first row (policy "first") or fail."""
     idx = np.flatnonzero(keep)
-    key = (r.worker[idx] * len(r.item_ids) + r.item[idx]) * len(ASPECTS) + r.aspect[idx]
+    names = r.aspect_names
+    key = (r.worker[idx] * len(r.item_ids) + r.item[idx]) * len(names) + r.aspect[idx]
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     is_first = np.zeros(idx.size, dtype=bool)
     is_first[first] = True
@@ -176,14 +191,14 @@ def _drop_duplicates(r: Ratings, keep: np.ndarray, policy: str) -> tuple[np.ndar
         orig = idx[first[inverse[j]]]
         examples.append(
             f"worker {r.worker_ids[r.worker[row]]} rated item {r.item_ids[r.item[row]]} "
-            f"({ASPECTS[r.aspect[row]]}) again on line {r.lines[row]} (first on line {r.lines[orig]})"
+            f"({names[r.aspect[row]]}) again on line {r.lines[row]} (first on line {r.lines[orig]})"
         )
     if dups.size and policy == "error":
         row = int(dups[0])
         orig = int(idx[first[inverse[np.flatnonzero(~is_first)[0]]]])
         raise UserError(
             f"{where(r.source, int(r.lines[row]))}: worker_id: expected one rating per worker, item and aspect, "
-            f"got a second rating of item {r.item_ids[r.item[row]]!r} ({ASPECTS[r.aspect[row]]}) by worker "
+            f"got a second rating of item {r.item_ids[r.item[row]]!r} ({names[r.aspect[row]]}) by worker "
             f"{r.worker_ids[r.worker[row]]!r} (first on line {int(r.lines[orig])})"
         )
     out = keep.copy()
@@ -216,7 +231,7 @@ class Prepared:
 
     @property
     def A(self) -> int:
-        return len(ASPECTS)
+        return len(self.r.aspects)
 
     @property
     def S(self) -> int:
@@ -281,6 +296,7 @@ def analyze(
     tests = tests_stage(p, tables, responses)
     agreement_rows = agreement_stage(p)
     workers, underrated, planned = workers_stage(p, spend)
+    worker_table = worker_rows(p)
     rc = cfg.report
     return Analysis(
         experiment=cfg.name, language=cfg.language, systems=p.systems,
@@ -292,6 +308,8 @@ def analyze(
         settings={"bootstrap_samples": rc.bootstrap_samples, "alpha": rc.alpha,
                   "min_attention_pass_rate": rc.min_attention_pass_rate, "duplicates": rc.duplicates,
                   "seed": p.seed},
+        worker_table=worker_table, aspects=r.aspect_names, bins=table3_bins(r.aspects),
+        aspect_info=r.aspects,
     )
 
 
@@ -299,12 +317,13 @@ def prepare(r: Ratings, cfg: ExperimentConfig, *, seed: int | None = None) -> Pr
     """Exclusions (rejected, attention checks, failed checks, excluded workers, duplicates), the systems
     and their letters, and per-unit sums: everything the four stages share."""
     rc = cfg.report
-    warnings: list[str] = []
+    warnings: list[str] = list(r.notes)
+    table2_aspects = [a.name for a in r.aspects if a.table2]
     for k in rc.human_reference:
-        if k not in TABLE2_ASPECTS:
+        if k not in table2_aspects:
             raise UserError(
                 f"{cfg.source_path or '<config>'}: report.human_reference.{k}: expected one of "
-                f"{', '.join(TABLE2_ASPECTS)}, got an unknown aspect"
+                f"{', '.join(table2_aspects)}, got an unknown aspect"
             )
     keep, counts, excluded_workers = _exclusions(r, rc.min_attention_pass_rate)
     keep, n_dup, dup_examples = _drop_duplicates(r, keep, rc.duplicates)
@@ -332,7 +351,7 @@ def prepare(r: Ratings, cfg: ExperimentConfig, *, seed: int | None = None) -> Pr
     item = r.item[keep]
     aspect = r.aspect[keep]
     score = r.score[keep].astype(np.float64)
-    A = len(ASPECTS)
+    A = len(r.aspects)
     systems, item_sys = _systems(r, cfg, item)
     unit = item * A + aspect
     n_units = n_items * A
@@ -391,12 +410,20 @@ def tables_stage(p: Prepared) -> Tables:
     rng = np.random.default_rng(p.seed)
     ci_lo, ci_hi = stats.cluster_bootstrap_ci(unit_group, p.unit_sum[p.has], p.unit_cnt[p.has], S * A,
                                               p.cfg.report.bootstrap_samples, rng)
-    # Table 3: each response's persona mean, binned with exact integer comparisons (sum >= k * count).
-    pa = ASPECTS.index("persona")
-    pu = np.flatnonzero(p.has & (p.unit_aspect == pa))
-    ps, pc = p.unit_sum[pu], p.unit_cnt[pu]
-    bin_idx = (ps >= 2 * pc).astype(np.int64) + (ps >= 3 * pc) + (ps >= 4 * pc)
-    bins = np.bincount(p.item_sys[p.unit_item[pu]] * 4 + bin_idx, minlength=S * 4).reshape(S, 4)
+    # Table 3: each response's mean on the Table 3 aspect (persona by default), binned with exact integer
+    # comparisons (sum >= k * count) at each point of the scale above its lowest.
+    t3 = next((i for i, a in enumerate(p.r.aspects) if a.table3), None)
+    if t3 is None:
+        bins = np.zeros((S, 0), dtype=np.int64)
+    else:
+        asp = p.r.aspects[t3]
+        nb = asp.width - 1
+        pu = np.flatnonzero(p.has & (p.unit_aspect == t3))
+        ps, pc = p.unit_sum[pu], p.unit_cnt[pu]
+        bin_idx = np.zeros(pu.size, dtype=np.int64)
+        for k in range(asp.low + 1, asp.high):
+            bin_idx += ps >= k * pc
+        bins = np.bincount(p.item_sys[p.unit_item[pu]] * nb + bin_idx, minlength=S * nb).reshape(S, nb)
     return Tables(n=n_g, mean=mean_g, sd=sd_g, items=items_g, ci_low=ci_lo, ci_high=ci_hi, bins=bins)
 
 
@@ -427,6 +454,7 @@ def tests_stage(p: Prepared, tables: Tables, responses: ResponseIndex | None = N
         g = s * A + a
         return unit_idx[bounds[g]:bounds[g + 1]]
 
+    names = r.aspect_names
     tests: list[dict[str, Any]] = []
     eval_sets_in = list(dict.fromkeys(s.eval_set for s in systems))
     for es in eval_sets_in:
@@ -444,7 +472,7 @@ def tests_stage(p: Prepared, tables: Tables, responses: ResponseIndex | None = N
                             ua, ub = ua[sa], ub[sb]
                 res = stats.compare(item_mean[ua], item_mean[ub], paired)
                 tests.append({
-                    "eval_set": es, "aspect": ASPECTS[a],
+                    "eval_set": es, "aspect": names[a],
                     "a": systems[i].letter, "b": systems[j].letter,
                     "system_a": systems[i].label, "system_b": systems[j].label,
                     "mean_a": float(mean_g[i * A + a]), "mean_b": float(mean_g[j * A + a]),
@@ -473,7 +501,7 @@ def tests_stage(p: Prepared, tables: Tables, responses: ResponseIndex | None = N
         if not t["better"]:
             continue
         i, j = by_label[t["system_a"]], by_label[t["system_b"]]
-        a = ASPECTS.index(t["aspect"])
+        a = names.index(t["aspect"])
         hi, lo = (i, j) if t["direction"] > 0 else (j, i)
         better.setdefault((hi, a), []).append(systems[lo].letter)
 
@@ -500,7 +528,7 @@ def table2_records(p: Prepared, tables: Tables, tests: Tests) -> list[dict[str, 
     out = []
     for k, s in enumerate(p.systems):
         row: dict[str, Any] = {**s.as_dict(), "aspects": {}}
-        for a, name in enumerate(ASPECTS):
+        for a, name in enumerate(p.r.aspect_names):
             g = k * p.A + a
             row["aspects"][name] = {
                 "n": int(tables.n[g]), "items": int(tables.items[g]), "mean": float(tables.mean[g]),
@@ -511,28 +539,37 @@ def table2_records(p: Prepared, tables: Tables, tests: Tests) -> list[dict[str, 
     return out
 
 
+def table3_bins(aspects) -> tuple[str, ...]:
+    """The Table 3 aspect's bins (none when no aspect is marked for Table 3)."""
+    return next((a.bins for a in aspects if a.table3), ())
+
+
 def table3_records(p: Prepared, tables: Tables) -> list[dict[str, Any]]:
     """Per system: its names, the four bin counts and their sum."""
-    return [{**s.as_dict(), "bins": dict(zip(BINS, tables.bins[k].tolist())), "n": int(tables.bins[k].sum())}
+    bins = table3_bins(p.r.aspects)
+    return [{**s.as_dict(), "bins": dict(zip(bins, tables.bins[k].tolist())), "n": int(tables.bins[k].sum())}
             for k, s in enumerate(p.systems)]
 
 
 def agreement_stage(p: Prepared) -> list[dict[str, Any]]:
     """Agreement per aspect: all systems pooled, then per system (alpha, pairwise shares, LOO rho)."""
     S, A, has = p.S, p.A, p.has
-    counts_u = stats.unit_value_counts(p.unit, p.r.score[p.keep], p.n_units)
+    # Scores as points 1..K of their aspect's scale (K the widest scale), so one matrix serves all.
+    low = np.array([a.low for a in p.r.aspects])
+    K = max(a.width for a in p.r.aspects)
+    counts_u = stats.unit_value_counts(p.unit, p.r.score[p.keep] - low[p.aspect] + 1, p.n_units, K)
     ag_sys = stats.agreement(counts_u[has], p.unit_group, S * A)
     ag_all = stats.agreement(counts_u[has], p.unit_aspect[has], A)
     rating_group = p.item_sys[p.item] * A + p.aspect
     order_r = np.argsort(rating_group, kind="stable")
     rb = np.searchsorted(rating_group[order_r], np.arange(S * A + 1))
     rows = []
-    for a, name in enumerate(ASPECTS):
+    for a, name in enumerate(p.r.aspect_names):
         sel = p.aspect == a
         rho = stats.leave_one_out_spearman(p.unit[sel], p.score[sel], p.unit_sum, p.unit_cnt)
         rows.append(_agreement_row("all systems", None, name, ag_all, a, rho))
     for k, s in enumerate(p.systems):
-        for a, name in enumerate(ASPECTS):
+        for a, name in enumerate(p.r.aspect_names):
             g = k * A + a
             rows_g = order_r[rb[g]:rb[g + 1]]
             rho = stats.leave_one_out_spearman(p.unit[rows_g], p.score[rows_g], p.unit_sum, p.unit_cnt)
@@ -557,6 +594,49 @@ def workers_stage(p: Prepared, spend: Any = None) -> tuple[dict[str, Any], list[
     if underrated:
         p.warnings.append(f"{len(underrated)} item(s) have fewer than the planned {planned} ratings; see Workers.")
     return workers, underrated, planned
+
+
+def worker_rows(p: Prepared) -> list[dict[str, Any]]:
+    """One row per worker: assignments (rejected), rating rows read and used, attention checks met and
+    passed, median work time per assignment, and the exclusion with its reason."""
+    r = p.r
+    n_w, n_a = len(r.worker_ids), len(r.assignment_ids)
+    first = np.full(n_a, -1, dtype=np.int64)
+    first[r.assignment[::-1]] = np.arange(len(r) - 1, -1, -1)
+    present = first >= 0
+    fa = first[present]
+    a_worker = r.worker[fa]
+    rejected_codes = [i for i, s in enumerate(r.statuses) if s.strip().lower() == "rejected"]
+    a_rejected = np.isin(r.status[fa], rejected_codes)
+    ap = np.full(n_a, 2, dtype=np.int64)
+    hasp = r.attention_passed >= 0
+    np.minimum.at(ap, r.assignment[hasp], r.attention_passed[hasp].astype(np.int64))
+    a_ap = ap[present]
+    assignments = np.bincount(a_worker, minlength=n_w)
+    rejected = np.bincount(a_worker[a_rejected], minlength=n_w)
+    checks = np.bincount(a_worker[a_ap <= 1], minlength=n_w)
+    passed = np.bincount(a_worker[a_ap == 1], minlength=n_w)
+    rows_read = np.bincount(r.worker, minlength=n_w)
+    rows_used = np.bincount(r.worker[p.keep], minlength=n_w)
+    # Median work time per worker over their assignments with a known time.
+    wt = r.work_time_s[fa]
+    ok = np.isfinite(wt)
+    order = np.lexsort((wt[ok], a_worker[ok]))
+    w_sorted, t_sorted = a_worker[ok][order], wt[ok][order]
+    bounds = np.searchsorted(w_sorted, np.arange(n_w + 1))
+    reasons = {e["worker_id"]: e["reason"] for e in p.excluded_workers}
+    out = []
+    for w in range(n_w):
+        ts = t_sorted[bounds[w]:bounds[w + 1]]
+        wid = r.worker_ids[w]
+        out.append({
+            "worker_id": wid, "assignments": int(assignments[w]), "rejected_assignments": int(rejected[w]),
+            "rating_rows": int(rows_read[w]), "rows_used": int(rows_used[w]),
+            "attention_checks": int(checks[w]), "attention_passed": int(passed[w]),
+            "median_work_time_s": float(np.median(ts)) if ts.size else float("nan"),
+            "excluded": wid in reasons, "reason": reasons.get(wid, ""),
+        })
+    return out
 
 
 def _agreement_row(scope: str, s: System | None, aspect: str, ag: stats.Agreement, g: int, rho: float) -> dict[str, Any]:

@@ -17,13 +17,14 @@ import json
 import math
 import operator
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
+from mturk_eval.analysis.aspects import PAPER_ASPECTS, Aspect
 from mturk_eval.config import ASPECTS, EVAL_SETS
 from mturk_eval.errors import UserError, where
 from mturk_eval.io import iter_jsonl, read_text
@@ -51,8 +52,8 @@ class Ratings:
     worker_ids: list[str]
     assignment: np.ndarray    # codes into assignment_ids (worker+item when the column is absent)
     assignment_ids: list[str]
-    aspect: np.ndarray        # int64 index into config.ASPECTS
-    score: np.ndarray         # int64, 1..5
+    aspect: np.ndarray        # int64 index into aspects
+    score: np.ndarray         # int64, on the aspect's scale (1..5 by default)
     attention_check: np.ndarray   # bool: the row rates an attention-check item
     attention_passed: np.ndarray  # int8: 1 passed, 0 failed, -1 no check in the assignment
     simulated: np.ndarray         # bool
@@ -70,6 +71,12 @@ class Ratings:
     personas: list[str]
     lines: np.ndarray             # the source line of each row (for messages)
     reward: np.ndarray | None = None  # dollars per assignment, per row (batch CSV only)
+    aspects: tuple[Aspect, ...] = PAPER_ASPECTS  # the rated aspects, their scales and tables
+    notes: list[str] = field(default_factory=list)  # what the reader resolved (the report's warnings)
+
+    @property
+    def aspect_names(self) -> list[str]:
+        return [a.name for a in self.aspects]
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
@@ -205,42 +212,44 @@ def _strings(codes: np.ndarray, vocab: list[Any], source: str, name: str, lines:
     return ["" if v is None else str(v) for v in vocab]
 
 
-def _score_value(v: Any) -> int | None:
-    """One cell as a score 1..5, or ``None`` when it is not one (JSON true/false are not scores)."""
+def _score_value(v: Any, low: int = 1, high: int = 5) -> int | None:
+    """One cell as a score from low to high, or ``None`` when it is not one (JSON true/false are not)."""
     if isinstance(v, bool) or v is None:
         return None
     try:
         x = float(v)
     except (ValueError, TypeError):
         return None
-    return int(x) if math.isfinite(x) and 1 <= x <= 5 and x == round(x) else None
+    return int(x) if math.isfinite(x) and low <= x <= high and x == round(x) else None
 
 
-def _scores(values: list[Any] | pd.Series | Coded, source: str, lines: np.ndarray) -> np.ndarray:
+def _scores(values: list[Any] | pd.Series | Coded, source: str, lines: np.ndarray, low: int = 1,
+            high: int = 5) -> np.ndarray:
     if isinstance(values, (pd.Series, Coded)):
         if isinstance(values, pd.Series) and pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any():
             arr = values.to_numpy(dtype=np.int64)
-            ok = (arr >= 1) & (arr <= 5)
+            ok = (arr >= low) & (arr <= high)
             if not ok.all():
                 i = _first_bad(~ok)
-                raise UserError(f"{where(source, int(lines[i]))}: score: expected an integer from 1 to 5, "
+                raise UserError(f"{where(source, int(lines[i]))}: score: expected an integer from {low} to {high}, "
                                 f"got {int(arr[i])!r}")
             return arr
         # Strings (CSV) or anything else: check each distinct value once.
         codes, vocab = _factorize(values, source, "score", lines)
         table = np.empty(len(vocab), dtype=np.int64)
         for k, v in enumerate(vocab):
-            x = _score_value(v)
+            x = _score_value(v, low, high)
             if x is None:
                 i = _first_bad(codes == k)
                 got = "an empty cell" if v is None else repr(v)
-                raise UserError(f"{where(source, int(lines[i]))}: score: expected an integer from 1 to 5, got {got}")
+                raise UserError(f"{where(source, int(lines[i]))}: score: expected an integer from {low} to {high}, "
+                                f"got {got}")
             table[k] = x
         return table[codes]
 
     def bad(i: int) -> UserError:
         return UserError(
-            f"{where(source, int(lines[i]))}: score: expected an integer from 1 to 5, got {values[i]!r}"
+            f"{where(source, int(lines[i]))}: score: expected an integer from {low} to {high}, got {values[i]!r}"
         )
 
     try:
@@ -254,7 +263,7 @@ def _scores(values: list[Any] | pd.Series | Coded, source: str, lines: np.ndarra
             except (ValueError, TypeError):
                 raise bad(i) from None
         raise
-    ok = np.isfinite(arr) & (arr >= 1) & (arr <= 5) & (arr == np.round(arr))
+    ok = np.isfinite(arr) & (arr >= low) & (arr <= high) & (arr == np.round(arr))
     if bool in set(map(type, values)):  # JSON true/false would pass as 1/0
         ok &= np.fromiter((type(v) is not bool for v in values), dtype=bool, count=len(values))
     if not ok.all():
@@ -328,6 +337,7 @@ def ratings_from_columns(
     source: str,
     lines: Iterable[int] | None = None,
     reward: list[Any] | None = None,
+    aspects: tuple[Aspect, ...] | None = None,
 ) -> Ratings:
     """Check and encode long-format columns (each a list of one value per row).
 
@@ -351,18 +361,28 @@ def ratings_from_columns(
     worker, wv = _factorize(cols["worker_id"], source, "worker_id", line_arr)
     worker_ids = _strings(worker, wv, source, "worker_id", line_arr, True)
 
+    aspects = PAPER_ASPECTS if aspects is None else tuple(aspects)
+    names = [a.name for a in aspects]
     asp_codes, asp_vocab = _factorize(cols["aspect"], source, "aspect", line_arr)
     asp_table = np.empty(len(asp_vocab), dtype=np.int64)
     for i, v in enumerate(asp_vocab):
         name = v.strip().lower() if isinstance(v, str) else v
-        if name not in ASPECTS:
+        if name not in names:
             j = _first_bad(asp_codes == i)
             raise UserError(
-                f"{where(source, int(line_arr[j]))}: aspect: expected one of {', '.join(ASPECTS)}, got {v!r}"
+                f"{where(source, int(line_arr[j]))}: aspect: expected one of {', '.join(names)}, got {v!r}"
             )
-        asp_table[i] = ASPECTS.index(name)
+        asp_table[i] = names.index(name)
     aspect = asp_table[asp_codes]
-    score = _scores(cols["score"], source, line_arr)
+    lows = np.array([a.low for a in aspects])
+    highs = np.array([a.high for a in aspects])
+    score = _scores(cols["score"], source, line_arr, int(lows.min()), int(highs.max()))
+    off = (score < lows[aspect]) | (score > highs[aspect])
+    if off.any():  # aspects with different scales: each score on its own aspect's
+        j = _first_bad(off)
+        a = aspects[int(aspect[j])]
+        raise UserError(f"{where(source, int(line_arr[j]))}: score: expected an integer from {a.low} to {a.high} "
+                        f"({a.name}'s scale), got {int(score[j])!r}")
 
     if cols.get("assignment_id") is not None:
         assignment, av = _factorize(cols["assignment_id"], source, "assignment_id", line_arr)
@@ -421,10 +441,12 @@ def ratings_from_columns(
         item_persona=per_item["persona_id"][0], personas=per_item["persona_id"][1],
         lines=line_arr,
         reward=rew,
+        aspects=aspects,
     )
 
 
-def ratings_from_records(records: list[dict[str, Any]], source: str, lines: Iterable[int] | None = None) -> Ratings:
+def ratings_from_records(records: list[dict[str, Any]], source: str, lines: Iterable[int] | None = None,
+                         aspects: tuple[Aspect, ...] | None = None) -> Ratings:
     """Long-format rows as dicts (``Ledger.ratings()``, JSONL) -> :class:`Ratings`."""
     if not records:
         raise UserError(f"{source}: expected at least one rating row, got none")
@@ -442,16 +464,17 @@ def ratings_from_records(records: list[dict[str, Any]], source: str, lines: Iter
             i = cols[k].index(None)
             got = "null" if k in records[i] else "no such key"
             raise UserError(f"{where(source, line_list[i])}: {k}: expected a value, got {got}")
-    return ratings_from_columns(cols, source, line_list)
+    return ratings_from_columns(cols, source, line_list, aspects=aspects)
 
 
-def read_ratings(path: str | os.PathLike) -> Ratings:
-    """Read a long-format ratings file: ``.jsonl`` (one object a line), ``.parquet``, or CSV with a header."""
+def read_ratings(path: str | os.PathLike, aspects: tuple[Aspect, ...] | None = None) -> Ratings:
+    """Read a long-format ratings file: ``.jsonl`` (one object a line), ``.parquet``, or CSV with a header.
+    ``aspects``: the study's aspects and scales (default the paper's four on 1-5)."""
     path = Path(path)
     if path.suffix.lower() == ".parquet":
-        return read_ratings_parquet(path)
+        return read_ratings_parquet(path, aspects)
     with _gc_paused():
-        return _read_ratings(path)
+        return _read_ratings(path, aspects)
 
 
 def _read_csv_arrow(path: Path) -> dict[str, pd.Series] | None:
@@ -551,7 +574,7 @@ def _parquet_kinds() -> dict[str, tuple[str, Any]]:
     return _PARQUET_KINDS
 
 
-def read_ratings_parquet(path: str | os.PathLike) -> Ratings:
+def read_ratings_parquet(path: str | os.PathLike, aspects: tuple[Aspect, ...] | None = None) -> Ratings:
     """Long-format ratings from Parquet (pyarrow). Column types are checked first (``score`` integers,
     string columns strings, flags booleans or 0/1, ``work_time_s`` numbers); then every value as for a
     CSV, with messages naming the row (``file.parquet:3`` is the third row)."""
@@ -566,6 +589,15 @@ def read_ratings_parquet(path: str | os.PathLike) -> Ratings:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
         raise UserError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:120]})") from None
+    if aspects is None:  # the scales a report's ratings.parquet was written with (pandas keeps df.attrs)
+        try:
+            attrs = json.loads((table.schema.metadata or {}).get(b"PANDAS_ATTRS", b"{}"))
+        except ValueError:
+            attrs = {}
+        if isinstance(attrs, dict) and attrs.get("aspects"):
+            from mturk_eval.analysis.aspects import check_aspects
+
+            aspects = check_aspects(attrs["aspects"], f"{path}: PANDAS_ATTRS aspects")
     kinds = _parquet_kinds()
     for f in table.schema:
         if f.name in kinds and not kinds[f.name][1](f.type):
@@ -579,10 +611,11 @@ def read_ratings_parquet(path: str | os.PathLike) -> Ratings:
     reward = cols.pop("reward", None)
     if table.num_rows == 0:
         raise UserError(f"{path}: expected at least one rating row, got none")
-    return ratings_from_columns(cols, str(path), np.arange(1, table.num_rows + 1), reward=reward)
+    return ratings_from_columns(cols, str(path), np.arange(1, table.num_rows + 1), reward=reward, aspects=aspects)
 
 
-def ratings_from_frame(df: pd.DataFrame, source: str = "DataFrame") -> Ratings:
+def ratings_from_frame(df: pd.DataFrame, source: str = "DataFrame",
+                       aspects: tuple[Aspect, ...] | None = None) -> Ratings:
     """Check and encode a long-format DataFrame. Messages name ``source`` and the row: the index value
     when the index is named ``line`` (as :func:`ratings_frame` writes it), else the 1-based position."""
     if df.index.name == "line" and pd.api.types.is_integer_dtype(df.index.dtype):
@@ -593,7 +626,11 @@ def ratings_from_frame(df: pd.DataFrame, source: str = "DataFrame") -> Ratings:
         raise UserError(f"{source}: expected at least one rating row, got none")
     cols = {str(c): df[c] for c in df.columns if str(c) in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
     reward = df["reward"] if "reward" in df.columns else None
-    return ratings_from_columns(cols, source, lines, reward=reward)
+    if aspects is None and df.attrs.get("aspects"):
+        from mturk_eval.analysis.aspects import check_aspects
+
+        aspects = check_aspects(df.attrs["aspects"], f"{source}: attrs['aspects']")
+    return ratings_from_columns(cols, source, lines, reward=reward, aspects=aspects)
 
 
 def _categorical(codes: np.ndarray, vocab: list[str]) -> pd.Categorical:
@@ -618,7 +655,7 @@ def ratings_frame(r: Ratings) -> pd.DataFrame:
         "persona_id": _categorical(r.item_persona[item], r.personas),
         "worker_id": _categorical(r.worker, r.worker_ids),
         "assignment_id": _categorical(r.assignment, r.assignment_ids),
-        "aspect": pd.Categorical.from_codes(r.aspect, categories=list(ASPECTS)),
+        "aspect": pd.Categorical.from_codes(r.aspect, categories=r.aspect_names),
         "score": r.score,
         "attention_check": r.attention_check,
         "attention_passed": pd.arrays.BooleanArray(r.attention_passed == 1, r.attention_passed < 0),
@@ -628,19 +665,23 @@ def ratings_frame(r: Ratings) -> pd.DataFrame:
     }
     if r.reward is not None:
         data["reward"] = r.reward
-    return pd.DataFrame(data, index=pd.Index(r.lines, name="line"))
+    df = pd.DataFrame(data, index=pd.Index(r.lines, name="line"))
+    if r.aspects != PAPER_ASPECTS:  # so that ratings_from_frame (and ratings.parquet) keep the scales
+        df.attrs["aspects"] = [{"name": a.name, "scale": [a.low, a.high], "table2": a.table2, "table3": a.table3}
+                               for a in r.aspects]
+    return df
 
 
-def _read_ratings(path: Path) -> Ratings:
+def _read_ratings(path: Path, aspects: tuple[Aspect, ...] | None = None) -> Ratings:
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         recs, lines = [], []
         for lineno, obj in iter_jsonl(path):
             recs.append(obj)
             lines.append(lineno)
-        return ratings_from_records(recs, str(path), lines)
+        return ratings_from_records(recs, str(path), lines, aspects)
     fast = _read_csv_arrow(path)
     if fast is not None:
-        return ratings_from_columns(fast, str(path), None)
+        return ratings_from_columns(fast, str(path), None, aspects=aspects)
     # The careful way: exact messages for a bad header, blank lines, ragged rows and bad bytes.
     text = read_text(path, encoding="utf-8-sig")
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -673,7 +714,7 @@ def _read_ratings(path: Path) -> Ratings:
     columns = list(zip(*body))
     del body
     cols = {h: list(columns[j]) for j, h in enumerate(header)}
-    return ratings_from_columns(cols, str(path), lines)
+    return ratings_from_columns(cols, str(path), lines, aspects=aspects)
 
 
 def write_ratings_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
@@ -748,6 +789,14 @@ def _parse_reward(text: str) -> float | None:
         return None
 
 
+def _not_our_layout(batch) -> str:
+    """The tail of the message for a batch file in another layout: what it holds, and what to run."""
+    answers = batch.answer_columns
+    found = (", ".join(answers[:6]) + (f", ... ({len(answers)} in all)" if len(answers) > 6 else "")) if answers else "none"
+    return (f"Answer columns found: {found}; not this toolkit's layout: describe it with --mapping FILE, "
+            f"which `mturk-eval mapping suggest {batch.path}` starts for you")
+
+
 def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings:
     """Map an MTurk batch results CSV (:class:`~mturk_eval.analysis.batch_csv.BatchCSV`) to ratings.
 
@@ -772,7 +821,7 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
         else:
             raise UserError(
                 f"{where(path, 1)}: Input.item_id: expected Input.item_id or Input.i0_item_id columns naming "
-                "the rated items, got none"
+                f"the rated items, got none ({_not_our_layout(batch)})"
             )
     task_answers = "Answer.taskAnswers" in cols
     if not task_answers:
@@ -782,7 +831,7 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
                 if not any(nm in cols for nm in names):
                     raise UserError(
                         f"{where(path, 1)}: Answer.{prefix}{a}: expected an answer column for every aspect "
-                        "(or Answer.taskAnswers), got none"
+                        f"(or Answer.taskAnswers), got none ({_not_our_layout(batch)})"
                     )
     out: dict[str, list[Any]] = {c: [] for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
     lines: list[int] = []
