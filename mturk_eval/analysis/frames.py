@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from mturk_eval.analysis.aspects import Aspect, config_aspects
 from mturk_eval.analysis.core import Analysis, analyze
 from mturk_eval.analysis.ratings import (
     Ratings,
@@ -67,21 +68,24 @@ def read_source(
     config: ExperimentConfig | None = None,
     target: str | None = None,
 ) -> tuple[Ratings, str]:
-    """Checked ratings from any source, and a description of it for the report."""
+    """Checked ratings from any source, and a description of it for the report. The aspects and scales
+    are the config's ``[[report.aspects]]`` (or a mapping's), the paper's four by default."""
+    aspects = config_aspects(config) if config is not None and config.report.aspects else None
     if isinstance(source, pd.DataFrame):
         name = str(source.attrs.get("source", "DataFrame"))
-        return ratings_from_frame(source, name), name
+        return ratings_from_frame(source, name, aspects), name
     if isinstance(source, list):
-        return ratings_from_records(source, "records"), "records"
+        return ratings_from_records(source, "records", aspects=aspects), "records"
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix == ".toml":
         from mturk_eval.analysis.report import find_ledger
         from mturk_eval.config import load_config
 
-        return read_ledger(find_ledger(config or load_config(path), target))
+        cfg = config or load_config(path)
+        return read_ledger(find_ledger(cfg, target), config_aspects(cfg) if cfg.report.aspects else None)
     if suffix in (".sqlite", ".db"):
-        return read_ledger(path)
+        return read_ledger(path, aspects)
     if mapping is not None or (suffix not in (".parquet", ".jsonl", ".json", ".ndjson") and _is_batch_csv(path)):
         from mturk_eval.analysis.batch_csv import read_batch_csv
         from mturk_eval.analysis.mapping import load_mapping, ratings_from_batch
@@ -89,10 +93,10 @@ def read_source(
         m = load_mapping(mapping) if isinstance(mapping, (str, os.PathLike)) else mapping
         desc = f"MTurk batch results `{path}`" + (f" (mapping `{mapping}`)" if isinstance(mapping, (str, os.PathLike)) else "")
         return ratings_from_batch(read_batch_csv(path), responses, m), desc
-    return read_ratings(path), f"ratings file `{path}`"
+    return read_ratings(path, aspects), f"ratings file `{path}`"
 
 
-def read_ledger(path: Path) -> tuple[Ratings, str]:
+def read_ledger(path: Path, aspects: tuple[Aspect, ...] | None = None) -> tuple[Ratings, str]:
     from mturk_eval.ledger import Ledger
 
     if not Path(path).exists():
@@ -101,7 +105,7 @@ def read_ledger(path: Path) -> tuple[Ratings, str]:
         rows = led.ratings()
     if not rows:
         raise UserError(f"{path}: expected collected ratings, got none; run `mturk-eval collect` first")
-    return ratings_from_records(rows, str(path)), f"ledger `{path}`"
+    return ratings_from_records(rows, str(path), aspects=aspects), f"ledger `{path}`"
 
 
 def load_ratings(
@@ -144,8 +148,10 @@ def analysis(
         return ratings
     if not isinstance(ratings, pd.DataFrame):
         raise TypeError(f"expected a ratings DataFrame (load_ratings) or an Analysis, got {type(ratings).__name__}")
-    r = ratings_from_frame(ratings, str(ratings.attrs.get("source", "DataFrame")))
-    return analyze(r, _config(config), _responses(responses), seed=seed)
+    cfg = _config(config)
+    r = ratings_from_frame(ratings, str(ratings.attrs.get("source", "DataFrame")),
+                           config_aspects(cfg) if cfg.report.aspects else None)
+    return analyze(r, cfg, _responses(responses), seed=seed)
 
 
 def table2(ratings: pd.DataFrame | Analysis, config: Any = None, responses: Any = None, *,

@@ -91,10 +91,13 @@ def report_ratings(
         raise UserError("--ratings and --batch-csv: expected one ratings source, got both")
     if mapping is not None and batch_csv is None:
         raise UserError("--mapping: expected --batch-csv FILE to apply the mapping to, got none")
+    from mturk_eval.analysis.aspects import config_aspects
+
+    aspects = config_aspects(cfg) if cfg.report.aspects else None
     if ratings_path is not None:
         from mturk_eval.analysis.ratings import read_ratings
 
-        return read_ratings(ratings_path), f"ratings file `{ratings_path}`"
+        return read_ratings(ratings_path, aspects), f"ratings file `{ratings_path}`"
     if batch_csv is not None:
         from mturk_eval.analysis.batch_csv import read_batch_csv
         from mturk_eval.analysis.mapping import load_mapping, ratings_from_batch
@@ -102,7 +105,7 @@ def report_ratings(
         m = load_mapping(mapping) if mapping is not None else None
         desc = f"MTurk batch results `{batch_csv}`" + (f" (mapping `{mapping}`)" if mapping is not None else "")
         return ratings_from_batch(read_batch_csv(batch_csv), responses, m), desc
-    return read_ledger(find_ledger(cfg, target))
+    return read_ledger(find_ledger(cfg, target), aspects)
 
 
 def automatic_metrics(responses_path: Path, language: str) -> tuple[str, list[dict[str, Any]]]:

@@ -24,6 +24,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "review": ("mturk_eval.cli.hits", "review", "Approve, reject, block and bonus (dry run by default)."),
     "expire": ("mturk_eval.cli.hits", "expire", "Expire or delete the batch's HITs."),
     "report": ("mturk_eval.cli.report", "report", "Tables 2/3/7/8, agreement, tests, workers and plots."),
+    "mapping": ("mturk_eval.cli.mapping", "mapping", "Suggest a --mapping for another template's MTurk batch file."),
     "sandbox": ("mturk_eval.cli.sandbox", "sandbox", "A local MTurk-compatible server, worker site and simulated workers."),
 }
 
