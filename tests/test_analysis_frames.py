@@ -159,7 +159,7 @@ def test_worked_example_in_docs_runs(files, monkeypatch):
     assert block, "docs/report.md lost its worked example"
     monkeypatch.chdir(tmp)
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+    with contextlib.redirect_stdout(out), pd.option_context("display.width", 250, "display.max_columns", 40):
         exec(compile(block.group(1), "docs/report.md", "exec"), {})
     printed = out.getvalue()
     assert f"{len(load_ratings(tmp / 'ratings.csv'))} ratings of 36 items by 12 workers" in printed
