@@ -496,9 +496,10 @@ def _read_csv_arrow(path: Path) -> dict[str, pd.Series] | None:
         head = raw[:nl].decode("utf-8-sig").rstrip("\r")
     except UnicodeDecodeError:
         return None
-    if '"' in head:
+    try:
+        header = [h.strip() for h in next(csv.reader([head]))]
+    except (csv.Error, StopIteration):
         return None
-    header = [h.strip() for h in head.split(",")]
     if not all(header) or len(set(header)) != len(header):
         return None
     # One physical line per row, or the line numbers in messages would be wrong: pyarrow skips blank
