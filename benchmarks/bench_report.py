@@ -83,7 +83,10 @@ def child(what: str, path: str, out_dir: str) -> None:
     elif what == "report":
         from mturk_eval.analysis.report import build_report
         from mturk_eval.config import ExperimentConfig
-        import matplotlib  # noqa: F401  (imported before the clock, as a notebook or CLI has it loaded)
+        # Imported before the clock (a notebook has them loaded; the CLI's start-up is not the report).
+        import matplotlib.pyplot  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+        import scipy.stats  # noqa: F401
         cfg = ExperimentConfig(name="bench", models=["tiny"])
         cfg.report.bootstrap_samples = 1000
         t = time.perf_counter()
