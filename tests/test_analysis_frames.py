@@ -165,3 +165,22 @@ def test_worked_example_in_docs_runs(files, monkeypatch):
     assert f"{len(load_ratings(tmp / 'ratings.csv'))} ratings of 36 items by 12 workers" in printed
     assert "fluency_mean" in printed and "alpha_ordinal" in printed
     assert (tmp / "ratings.parquet").exists()
+
+
+def test_arrow_blocks_keep_first_appearance_order(files, monkeypatch):
+    """Many small pyarrow blocks (each its own dictionary, unified in file order) give the vocabularies in
+    order of first appearance, exactly as the careful reader does: the loader relies on it."""
+    import mturk_eval.analysis.ratings as ratings_mod
+
+    tmp, rows = files
+    rng = np.random.default_rng(3)
+    shuffled = [rows[i] for i in rng.permutation(len(rows))]
+    write_ratings_csv(tmp / "s.csv", shuffled)
+    monkeypatch.setattr(ratings_mod, "ARROW_BLOCK", 1 << 10)
+    fast = read_ratings(tmp / "s.csv")
+    assert ratings_mod._read_csv_arrow(tmp / "s.csv")["item_id"].codes.size == len(rows)
+    careful = ratings_mod.ratings_from_records(shuffled, "records")
+    for f in ("item", "worker", "assignment", "aspect", "score", "item_eval_set", "item_method"):
+        assert np.array_equal(getattr(fast, f), getattr(careful, f)), f
+    assert (fast.item_ids, fast.worker_ids, fast.assignment_ids) == (careful.item_ids, careful.worker_ids,
+                                                                      careful.assignment_ids)

@@ -139,10 +139,15 @@ def _py(v: Any) -> Any:
 
 @dataclass
 class Coded:
-    """A column already dictionary-encoded by pyarrow: integer codes (-1 missing) into ``vocab``."""
+    """A column already dictionary-encoded by pyarrow: integer codes (-1 missing) into ``vocab``.
+
+    ``in_order``: the vocabulary is in order of first appearance and every entry occurs, as pyarrow's
+    CSV reader builds it (each block's dictionary in order of appearance; blocks unified in file order),
+    so no recoding is needed (``test_arrow_blocks_keep_first_appearance_order`` checks it)."""
 
     codes: np.ndarray
     vocab: list[Any]
+    in_order: bool = False
 
     def __len__(self) -> int:
         return int(self.codes.shape[0])
@@ -163,6 +168,8 @@ def _factorize_series(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
 def _factorize(values: list[Any] | pd.Series, source: str, name: str, lines: np.ndarray) -> tuple[np.ndarray, list[Any]]:
     """Integer codes (in order of first appearance) and the distinct values of one column."""
     if isinstance(values, Coded):
+        if values.in_order and not (values.codes < 0).any():
+            return values.codes.astype(np.int64, copy=False), values.vocab
         codes, uniq = pd.factorize(values.codes)
         return codes.astype(np.int64, copy=False), [values.vocab[c] if c >= 0 else None for c in uniq.tolist()]
     if isinstance(values, pd.Series):
@@ -477,6 +484,9 @@ def read_ratings(path: str | os.PathLike, aspects: tuple[Aspect, ...] | None = N
         return _read_ratings(path, aspects)
 
 
+ARROW_BLOCK = 16 << 20  # bytes per pyarrow CSV block: fewer dictionaries to unify than the 1 MB default
+
+
 def _read_csv_arrow(path: Path) -> dict[str, pd.Series] | None:
     """A long-format CSV read by pyarrow's multithreaded reader, every column a categorical of strings
     (cells exactly as written, empty cells as ``""``); ``None`` whenever the careful reader below must
@@ -509,7 +519,7 @@ def _read_csv_arrow(path: Path) -> dict[str, pd.Series] | None:
     try:
         table = pacsv.read_csv(
             pa.BufferReader(raw),
-            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, block_size=16 << 20),
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, block_size=ARROW_BLOCK),
             parse_options=pacsv.ParseOptions(newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(column_types={h: string for h in header},
                                                  strings_can_be_null=False, quoted_strings_can_be_null=False),
@@ -519,10 +529,10 @@ def _read_csv_arrow(path: Path) -> dict[str, pd.Series] | None:
     del raw
     if table.num_rows == 0 or table.num_rows + 1 != breaks:
         return None
-    return _arrow_columns(table.unify_dictionaries())
+    return _arrow_columns(table.unify_dictionaries(), in_order=True)
 
 
-def _arrow_columns(table) -> dict[str, pd.Series | Coded]:
+def _arrow_columns(table, in_order: bool = False) -> dict[str, pd.Series | Coded]:
     """Each dictionary-encoded column of an Arrow table as :class:`Coded`, straight from its indices and
     dictionary (``Table.to_pandas`` takes several times longer on millions of rows); others as pandas."""
     import pyarrow as pa
@@ -541,7 +551,7 @@ def _arrow_columns(table) -> dict[str, pd.Series | Coded]:
         nulls = col.null_count
         if nulls:
             codes = np.where(pa.chunked_array([c.is_null() for c in chunks]).to_numpy(zero_copy_only=False), -1, codes)
-        out[name] = Coded(codes, chunks[0].dictionary.to_pylist())
+        out[name] = Coded(codes, chunks[0].dictionary.to_pylist(), in_order=in_order)
     return out
 
 
