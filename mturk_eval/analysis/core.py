@@ -596,22 +596,27 @@ def workers_stage(p: Prepared, spend: Any = None) -> tuple[dict[str, Any], list[
     return workers, underrated, planned
 
 
+def _per_assignment(r: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per assignment present in ``r``: its first row, the presence mask over assignment codes, its
+    worker, whether it was rejected, and its check result (2 no check, 1 passed, 0 failed)."""
+    n_assign = len(r.assignment_ids)
+    first = np.full(n_assign, -1, dtype=np.int64)
+    first[r.assignment[::-1]] = np.arange(len(r) - 1, -1, -1)
+    present = first >= 0
+    fa = first[present]
+    rejected_codes = [i for i, s in enumerate(r.statuses) if s.strip().lower() == "rejected"]
+    ap = np.full(n_assign, 2, dtype=np.int64)
+    hasp = r.attention_passed >= 0
+    np.minimum.at(ap, r.assignment[hasp], r.attention_passed[hasp].astype(np.int64))
+    return fa, present, r.worker[fa], np.isin(r.status[fa], rejected_codes), ap[present]
+
+
 def worker_rows(p: Prepared) -> list[dict[str, Any]]:
     """One row per worker: assignments (rejected), rating rows read and used, attention checks met and
     passed, median work time per assignment, and the exclusion with its reason."""
     r = p.r
-    n_w, n_a = len(r.worker_ids), len(r.assignment_ids)
-    first = np.full(n_a, -1, dtype=np.int64)
-    first[r.assignment[::-1]] = np.arange(len(r) - 1, -1, -1)
-    present = first >= 0
-    fa = first[present]
-    a_worker = r.worker[fa]
-    rejected_codes = [i for i, s in enumerate(r.statuses) if s.strip().lower() == "rejected"]
-    a_rejected = np.isin(r.status[fa], rejected_codes)
-    ap = np.full(n_a, 2, dtype=np.int64)
-    hasp = r.attention_passed >= 0
-    np.minimum.at(ap, r.assignment[hasp], r.attention_passed[hasp].astype(np.int64))
-    a_ap = ap[present]
+    n_w = len(r.worker_ids)
+    fa, _, a_worker, a_rejected, a_ap = _per_assignment(r)
     assignments = np.bincount(a_worker, minlength=n_w)
     rejected = np.bincount(a_worker[a_rejected], minlength=n_w)
     checks = np.bincount(a_worker[a_ap <= 1], minlength=n_w)
@@ -653,14 +658,7 @@ def _workers(r: Ratings, keep: np.ndarray, cfg: ExperimentConfig, excluded: list
              spend: Any = None) -> dict[str, Any]:
     """Distinct workers, assignments per worker, work time, effective hourly pay (with bonuses when the
     ledger's ``spend`` is given), cost, attention checks and the workers who never met one."""
-    n_assign = len(r.assignment_ids)
-    first = np.full(n_assign, -1, dtype=np.int64)
-    first[r.assignment[::-1]] = np.arange(len(r) - 1, -1, -1)
-    present = first >= 0
-    fa = first[present]
-    a_worker = r.worker[fa]
-    rejected_codes = [i for i, s in enumerate(r.statuses) if s.strip().lower() == "rejected"]
-    a_rejected = np.isin(r.status[fa], rejected_codes)
+    fa, present, a_worker, a_rejected, a_ap = _per_assignment(r)
     per_worker = np.bincount(a_worker, minlength=len(r.worker_ids))
     per_worker = per_worker[per_worker > 0]
     wt = r.work_time_s[fa]
@@ -673,10 +671,6 @@ def _workers(r: Ratings, keep: np.ndarray, cfg: ExperimentConfig, excluded: list
         reward = float(cfg.hit.reward)
     hourly = reward * 3600.0 / median_wt if median_wt and np.isfinite(median_wt) and median_wt > 0 else float("nan")
     mean_hourly = float(reward * wt_ok.size * 3600.0 / wt_ok.sum()) if wt_ok.size and wt_ok.sum() > 0 else float("nan")
-    ap = np.full(n_assign, 2, dtype=np.int64)
-    hasp = r.attention_passed >= 0
-    np.minimum.at(ap, r.assignment[hasp], r.attention_passed[hasp].astype(np.int64))
-    a_ap = ap[present]
     # Every assignment that held a check, rejected or not (as for the exclusion of workers).
     checked = a_ap <= 1
     passed = a_ap == 1
