@@ -15,6 +15,7 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mturk_eval.analysis import stats
 from mturk_eval.analysis.aspects import NAMES as ASPECT_NAMES, PAPER_ASPECTS
@@ -181,21 +182,24 @@ def _drop_duplicates(r: Ratings, keep: np.ndarray, policy: str) -> tuple[np.ndar
     idx = np.flatnonzero(keep)
     names = r.aspect_names
     key = (r.worker[idx] * len(r.item_ids) + r.item[idx]) * len(names) + r.aspect[idx]
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    is_first = np.zeros(idx.size, dtype=bool)
-    is_first[first] = True
+    # Hashing (pandas) rather than sorting (np.unique): linear in the number of rows.
+    is_first = ~pd.Index(key).duplicated(keep="first")
     dups = idx[~is_first]
+
+    def first_of(j: int) -> int:
+        return int(np.flatnonzero(key == key[j])[0])
+
     examples = []
     for j in np.flatnonzero(~is_first)[:5].tolist():
         row = idx[j]
-        orig = idx[first[inverse[j]]]
+        orig = idx[first_of(j)]
         examples.append(
             f"worker {r.worker_ids[r.worker[row]]} rated item {r.item_ids[r.item[row]]} "
             f"({names[r.aspect[row]]}) again on line {r.lines[row]} (first on line {r.lines[orig]})"
         )
     if dups.size and policy == "error":
         row = int(dups[0])
-        orig = int(idx[first[inverse[np.flatnonzero(~is_first)[0]]]])
+        orig = int(idx[first_of(int(np.flatnonzero(~is_first)[0]))])
         raise UserError(
             f"{where(r.source, int(r.lines[row]))}: worker_id: expected one rating per worker, item and aspect, "
             f"got a second rating of item {r.item_ids[r.item[row]]!r} ({names[r.aspect[row]]}) by worker "

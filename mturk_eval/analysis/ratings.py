@@ -683,6 +683,50 @@ def ratings_frame(r: Ratings) -> pd.DataFrame:
     return df
 
 
+def ratings_parquet(r: Ratings) -> bytes:
+    """The ratings as a Parquet file's bytes (the report's ``ratings.parquet``): the same columns as
+    :func:`ratings_frame`, built straight from the integer codes as Arrow dictionary columns (no pandas
+    objects), zstd-compressed, without column statistics; a study's own aspects and scales ride in the
+    ``PANDAS_ATTRS`` metadata that pandas restores as ``df.attrs``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def coded(codes: np.ndarray, vocab: list[str]) -> pa.DictionaryArray:
+        if len(set(vocab)) != len(vocab):  # e.g. None and "" both became ""
+            inv, uniq = pd.factorize(np.asarray(vocab, dtype=object))
+            codes, vocab = inv[codes], list(uniq)
+        return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32, copy=False)),
+                                              pa.array(vocab, type=pa.string()))
+
+    item = r.item
+    cols: dict[str, Any] = {
+        "item_id": coded(item, r.item_ids),
+        "eval_set": coded(r.item_eval_set[item], r.eval_sets),
+        "method": coded(r.item_method[item], r.methods),
+        "model": coded(r.item_model[item], r.models),
+        "persona_id": coded(r.item_persona[item], r.personas),
+        "worker_id": coded(r.worker, r.worker_ids),
+        "assignment_id": coded(r.assignment, r.assignment_ids),
+        "aspect": coded(r.aspect, r.aspect_names),
+        "score": pa.array(r.score),
+        "attention_check": pa.array(r.attention_check),
+        "attention_passed": pa.array(r.attention_passed == 1, mask=r.attention_passed < 0),
+        "simulated": pa.array(r.simulated),
+        "work_time_s": pa.array(r.work_time_s),
+        "status": coded(r.status, r.statuses),
+    }
+    if r.reward is not None:
+        cols["reward"] = pa.array(r.reward)
+    table = pa.table(cols)
+    if r.aspects != PAPER_ASPECTS:
+        attrs = {"aspects": [{"name": a.name, "scale": [a.low, a.high], "table2": a.table2, "table3": a.table3}
+                             for a in r.aspects]}
+        table = table.replace_schema_metadata({b"PANDAS_ATTRS": json.dumps(attrs).encode()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", write_statistics=False)
+    return sink.getvalue().to_pybytes()
+
+
 def _read_ratings(path: Path, aspects: tuple[Aspect, ...] | None = None) -> Ratings:
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         recs, lines = [], []
