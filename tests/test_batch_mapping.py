@@ -273,3 +273,16 @@ def test_missing_answers_can_be_skipped_and_counted(tmp_path):
     assert res.exit_code == 0, res.output
     assert "1 missing answer(s)" in res.stderr
     assert json.loads((tmp_path / "rep/report.json").read_text())["counts"]["rows"] == 2 * 2 * 10 - 1
+
+
+def test_load_ratings_reads_a_mapped_batch_file(issue_files):
+    from mturk_eval.analysis import load_ratings, table2
+
+    tmp, truth = issue_files
+    df = load_ratings(tmp / "b.csv", mapping=tmp / "m.toml")
+    assert len(df) == len(truth) and list(df["aspect"].cat.categories) == ["coherence"]
+    assert dict(zip(zip(df["item_id"].astype(str), df["worker_id"].astype(str)), df["score"])) == truth
+    assert df["reward"].eq(0.20).all() and "mapping" in df.attrs["description"]
+    assert list(table2(df).columns[4:7]) == ["coherence_mean", "coherence_sd", "coherence_ci_low"]
+    with pytest.raises(UserError, match="mturk-eval mapping suggest"):
+        load_ratings(tmp / "b.csv")
