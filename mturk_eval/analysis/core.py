@@ -565,8 +565,15 @@ def agreement_stage(p: Prepared) -> list[dict[str, Any]]:
     ag_sys = stats.agreement(counts_u[has], p.unit_group, S * A)
     ag_all = stats.agreement(counts_u[has], p.unit_aspect[has], A)
     rating_group = p.item_sys[p.item] * A + p.aspect
-    order_r = np.argsort(rating_group, kind="stable")
-    rb = np.searchsorted(rating_group[order_r], np.arange(S * A + 1))
+    if S * A <= 64:  # a few groups: one vectorised comparison each beats sorting millions of rows
+        def rows_of(g: int) -> np.ndarray:
+            return np.flatnonzero(rating_group == g)
+    else:
+        order_r = np.argsort(rating_group, kind="stable")
+        rb = np.searchsorted(rating_group[order_r], np.arange(S * A + 1))
+
+        def rows_of(g: int) -> np.ndarray:
+            return order_r[rb[g]:rb[g + 1]]
     rows = []
     for a, name in enumerate(p.r.aspect_names):
         sel = p.aspect == a
@@ -575,7 +582,7 @@ def agreement_stage(p: Prepared) -> list[dict[str, Any]]:
     for k, s in enumerate(p.systems):
         for a, name in enumerate(p.r.aspect_names):
             g = k * A + a
-            rows_g = order_r[rb[g]:rb[g + 1]]
+            rows_g = rows_of(g)
             rho = stats.leave_one_out_spearman(p.unit[rows_g], p.score[rows_g], p.unit_sum, p.unit_cnt)
             rows.append(_agreement_row(s.label, s, name, ag_sys, g, rho))
     return rows
