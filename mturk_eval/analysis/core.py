@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from mturk_eval.analysis import stats
-from mturk_eval.analysis.aspects import NAMES as ASPECT_NAMES, PAPER_ASPECTS
+from mturk_eval.analysis.aspects import NAMES as ASPECT_NAMES, PAPER_ASPECTS  # noqa: F401 (ASPECT_NAMES: kept for importers)
 from mturk_eval.analysis.ratings import Ratings, ResponseIndex
 from mturk_eval.config import ASPECTS, EVAL_SETS, METHODS, ExperimentConfig
 from mturk_eval.errors import UserError, where

@@ -83,9 +83,9 @@ def report_ratings(
     responses: ResponseIndex | None = None,
 ) -> tuple[Ratings, str]:
     """Ratings from exactly one source (``--ratings``, ``--batch-csv`` or the ledger); returns them and a
-    description of the source. Reads through :func:`mturk_eval.analysis.frames.read_source`, as
-    ``load_ratings`` does."""
-    from mturk_eval.analysis.frames import read_ledger, read_source
+    description of the source. The same readers as ``load_ratings`` (which also guesses a file's kind;
+    the CLI's flags say it)."""
+    from mturk_eval.analysis.frames import read_ledger
 
     given = [x for x in (ratings_path, batch_csv) if x is not None]
     if len(given) > 1:
