@@ -132,6 +132,16 @@ class HITConfig:
 
 
 @dataclass
+class AspectConfig:
+    """A rated aspect for the report ([[report.aspects]]; checked by mturk_eval.analysis.aspects)."""
+
+    name: str
+    scale: list[int] = field(default_factory=lambda: [1, 5])
+    table2: bool = True   # a column of Table 2/7 (means)
+    table3: bool = False  # binned like Table 3/8 (at most one aspect)
+
+
+@dataclass
 class ReportConfig:
     # Persona-Chat's human reference row (fluency, engagingness, relevance): "mean (SD)" strings.
     human_reference: dict[str, str] = field(default_factory=dict)
@@ -146,6 +156,8 @@ class ReportConfig:
     duplicates: Literal["first", "error"] = "first"
     # Ratings each item should have; 0 means hit.assignments_per_hit. Items with fewer are listed.
     planned_ratings: int = 0
+    # The rated aspects and their scales; empty = the paper's four on 1-5 (persona in Table 3).
+    aspects: list[AspectConfig] = field(default_factory=list)
 
 
 @dataclass

@@ -128,7 +128,8 @@ def read_batch_csv(
     required: tuple[str, ...] = REQUIRED_COLUMNS,
 ) -> BatchCSV:
     """Read a batch results CSV. Errors name the file and line: a missing required column, a duplicated
-    column, a row with more or fewer cells than the header."""
+    column, a row with more cells than the header, or one with fewer that lacks a required column. A row
+    shorter than the header otherwise has its trailing cells empty, as the website writes them."""
     path = Path(path)
     text = read_text(path, encoding="utf-8-sig")  # the website's files may start with a BOM
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -163,7 +164,15 @@ def read_batch_csv(
         if not cells or (len(cells) == 1 and not cells[0].strip()):
             line = reader.line_num + 1
             continue
-        if len(cells) != n:
+        if len(cells) < n:
+            # The requester website leaves trailing empty cells off (Approve, Reject): read them as empty,
+            # unless a column a reader cannot do without is among the missing ones.
+            lost = [c for c in header[len(cells):] if c in required]
+            if lost:
+                raise UserError(f"{where(path, line)}: row: expected {n} cells as in the header, got {len(cells)} "
+                                f"(no {', '.join(lost)})")
+            cells = cells + [""] * (n - len(cells))
+        elif len(cells) > n:
             raise UserError(f"{where(path, line)}: row: expected {n} cells as in the header, got {len(cells)}")
         out.rows.append(dict(zip(header, cells)))
         out.lines.append(line)

@@ -1,7 +1,10 @@
 """From checked ratings to every figure of the report: exclusions, Tables 2/3 (7/8), confidence
 intervals, tests between systems, agreement, worker figures and under-rated items.
 
-Everything is computed on integer codes with ``np.bincount`` so a million rating rows take seconds.
+:func:`analyze` runs :func:`prepare` (exclusions, systems, per-unit sums), then one function per stage:
+:func:`tables_stage` (Tables 2/3 and intervals), :func:`tests_stage` (tests between systems, Holm),
+:func:`agreement_stage` and :func:`workers_stage`. Everything is computed on integer codes with
+``np.bincount`` so a million rating rows take seconds.
 The result is a plain :class:`Analysis` of lists and dicts that the renderers (``render.py``,
 ``plots.py``) turn into Markdown, LaTeX, CSV, JSON and PNG without further arithmetic.
 """
@@ -12,8 +15,10 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mturk_eval.analysis import stats
+from mturk_eval.analysis.aspects import NAMES as ASPECT_NAMES, PAPER_ASPECTS  # noqa: F401 (ASPECT_NAMES: kept for importers)
 from mturk_eval.analysis.ratings import Ratings, ResponseIndex
 from mturk_eval.config import ASPECTS, EVAL_SETS, METHODS, ExperimentConfig
 from mturk_eval.errors import UserError, where
@@ -21,8 +26,6 @@ from mturk_eval.errors import UserError, where
 METHOD_NAMES = {"prompt_tuning": "Prompt-tuning", "finetune_none": "Fine-tuning (none)",
                 "finetune_added": "Fine-tuning (added)"}
 EVAL_SET_NAMES = {"persona": "Persona", "general": "General"}
-ASPECT_NAMES = {"fluency": "Fluency", "engagingness": "Engagingness", "relevance": "Relevance",
-                "persona": "Persona consideration"}
 TABLE2_ASPECTS = ("fluency", "engagingness", "relevance")
 BINS = ("[1,2)", "[2,3)", "[3,4)", "[4,5]")
 
@@ -72,6 +75,21 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
     human_reference: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    aspects: list[str] = field(default_factory=lambda: list(ASPECTS))   # every aspect rated, in order
+    bins: tuple[str, ...] = BINS                                        # Table 3's bins
+    worker_table: list[dict[str, Any]] = field(default_factory=list)    # one row per worker
+    aspect_info: tuple = PAPER_ASPECTS                                  # names, scales and tables
+
+    @property
+    def table2_aspects(self) -> list[str]:
+        return [a.name for a in self.aspect_info if a.table2]
+
+    @property
+    def table3_aspect(self) -> Any:
+        return next((a for a in self.aspect_info if a.table3), None)
+
+    def aspect_title(self, name: str) -> str:
+        return next((a.title for a in self.aspect_info if a.name == name), name)
 
     @property
     def table_numbers(self) -> dict[str, int]:
@@ -162,30 +180,105 @@ def _failed_check_warning(c: dict[str, int]) -> str:
 def _drop_duplicates(r: Ratings, keep: np.ndarray, policy: str) -> tuple[np.ndarray, int, list[str]]:
     """A worker rating the same item's aspect twice: keep the first row (policy "first") or fail."""
     idx = np.flatnonzero(keep)
-    key = (r.worker[idx] * len(r.item_ids) + r.item[idx]) * len(ASPECTS) + r.aspect[idx]
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    is_first = np.zeros(idx.size, dtype=bool)
-    is_first[first] = True
+    names = r.aspect_names
+    key = (r.worker[idx] * len(r.item_ids) + r.item[idx]) * len(names) + r.aspect[idx]
+    # Hashing (pandas) rather than sorting (np.unique): linear in the number of rows.
+    is_first = ~pd.Index(key).duplicated(keep="first")
     dups = idx[~is_first]
+
+    def first_of(j: int) -> int:
+        return int(np.flatnonzero(key == key[j])[0])
+
     examples = []
     for j in np.flatnonzero(~is_first)[:5].tolist():
         row = idx[j]
-        orig = idx[first[inverse[j]]]
+        orig = idx[first_of(j)]
         examples.append(
             f"worker {r.worker_ids[r.worker[row]]} rated item {r.item_ids[r.item[row]]} "
-            f"({ASPECTS[r.aspect[row]]}) again on line {r.lines[row]} (first on line {r.lines[orig]})"
+            f"({names[r.aspect[row]]}) again on line {r.lines[row]} (first on line {r.lines[orig]})"
         )
     if dups.size and policy == "error":
         row = int(dups[0])
-        orig = int(idx[first[inverse[np.flatnonzero(~is_first)[0]]]])
+        orig = int(idx[first_of(int(np.flatnonzero(~is_first)[0]))])
         raise UserError(
             f"{where(r.source, int(r.lines[row]))}: worker_id: expected one rating per worker, item and aspect, "
-            f"got a second rating of item {r.item_ids[r.item[row]]!r} ({ASPECTS[r.aspect[row]]}) by worker "
+            f"got a second rating of item {r.item_ids[r.item[row]]!r} ({names[r.aspect[row]]}) by worker "
             f"{r.worker_ids[r.worker[row]]!r} (first on line {int(r.lines[orig])})"
         )
     out = keep.copy()
     out[dups] = False
     return out, int(dups.size), examples
+
+
+@dataclass
+class Prepared:
+    """The rating rows that count, coded for every later stage: the output of :func:`prepare`.
+
+    Units are (item x aspect); groups are (system x aspect), ``g = s * A + a``."""
+
+    r: Ratings
+    cfg: ExperimentConfig
+    seed: int
+    keep: np.ndarray              # mask over r's rows: the rows that count
+    counts: dict[str, int]        # what was read, excluded and used
+    excluded_workers: list[dict[str, Any]]
+    warnings: list[str]
+    systems: list[System]
+    item_sys: np.ndarray          # per item code: its system (only meaningful for used items)
+    item: np.ndarray              # kept rows: item code, aspect index, score (float)
+    aspect: np.ndarray
+    score: np.ndarray
+    unit: np.ndarray              # kept rows: unit code
+    unit_sum: np.ndarray          # per unit (n_items x A): score sum and number of ratings
+    unit_cnt: np.ndarray
+    has: np.ndarray               # units with at least one kept rating
+
+    @property
+    def A(self) -> int:
+        return len(self.r.aspects)
+
+    @property
+    def S(self) -> int:
+        return len(self.systems)
+
+    @property
+    def n_units(self) -> int:
+        return self.unit_sum.size
+
+    @property
+    def unit_item(self) -> np.ndarray:
+        return np.arange(self.n_units) // self.A
+
+    @property
+    def unit_aspect(self) -> np.ndarray:
+        return np.arange(self.n_units) % self.A
+
+    @property
+    def unit_group(self) -> np.ndarray:
+        """The group of each unit in ``has``."""
+        return self.item_sys[self.unit_item[self.has]] * self.A + self.unit_aspect[self.has]
+
+
+@dataclass
+class Tables:
+    """Table 2 cells (per group) and Table 3 bins (per system): the output of :func:`tables_stage`."""
+
+    n: np.ndarray
+    mean: np.ndarray
+    sd: np.ndarray
+    items: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    bins: np.ndarray              # (S, 4)
+
+
+@dataclass
+class Tests:
+    """Every comparison, the per-eval-set sentences, and which cells beat which: :func:`tests_stage`."""
+
+    tests: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+    better: dict[tuple[int, int], list[str]]   # (system, aspect) -> letters it is significantly better than
 
 
 def analyze(
@@ -196,17 +289,45 @@ def analyze(
     seed: int | None = None,
     spend: Any = None,
 ) -> Analysis:
-    """Compute every table, interval, test and agreement figure of the report from ``r``.
+    """Compute every table, interval, test and agreement figure of the report from ``r``: the four
+    stages (:func:`tables_stage`, :func:`tests_stage`, :func:`agreement_stage`, :func:`workers_stage`)
+    on the rows :func:`prepare` keeps.
 
     ``spend`` (:class:`mturk_eval.analysis.cost.Spend`, from the ledger) adds bonuses to the effective
     hourly pay and the total cost to the worker figures."""
+    p = prepare(r, cfg, seed=seed)
+    tables = tables_stage(p)
+    tests = tests_stage(p, tables, responses)
+    agreement_rows = agreement_stage(p)
+    workers, underrated, planned = workers_stage(p, spend)
+    worker_table = worker_rows(p)
     rc = cfg.report
-    warnings: list[str] = []
+    return Analysis(
+        experiment=cfg.name, language=cfg.language, systems=p.systems,
+        table2=table2_records(p, tables, tests), table3=table3_records(p, tables),
+        tests=tests.tests, test_summary=tests.summary, agreement=agreement_rows, workers=workers,
+        underrated=underrated, planned_ratings=planned, counts=p.counts,
+        simulated_rows=int(r.simulated.sum()), warnings=p.warnings,
+        human_reference=dict(rc.human_reference),
+        settings={"bootstrap_samples": rc.bootstrap_samples, "alpha": rc.alpha,
+                  "min_attention_pass_rate": rc.min_attention_pass_rate, "duplicates": rc.duplicates,
+                  "seed": p.seed},
+        worker_table=worker_table, aspects=r.aspect_names, bins=table3_bins(r.aspects),
+        aspect_info=r.aspects,
+    )
+
+
+def prepare(r: Ratings, cfg: ExperimentConfig, *, seed: int | None = None) -> Prepared:
+    """Exclusions (rejected, attention checks, failed checks, excluded workers, duplicates), the systems
+    and their letters, and per-unit sums: everything the four stages share."""
+    rc = cfg.report
+    warnings: list[str] = list(r.notes)
+    table2_aspects = [a.name for a in r.aspects if a.table2]
     for k in rc.human_reference:
-        if k not in TABLE2_ASPECTS:
+        if k not in table2_aspects:
             raise UserError(
                 f"{cfg.source_path or '<config>'}: report.human_reference.{k}: expected one of "
-                f"{', '.join(TABLE2_ASPECTS)}, got an unknown aspect"
+                f"{', '.join(table2_aspects)}, got an unknown aspect"
             )
     keep, counts, excluded_workers = _exclusions(r, rc.min_attention_pass_rate)
     keep, n_dup, dup_examples = _drop_duplicates(r, keep, rc.duplicates)
@@ -234,10 +355,23 @@ def analyze(
     item = r.item[keep]
     aspect = r.aspect[keep]
     score = r.score[keep].astype(np.float64)
-    A = len(ASPECTS)
+    A = len(r.aspects)
+    systems, item_sys = _systems(r, cfg, item)
+    unit = item * A + aspect
+    n_units = n_items * A
+    unit_sum = np.bincount(unit, weights=score, minlength=n_units)
+    unit_cnt = np.bincount(unit, minlength=n_units)
+    return Prepared(r=r, cfg=cfg, seed=cfg.seed if seed is None else seed, keep=keep, counts=counts,
+                    excluded_workers=excluded_workers, warnings=warnings, systems=systems, item_sys=item_sys,
+                    item=item, aspect=aspect, score=score, unit=unit, unit_sum=unit_sum, unit_cnt=unit_cnt,
+                    has=unit_cnt > 0)
 
-    # Systems: eval set x method x model of the items that have used ratings.
-    used_item = np.zeros(n_items, dtype=bool)
+
+def _systems(r: Ratings, cfg: ExperimentConfig, item: np.ndarray) -> tuple[list[System], np.ndarray]:
+    """Systems (eval set x method x model) of the items that have used ratings, in the paper's order
+    (eval sets persona, general; methods and models in the config's order), lettered within each eval
+    set; and each item's system."""
+    used_item = np.zeros(len(r.item_ids), dtype=bool)
     used_item[item] = True
     es_rank = np.empty(len(r.eval_sets), dtype=np.int64)
     es_rank[_order(r.eval_sets, EVAL_SETS)] = np.arange(len(r.eval_sets))
@@ -251,7 +385,6 @@ def analyze(
     if uniq_keys[0] == -1:
         item_sys = item_sys - 1
         uniq_keys = uniq_keys[1:]
-    S = len(uniq_keys)
     inv_es = np.argsort(es_rank)
     inv_me = np.argsort(me_rank)
     inv_mo = np.argsort(mo_rank)
@@ -267,35 +400,46 @@ def analyze(
         i = per_es.get(s.eval_set, 0)
         s.letter = letters[i] if i < 26 else f"s{i}"
         per_es[s.eval_set] = i + 1
+    return systems, item_sys.reshape(-1)
 
-    # Units = item x aspect.
-    unit = item * A + aspect
-    n_units = n_items * A
-    unit_sum = np.bincount(unit, weights=score, minlength=n_units)
-    unit_cnt = np.bincount(unit, minlength=n_units)
-    unit_item = np.arange(n_units) // A
-    unit_aspect = np.arange(n_units) % A
-    has = unit_cnt > 0
 
-    # Table 2 (and the persona aspect too, for the plots): mean and SD over all answers.
-    group = item_sys[item] * A + aspect
-    n_g, mean_g, sd_g = stats.group_mean_sd(group, score, S * A)
-    unit_group = item_sys[unit_item[has]] * A + unit_aspect[has]
+def tables_stage(p: Prepared) -> Tables:
+    """Table 2/7 (mean and SD over all answers, items, bootstrap CI of every mean, the persona aspect
+    too for the plots) and Table 3/8 (each response's persona mean, binned)."""
+    S, A = p.S, p.A
+    group = p.item_sys[p.item] * A + p.aspect
+    n_g, mean_g, sd_g = stats.group_mean_sd(group, p.score, S * A)
+    unit_group = p.unit_group
     items_g = np.bincount(unit_group, minlength=S * A)
-    rng = np.random.default_rng(cfg.seed if seed is None else seed)
-    ci_lo, ci_hi = stats.cluster_bootstrap_ci(unit_group, unit_sum[has], unit_cnt[has], S * A,
-                                              rc.bootstrap_samples, rng)
+    rng = np.random.default_rng(p.seed)
+    ci_lo, ci_hi = stats.cluster_bootstrap_ci(unit_group, p.unit_sum[p.has], p.unit_cnt[p.has], S * A,
+                                              p.cfg.report.bootstrap_samples, rng)
+    # Table 3: each response's mean on the Table 3 aspect (persona by default), binned with exact integer
+    # comparisons (sum >= k * count) at each point of the scale above its lowest.
+    t3 = next((i for i, a in enumerate(p.r.aspects) if a.table3), None)
+    if t3 is None:
+        bins = np.zeros((S, 0), dtype=np.int64)
+    else:
+        asp = p.r.aspects[t3]
+        nb = asp.width - 1
+        pu = np.flatnonzero(p.has & (p.unit_aspect == t3))
+        ps, pc = p.unit_sum[pu], p.unit_cnt[pu]
+        bin_idx = np.zeros(pu.size, dtype=np.int64)
+        for k in range(asp.low + 1, asp.high):
+            bin_idx += ps >= k * pc
+        bins = np.bincount(p.item_sys[p.unit_item[pu]] * nb + bin_idx, minlength=S * nb).reshape(S, nb)
+    return Tables(n=n_g, mean=mean_g, sd=sd_g, items=items_g, ci_low=ci_lo, ci_high=ci_hi, bins=bins)
 
-    # Table 3: each response's persona mean, binned with exact integer comparisons (sum >= k * count).
-    pa = ASPECTS.index("persona")
-    pu = np.flatnonzero(has & (unit_aspect == pa))
-    ps, pc = unit_sum[pu], unit_cnt[pu]
-    bin_idx = (ps >= 2 * pc).astype(np.int64) + (ps >= 3 * pc) + (ps >= 4 * pc)
-    bins = np.bincount(item_sys[unit_item[pu]] * 4 + bin_idx, minlength=S * 4).reshape(S, 4)
 
-    # Tests between systems of one eval set, per aspect, on per-item means (paired when possible).
-    item_mean = np.full(n_units, np.nan)
-    item_mean[has] = unit_sum[has] / unit_cnt[has]
+def tests_stage(p: Prepared, tables: Tables, responses: ResponseIndex | None = None) -> Tests:
+    """Tests between systems of one eval set, per aspect, on per-item means (paired when the responses
+    file pairs their prompts), Holm within each eval set, and the better-than letters."""
+    r, rc, systems, A, S = p.r, p.cfg.report, p.systems, p.A, p.S
+    n_items = len(r.item_ids)
+    unit_item, has = p.unit_item, p.has
+    mean_g = tables.mean
+    item_mean = np.full(p.n_units, np.nan)
+    item_mean[has] = p.unit_sum[has] / p.unit_cnt[has]
     pair_key: np.ndarray | None = None
     if responses is not None:
         keys: dict[tuple, int] = {}
@@ -305,6 +449,7 @@ def analyze(
             if meta is not None and meta.get("pair_id") is not None:
                 pk[i] = keys.setdefault((meta.get("persona_id"), meta["pair_id"]), len(keys))
         pair_key = pk
+    unit_group = p.unit_group
     order_units = np.argsort(unit_group, kind="stable")
     unit_idx = np.flatnonzero(has)[order_units]
     bounds = np.searchsorted(unit_group[order_units], np.arange(S * A + 1))
@@ -313,6 +458,7 @@ def analyze(
         g = s * A + a
         return unit_idx[bounds[g]:bounds[g + 1]]
 
+    names = r.aspect_names
     tests: list[dict[str, Any]] = []
     eval_sets_in = list(dict.fromkeys(s.eval_set for s in systems))
     for es in eval_sets_in:
@@ -330,7 +476,7 @@ def analyze(
                             ua, ub = ua[sa], ub[sb]
                 res = stats.compare(item_mean[ua], item_mean[ub], paired)
                 tests.append({
-                    "eval_set": es, "aspect": ASPECTS[a],
+                    "eval_set": es, "aspect": names[a],
                     "a": systems[i].letter, "b": systems[j].letter,
                     "system_a": systems[i].label, "system_b": systems[j].label,
                     "mean_a": float(mean_g[i * A + a]), "mean_b": float(mean_g[j * A + a]),
@@ -343,8 +489,8 @@ def analyze(
     for es in eval_sets_in:
         idx = [k for k, t in enumerate(tests) if t["eval_set"] == es and np.isfinite(t["p"])]
         adj = stats.holm([tests[k]["p"] for k in idx])
-        for k, p in zip(idx, adj):
-            tests[k]["p_holm"] = float(p)
+        for k, pv in zip(idx, adj):
+            tests[k]["p_holm"] = float(pv)
     for t in tests:
         t.setdefault("p_holm", float("nan"))
         t["significant"] = bool(np.isfinite(t["p_holm"]) and t["p_holm"] < rc.alpha)
@@ -359,7 +505,7 @@ def analyze(
         if not t["better"]:
             continue
         i, j = by_label[t["system_a"]], by_label[t["system_b"]]
-        a = ASPECTS.index(t["aspect"])
+        a = names.index(t["aspect"])
         hi, lo = (i, j) if t["direction"] > 0 else (j, i)
         better.setdefault((hi, a), []).append(systems[lo].letter)
 
@@ -378,43 +524,78 @@ def analyze(
             parts = [f"{t['aspect']}: ({t['a']}) vs ({t['b']}), p_holm = {t['p_holm']:.3g}" for t in sig]
             sentence = f"{name}: {len(sig)} of {len(ts)} comparisons significant at {rc.alpha} ({'; '.join(parts)})."
         test_summary.append({"eval_set": es, "tests": len(ts), "significant": len(sig), "sentence": sentence})
+    return Tests(tests=tests, summary=test_summary, better=better)
 
-    table2 = []
-    table3 = []
-    for k, s in enumerate(systems):
+
+def table2_records(p: Prepared, tables: Tables, tests: Tests) -> list[dict[str, Any]]:
+    """Per system: its names and, per aspect, n, items, mean, sd, ci_low, ci_high, better_than."""
+    out = []
+    for k, s in enumerate(p.systems):
         row: dict[str, Any] = {**s.as_dict(), "aspects": {}}
-        for a, name in enumerate(ASPECTS):
-            g = k * A + a
+        for a, name in enumerate(p.r.aspect_names):
+            g = k * p.A + a
             row["aspects"][name] = {
-                "n": int(n_g[g]), "items": int(items_g[g]), "mean": float(mean_g[g]), "sd": float(sd_g[g]),
-                "ci_low": float(ci_lo[g]), "ci_high": float(ci_hi[g]),
-                "better_than": sorted(better.get((k, a), [])),
+                "n": int(tables.n[g]), "items": int(tables.items[g]), "mean": float(tables.mean[g]),
+                "sd": float(tables.sd[g]), "ci_low": float(tables.ci_low[g]), "ci_high": float(tables.ci_high[g]),
+                "better_than": sorted(tests.better.get((k, a), [])),
             }
-        table2.append(row)
-        table3.append({**s.as_dict(), "bins": dict(zip(BINS, bins[k].tolist())), "n": int(bins[k].sum())})
+        out.append(row)
+    return out
 
-    # Agreement per aspect: all systems pooled, then per system.
-    counts_u = stats.unit_value_counts(unit, r.score[keep], n_units)
-    ag_sys = stats.agreement(counts_u[has], item_sys[unit_item[has]] * A + unit_aspect[has], S * A)
-    ag_all = stats.agreement(counts_u[has], unit_aspect[has], A)
-    rating_group = item_sys[item] * A + aspect
-    order_r = np.argsort(rating_group, kind="stable")
-    rb = np.searchsorted(rating_group[order_r], np.arange(S * A + 1))
-    agreement_rows = []
-    for a, name in enumerate(ASPECTS):
-        sel = aspect == a
-        rho = stats.leave_one_out_spearman(unit[sel], score[sel], unit_sum, unit_cnt)
-        agreement_rows.append(_agreement_row("all systems", None, name, ag_all, a, rho))
-    for k, s in enumerate(systems):
-        for a, name in enumerate(ASPECTS):
+
+def table3_bins(aspects) -> tuple[str, ...]:
+    """The Table 3 aspect's bins (none when no aspect is marked for Table 3)."""
+    return next((a.bins for a in aspects if a.table3), ())
+
+
+def table3_records(p: Prepared, tables: Tables) -> list[dict[str, Any]]:
+    """Per system: its names, the four bin counts and their sum."""
+    bins = table3_bins(p.r.aspects)
+    return [{**s.as_dict(), "bins": dict(zip(bins, tables.bins[k].tolist())), "n": int(tables.bins[k].sum())}
+            for k, s in enumerate(p.systems)]
+
+
+def agreement_stage(p: Prepared) -> list[dict[str, Any]]:
+    """Agreement per aspect: all systems pooled, then per system (alpha, pairwise shares, LOO rho)."""
+    S, A, has = p.S, p.A, p.has
+    # Scores as points 1..K of their aspect's scale (K the widest scale), so one matrix serves all.
+    low = np.array([a.low for a in p.r.aspects])
+    K = max(a.width for a in p.r.aspects)
+    counts_u = stats.unit_value_counts(p.unit, p.r.score[p.keep] - low[p.aspect] + 1, p.n_units, K)
+    ag_sys = stats.agreement(counts_u[has], p.unit_group, S * A)
+    ag_all = stats.agreement(counts_u[has], p.unit_aspect[has], A)
+    rating_group = p.item_sys[p.item] * A + p.aspect
+    if S * A <= 64:  # a few groups: one vectorised comparison each beats sorting millions of rows
+        def rows_of(g: int) -> np.ndarray:
+            return np.flatnonzero(rating_group == g)
+    else:
+        order_r = np.argsort(rating_group, kind="stable")
+        rb = np.searchsorted(rating_group[order_r], np.arange(S * A + 1))
+
+        def rows_of(g: int) -> np.ndarray:
+            return order_r[rb[g]:rb[g + 1]]
+    rows = []
+    for a, name in enumerate(p.r.aspect_names):
+        sel = p.aspect == a
+        rho = stats.leave_one_out_spearman(p.unit[sel], p.score[sel], p.unit_sum, p.unit_cnt)
+        rows.append(_agreement_row("all systems", None, name, ag_all, a, rho))
+    for k, s in enumerate(p.systems):
+        for a, name in enumerate(p.r.aspect_names):
             g = k * A + a
-            rows_g = order_r[rb[g]:rb[g + 1]]
-            rho = stats.leave_one_out_spearman(unit[rows_g], score[rows_g], unit_sum, unit_cnt)
-            agreement_rows.append(_agreement_row(s.label, s, name, ag_sys, g, rho))
+            rows_g = rows_of(g)
+            rho = stats.leave_one_out_spearman(p.unit[rows_g], p.score[rows_g], p.unit_sum, p.unit_cnt)
+            rows.append(_agreement_row(s.label, s, name, ag_sys, g, rho))
+    return rows
 
-    workers = _workers(r, keep, cfg, excluded_workers, spend)
-    planned = rc.planned_ratings or cfg.hit.assignments_per_hit
-    per_item = unit_cnt.reshape(n_items, A).max(axis=1)
+
+def workers_stage(p: Prepared, spend: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """Worker figures (see :func:`_workers`), the items with fewer than the planned ratings, and that
+    plan; adds the under-rated warning to ``p.warnings``."""
+    r, cfg = p.r, p.cfg
+    workers = _workers(r, p.keep, cfg, p.excluded_workers, spend)
+    planned = cfg.report.planned_ratings or cfg.hit.assignments_per_hit
+    n_items = len(r.item_ids)
+    per_item = p.unit_cnt.reshape(n_items, p.A).max(axis=1)
     seen = np.zeros(n_items, dtype=bool)
     seen[r.item[~r.attention_check]] = True
     short = np.flatnonzero(seen & (per_item < planned))
@@ -422,18 +603,56 @@ def analyze(
                    "eval_set": r.eval_sets[r.item_eval_set[i]], "method": r.methods[r.item_method[i]],
                    "model": r.models[r.item_model[i]]} for i in short.tolist()]
     if underrated:
-        warnings.append(f"{len(underrated)} item(s) have fewer than the planned {planned} ratings; see Workers.")
+        p.warnings.append(f"{len(underrated)} item(s) have fewer than the planned {planned} ratings; see Workers.")
+    return workers, underrated, planned
 
-    return Analysis(
-        experiment=cfg.name, language=cfg.language, systems=systems, table2=table2, table3=table3,
-        tests=tests, test_summary=test_summary, agreement=agreement_rows, workers=workers,
-        underrated=underrated, planned_ratings=planned, counts=counts,
-        simulated_rows=int(r.simulated.sum()), warnings=warnings,
-        human_reference=dict(rc.human_reference),
-        settings={"bootstrap_samples": rc.bootstrap_samples, "alpha": rc.alpha,
-                  "min_attention_pass_rate": rc.min_attention_pass_rate, "duplicates": rc.duplicates,
-                  "seed": cfg.seed if seed is None else seed},
-    )
+
+def _per_assignment(r: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per assignment present in ``r``: its first row, the presence mask over assignment codes, its
+    worker, whether it was rejected, and its check result (2 no check, 1 passed, 0 failed)."""
+    n_assign = len(r.assignment_ids)
+    first = np.full(n_assign, -1, dtype=np.int64)
+    first[r.assignment[::-1]] = np.arange(len(r) - 1, -1, -1)
+    present = first >= 0
+    fa = first[present]
+    rejected_codes = [i for i, s in enumerate(r.statuses) if s.strip().lower() == "rejected"]
+    ap = np.full(n_assign, 2, dtype=np.int64)
+    hasp = r.attention_passed >= 0
+    np.minimum.at(ap, r.assignment[hasp], r.attention_passed[hasp].astype(np.int64))
+    return fa, present, r.worker[fa], np.isin(r.status[fa], rejected_codes), ap[present]
+
+
+def worker_rows(p: Prepared) -> list[dict[str, Any]]:
+    """One row per worker: assignments (rejected), rating rows read and used, attention checks met and
+    passed, median work time per assignment, and the exclusion with its reason."""
+    r = p.r
+    n_w = len(r.worker_ids)
+    fa, _, a_worker, a_rejected, a_ap = _per_assignment(r)
+    assignments = np.bincount(a_worker, minlength=n_w)
+    rejected = np.bincount(a_worker[a_rejected], minlength=n_w)
+    checks = np.bincount(a_worker[a_ap <= 1], minlength=n_w)
+    passed = np.bincount(a_worker[a_ap == 1], minlength=n_w)
+    rows_read = np.bincount(r.worker, minlength=n_w)
+    rows_used = np.bincount(r.worker[p.keep], minlength=n_w)
+    # Median work time per worker over their assignments with a known time.
+    wt = r.work_time_s[fa]
+    ok = np.isfinite(wt)
+    order = np.lexsort((wt[ok], a_worker[ok]))
+    w_sorted, t_sorted = a_worker[ok][order], wt[ok][order]
+    bounds = np.searchsorted(w_sorted, np.arange(n_w + 1))
+    reasons = {e["worker_id"]: e["reason"] for e in p.excluded_workers}
+    out = []
+    for w in range(n_w):
+        ts = t_sorted[bounds[w]:bounds[w + 1]]
+        wid = r.worker_ids[w]
+        out.append({
+            "worker_id": wid, "assignments": int(assignments[w]), "rejected_assignments": int(rejected[w]),
+            "rating_rows": int(rows_read[w]), "rows_used": int(rows_used[w]),
+            "attention_checks": int(checks[w]), "attention_passed": int(passed[w]),
+            "median_work_time_s": float(np.median(ts)) if ts.size else float("nan"),
+            "excluded": wid in reasons, "reason": reasons.get(wid, ""),
+        })
+    return out
 
 
 def _agreement_row(scope: str, s: System | None, aspect: str, ag: stats.Agreement, g: int, rho: float) -> dict[str, Any]:
@@ -450,14 +669,7 @@ def _workers(r: Ratings, keep: np.ndarray, cfg: ExperimentConfig, excluded: list
              spend: Any = None) -> dict[str, Any]:
     """Distinct workers, assignments per worker, work time, effective hourly pay (with bonuses when the
     ledger's ``spend`` is given), cost, attention checks and the workers who never met one."""
-    n_assign = len(r.assignment_ids)
-    first = np.full(n_assign, -1, dtype=np.int64)
-    first[r.assignment[::-1]] = np.arange(len(r) - 1, -1, -1)
-    present = first >= 0
-    fa = first[present]
-    a_worker = r.worker[fa]
-    rejected_codes = [i for i, s in enumerate(r.statuses) if s.strip().lower() == "rejected"]
-    a_rejected = np.isin(r.status[fa], rejected_codes)
+    fa, present, a_worker, a_rejected, a_ap = _per_assignment(r)
     per_worker = np.bincount(a_worker, minlength=len(r.worker_ids))
     per_worker = per_worker[per_worker > 0]
     wt = r.work_time_s[fa]
@@ -470,10 +682,6 @@ def _workers(r: Ratings, keep: np.ndarray, cfg: ExperimentConfig, excluded: list
         reward = float(cfg.hit.reward)
     hourly = reward * 3600.0 / median_wt if median_wt and np.isfinite(median_wt) and median_wt > 0 else float("nan")
     mean_hourly = float(reward * wt_ok.size * 3600.0 / wt_ok.sum()) if wt_ok.size and wt_ok.sum() > 0 else float("nan")
-    ap = np.full(n_assign, 2, dtype=np.int64)
-    hasp = r.attention_passed >= 0
-    np.minimum.at(ap, r.assignment[hasp], r.attention_passed[hasp].astype(np.int64))
-    a_ap = ap[present]
     # Every assignment that held a check, rejected or not (as for the exclusion of workers).
     checked = a_ap <= 1
     passed = a_ap == 1

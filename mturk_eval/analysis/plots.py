@@ -10,8 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mturk_eval.analysis.core import ASPECT_NAMES, BINS, Analysis  # noqa: E402
-from mturk_eval.config import ASPECTS  # noqa: E402
+from mturk_eval.analysis.core import Analysis  # noqa: E402
 
 
 def _labels(an: Analysis) -> list[str]:
@@ -19,8 +18,9 @@ def _labels(an: Analysis) -> list[str]:
 
 
 def persona_bars(an: Analysis, path: Path) -> None:
-    """Stacked bars: for each system, the share of responses in each persona-consideration bin."""
-    counts = np.array([[r["bins"][b] for b in BINS] for r in an.table3], dtype=float)
+    """Stacked bars: for each system, the share of responses in each bin of the Table 3 aspect."""
+    BINS = an.bins
+    counts = np.array([[r["bins"][b] for b in BINS] for r in an.table3], dtype=float).reshape(len(an.table3), len(BINS))
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(counts) + 2), 4.2))
@@ -35,7 +35,7 @@ def persona_bars(an: Analysis, path: Path) -> None:
     ax.set_xticks(x, _labels(an), fontsize=7)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("share of responses")
-    ax.set_title("Persona consideration: each response's mean score")
+    ax.set_title(f"{an.table3_aspect.title}: each response's mean score")
     ax.legend(title="mean score", bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -44,6 +44,7 @@ def persona_bars(an: Analysis, path: Path) -> None:
 
 def means_with_ci(an: Analysis, path: Path) -> None:
     """Grouped points: each system's mean per aspect with its 95% bootstrap interval."""
+    ASPECTS = an.aspects
     n = len(an.table2)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(ASPECTS) * max(n, 1) / 3 + 3), 4.2))
     width = 0.8 / max(n, 1)
@@ -55,9 +56,10 @@ def means_with_ci(an: Analysis, path: Path) -> None:
         xs = np.arange(len(ASPECTS)) - 0.4 + width * (k + 0.5)
         ax.errorbar(xs, means, yerr=err, fmt="o", capsize=3, markersize=4,
                     label=f"({r['letter']}) {r['eval_set_name']} / {r['method_name']} / {r['model']}")
-    ax.set_xticks(np.arange(len(ASPECTS)), [ASPECT_NAMES[a] for a in ASPECTS])
-    ax.set_ylim(1, 5)
-    ax.set_ylabel("mean score (1-5)")
+    ax.set_xticks(np.arange(len(ASPECTS)), [an.aspect_title(a) for a in ASPECTS])
+    low, high = min(a.low for a in an.aspect_info), max(a.high for a in an.aspect_info)
+    ax.set_ylim(low, high)
+    ax.set_ylabel(f"mean score ({low}-{high})")
     ax.set_title("Mean score per aspect with 95% bootstrap CI")
     ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     ax.grid(axis="y", alpha=0.3)
@@ -70,6 +72,8 @@ def write_plots(an: Analysis, out_dir: Path) -> dict[str, str]:
     """Write both plots into ``out_dir/plots``; returns their paths relative to ``out_dir``."""
     d = out_dir / "plots"
     d.mkdir(parents=True, exist_ok=True)
-    persona_bars(an, d / "persona_consideration.png")
     means_with_ci(an, d / "means_ci.png")
+    if an.table3_aspect is None:
+        return {"means": "plots/means_ci.png"}
+    persona_bars(an, d / "persona_consideration.png")
     return {"persona": "plots/persona_consideration.png", "means": "plots/means_ci.png"}

@@ -17,12 +17,14 @@ import json
 import math
 import operator
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+import pandas as pd
 
+from mturk_eval.analysis.aspects import PAPER_ASPECTS, Aspect
 from mturk_eval.config import ASPECTS, EVAL_SETS
 from mturk_eval.errors import UserError, where
 from mturk_eval.io import iter_jsonl, read_text
@@ -50,8 +52,8 @@ class Ratings:
     worker_ids: list[str]
     assignment: np.ndarray    # codes into assignment_ids (worker+item when the column is absent)
     assignment_ids: list[str]
-    aspect: np.ndarray        # int64 index into config.ASPECTS
-    score: np.ndarray         # int64, 1..5
+    aspect: np.ndarray        # int64 index into aspects
+    score: np.ndarray         # int64, on the aspect's scale (1..5 by default)
     attention_check: np.ndarray   # bool: the row rates an attention-check item
     attention_passed: np.ndarray  # int8: 1 passed, 0 failed, -1 no check in the assignment
     simulated: np.ndarray         # bool
@@ -69,6 +71,12 @@ class Ratings:
     personas: list[str]
     lines: np.ndarray             # the source line of each row (for messages)
     reward: np.ndarray | None = None  # dollars per assignment, per row (batch CSV only)
+    aspects: tuple[Aspect, ...] = PAPER_ASPECTS  # the rated aspects, their scales and tables
+    notes: list[str] = field(default_factory=list)  # what the reader resolved (the report's warnings)
+
+    @property
+    def aspect_names(self) -> list[str]:
+        return [a.name for a in self.aspects]
 
     def __len__(self) -> int:
         return int(self.score.shape[0])
@@ -115,8 +123,60 @@ def _factorize_hash(values: list[Any]) -> tuple[np.ndarray, list[Any]] | None:
     return codes, vocab
 
 
-def _factorize(values: list[Any], source: str, name: str, lines: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+def _py(v: Any) -> Any:
+    """A pandas/numpy scalar as a plain Python value, missing values (NaN, NA, NaT) as ``None``."""
+    if v is None or isinstance(v, (str, bool, int)):
+        return v
+    if isinstance(v, (list, dict)):
+        return v
+    try:
+        if pd.isna(v):
+            return None
+    except (TypeError, ValueError):
+        return v
+    return v.item() if isinstance(v, np.generic) else v
+
+
+@dataclass
+class Coded:
+    """A column already dictionary-encoded by pyarrow: integer codes (-1 missing) into ``vocab``.
+
+    ``in_order``: the vocabulary is in order of first appearance and every entry occurs, as pyarrow's
+    CSV reader builds it (each block's dictionary in order of appearance; blocks unified in file order),
+    so no recoding is needed (``test_arrow_blocks_keep_first_appearance_order`` checks it)."""
+
+    codes: np.ndarray
+    vocab: list[Any]
+    in_order: bool = False
+
+    def __len__(self) -> int:
+        return int(self.codes.shape[0])
+
+
+def _factorize_series(values: pd.Series) -> tuple[np.ndarray, list[Any]]:
+    """Codes in order of first appearance for a pandas column: a categorical (the CSV and Parquet
+    readers give every string column as one) is recoded through its integer codes, in C."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cat = values.array
+        codes, uniq = pd.factorize(np.asarray(cat.codes))
+        cats = cat.categories.tolist()
+        return codes.astype(np.int64, copy=False), [cats[c] if c >= 0 else None for c in uniq.tolist()]
+    codes, uniq = pd.factorize(values, use_na_sentinel=False)
+    return codes.astype(np.int64, copy=False), [_py(v) for v in list(uniq)]
+
+
+def _factorize(values: list[Any] | pd.Series, source: str, name: str, lines: np.ndarray) -> tuple[np.ndarray, list[Any]]:
     """Integer codes (in order of first appearance) and the distinct values of one column."""
+    if isinstance(values, Coded):
+        if values.in_order and not (values.codes < 0).any():
+            return values.codes.astype(np.int64, copy=False), values.vocab
+        codes, uniq = pd.factorize(values.codes)
+        return codes.astype(np.int64, copy=False), [values.vocab[c] if c >= 0 else None for c in uniq.tolist()]
+    if isinstance(values, pd.Series):
+        try:
+            return _factorize_series(values)
+        except TypeError:  # unhashable cells (lists, dicts): find the first one
+            values = values.tolist()
     try:
         if len(values) > 50_000 and len(set(values[:2000])) > 500:
             out = _factorize_hash(values)
@@ -142,7 +202,9 @@ def _strings(codes: np.ndarray, vocab: list[Any], source: str, name: str, lines:
     all_str = set(map(type, vocab)) <= {str}
     if required:
         if all_str:
-            empty = [i for i, v in enumerate(vocab) if not v or v.isspace()]
+            # map() runs in C: a million distinct ids are checked in milliseconds when none is empty.
+            any_empty = "" in vocab or any(map(str.isspace, vocab))
+            empty = [i for i, v in enumerate(vocab) if not v or v.isspace()] if any_empty else []
         else:
             empty = [i for i, v in enumerate(vocab) if v is None or (isinstance(v, str) and (not v or v.isspace()))]
         if empty:
@@ -157,10 +219,44 @@ def _strings(codes: np.ndarray, vocab: list[Any], source: str, name: str, lines:
     return ["" if v is None else str(v) for v in vocab]
 
 
-def _scores(values: list[Any], source: str, lines: np.ndarray) -> np.ndarray:
+def _score_value(v: Any, low: int = 1, high: int = 5) -> int | None:
+    """One cell as a score from low to high, or ``None`` when it is not one (JSON true/false are not)."""
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        x = float(v)
+    except (ValueError, TypeError):
+        return None
+    return int(x) if math.isfinite(x) and low <= x <= high and x == round(x) else None
+
+
+def _scores(values: list[Any] | pd.Series | Coded, source: str, lines: np.ndarray, low: int = 1,
+            high: int = 5) -> np.ndarray:
+    if isinstance(values, (pd.Series, Coded)):
+        if isinstance(values, pd.Series) and pd.api.types.is_integer_dtype(values.dtype) and not values.isna().any():
+            arr = values.to_numpy(dtype=np.int64)
+            ok = (arr >= low) & (arr <= high)
+            if not ok.all():
+                i = _first_bad(~ok)
+                raise UserError(f"{where(source, int(lines[i]))}: score: expected an integer from {low} to {high}, "
+                                f"got {int(arr[i])!r}")
+            return arr
+        # Strings (CSV) or anything else: check each distinct value once.
+        codes, vocab = _factorize(values, source, "score", lines)
+        table = np.empty(len(vocab), dtype=np.int64)
+        for k, v in enumerate(vocab):
+            x = _score_value(v, low, high)
+            if x is None:
+                i = _first_bad(codes == k)
+                got = "an empty cell" if v is None else repr(v)
+                raise UserError(f"{where(source, int(lines[i]))}: score: expected an integer from {low} to {high}, "
+                                f"got {got}")
+            table[k] = x
+        return table[codes]
+
     def bad(i: int) -> UserError:
         return UserError(
-            f"{where(source, int(lines[i]))}: score: expected an integer from 1 to 5, got {values[i]!r}"
+            f"{where(source, int(lines[i]))}: score: expected an integer from {low} to {high}, got {values[i]!r}"
         )
 
     try:
@@ -174,7 +270,7 @@ def _scores(values: list[Any], source: str, lines: np.ndarray) -> np.ndarray:
             except (ValueError, TypeError):
                 raise bad(i) from None
         raise
-    ok = np.isfinite(arr) & (arr >= 1) & (arr <= 5) & (arr == np.round(arr))
+    ok = np.isfinite(arr) & (arr >= low) & (arr <= high) & (arr == np.round(arr))
     if bool in set(map(type, values)):  # JSON true/false would pass as 1/0
         ok &= np.fromiter((type(v) is not bool for v in values), dtype=bool, count=len(values))
     if not ok.all():
@@ -203,9 +299,29 @@ def _flags(values: list[Any] | None, n: int, source: str, name: str, lines: np.n
     return table[codes]
 
 
-def _floats(values: list[Any] | None, n: int, source: str, name: str, lines: np.ndarray) -> np.ndarray:
+def _floats(values: list[Any] | pd.Series | None, n: int, source: str, name: str, lines: np.ndarray) -> np.ndarray:
     if values is None:
         return np.full(n, np.nan)
+    if isinstance(values, (pd.Series, Coded)):
+        if isinstance(values, pd.Series) and pd.api.types.is_numeric_dtype(values.dtype) \
+                and not pd.api.types.is_bool_dtype(values.dtype):
+            arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            codes, vocab = _factorize(values, source, name, lines)
+            table = np.empty(len(vocab))
+            for k, v in enumerate(vocab):
+                try:
+                    table[k] = np.nan if v in _EMPTY else float(v)
+                except (ValueError, TypeError):
+                    i = _first_bad(codes == k)
+                    raise UserError(f"{where(source, int(lines[i]))}: {name}: expected a number, got {v!r}") from None
+            arr = table[codes]
+        bad = arr < 0
+        if bad.any():
+            i = _first_bad(bad)
+            got = vocab[codes[i]] if isinstance(values, Coded) or not isinstance(values, pd.Series) else _py(values.iloc[i])
+            raise UserError(f"{where(source, int(lines[i]))}: {name}: expected a number >= 0, got {got!r}")
+        return arr
     try:
         arr = np.array([np.nan if v in _EMPTY else v for v in values], dtype=np.float64)
     except (ValueError, TypeError):
@@ -228,6 +344,7 @@ def ratings_from_columns(
     source: str,
     lines: Iterable[int] | None = None,
     reward: list[Any] | None = None,
+    aspects: tuple[Aspect, ...] | None = None,
 ) -> Ratings:
     """Check and encode long-format columns (each a list of one value per row).
 
@@ -251,18 +368,28 @@ def ratings_from_columns(
     worker, wv = _factorize(cols["worker_id"], source, "worker_id", line_arr)
     worker_ids = _strings(worker, wv, source, "worker_id", line_arr, True)
 
+    aspects = PAPER_ASPECTS if aspects is None else tuple(aspects)
+    names = [a.name for a in aspects]
     asp_codes, asp_vocab = _factorize(cols["aspect"], source, "aspect", line_arr)
     asp_table = np.empty(len(asp_vocab), dtype=np.int64)
     for i, v in enumerate(asp_vocab):
         name = v.strip().lower() if isinstance(v, str) else v
-        if name not in ASPECTS:
+        if name not in names:
             j = _first_bad(asp_codes == i)
             raise UserError(
-                f"{where(source, int(line_arr[j]))}: aspect: expected one of {', '.join(ASPECTS)}, got {v!r}"
+                f"{where(source, int(line_arr[j]))}: aspect: expected one of {', '.join(names)}, got {v!r}"
             )
-        asp_table[i] = ASPECTS.index(name)
+        asp_table[i] = names.index(name)
     aspect = asp_table[asp_codes]
-    score = _scores(cols["score"], source, line_arr)
+    lows = np.array([a.low for a in aspects])
+    highs = np.array([a.high for a in aspects])
+    score = _scores(cols["score"], source, line_arr, int(lows.min()), int(highs.max()))
+    off = (score < lows[aspect]) | (score > highs[aspect])
+    if off.any():  # aspects with different scales: each score on its own aspect's
+        j = _first_bad(off)
+        a = aspects[int(aspect[j])]
+        raise UserError(f"{where(source, int(line_arr[j]))}: score: expected an integer from {a.low} to {a.high} "
+                        f"({a.name}'s scale), got {int(score[j])!r}")
 
     if cols.get("assignment_id") is not None:
         assignment, av = _factorize(cols["assignment_id"], source, "assignment_id", line_arr)
@@ -321,10 +448,12 @@ def ratings_from_columns(
         item_persona=per_item["persona_id"][0], personas=per_item["persona_id"][1],
         lines=line_arr,
         reward=rew,
+        aspects=aspects,
     )
 
 
-def ratings_from_records(records: list[dict[str, Any]], source: str, lines: Iterable[int] | None = None) -> Ratings:
+def ratings_from_records(records: list[dict[str, Any]], source: str, lines: Iterable[int] | None = None,
+                         aspects: tuple[Aspect, ...] | None = None) -> Ratings:
     """Long-format rows as dicts (``Ledger.ratings()``, JSONL) -> :class:`Ratings`."""
     if not records:
         raise UserError(f"{source}: expected at least one rating row, got none")
@@ -342,48 +471,273 @@ def ratings_from_records(records: list[dict[str, Any]], source: str, lines: Iter
             i = cols[k].index(None)
             got = "null" if k in records[i] else "no such key"
             raise UserError(f"{where(source, line_list[i])}: {k}: expected a value, got {got}")
-    return ratings_from_columns(cols, source, line_list)
+    return ratings_from_columns(cols, source, line_list, aspects=aspects)
 
 
-def read_ratings(path: str | os.PathLike) -> Ratings:
-    """Read a long-format ratings file: ``.jsonl`` (one object a line) or CSV with a header."""
+def read_ratings(path: str | os.PathLike, aspects: tuple[Aspect, ...] | None = None) -> Ratings:
+    """Read a long-format ratings file: ``.jsonl`` (one object a line), ``.parquet``, or CSV with a header.
+    ``aspects``: the study's aspects and scales (default the paper's four on 1-5)."""
+    path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        return read_ratings_parquet(path, aspects)
     with _gc_paused():
-        return _read_ratings(Path(path))
+        return _read_ratings(path, aspects)
 
 
-def _split_plain_csv(text: str, width: int) -> list[list[str]] | None:
-    """Columns of a CSV text without any quote character, or ``None`` to use the csv module.
+ARROW_BLOCK = 16 << 20  # bytes per pyarrow CSV block: fewer dictionaries to unify than the 1 MB default
 
-    Without quotes, RFC 4180 fields cannot hold commas or line breaks, so splitting on them is exactly
-    what ``csv.reader`` would do; as one flat ``str.split`` plus slicing it runs in C and takes a third of
-    the time of ``csv.reader`` + transposing (the bulk of loading a million rows). Files with quotes,
-    blank lines, stray carriage returns or ragged rows go the careful way.
-    """
-    if '"' in text:
+
+def _read_csv_arrow(path: Path) -> dict[str, pd.Series] | None:
+    """A long-format CSV read by pyarrow's multithreaded reader, every column a categorical of strings
+    (cells exactly as written, empty cells as ``""``); ``None`` whenever the careful reader below must
+    decide: a header it should check, blank lines (which pyarrow skips, and the line numbers in
+    messages must stay right), a ragged row, bytes that are not UTF-8."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        raw = path.read_bytes()
+    except OSError:
         return None
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-        if "\r" in text:
-            return None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    body = lines[1:]
-    if not body or "" in body:
+    nl = raw.find(b"\n")
+    if nl < 0:
         return None
-    if set(map(operator.methodcaller("count", ","), body)) != {width - 1}:
+    try:
+        head = raw[:nl].decode("utf-8-sig").rstrip("\r")
+    except UnicodeDecodeError:
         return None
-    cells = ",".join(body).split(",")
-    return [cells[j::width] for j in range(width)]
+    try:
+        header = [h.strip() for h in next(csv.reader([head]))]
+    except (csv.Error, StopIteration):
+        return None
+    if not all(header) or len(set(header)) != len(header):
+        return None
+    # One physical line per row, or the line numbers in messages would be wrong: pyarrow skips blank
+    # lines, so compare the rows it read with the line breaks.
+    breaks = raw.count(b"\n") + (not raw.endswith(b"\n"))
+    string = pa.dictionary(pa.int32(), pa.string())
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(raw),
+            read_options=pacsv.ReadOptions(column_names=header, skip_rows=1, block_size=ARROW_BLOCK),
+            parse_options=pacsv.ParseOptions(newlines_in_values=False),
+            convert_options=pacsv.ConvertOptions(column_types={h: string for h in header},
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    del raw
+    if table.num_rows == 0 or table.num_rows + 1 != breaks:
+        return None
+    return _arrow_columns(table.unify_dictionaries(), in_order=True)
 
 
-def _read_ratings(path: Path) -> Ratings:
+def _arrow_columns(table, in_order: bool = False) -> dict[str, pd.Series | Coded]:
+    """Each dictionary-encoded column of an Arrow table as :class:`Coded`, straight from its indices and
+    dictionary (``Table.to_pandas`` takes several times longer on millions of rows); others as pandas."""
+    import pyarrow as pa
+
+    out: dict[str, pd.Series | Coded] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if not pa.types.is_dictionary(col.type):
+            out[name] = col.to_pandas()
+            continue
+        chunks = col.chunks
+        if not chunks:
+            out[name] = Coded(np.zeros(0, dtype=np.int64), [])
+            continue
+        codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks])
+        nulls = col.null_count
+        if nulls:
+            codes = np.where(pa.chunked_array([c.is_null() for c in chunks]).to_numpy(zero_copy_only=False), -1, codes)
+        out[name] = Coded(codes, chunks[0].dictionary.to_pylist(), in_order=in_order)
+    return out
+
+
+# Parquet column types each long-format column accepts (checked before any value).
+_PARQUET_KINDS: dict[str, tuple[str, Any]] = {}
+
+
+def _parquet_kinds() -> dict[str, tuple[str, Any]]:
+    import pyarrow as pa
+
+    if not _PARQUET_KINDS:
+        def is_str(t):
+            return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+                    or (pa.types.is_dictionary(t) and (pa.types.is_string(t.value_type)
+                                                       or pa.types.is_large_string(t.value_type))))
+
+        def is_flag(t):
+            return pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_null(t)
+
+        def is_num(t):
+            return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t)
+
+        for c in ("item_id", "eval_set", "method", "model", "worker_id", "aspect", "persona_id", "assignment_id",
+                  "status"):
+            _PARQUET_KINDS[c] = ("strings", is_str)
+        _PARQUET_KINDS["score"] = ("integers", pa.types.is_integer)
+        for c in ("attention_check", "attention_passed", "simulated"):
+            _PARQUET_KINDS[c] = ("booleans or 0/1 integers", is_flag)
+        for c in ("work_time_s", "reward"):
+            _PARQUET_KINDS[c] = ("numbers", is_num)
+    return _PARQUET_KINDS
+
+
+def read_ratings_parquet(path: str | os.PathLike, aspects: tuple[Aspect, ...] | None = None) -> Ratings:
+    """Long-format ratings from Parquet (pyarrow). Column types are checked first (``score`` integers,
+    string columns strings, flags booleans or 0/1, ``work_time_s`` numbers); then every value as for a
+    CSV, with messages naming the row (``file.parquet:3`` is the third row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: file not found")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise UserError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:120]})") from None
+    if aspects is None:  # the scales a report's ratings.parquet was written with (pandas keeps df.attrs)
+        try:
+            attrs = json.loads((table.schema.metadata or {}).get(b"PANDAS_ATTRS", b"{}"))
+        except ValueError:
+            attrs = {}
+        if isinstance(attrs, dict) and attrs.get("aspects"):
+            from mturk_eval.analysis.aspects import check_aspects
+
+            aspects = check_aspects(attrs["aspects"], f"{path}: PANDAS_ATTRS aspects")
+    kinds = _parquet_kinds()
+    for f in table.schema:
+        if f.name in kinds and not kinds[f.name][1](f.type):
+            raise UserError(f"{path}: {f.name}: expected a Parquet column of {kinds[f.name][0]}, got {f.type}")
+    table = table.select([c for c in table.column_names if c in kinds])
+    for i, name in enumerate(table.column_names):
+        col = table.column(i)
+        if kinds[name][0] == "strings" and not pa.types.is_dictionary(col.type) and not pa.types.is_null(col.type):
+            table = table.set_column(i, name, pc.dictionary_encode(col))
+    cols = _arrow_columns(table.unify_dictionaries())
+    reward = cols.pop("reward", None)
+    if table.num_rows == 0:
+        raise UserError(f"{path}: expected at least one rating row, got none")
+    return ratings_from_columns(cols, str(path), np.arange(1, table.num_rows + 1), reward=reward, aspects=aspects)
+
+
+def ratings_from_frame(df: pd.DataFrame, source: str = "DataFrame",
+                       aspects: tuple[Aspect, ...] | None = None) -> Ratings:
+    """Check and encode a long-format DataFrame. Messages name ``source`` and the row: the index value
+    when the index is named ``line`` (as :func:`ratings_frame` writes it), else the 1-based position."""
+    if df.index.name == "line" and pd.api.types.is_integer_dtype(df.index.dtype):
+        lines = df.index.to_numpy(dtype=np.int64)
+    else:
+        lines = np.arange(1, len(df) + 1)
+    if len(df) == 0:
+        raise UserError(f"{source}: expected at least one rating row, got none")
+    cols = {str(c): df[c] for c in df.columns if str(c) in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
+    reward = df["reward"] if "reward" in df.columns else None
+    if aspects is None and df.attrs.get("aspects"):
+        from mturk_eval.analysis.aspects import check_aspects
+
+        aspects = check_aspects(df.attrs["aspects"], f"{source}: attrs['aspects']")
+    return ratings_from_columns(cols, source, lines, reward=reward, aspects=aspects)
+
+
+def _categorical(codes: np.ndarray, vocab: list[str]) -> pd.Categorical:
+    cats = pd.Index(vocab, dtype=object)
+    if not cats.is_unique:  # e.g. None and "" both became ""
+        inv, uniq = pd.factorize(cats)
+        codes, cats = inv[codes], pd.Index(uniq, dtype=object)
+    return pd.Categorical.from_codes(codes, categories=cats.astype(str))
+
+
+def ratings_frame(r: Ratings) -> pd.DataFrame:
+    """Checked ratings as a long-format DataFrame (docs/architecture.md section 6): string columns as
+    categoricals, ``score`` int64, ``attention_check``/``simulated`` bool, ``attention_passed`` a
+    nullable boolean (missing: no check in the assignment), ``work_time_s`` float (NaN unknown),
+    ``reward`` (batch files only). The index, named ``line``, is each row's line in the source."""
+    item = r.item
+    data: dict[str, Any] = {
+        "item_id": _categorical(item, r.item_ids),
+        "eval_set": _categorical(r.item_eval_set[item], r.eval_sets),
+        "method": _categorical(r.item_method[item], r.methods),
+        "model": _categorical(r.item_model[item], r.models),
+        "persona_id": _categorical(r.item_persona[item], r.personas),
+        "worker_id": _categorical(r.worker, r.worker_ids),
+        "assignment_id": _categorical(r.assignment, r.assignment_ids),
+        "aspect": pd.Categorical.from_codes(r.aspect, categories=r.aspect_names),
+        "score": r.score,
+        "attention_check": r.attention_check,
+        "attention_passed": pd.arrays.BooleanArray(r.attention_passed == 1, r.attention_passed < 0),
+        "simulated": r.simulated,
+        "work_time_s": r.work_time_s,
+        "status": _categorical(r.status, r.statuses),
+    }
+    if r.reward is not None:
+        data["reward"] = r.reward
+    df = pd.DataFrame(data, index=pd.Index(r.lines, name="line"))
+    if r.aspects != PAPER_ASPECTS:  # so that ratings_from_frame (and ratings.parquet) keep the scales
+        df.attrs["aspects"] = [{"name": a.name, "scale": [a.low, a.high], "table2": a.table2, "table3": a.table3}
+                               for a in r.aspects]
+    return df
+
+
+def ratings_parquet(r: Ratings) -> bytes:
+    """The ratings as a Parquet file's bytes (the report's ``ratings.parquet``): the same columns as
+    :func:`ratings_frame`, built straight from the integer codes as Arrow dictionary columns (no pandas
+    objects), zstd-compressed, without column statistics; a study's own aspects and scales ride in the
+    ``PANDAS_ATTRS`` metadata that pandas restores as ``df.attrs``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def coded(codes: np.ndarray, vocab: list[str]) -> pa.DictionaryArray:
+        if len(set(vocab)) != len(vocab):  # e.g. None and "" both became ""
+            inv, uniq = pd.factorize(np.asarray(vocab, dtype=object))
+            codes, vocab = inv[codes], list(uniq)
+        return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32, copy=False)),
+                                              pa.array(vocab, type=pa.string()))
+
+    item = r.item
+    cols: dict[str, Any] = {
+        "item_id": coded(item, r.item_ids),
+        "eval_set": coded(r.item_eval_set[item], r.eval_sets),
+        "method": coded(r.item_method[item], r.methods),
+        "model": coded(r.item_model[item], r.models),
+        "persona_id": coded(r.item_persona[item], r.personas),
+        "worker_id": coded(r.worker, r.worker_ids),
+        "assignment_id": coded(r.assignment, r.assignment_ids),
+        "aspect": coded(r.aspect, r.aspect_names),
+        "score": pa.array(r.score),
+        "attention_check": pa.array(r.attention_check),
+        "attention_passed": pa.array(r.attention_passed == 1, mask=r.attention_passed < 0),
+        "simulated": pa.array(r.simulated),
+        "work_time_s": pa.array(r.work_time_s),
+        "status": coded(r.status, r.statuses),
+    }
+    if r.reward is not None:
+        cols["reward"] = pa.array(r.reward)
+    table = pa.table(cols)
+    if r.aspects != PAPER_ASPECTS:
+        attrs = {"aspects": [{"name": a.name, "scale": [a.low, a.high], "table2": a.table2, "table3": a.table3}
+                             for a in r.aspects]}
+        table = table.replace_schema_metadata({b"PANDAS_ATTRS": json.dumps(attrs).encode()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", write_statistics=False)
+    return sink.getvalue().to_pybytes()
+
+
+def _read_ratings(path: Path, aspects: tuple[Aspect, ...] | None = None) -> Ratings:
     if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
         recs, lines = [], []
         for lineno, obj in iter_jsonl(path):
             recs.append(obj)
             lines.append(lineno)
-        return ratings_from_records(recs, str(path), lines)
+        return ratings_from_records(recs, str(path), lines, aspects)
+    fast = _read_csv_arrow(path)
+    if fast is not None:
+        return ratings_from_columns(fast, str(path), None, aspects=aspects)
+    # The careful way: exact messages for a bad header, blank lines, ragged rows and bad bytes.
     text = read_text(path, encoding="utf-8-sig")
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
@@ -395,9 +749,6 @@ def _read_ratings(path: Path) -> Ratings:
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
         raise UserError(f"{where(path, 1)}: header: column {dup!r} appears twice")
-    fast = _split_plain_csv(text, len(header))
-    if fast is not None:
-        return ratings_from_columns(dict(zip(header, fast)), str(path), None)
     try:
         body = list(reader)
     except csv.Error as exc:
@@ -418,7 +769,7 @@ def _read_ratings(path: Path) -> Ratings:
     columns = list(zip(*body))
     del body
     cols = {h: list(columns[j]) for j, h in enumerate(header)}
-    return ratings_from_columns(cols, str(path), lines)
+    return ratings_from_columns(cols, str(path), lines, aspects=aspects)
 
 
 def write_ratings_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
@@ -493,6 +844,14 @@ def _parse_reward(text: str) -> float | None:
         return None
 
 
+def _not_our_layout(batch) -> str:
+    """The tail of the message for a batch file in another layout: what it holds, and what to run."""
+    answers = batch.answer_columns
+    found = (", ".join(answers[:6]) + (f", ... ({len(answers)} in all)" if len(answers) > 6 else "")) if answers else "none"
+    return (f"Answer columns found: {found}; not this toolkit's layout: describe it with --mapping FILE, "
+            f"which `mturk-eval mapping suggest {batch.path}` starts for you")
+
+
 def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings:
     """Map an MTurk batch results CSV (:class:`~mturk_eval.analysis.batch_csv.BatchCSV`) to ratings.
 
@@ -517,7 +876,7 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
         else:
             raise UserError(
                 f"{where(path, 1)}: Input.item_id: expected Input.item_id or Input.i0_item_id columns naming "
-                "the rated items, got none"
+                f"the rated items, got none ({_not_our_layout(batch)})"
             )
     task_answers = "Answer.taskAnswers" in cols
     if not task_answers:
@@ -527,7 +886,7 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
                 if not any(nm in cols for nm in names):
                     raise UserError(
                         f"{where(path, 1)}: Answer.{prefix}{a}: expected an answer column for every aspect "
-                        "(or Answer.taskAnswers), got none"
+                        f"(or Answer.taskAnswers), got none ({_not_our_layout(batch)})"
                     )
     out: dict[str, list[Any]] = {c: [] for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
     lines: list[int] = []

@@ -2,7 +2,8 @@
 tables, and the single ``report.md`` that reads like a results section.
 
 Tables mirror the paper: Table 2/7 rows are Eval Dataset x Training Method x Model with "mean (SD)"
-cells to two decimals; Table 3/8 counts each response's mean persona consideration in four bins.
+cells to two decimals; Table 3/8 counts each response's mean persona consideration in four bins (or
+another aspect's, in the bins of its scale).
 A cell's superscript letters name the systems of the same eval set it is significantly better than.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import math
 from typing import Any
 
-from mturk_eval.analysis.core import ASPECT_NAMES, BINS, TABLE2_ASPECTS, Analysis
+from mturk_eval.analysis.core import Analysis
 
 BANNER = ("> **SIMULATED RATINGS.** {n} of the rating rows come from simulated workers, not people. "
           "These figures test the pipeline; they are not results.")
@@ -83,33 +84,29 @@ def csv_text(header: list[str], rows: list[list[Any]]) -> str:
 # Table 2 / 7
 
 
+def scale_words(an: Analysis) -> str:
+    """"a 1-5 scale" when every Table 2 aspect shares one scale, else each aspect's."""
+    scales = {(a.low, a.high) for a in an.aspect_info if a.table2}
+    if len(scales) == 1:
+        lo, hi = scales.pop()
+        return f"a {lo}-{hi} scale"
+    return "each aspect's scale (" + ", ".join(f"{a.name} {a.low}-{a.high}" for a in an.aspect_info if a.table2) + ")"
+
+
 def table2_rows(an: Analysis, latex: bool = False) -> tuple[list[str], list[list[str]]]:
-    header = ["Eval Dataset", "Training Method", "Model", *[ASPECT_NAMES[a] for a in TABLE2_ASPECTS]]
+    header = ["Eval Dataset", "Training Method", "Model", *[an.aspect_title(a) for a in an.table2_aspects]]
     rows = []
     prev_es = None
     for row in an.table2:
         es = row["eval_set_name"] if row["eval_set"] != prev_es else ""
         prev_es = row["eval_set"]
         rows.append([es, f"({row['letter']}) {row['method_name']}", row["model"],
-                     *[_cell(row["aspects"][a], latex) for a in TABLE2_ASPECTS]])
+                     *[_cell(row["aspects"][a], latex) for a in an.table2_aspects]])
     if an.human_reference:
-        rows.append(["Human", "(Persona-Chat)", "-", *[an.human_reference.get(a, "-") for a in TABLE2_ASPECTS]])
+        rows.append(["Human", "(Persona-Chat)", "-", *[an.human_reference.get(a, "-") for a in an.table2_aspects]])
     return header, rows
 
 
-def table2_csv(an: Analysis) -> str:
-    header = ["eval_set", "method", "model", "letter"]
-    for a in TABLE2_ASPECTS + ("persona",):
-        header += [f"{a}_mean", f"{a}_sd", f"{a}_ci_low", f"{a}_ci_high", f"{a}_n", f"{a}_items", f"{a}_better_than"]
-    rows = []
-    for r in an.table2:
-        cells: list[Any] = [r["eval_set"], r["method"], r["model"], r["letter"]]
-        for a in TABLE2_ASPECTS + ("persona",):
-            s = r["aspects"][a]
-            cells += [f"{s['mean']:.6g}", f"{s['sd']:.6g}", f"{s['ci_low']:.6g}", f"{s['ci_high']:.6g}", s["n"],
-                      s["items"], "".join(s["better_than"])]
-        rows.append(cells)
-    return csv_text(header, rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -117,21 +114,17 @@ def table2_csv(an: Analysis) -> str:
 
 
 def table3_rows(an: Analysis) -> tuple[list[str], list[list[str]]]:
-    header = ["Eval Dataset", "Training Method", "Model", *BINS, "Sample count"]
+    header = ["Eval Dataset", "Training Method", "Model", *an.bins, "Sample count"]
     rows = []
     prev_es = None
     for row in an.table3:
         es = row["eval_set_name"] if row["eval_set"] != prev_es else ""
         prev_es = row["eval_set"]
         rows.append([es, f"({row['letter']}) {row['method_name']}", row["model"],
-                     *[str(row["bins"][b]) for b in BINS], str(row["n"])])
+                     *[str(row["bins"][b]) for b in an.bins], str(row["n"])])
     return header, rows
 
 
-def table3_csv(an: Analysis) -> str:
-    header = ["eval_set", "method", "model", *BINS, "n"]
-    return csv_text(header, [[r["eval_set"], r["method"], r["model"], *[r["bins"][b] for b in BINS], r["n"]]
-                             for r in an.table3])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -150,25 +143,17 @@ def tests_rows(an: Analysis) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def tests_csv(an: Analysis) -> str:
-    keys = ["eval_set", "aspect", "a", "b", "system_a", "system_b", "mean_a", "mean_b", "test", "n_a", "n_b",
-            "statistic", "p", "p_holm", "significant", "item_mean_a", "item_mean_b", "better"]
-    return csv_text(keys, [[t[k] for k in keys] for t in an.tests])
 
 
 def agreement_rows(an: Analysis) -> tuple[list[str], list[list[str]]]:
     header = ["Scope", "Aspect", "alpha (ordinal)", "alpha (interval)", "LOO Spearman rho", "Exact agr.",
               "Within 1", "Items"]
-    rows = [[g["scope"], ASPECT_NAMES[g["aspect"]], _f3(g["alpha_ordinal"]), _f3(g["alpha_interval"]),
+    rows = [[g["scope"], an.aspect_title(g["aspect"]), _f3(g["alpha_ordinal"]), _f3(g["alpha_interval"]),
              _f3(g["loo_spearman"]), _f2(g["exact_agreement"]), _f2(g["within_one"]), str(g["units"])]
             for g in an.agreement]
     return header, rows
 
 
-def agreement_csv(an: Analysis) -> str:
-    keys = ["scope", "eval_set", "method", "model", "aspect", "alpha_ordinal", "alpha_interval", "loo_spearman",
-            "exact_agreement", "within_one", "units", "pairable_values"]
-    return csv_text(keys, [["" if g[k] is None else g[k] for k in keys] for g in an.agreement])
 
 
 def underrated_csv(an: Analysis) -> str:
@@ -291,26 +276,30 @@ def report_markdown(an: Analysis, plots: dict[str, str], automatic_md: str | Non
         out.append(f"## Automatic evaluation (Table {tn['auto']})\n\n{automatic_md}\n")
     h, rows = table2_rows(an)
     out.append(f"## Human evaluation (Table {tn['human']})\n\n"
-               "Mean (SD) over all answers of all workers on a 1-5 scale. A superscript lists the systems "
+               f"Mean (SD) over all answers of all workers on {scale_words(an)}. A superscript lists the systems "
                f"(letters, within the eval set) that the cell is significantly better than (Holm-adjusted "
                f"p < {an.settings['alpha']}).\n\n" + markdown_table(h, rows))
     ci_rows = []
     for r in an.table2:
         ci_rows.append([r["eval_set_name"], f"({r['letter']}) {r['method_name']}", r["model"],
                         *[f"{_f2(r['aspects'][a]['mean'])} [{_f2(r['aspects'][a]['ci_low'])}, "
-                          f"{_f2(r['aspects'][a]['ci_high'])}]" for a in (*TABLE2_ASPECTS, "persona")]])
+                          f"{_f2(r['aspects'][a]['ci_high'])}]" for a in an.aspects]])
     out.append(f"\n95% bootstrap confidence intervals of the means ({an.settings['bootstrap_samples']} item "
                "resamples, percentile method):\n\n" +
                markdown_table(["Eval Dataset", "Training Method", "Model",
-                               *[ASPECT_NAMES[a] for a in (*TABLE2_ASPECTS, "persona")]], ci_rows))
+                               *[an.aspect_title(a) for a in an.aspects]], ci_rows))
     if "means" in plots:
         out.append(f"\n![Per-aspect means with 95% confidence intervals]({plots['means']})\n")
-    h, rows = table3_rows(an)
-    out.append(f"\n## Persona consideration (Table {tn['persona']})\n\nEach response's mean persona-consideration "
-               "score over its workers, counted in bins (a mean of exactly 5 falls in the last bin).\n\n"
-               + markdown_table(h, rows))
+    t3 = an.table3_aspect
+    if t3 is not None:
+        h, rows = table3_rows(an)
+        what = "persona-consideration" if t3.name == "persona" else t3.title.lower()
+        out.append(f"\n## {t3.title} (Table {tn['persona']})\n\nEach response's mean {what} "
+                   f"score over its workers, counted in bins (a mean of exactly {t3.high} falls in the last bin).\n\n"
+                   + markdown_table(h, rows))
     if "persona" in plots:
-        out.append(f"\n![Persona-consideration distribution per system]({plots['persona']})\n")
+        title = "Persona-consideration" if t3 is None or t3.name == "persona" else t3.title
+        out.append(f"\n![{title} distribution per system]({plots['persona']})\n")
     out.append("\n## Differences between systems\n\n"
                "Two-sided tests on per-item mean scores between every pair of systems within an eval set, per "
                "aspect: Wilcoxon signed-rank where both systems answered the same prompts (paired by persona "

@@ -7,21 +7,23 @@ Output directory::
     report.json               everything as data
     tables/table2.{md,tex,csv,json}, tables/table3.{md,tex,csv,json}   (7/8 for Japanese experiments)
     tables/table1.{md,json}   automatic metrics (6 for Japanese), when a responses file is available
-    tests.csv, agreement.csv, underrated_items.csv
+    tests.csv, agreement.csv, workers.csv, underrated_items.csv
+    ratings.parquet           the checked ratings in the long format (mturk_eval.analysis.load_ratings reads it)
     plots/persona_consideration.png, plots/means_ci.png
 """
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from mturk_eval.analysis import render
+from mturk_eval.analysis import frames, render
 from mturk_eval.analysis.core import Analysis, analyze
-from mturk_eval.analysis.ratings import Ratings, ResponseIndex, ratings_from_batch, ratings_from_records, read_ratings, read_responses
+from mturk_eval.analysis.ratings import Ratings, ResponseIndex, ratings_parquet, read_responses
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.io import atomic_directory, atomic_write_text
@@ -72,32 +74,40 @@ def find_ledger(cfg: ExperimentConfig, target: str | None) -> Path:
     return found[0]
 
 
-def load_ratings(
+def report_ratings(
     cfg: ExperimentConfig,
     *,
     ratings_path: str | Path | None = None,
     batch_csv: str | Path | None = None,
+    mapping: str | Path | None = None,
     target: str | None = None,
     responses: ResponseIndex | None = None,
 ) -> tuple[Ratings, str]:
-    """Ratings from exactly one source; returns them and a description of the source."""
+    """Ratings from exactly one source (``--ratings``, ``--batch-csv`` or the ledger); returns them and a
+    description of the source. The same readers as ``load_ratings`` (which also guesses a file's kind;
+    the CLI's flags say it)."""
+    from mturk_eval.analysis.frames import read_ledger
+
     given = [x for x in (ratings_path, batch_csv) if x is not None]
     if len(given) > 1:
         raise UserError("--ratings and --batch-csv: expected one ratings source, got both")
+    if mapping is not None and batch_csv is None:
+        raise UserError("--mapping: expected --batch-csv FILE to apply the mapping to, got none")
+    from mturk_eval.analysis.aspects import config_aspects
+
+    aspects = config_aspects(cfg) if cfg.report.aspects else None
     if ratings_path is not None:
-        return read_ratings(ratings_path), f"ratings file `{ratings_path}`"
+        from mturk_eval.analysis.ratings import read_ratings
+
+        return read_ratings(ratings_path, aspects), f"ratings file `{ratings_path}`"
     if batch_csv is not None:
         from mturk_eval.analysis.batch_csv import read_batch_csv
+        from mturk_eval.analysis.mapping import load_mapping, ratings_from_batch
 
-        return ratings_from_batch(read_batch_csv(batch_csv), responses), f"MTurk batch results `{batch_csv}`"
-    from mturk_eval.ledger import Ledger
-
-    path = find_ledger(cfg, target)
-    with Ledger.open(path, create=False) as led:
-        rows = led.ratings()
-    if not rows:
-        raise UserError(f"{path}: expected collected ratings, got none; run `mturk-eval collect` first")
-    return ratings_from_records(rows, str(path)), f"ledger `{path}`"
+        m = load_mapping(mapping) if mapping is not None else None
+        desc = f"MTurk batch results `{batch_csv}`" + (f" (mapping `{mapping}`)" if mapping is not None else "")
+        return ratings_from_batch(read_batch_csv(batch_csv), responses, m), desc
+    return read_ledger(find_ledger(cfg, target), aspects)
 
 
 def automatic_metrics(responses_path: Path, language: str) -> tuple[str, list[dict[str, Any]]]:
@@ -117,6 +127,7 @@ def build_report(
     *,
     ratings_path: str | Path | None = None,
     batch_csv: str | Path | None = None,
+    mapping: str | Path | None = None,
     target: str | None = None,
     responses_path: str | Path | None = None,
     out_dir: str | Path | None = None,
@@ -139,13 +150,17 @@ def build_report(
         responses_path = cfg.run_dir / "responses.jsonl"
     responses = read_responses(responses_path) if responses_path is not None else None
     stages.set_postfix_str("loading ratings")
-    ratings, source = load_ratings(cfg, ratings_path=ratings_path, batch_csv=batch_csv, target=target,
-                                   responses=responses)
+    ratings, source = report_ratings(cfg, ratings_path=ratings_path, batch_csv=batch_csv, mapping=mapping,
+                                     target=target, responses=responses)
     # Privacy (mturk_eval/privacy.py, docs/participants.md): rater and submission ids are pseudonyms from
     # here on, before anything is computed, encoded or written (tables, ratings files, report.json/.md).
     privacy = report_privacy(ratings, cfg, find_ledger(cfg, target) if ratings_path is None and batch_csv is None
                              else None)
     stages.update()
+    # ratings.parquet is encoded in a thread while the statistics run (pyarrow releases the GIL); only
+    # bytes in memory, so a failure later leaves nothing behind.
+    pool = ThreadPoolExecutor(max_workers=1)
+    parquet = pool.submit(ratings_parquet, ratings)
     t1 = time.perf_counter()
     timings["load_s"] = t1 - t0
     stages.set_postfix_str("statistics")
@@ -169,9 +184,11 @@ def build_report(
     tn = an.table_numbers
     h2, r2 = render.table2_rows(an)
     h3, r3 = render.table3_rows(an)
+    t3 = an.table3_aspect
     terminal = (f"Table {tn['human']}: human evaluation, mean (SD)\n" + render.markdown_table(h2, r2)
-                + f"\nTable {tn['persona']}: persona consideration, per-response mean in bins\n"
-                + render.markdown_table(h3, r3) + "\n" + "".join(s["sentence"] + "\n" for s in an.test_summary))
+                + (f"\nTable {tn['persona']}: {t3.title.lower()}, per-response mean in bins\n"
+                   + render.markdown_table(h3, r3) if t3 is not None else "")
+                + "\n" + "".join(s["sentence"] + "\n" for s in an.test_summary))
     if an.simulated_rows:
         terminal = render.BANNER.format(n=an.simulated_rows).lstrip("> ") + "\n\n" + terminal
     with atomic_directory(out) as tmp:
@@ -191,23 +208,26 @@ def build_report(
         atomic_write_text(tables / f"table{tn['human']}.md", render.markdown_table(h2, r2))
         h2l, r2l = render.table2_rows(an, latex=True)
         atomic_write_text(tables / f"table{tn['human']}.tex", render.latex_table(
-            h2l, r2l, f"Human evaluation: mean (SD) on a 1-5 scale ({an.experiment}).", f"tab:human-{an.experiment}",
-            raw_cols={3, 4, 5}))
-        atomic_write_text(tables / f"table{tn['human']}.csv", render.table2_csv(an))
+            h2l, r2l, f"Human evaluation: mean (SD) on {render.scale_words(an)} ({an.experiment}).",
+            f"tab:human-{an.experiment}", raw_cols=set(range(3, 3 + len(an.table2_aspects)))))
+        atomic_write_text(tables / f"table{tn['human']}.csv", frames.frame_csv(frames.table2(an), "%.6g"))
         atomic_write_text(tables / f"table{tn['human']}.json", render.dumps(render.to_json(an)["table2"]))
-        atomic_write_text(tables / f"table{tn['persona']}.md", render.markdown_table(h3, r3))
-        atomic_write_text(tables / f"table{tn['persona']}.tex", render.latex_table(
-            h3, r3, f"Persona consideration: per-response mean score in bins ({an.experiment}).",
-            f"tab:persona-{an.experiment}"))
-        atomic_write_text(tables / f"table{tn['persona']}.csv", render.table3_csv(an))
-        atomic_write_text(tables / f"table{tn['persona']}.json", render.dumps(an.table3))
+        if an.table3_aspect is not None:
+            atomic_write_text(tables / f"table{tn['persona']}.md", render.markdown_table(h3, r3))
+            atomic_write_text(tables / f"table{tn['persona']}.tex", render.latex_table(
+                h3, r3, f"{an.table3_aspect.title}: per-response mean score in bins ({an.experiment}).",
+                f"tab:persona-{an.experiment}"))
+            atomic_write_text(tables / f"table{tn['persona']}.csv", frames.frame_csv(frames.table3(an)))
+            atomic_write_text(tables / f"table{tn['persona']}.json", render.dumps(an.table3))
         auto_md = None
         if auto is not None:
             auto_md, auto_data = auto
             atomic_write_text(tables / f"table{tn['auto']}.md", auto_md)
             atomic_write_text(tables / f"table{tn['auto']}.json", render.dumps(auto_data))
-        atomic_write_text(tmp / "tests.csv", render.tests_csv(an))
-        atomic_write_text(tmp / "agreement.csv", render.agreement_csv(an))
+        atomic_write_text(tmp / "tests.csv", frames.frame_csv(frames.comparisons(an)))
+        atomic_write_text(tmp / "agreement.csv", frames.frame_csv(frames.agreement(an)))
+        atomic_write_text(tmp / "workers.csv", frames.frame_csv(frames.workers(an)))
+        (tmp / "ratings.parquet").write_bytes(parquet.result())
         atomic_write_text(tmp / "underrated_items.csv", render.underrated_csv(an))
         atomic_write_text(tmp / "report.json", render.dumps(
             render.to_json(an, auto[1] if auto else None) | {"privacy": privacy.info}))
@@ -216,4 +236,5 @@ def build_report(
         stages.update()
         timings["write_s"] = time.perf_counter() - t3
     stages.close()
+    pool.shutdown()
     return ReportResult(out_dir=out, analysis=an, terminal=terminal, timings=timings)

@@ -107,23 +107,25 @@ class Agreement:
     within_one: np.ndarray     # ... that differ by at most one point
 
 
-def unit_value_counts(unit: np.ndarray, score: np.ndarray, n_units: int) -> np.ndarray:
-    """(n_units, 5) matrix: how many times each unit got each value 1..5."""
-    flat = np.bincount(unit * NUM_VALUES + (score - 1), minlength=n_units * NUM_VALUES)
-    return flat.reshape(n_units, NUM_VALUES)
+def unit_value_counts(unit: np.ndarray, score: np.ndarray, n_units: int, values: int = NUM_VALUES) -> np.ndarray:
+    """(n_units, values) matrix: how many times each unit got each value 1..values (a scale's points,
+    counted from 1: a 0-6 scale is given as score + 1 with values = 7)."""
+    flat = np.bincount(unit * values + (score - 1), minlength=n_units * values)
+    return flat.reshape(n_units, values)
 
 
 def coincidences(counts: np.ndarray, unit_group: np.ndarray, n_groups: int) -> np.ndarray:
     """Per group, the 5x5 coincidence matrix o_ck = sum_u n_uc (n_uk - [c=k]) / (m_u - 1) over units
-    with m_u >= 2 values. Returns shape (n_groups, 5, 5)."""
+    with m_u >= 2 values. Returns shape (n_groups, K, K) for K = counts.shape[1] scale points."""
     m = counts.sum(axis=1)
     keep = m >= 2
     cnt = counts[keep].astype(np.float64)
     grp = unit_group[keep]
     w = 1.0 / (m[keep] - 1)
-    o = np.zeros((n_groups, NUM_VALUES, NUM_VALUES))
-    for c in range(NUM_VALUES):
-        for k in range(c, NUM_VALUES):
+    K = counts.shape[1]
+    o = np.zeros((n_groups, K, K))
+    for c in range(K):
+        for k in range(c, K):
             prod = cnt[:, c] * cnt[:, k] if c != k else cnt[:, c] * (cnt[:, c] - 1)
             o[:, c, k] = np.bincount(grp, weights=prod * w, minlength=n_groups)
             o[:, k, c] = o[:, c, k]
@@ -131,25 +133,26 @@ def coincidences(counts: np.ndarray, unit_group: np.ndarray, n_groups: int) -> n
 
 
 def _delta2(n_c: np.ndarray, metric: str) -> np.ndarray:
-    """Squared difference function for values 1..5 given the value totals ``n_c``."""
-    v = np.arange(1, NUM_VALUES + 1, dtype=np.float64)
+    """Squared difference function for values 1..K given the value totals ``n_c`` (K = its length)."""
+    K = n_c.size
+    v = np.arange(1, K + 1, dtype=np.float64)
     if metric == "interval":
         return (v[:, None] - v[None, :]) ** 2
     if metric == "ordinal":
         cum = np.concatenate([[0.0], np.cumsum(n_c)])
-        i = np.arange(NUM_VALUES)
+        i = np.arange(K)
         lo = np.minimum(i[:, None], i[None, :])
         hi = np.maximum(i[:, None], i[None, :])
         # sum_{g=lo}^{hi} n_g - (n_lo + n_hi) / 2
         d = cum[hi + 1] - cum[lo] - (n_c[lo] + n_c[hi]) / 2.0
         return d * d
     if metric == "nominal":
-        return 1.0 - np.eye(NUM_VALUES)
+        return 1.0 - np.eye(K)
     raise ValueError(metric)
 
 
 def alpha_from_coincidences(o: np.ndarray, metric: str) -> float:
-    """Krippendorff's alpha = 1 - D_o / D_e from one 5x5 coincidence matrix."""
+    """Krippendorff's alpha = 1 - D_o / D_e from one KxK coincidence matrix."""
     n_c = o.sum(axis=1)
     n = n_c.sum()
     if n < 2:
@@ -207,7 +210,26 @@ def leave_one_out_spearman(rating_unit: np.ndarray, score: np.ndarray, unit_sum:
     rest = (unit_sum[rating_unit][keep] - x) / (m[keep] - 1)
     if np.all(x == x[0]) or np.all(rest == rest[0]):
         return float("nan")
-    return float(sps.spearmanr(x, rest).statistic)
+    # scipy's spearmanr is np.corrcoef of the two rankdata(average) columns; the ranks here are the same
+    # floats, found by hashing the few distinct values instead of sorting millions of them.
+    # (n, 2) laid out as np.apply_along_axis leaves it in spearmanr, so the sums run in the same order.
+    ranked = np.vstack((_average_ranks(x), _average_ranks(rest))).T
+    return float(np.corrcoef(ranked, rowvar=False)[1, 0])
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """``scipy.stats.rankdata(values)`` (ties get their average rank) in O(n) for data with few
+    distinct values: 0.5 * (c_k + c_(k-1) + 1) from the cumulative counts, as rankdata computes it."""
+    import pandas as pd
+
+    codes, uniq = pd.factorize(values)
+    order = np.argsort(uniq, kind="stable")
+    cum = np.cumsum(np.bincount(codes, minlength=uniq.size)[order])
+    prev = np.concatenate(([0], cum[:-1]))
+    rank_sorted = 0.5 * (cum + prev + 1)
+    rank = np.empty(uniq.size)
+    rank[order] = rank_sorted
+    return rank[codes]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "expire": ("mturk_eval.cli.expire", "expire", "Expire or delete the batch's HITs."),
     "report": ("mturk_eval.cli.report", "report", "Tables 2/3/7/8, agreement, tests, workers and plots."),
     "serve": ("mturk_eval.cli.serve", "serve", "Run the rating site (invite links, Prolific, MTurk ExternalQuestion)."),
+    "mapping": ("mturk_eval.cli.mapping", "mapping", "Suggest a --mapping for another template's MTurk batch file."),
     "sandbox": ("mturk_eval.cli.sandbox", "sandbox", "A local MTurk-compatible server, worker site and simulated workers."),
     "participants": ("mturk_eval.cli.participants", "participants", "Export or delete what is held about one participant (access and deletion requests)."),
 }

@@ -10,11 +10,14 @@ import click
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Experiment TOML file. Needed for the ledger; optional with --ratings/--batch-csv and --out.")
 @click.option("--ratings", "ratings_path", type=click.Path(dir_okay=False),
-              help="Long-format ratings instead of the ledger: CSV with a header or JSONL (columns item_id, "
+              help="Long-format ratings instead of the ledger: CSV with a header, JSONL or Parquet (columns item_id, "
                    "eval_set, method, model, worker_id, aspect, score; optional persona_id, assignment_id, "
                    "attention_check, attention_passed, simulated, work_time_s, status).")
 @click.option("--batch-csv", "batch_csv", type=click.Path(dir_okay=False),
               help="MTurk batch results CSV (website download or `collect --export-csv`) instead of the ledger.")
+@click.option("--mapping", "mapping", type=click.Path(dir_okay=False),
+              help="TOML mapping for a batch CSV from another template (items per HIT, item ids, systems, aspects "
+                   "with their scales and answer columns); `mturk-eval mapping suggest FILE` writes a first one.")
 @click.option("--target", type=click.Choice(["sandbox", "live", "local", "links", "prolific", "prolific-emulator"]),
               help="Which ledger to read (default: the only one that exists).")
 @click.option("--responses", "responses_path", type=click.Path(dir_okay=False),
@@ -27,7 +30,7 @@ import click
 @click.option("--quiet", "-q", is_flag=True, help="Print only the output path, no tables or progress.")
 @click.option("--no-collect", is_flag=True,
               help="Do not collect new submissions first; report what the ledger holds.")
-def report(config_path, ratings_path, batch_csv, target, responses_path, out_dir, seed, no_plots, quiet,
+def report(config_path, ratings_path, batch_csv, mapping, target, responses_path, out_dir, seed, no_plots, quiet,
            no_collect) -> None:
     """Write the results section: Tables 2/3 (7/8 for Japanese) as Markdown, LaTeX, CSV and JSON, bootstrap
     confidence intervals, Holm-corrected tests between systems, Krippendorff's alpha, worker figures,
@@ -51,7 +54,7 @@ def report(config_path, ratings_path, batch_csv, target, responses_path, out_dir
         if out_dir is None:
             raise UserError("--out: expected an output directory when no --config is given, got none")
         cfg = ExperimentConfig(name="report")
-    result = build_report(cfg, ratings_path=ratings_path, batch_csv=batch_csv, target=target,
+    result = build_report(cfg, ratings_path=ratings_path, batch_csv=batch_csv, mapping=mapping, target=target,
                           responses_path=responses_path, out_dir=out_dir, seed=seed, plots=not no_plots,
                           progress=not quiet, default_responses=config_path is not None)
     if not quiet:
