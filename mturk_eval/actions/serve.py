@@ -14,21 +14,31 @@ from typing import Callable
 
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
-from mturk_eval.site.serving import (_bind_check, gunicorn_command, serve_dev, settings_from_config, stop_process,
-                                     wait_healthy, write_settings)
+from mturk_eval.io import atomic_write_text
+from mturk_eval.site.serving import (_bind_check, dev_server, free_port, gunicorn_command, serve_dev,
+                                     settings_from_config, stop_process, wait_healthy, write_settings)
 from mturk_eval.site.store import SiteStore
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(cfg: ExperimentConfig, *, host: str = "127.0.0.1", port: int = 8000, public_url: str | None = None,
-          production: bool = False, workers: int = 2, threads: int = 8, echo: Callable[[str], None] = print) -> None:
+          production: bool = False, workers: int = 2, threads: int = 8, echo: Callable[[str], None] = print,
+          ready_file: str | None = None) -> None:
+    """``port`` 0 picks a free one; ``ready_file`` gets the site's URL once it serves (the background site
+    of ``--sandbox``, :func:`mturk_eval.emulators.background.ensure_site`, waits for it)."""
     if workers < 1 or threads < 1:
         raise UserError("--workers and --threads: expected integers >= 1")
-    if not 1 <= port <= 65535:
-        raise UserError(f"--port: expected 1-65535, got {port}")
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port: expected 0-65535 (0: a free one), got {port}")
     settings = settings_from_config(cfg, public_url)      # refuses a missing or empty consent file
-    _bind_check(host, port)
+    if production:
+        port = port or free_port(host)
+        _bind_check(host, port)
+        server = None
+    else:
+        server = dev_server(settings, host, port)         # binds now: a taken port fails here, in one line
+        port = server.server_port
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     settings.public_url = settings.public_url or url
     with SiteStore.open(settings.store_path) as store:
@@ -44,14 +54,18 @@ def serve(cfg: ExperimentConfig, *, host: str = "127.0.0.1", port: int = 8000, p
     echo(f"progress: {url}/requester/progress?token={token}")
     if settings.consent_html:
         echo("consent: shown before the first task")
-    if not production:
+    if server is not None:
         echo("development server (use --production for a real study)")
-        serve_dev(settings, host, port)
+        if ready_file:
+            atomic_write_text(ready_file, url + "\n")
+        serve_dev(server)
         return
     cmd, env = gunicorn_command(path, host, port, workers, threads)
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
         wait_healthy(url.replace("0.0.0.0", "127.0.0.1"), proc)
+        if ready_file:
+            atomic_write_text(ready_file, url + "\n")
         echo(f"gunicorn: {workers} workers x {threads} threads; Ctrl-C stops")
         proc.wait()
     except KeyboardInterrupt:

@@ -16,8 +16,9 @@ from mturk_eval.cli.options import responses_option, target_options, setup, resp
 @target_options
 @prolific_options
 @click.option("--public-url", default=None, metavar="URL",
-              help="Prolific: the rating site's address participants are sent to (default [site] public_url;"
-                   " https:// for a real study).")
+              help="The rating site's address that raters are sent to (Prolific, invite links, MTurk with"
+                   " [platform.mturk] question = \"external\"); default [site] public_url; https:// for a real study."
+                   " With --sandbox and no address the site is started in the background on 127.0.0.1.")
 @click.option("--batch", default="main", show_default=True,
               help="Batch label: the same items in a new batch get new HITs (e.g. more workers).")
 @click.option("--max-cost", type=float, default=None,
@@ -37,7 +38,9 @@ def publish(config_path, responses, platform_name, sandbox, endpoint_url, api_ur
 
     With MTurk, --sandbox (the default, no --endpoint-url) starts the bundled local MTurk-compatible
     server in the background (Amazon's sandbox closed with MTurk on 2026-09-30) and prints the worker
-    site's address, where a person can rate by hand. Prints the plan and the cost (rewards plus the
+    site's address, where a person can rate by hand. Platforms whose raters rate on the rating site
+    (links, prolific, MTurk ExternalQuestions) also get that site started in the background with
+    --sandbox unless --public-url names one; a real study needs the site's public URL. Prints the plan and the cost (rewards plus the
     platform's fee) first; --live needs --yes or a confirmation. Empty responses are refused unless
     --allow-empty. A rerun after any interruption resumes without duplicating a task.
     """
@@ -45,13 +48,14 @@ def publish(config_path, responses, platform_name, sandbox, endpoint_url, api_ur
     from mturk_eval.tasks.builder import check_batch
 
     check_batch(batch)
-    if is_prolific(config_path, platform_name, api_url=api_url, public_url=public_url):
+    if is_prolific(config_path, platform_name, api_url=api_url):
         from mturk_eval.cli import prolific_options as pro
 
         pro.refuse(endpoint_url=endpoint_url, allow_empty=allow_empty, raters=raters)
         pro.publish(config_path, responses, sandbox, api_url, public_url, batch, max_cost, yes, dry_run)
         return
-    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name, start_sandbox=True, raters=raters)
+    cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name, start_sandbox=True, raters=raters,
+                              public_url=public_url)
     interactive = sys.stdin.isatty()
     confirm = (lambda msg: click.confirm(msg, default=False)) if interactive else None  # noqa: E731
     res = run(cfg, responses_path(cfg, responses, config_path), target=target, endpoint_url=endpoint_url, batch=batch,

@@ -250,9 +250,10 @@ def _is_loopback(host: str) -> bool:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Experiment TOML (default: $MTURK_EVAL_CONFIG, else mturk-eval.toml here or in a parent).")
 def stop(config_path: str | None) -> None:
-    """End the experiment's bundled sandbox started by `publish --sandbox` (its state is kept)."""
+    """End the experiment's bundled sandbox and background rating site started by `publish --sandbox`
+    (their state and store are kept)."""
     from mturk_eval.config import find_config, load_config
-    from mturk_eval.emulators.background import record_path, stop_sandbox
+    from mturk_eval.emulators.background import record_path, stop_sandbox, stop_site
 
     cfg = load_config(find_config(config_path))
     rec = stop_sandbox(cfg.run_dir)
@@ -260,6 +261,9 @@ def stop(config_path: str | None) -> None:
         click.echo(f"no bundled sandbox recorded for experiment {cfg.name} ({record_path(cfg.run_dir)})")
     else:
         click.echo(f"stopped the bundled sandbox on {rec.url} (pid {rec.pid}); its state stays in {rec.state}")
+    site = stop_site(cfg.run_dir)
+    if site is not None:
+        click.echo(f"stopped the rating site on {site.url} (pid {site.pid}); its store stays in {site.state}")
 
 
 @sandbox.command("simulate")
@@ -287,8 +291,11 @@ def stop(config_path: str | None) -> None:
 @click.option("--max-hits-per-worker", type=click.IntRange(1), default=None, help="Stop each worker after this many HITs.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the workers and their ratings.")
 @click.option("--platform", "platform_name", default=None, metavar="NAME",
-              help="mturk (the worker site) or links (simulated raters take invite links on the rating site,"
-                   " started here on a loopback port, or the one at --endpoint); default the config's [platform].")
+              help="mturk (the worker site; ExternalQuestions lead to the rating site), links (simulated raters"
+                   " take invite links on the rating site: the background one of publish --sandbox, else one"
+                   " started here, or the one at --endpoint) or prolific (simulated participants on the"
+                   " Prolific emulator, as `sandbox participants`; --workers: how many per study, default its"
+                   " places); default the config's [platform].")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def simulate(endpoint: str, workers: int, config_path: str | None, noise: float, bias_sd: float,
              careless_share: float, work_time: float, careless_work_time: float, quality_path: str | None,
@@ -316,9 +323,17 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
     from mturk_eval.ledger import ledger_path
 
     cfg = load_config(find_config(config_path))
-    if (platform_name or cfg.platform.name) == "links":
+    name = platform_name or cfg.platform.name
+    if name == "links":
         _simulate_links(cfg, endpoint, workers, model, seed, max_hits_per_worker, not no_progress)
         return
+    if name == "prolific":
+        given = click.get_current_context().get_parameter_source("workers") != click.core.ParameterSource.DEFAULT
+        _simulate_prolific(cfg, endpoint, workers if given else None, 0.0, 0.0, careless_share, seed)
+        return
+    from mturk_eval.emulators.background import find_site
+
+    find_site(cfg.run_dir, cfg.source_path, click.echo)  # ExternalQuestions: the site must be serving
     if endpoint is None:
         from mturk_eval.emulators.background import ensure_sandbox
 
@@ -360,6 +375,11 @@ def _simulate_links(cfg, endpoint: str | None, workers: int, model, seed: int, m
         raise UserError(f"{ledger_path(cfg, 'links')}: nothing published there yet; run `mturk-eval publish"
                         " --platform links` first")
     site = None
+    if endpoint is None:  # the background site of publish --sandbox, if it started one
+        from mturk_eval.emulators.background import find_site
+
+        rec = find_site(cfg.run_dir, cfg.source_path, click.echo)
+        endpoint = rec.url if rec else None
     with SiteStore.open(site_store_path(cfg.run_dir), create=False) as store:
         invites = store.create_invites(workers)
         try:
@@ -416,11 +436,22 @@ def participants(config_path: str, endpoint: str, n: int | None, return_share: f
                  careless_share: float, seed: int) -> None:
     """Simulated Prolific participants take the experiment's studies on the local emulator.
 
-    Each opens the study (PROLIFIC_PID, STUDY_ID, SESSION_ID), rates a task on the rating site
-    (which must be running: `mturk-eval serve`), follows the completion redirect and appears as
-    AWAITING REVIEW with its code. Only 127.0.0.0/8 is ever visited.
+    Each opens the study (PROLIFIC_PID, STUDY_ID, SESSION_ID), rates a task on the rating site (the one
+    `publish --platform prolific --sandbox` started in the background, restarted if it stopped; or your
+    own `mturk-eval serve`), follows the completion redirect and appears as AWAITING REVIEW with its code.
+    Only 127.0.0.0/8 is ever visited.
     """
     from mturk_eval.config import find_config, load_config
+
+    _simulate_prolific(load_config(find_config(config_path)), endpoint, n, return_share, abandon_share,
+                       careless_share, seed)
+
+
+def _simulate_prolific(cfg, endpoint: str | None, n: int | None, return_share: float, abandon_share: float,
+                       careless_share: float, seed: int) -> None:
+    """Simulated participants on the Prolific emulator (``endpoint``, default the bundled one) through the
+    experiment's rating site (the background one of --sandbox, found or restarted, when there is one)."""
+    from mturk_eval.emulators.background import find_site
     from mturk_eval.emulators.prolific.participants import check_local, simulate_participants, store_items
     from mturk_eval.emulators.simulate import RatingModel
     from mturk_eval.ledger import Ledger
@@ -428,7 +459,7 @@ def participants(config_path: str, endpoint: str, n: int | None, return_share: f
     from mturk_eval.platforms.prolific.workflow import ledger_file
     from mturk_eval.site.store import SiteStore, site_store_path
 
-    cfg = load_config(find_config(config_path))
+    find_site(cfg.run_dir, cfg.source_path, click.echo)  # the participants' pages must be served
     if endpoint is None:
         from mturk_eval.emulators.background import ensure_sandbox
 

@@ -58,7 +58,9 @@ def settings_for(cfg: "ExperimentConfig", name: str, **overrides: Any) -> Any:
     # target and the bundled sandbox are offered to every platform; each takes those it has settings for.
     given = {k: v for k, v in overrides.items() if v is not None and (k in fields or k not in OPTIONAL)}
     # Platforms served by the rating site keep its store in runs/<exp>/ and link to [site] public_url.
-    for key, value in (("run_dir", str(cfg.run_dir)), ("site_public_url", cfg.site.public_url)):
+    # config_path: what the background rating site of --sandbox is started with (`mturk-eval serve --config`).
+    for key, value in (("run_dir", str(cfg.run_dir)), ("site_public_url", cfg.site.public_url),
+                       ("config_path", cfg.source_path)):
         if key in fields and key not in given and value is not None:
             given[key] = value
     unknown = [k for k in given if k not in fields]

@@ -129,15 +129,32 @@ def start_site(settings: SiteSettings, host: str = "127.0.0.1", port: int = 0, q
     return RunningSite(url, app, server, thread, store)
 
 
-def serve_dev(settings: SiteSettings, host: str, port: int) -> None:
-    """Flask's development server in the foreground (local use), until interrupted."""
+def dev_server(settings: SiteSettings, host: str, port: int) -> Any:
+    """werkzeug's threaded server for the site, bound (0 = a free port) but not serving yet."""
     import logging
 
     _bind_check(host, port)
     app = create_app(settings)
     # no request log: URLs carry invite tokens and participant ids
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
+    server.daemon_threads = True
+    return server
+
+
+def serve_dev(server: Any) -> None:
+    """Serve a :func:`dev_server` in the foreground until interrupted (Ctrl-C or SIGTERM)."""
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.server_close()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

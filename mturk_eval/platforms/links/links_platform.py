@@ -3,8 +3,10 @@
 
 ``publish --platform links --raters N`` puts each planned task into the store (exactly once per request
 token) and makes sure N invite links exist: one rater each, written to ``runs/<exp>/invites.csv`` (0600:
-the tokens are secrets) and printed. Raters open their link on the site (``mturk-eval serve``) and do as
-many tasks as remain for them. ``status``, ``collect``, ``review`` (approve = accept, reject = exclude:
+the tokens are secrets) and printed. Raters open their link on the site and do as many tasks as remain
+for them. The links carry the site's address: ``--public-url`` / ``[platform.links] public_url`` /
+``[site] public_url`` (a real study: you run ``mturk-eval serve`` behind HTTPS); with none of them,
+``publish`` starts the rating site in the background on 127.0.0.1 (:func:`mturk_eval.emulators.background.ensure_site`). ``status``, ``collect``, ``review`` (approve = accept, reject = exclude:
 the place opens again; block) and ``report`` work as for MTurk. Rater ids are ``r0001``, ``r0002``, ...
 States: the store's submitted / approved / rejected map onto Submitted / Approved / Rejected.
 """
@@ -35,8 +37,9 @@ _STATUS = {"submitted": SUBMITTED, "approved": APPROVED, "rejected": REJECTED}
 class LinksSettings:
     """``[platform.links]`` and the workflow options. ``raters``: invite links that should exist after
     ``publish`` (``--raters N``; more are added, none removed); ``public_url``: the site's address in the
-    links (default ``site_public_url``, the config's ``[site] public_url``, else http://127.0.0.1:8000);
-    ``run_dir``: the experiment's ``runs/<exp>`` (both filled in by the registry from the config)."""
+    links (default ``site_public_url``, the config's ``[site] public_url``, else the experiment's background
+    rating site: started by ``publish`` (``start_sandbox``), found by the other verbs); ``run_dir``,
+    ``config_path``: the experiment's ``runs/<exp>`` and config file (filled in by the registry)."""
 
     raters: int = 0
     public_url: str | None = None
@@ -44,6 +47,8 @@ class LinksSettings:
     site_public_url: str | None = None
     target: str = "sandbox"
     endpoint_url: str | None = None
+    config_path: str | None = None
+    start_sandbox: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.raters, bool) or not isinstance(self.raters, int) or not 0 <= self.raters <= 100000:
@@ -70,6 +75,8 @@ class LinksPlatform(CrowdPlatform):
         self.target = settings.target
         self._store = store
         self._type: TaskType | None = None
+        self._url: str | None = None
+        self.background_site = False  # the links point at the background site of --sandbox
 
     @classmethod
     def from_settings(cls, settings: LinksSettings, concurrency: int = 4) -> "LinksPlatform":
@@ -87,7 +94,22 @@ class LinksPlatform(CrowdPlatform):
 
     @property
     def public_url(self) -> str:
-        return (self.settings.public_url or self.settings.site_public_url or "http://127.0.0.1:8000").rstrip("/")
+        """The site's address in the links: the configured one, else the background site (started by
+        publish, found otherwise), else http://127.0.0.1:8000 (`mturk-eval serve`'s default)."""
+        if self._url is None:
+            url = self.settings.public_url or self.settings.site_public_url
+            if url is None and self.settings.run_dir:
+                from mturk_eval.emulators.background import ensure_site, find_site
+
+                s = self.settings
+                rec = (ensure_site(s.run_dir, s.config_path) if s.start_sandbox else find_site(s.run_dir, s.config_path))
+                url, self.background_site = (rec.url, True) if rec else (None, False)
+            self._url = (url or "http://127.0.0.1:8000").rstrip("/")
+        return self._url
+
+    def task_type(self, cfg: Any) -> TaskType:
+        self._type = super().task_type(cfg)  # its assignment duration is the site's reservation time
+        return self._type
 
     def ledger_target(self) -> str:
         return "links"
@@ -111,7 +133,7 @@ class LinksPlatform(CrowdPlatform):
             raise UserError(f"{what}: expected an invite rater id like r0001, got {rater_id!r}")
 
     def notices(self) -> list[str]:
-        return ["invite links: no money is involved; raters rate on the rating site (mturk-eval serve)"]
+        return ["invite links: no money is involved; raters rate on the rating site"]
 
     # ------------------------------------------------------------------ operations
     def balance(self) -> Decimal | None:
@@ -231,4 +253,8 @@ class LinksPlatform(CrowdPlatform):
              " each link lets one person rate)")
         for inv in invites:
             echo(f"  {inv.rater_id}  {self.invite_url(inv.token)}")
-        echo(f"raters open their link on the rating site: mturk-eval serve (public URL {self.public_url})")
+        if self.background_site:
+            echo(f"the rating site runs in the background on {self.public_url} (this machine only; for raters"
+                 " elsewhere run `mturk-eval serve` behind HTTPS and set [site] public_url)")
+        else:
+            echo(f"raters open their link on the rating site: mturk-eval serve (public URL {self.public_url})")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -38,6 +39,7 @@ WORKER_ID_RE = re.compile(r"A[A-Z0-9]{1,63}")
 CLOSED_NOTICE = ("note: Amazon Mechanical Turk closed on 2026-09-30; --live reaches its production endpoint,"
                  " which no longer takes work (real raters: the rating site, via invite links or Prolific)")
 
+QUESTIONS = ("html", "external")
 SANDBOX_CLOSED = ("Amazon's MTurk sandbox closed with MTurk on 2026-09-30: --sandbox now means the bundled local"
                   " MTurk-compatible server (`mturk-eval publish --sandbox` starts it), or give --endpoint-url URL")
 
@@ -54,6 +56,12 @@ class MTurkSettings:
     endpoint_url: str | None = None
     sandbox_dir: str | None = None
     start_sandbox: bool = False
+    question: str = "html"
+    public_url: str | None = None
+    frame_height: int = 0
+    run_dir: str | None = None
+    site_public_url: str | None = None
+    config_path: str | None = None
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -62,6 +70,32 @@ class MTurkSettings:
             resolve_target(live=self.target == "live", endpoint_url=self.endpoint_url)
         elif self.target == "local":
             raise UserError("target local needs --endpoint-url")
+        if self.question not in QUESTIONS:
+            raise UserError(f"platform.mturk.question: expected \"html\" (HTMLQuestion) or \"external\""
+                            f" (ExternalQuestion on the rating site), got {self.question!r}")
+        if isinstance(self.frame_height, bool) or not isinstance(self.frame_height, int) or self.frame_height < 0:
+            raise UserError(f"platform.mturk.frame_height: expected pixels >= 0 (0: the whole frame), got"
+                            f" {self.frame_height!r}")
+        if self.question == "html":
+            if self.public_url is not None:
+                raise UserError("--public-url: HTMLQuestions carry the page itself; set [platform.mturk] question ="
+                                " \"external\" to send workers to the rating site")
+            return
+        url = self.public_url or (None if self.bundled else self.site_public_url)
+        if url is None and not self.bundled:
+            raise UserError("platform.mturk.question = \"external\": give the rating site's public URL (--public-url"
+                            " or [site] public_url; run `mturk-eval serve` there); only with the bundled sandbox"
+                            " (--sandbox) is the site started by itself")
+        if url is not None:
+            loopback = re.fullmatch(r"http://(127\.[0-9.]+|localhost)(:[0-9]+)?(/\S*)?", url)
+            if not (url.startswith("https://") or (loopback and self.target != "live")):
+                raise UserError(f"--public-url: {url!r}: MTurk frames only https:// pages (http:// on loopback for"
+                                " a local service)")
+
+    @property
+    def bundled(self) -> bool:
+        """The bundled local sandbox (--sandbox, no --endpoint-url)."""
+        return self.target == "sandbox" and self.endpoint_url is None
 
 
 def _epoch(value: Any) -> float | None:
@@ -94,11 +128,55 @@ class MTurkPlatform(CrowdPlatform):
         self._retry: dict[str, Any] = {"attempts": attempts}
         if sleep is not None:
             self._retry["sleep"] = sleep
+        self.settings: MTurkSettings | None = None  # from_settings: [platform.mturk] (question, site URL)
+        self._site_url: str | None = None
+        self._site_lock = threading.Lock()  # publish runs in threads: the site is found or started once
+        self._type: TaskType | None = None
 
     @classmethod
     def from_settings(cls, settings: MTurkSettings, concurrency: int = 4) -> "MTurkPlatform":
-        return cls(None, settings.target, settings.endpoint_url, concurrency=concurrency,
+        plat = cls(None, settings.target, settings.endpoint_url, concurrency=concurrency,
                    sandbox_dir=settings.sandbox_dir, start_sandbox=settings.start_sandbox)
+        plat.settings = settings
+        return plat
+
+    # ------------------------------------------------------------------ ExternalQuestions on the rating site
+    @property
+    def external(self) -> bool:
+        """HITs are ExternalQuestions pointing at the rating site's ``/mturk/<task id>`` ([platform.mturk]
+        question = "external") rather than HTMLQuestions carrying the page."""
+        return self.settings is not None and self.settings.question == "external"
+
+    @property
+    def site_url(self) -> str:
+        """The rating site's address in the ExternalQuestions: --public-url, else (bundled sandbox) the site
+        in the background, started by publish, else [site] public_url."""
+        with self._site_lock:
+            return self._find_site_url()
+
+    def _find_site_url(self) -> str:
+        if self._site_url is None:
+            s = self.settings
+            url = s.public_url or (None if s.bundled else s.site_public_url)
+            if url is None:
+                from mturk_eval.emulators.background import ensure_site
+
+                url = ensure_site(s.run_dir or self.sandbox_dir, s.config_path, start=self.start_sandbox).url
+            self._site_url = url.rstrip("/")
+        return self._site_url
+
+    def _site_task(self, spec: TaskSpec) -> str:
+        """Register the task in the site's store (exactly once per request token, as the HIT): its id."""
+        from mturk_eval.site.store import SiteStore, site_store_path
+
+        if not spec.items or not self.settings.run_dir:
+            raise UserError("platform mturk (external): the task's items and the experiment folder are needed")
+        duration = self._type.assignment_duration_s if self._type else 3600
+        with SiteStore.open(site_store_path(self.settings.run_dir)) as store:
+            tid, _ = store.add_task(spec.task_key.split("/")[0], spec.task_key, list(spec.items),
+                                    k=spec.max_assignments, reservation_s=duration, request_token=spec.request_token,
+                                    annotation=spec.annotation)
+        return tid
 
     @property
     def client(self):
@@ -138,14 +216,24 @@ class MTurkPlatform(CrowdPlatform):
         if not WORKER_ID_RE.fullmatch(rater_id):
             raise UserError(f"{what}: expected a worker id like A1B2C3..., got {rater_id!r}")
 
-    document_suffix = ".xml"
     preview_submit_url = SUBMIT_URLS["sandbox"]
 
-    @classmethod
-    def task_document(cls, items: list[dict], cfg: "ExperimentConfig", submit_url: str) -> str:
+    def task_document(self, items: list[dict], cfg: "ExperimentConfig", submit_url: str) -> str:
+        """An HTMLQuestion (at most 65,535 bytes); with ExternalQuestions the rating page the site shows (the
+        ExternalQuestion itself, pointing at the site's task, is made when the task is registered there)."""
+        if self.external:
+            return CrowdPlatform.task_document(items, cfg, submit_url)
         return question.html_question(items, cfg, submit_url)
 
+    @property
+    def document_suffix(self) -> str:  # type: ignore[override]
+        return ".html" if self.external else ".xml"
+
     def task_type(self, cfg: "ExperimentConfig") -> TaskType:
+        self._type = self._task_type(cfg)  # its assignment duration is the site's reservation time
+        return self._type
+
+    def _task_type(self, cfg: "ExperimentConfig") -> TaskType:
         h = cfg.hit
         return TaskType(title=h.title, description=h.description, keywords=h.keywords, reward=h.reward,
                         assignment_duration_s=h.assignment_duration_s, auto_approval_delay_s=h.auto_approval_delay_s,
@@ -179,11 +267,16 @@ class MTurkPlatform(CrowdPlatform):
                          expiration=_epoch(hit.get("Expiration")), recovered=recovered)
 
     def publish(self, spec: TaskSpec) -> Published:
+        doc = spec.question
+        if self.external:
+            from mturk_eval.platforms.mturk.external import external_question
+
+            doc = external_question(self.site_url, self._site_task(spec), self.settings.frame_height)
         try:
             r = self._call(
                 "create_hit_with_hit_type", raw_errors=True,
                 HITTypeId=spec.type_id, MaxAssignments=spec.max_assignments, LifetimeInSeconds=spec.lifetime_s,
-                Question=spec.question, RequesterAnnotation=spec.annotation, UniqueRequestToken=spec.request_token,
+                Question=doc, RequesterAnnotation=spec.annotation, UniqueRequestToken=spec.request_token,
             )
         except ClientError as exc:
             if retry.turk_error_code(exc) != HIT_ALREADY_EXISTS and "already exists" not in retry.error_message(exc).lower():

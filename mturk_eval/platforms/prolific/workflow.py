@@ -9,7 +9,9 @@ on Prolific, in this order of checks and writes:
    study already made for this batch (places only grow), Prolific's cost calculator;
 3. the cost, ours beside Prolific's, the higher one counted; ``--max-cost``, ``--dry-run``, and for a
    real study ``--yes`` or a confirmation;
-4. under the experiment's lock: the site batch, the ledger plan, then
+4. with ``--sandbox`` and no ``--public-url``: the rating site started in the background (127.0.0.1, a free
+   port, :func:`mturk_eval.emulators.background.ensure_site`); a real study needs the site's public URL;
+5. under the experiment's lock: the site batch, the ledger plan, then
    :meth:`ProlificPlatform.ensure_study` (intent, lookup by internal_name, create, publish, grow).
 
 Ledger: ``runs/<exp>/ledger.prolific.sqlite`` (real) or ``ledger.prolific-emulator.sqlite``; tasks are
@@ -98,6 +100,14 @@ def background_emulator(cfg: ExperimentConfig, echo: Callable[[str], None], star
     return ensure_sandbox(cfg.run_dir, echo, start=start).url
 
 
+def background_site(cfg: ExperimentConfig, echo: Callable[[str], None], start: bool) -> str:
+    """The rating site in the background (``--sandbox`` without ``--public-url``): started by ``publish``,
+    found (or restarted on its store and port) by the verbs whose participants need it."""
+    from mturk_eval.emulators.background import ensure_site
+
+    return ensure_site(cfg.run_dir, cfg.source_path, echo, start=start).url
+
+
 def _open(cfg: ExperimentConfig, emulator: bool, create: bool = True) -> tuple[Ledger, Records]:
     path = ledger_file(cfg, emulator)
     if not create and not path.exists():
@@ -151,11 +161,14 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, sandbox: bool 
     s = settings_of(cfg)
     builder.check_batch(batch)
     hourly = hourly_check(s)
-    public_url = public_url or cfg.site.public_url
-    if not public_url:
-        raise UserError("--public-url: give the rating site's address (`mturk-eval serve` prints it; [site] public_url"
-                        " in the config); Prolific sends participants there; nothing was sent")
-    check_public_url(public_url, emulator=sandbox)
+    if not sandbox:
+        public_url = public_url or cfg.site.public_url
+        if not public_url:
+            raise UserError("--public-url: give the rating site's address (`mturk-eval serve` prints it; [site]"
+                            " public_url in the config); Prolific sends participants there; nothing was sent")
+    # --sandbox without --public-url: the rating site in the background, started below once the checks pass.
+    if public_url:
+        check_public_url(public_url, emulator=sandbox)
     items = builder.load_responses(responses_path)
     empty = builder.empty_responses(items)
     if empty:
@@ -212,6 +225,8 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, sandbox: bool 
         if confirm is None or not confirm(f"Publish {new_places} places on Prolific for {cost.money(counted)}?"):
             raise UserError("publishing not confirmed: nothing was sent (use --yes to skip the question)")
 
+    if not public_url:
+        public_url = background_site(cfg, echo, start=True)
     with _lock(cfg, sandbox, "publish"):
         ledger, records = _open(cfg, sandbox)
         with ledger:
