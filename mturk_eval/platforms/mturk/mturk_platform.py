@@ -112,6 +112,10 @@ class MTurkPlatform(CrowdPlatform):
     fee_label = "MTurk fee"
     units = ("HITs", "assignments")
     Settings = MTurkSettings
+    settings: MTurkSettings | None = None  # from_settings: [platform.mturk] (question, the site's URL)
+    _site_url: str | None = None
+    _site_lock = threading.Lock()  # publish runs in threads: the site is found or started once
+    _type: TaskType | None = None
 
     def __init__(self, client=None, target: str = "sandbox", endpoint_url: str | None = None, *,
                  sleep: Callable[[float], None] | None = None, attempts: int = 8, concurrency: int = 4,
@@ -128,16 +132,15 @@ class MTurkPlatform(CrowdPlatform):
         self._retry: dict[str, Any] = {"attempts": attempts}
         if sleep is not None:
             self._retry["sleep"] = sleep
-        self.settings: MTurkSettings | None = None  # from_settings: [platform.mturk] (question, site URL)
-        self._site_url: str | None = None
-        self._site_lock = threading.Lock()  # publish runs in threads: the site is found or started once
-        self._type: TaskType | None = None
 
     @classmethod
     def from_settings(cls, settings: MTurkSettings, concurrency: int = 4) -> "MTurkPlatform":
         plat = cls(None, settings.target, settings.endpoint_url, concurrency=concurrency,
                    sandbox_dir=settings.sandbox_dir, start_sandbox=settings.start_sandbox)
         plat.settings = settings
+        if plat.external:  # the rating page itself (what raters see on the site), not an HTMLQuestion
+            plat.task_document = CrowdPlatform.task_document  # type: ignore[method-assign]
+            plat.document_suffix = ".html"  # type: ignore[misc]
         return plat
 
     # ------------------------------------------------------------------ ExternalQuestions on the rating site
@@ -216,28 +219,22 @@ class MTurkPlatform(CrowdPlatform):
         if not WORKER_ID_RE.fullmatch(rater_id):
             raise UserError(f"{what}: expected a worker id like A1B2C3..., got {rater_id!r}")
 
+    document_suffix = ".xml"
     preview_submit_url = SUBMIT_URLS["sandbox"]
 
-    def task_document(self, items: list[dict], cfg: "ExperimentConfig", submit_url: str) -> str:
-        """An HTMLQuestion (at most 65,535 bytes); with ExternalQuestions the rating page the site shows (the
-        ExternalQuestion itself, pointing at the site's task, is made when the task is registered there)."""
-        if self.external:
-            return CrowdPlatform.task_document(items, cfg, submit_url)
+    @classmethod
+    def task_document(cls, items: list[dict], cfg: "ExperimentConfig", submit_url: str) -> str:
+        """An HTMLQuestion (at most 65,535 bytes). With ExternalQuestions (:meth:`from_settings`) an instance
+        gives the rating page the site shows; the ExternalQuestion pointing at it is made in :meth:`publish`."""
         return question.html_question(items, cfg, submit_url)
 
-    @property
-    def document_suffix(self) -> str:  # type: ignore[override]
-        return ".html" if self.external else ".xml"
-
     def task_type(self, cfg: "ExperimentConfig") -> TaskType:
-        self._type = self._task_type(cfg)  # its assignment duration is the site's reservation time
-        return self._type
-
-    def _task_type(self, cfg: "ExperimentConfig") -> TaskType:
+        # (kept on the instance: with ExternalQuestions its assignment duration is the site's reservation time)
         h = cfg.hit
-        return TaskType(title=h.title, description=h.description, keywords=h.keywords, reward=h.reward,
-                        assignment_duration_s=h.assignment_duration_s, auto_approval_delay_s=h.auto_approval_delay_s,
-                        qualifications=tuple(quals.build_requirements(h.qualifications, self.target)))
+        self._type = TaskType(title=h.title, description=h.description, keywords=h.keywords, reward=h.reward,
+                              assignment_duration_s=h.assignment_duration_s, auto_approval_delay_s=h.auto_approval_delay_s,
+                              qualifications=tuple(quals.build_requirements(h.qualifications, self.target)))
+        return self._type
 
     def _call(self, op: str, raw_errors: bool = False, **params: Any) -> dict:
         return retry.call(getattr(self.client, op), raw_errors=raw_errors, **self._retry, **params)
