@@ -7,8 +7,11 @@
 # again: every step resumes or skips what is done; the sandbox keeps its state in runs/<exp>/sandbox/.
 set -euo pipefail
 export MTURK_EVAL_CONFIG="${1:-experiments/demo.toml}"
-# PLATFORM=prolific (make demo PLATFORM=prolific): the same study through the local Prolific emulator.
+# PLATFORM=prolific (make demo PLATFORM=prolific): the same study through the local Prolific emulator;
+# PLATFORM=links: through invite links. Both rate on the rating site, which --sandbox starts in the
+# background like the local sandbox (no `mturk-eval serve` by hand).
 if [ "${PLATFORM:-mturk}" = prolific ]; then exec bash "$(dirname "$0")/demo_prolific.sh" "$MTURK_EVAL_CONFIG"; fi
+if [ "${PLATFORM:-mturk}" = links ]; then exec bash "$(dirname "$0")/demo_links.sh" "$MTURK_EVAL_CONFIG"; fi
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
