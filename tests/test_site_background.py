@@ -142,3 +142,11 @@ def test_public_url_with_html_questions_is_refused(study):
     one_line_error(run(["publish", "--sandbox", "--public-url", "https://rate.example.org"], d),
                    "HTMLQuestions", 'question = "external"')
     assert _site(cfg) is None and read_record(cfg.run_dir) is None
+
+
+@pytest.mark.parametrize("table, where", [('question = "xml"', "platform.mturk.question"),
+                                          ("frame_height = -1", "platform.mturk.frame_height")])
+def test_bad_question_settings_are_one_line(study, table, where):
+    cfg, d = study(f"[platform.mturk]\n{table}\n")
+    one_line_error(run(["publish", "--sandbox", "--no-progress"], d), where)
+    assert read_record(cfg.run_dir) is None
