@@ -150,7 +150,7 @@ def _make_plan(cfg: ExperimentConfig, ledger: Ledger, items: list[dict[str, Any]
     new_hits = builder.plan_tasks(
         new_items + attention, experiment=cfg.name, target=target, batch=batch, seed=cfg.seed,
         items_per_hit=cfg.hit.items_per_hit, places=cfg.hit.assignments_per_hit,
-        reward=cfg.hit.reward, start_index=len(batch_hits))
+        reward=cfg.hit.reward, start_index=len(batch_hits), platform=plat)
     by_id = {it["item_id"]: it for it in new_items + attention}
     # Render now: a question over 64 KB stops the run before anything is written or spent.
     new_questions = _questions(lambda ids: [by_id[i] for i in ids], new_hits, cfg, submit_url, plat)
