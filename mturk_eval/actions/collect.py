@@ -75,7 +75,7 @@ def _collect(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, result:
     # The key is checked first, so a refused export (key missing) collects nothing either.
     pseudonyms = Pseudonymiser.for_run(cfg.run_dir) if export_csv else None
     hits = [h for h in ledger.tasks() if h.task_id and h.state != "deleted" and h.batch in selected]
-    for h in tqdm(hits, desc="collect", unit="HIT", disable=None if progress else True):
+    for h in tqdm(hits, desc="collect", unit=plat.vocabulary.task, disable=None if progress else True):
         items = ledger.task_items(h.task_id)
         result.hits += 1
         for sub in plat.list_submissions(h.task_id):

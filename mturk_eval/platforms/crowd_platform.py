@@ -73,6 +73,7 @@ class UnitNames:
     tasks: str = "tasks"
     submission: str = "submission"
     submissions: str = "submissions"
+    rater: str = "rater"
 
 
 @dataclass(frozen=True)

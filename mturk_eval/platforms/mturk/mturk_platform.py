@@ -77,7 +77,8 @@ class MTurkPlatform(CrowdPlatform):
     name = "mturk"
     title = "MTurk"
     fee_label = "MTurk fee"
-    vocabulary = UnitNames(task="HIT", tasks="HITs", submission="assignment", submissions="assignments")
+    vocabulary = UnitNames(task="HIT", tasks="HITs", submission="assignment", submissions="assignments",
+                           rater="worker")
     request_token_limit = 64   # UniqueRequestToken
     annotation_limit = 255     # RequesterAnnotation
     Settings = MTurkSettings
