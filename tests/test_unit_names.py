@@ -60,5 +60,7 @@ public_url = "https://rate.example.org"
     assert "tasks (ledger): created 2" in outputs["status"] and "submissions collected: 0" in outputs["status"]
     assert "2 tasks: 0 new submissions" in outputs["collect"]
     assert "2 tasks expired (dry run)" in outputs["expire"]
+    r = run.invoke(main, ["review", *base, "--reject-failed-attention", "--feedback", " "])
+    assert r.exit_code == 2 and "a rejected rater must be told why" in r.output, r.output
     for verb, out in outputs.items():
         assert not MTURK_WORDS.search(out.replace("hit.", "")), (verb, out)

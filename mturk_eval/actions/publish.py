@@ -213,7 +213,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
         result = PublishResult(target=target, ledger=path, cost=cost, already=plan.already, dry_run=dry_run)
         if empty:
             echo(f"warning: {builder.describe_empty(empty, len(items), responses_path)}"
-                 " (workers would rate a blank reply)")
+                 f" ({words.rater}s would rate a blank reply)")
         echo(f"target: {target}{' (' + endpoint_url + ')' if endpoint_url else ''}; batch {batch};"
              f" {len(items)} items in {responses_path}; {len(plan.new_hits)} new {words.tasks} planned"
              f" ({plan.n_attn} attention checks), {len(plan.old_pending)} left pending,"
@@ -227,7 +227,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
             return result
     new_empty = [i for i in empty if i in plan.by_id]
     if new_empty and not allow_empty and not dry_run:
-        raise UserError(f"{builder.describe_empty(new_empty, len(items), responses_path)}; workers would rate a"
+        raise UserError(f"{builder.describe_empty(new_empty, len(items), responses_path)}; {words.rater}s would rate a"
                         " blank reply: regenerate or remove them, or give --allow-empty to publish them anyway;"
                         " nothing was written or published")
     if max_cost is not None and cost.total > money(max_cost):

@@ -64,10 +64,11 @@ def check_options(*, reject_failed_attention: bool = False, feedback: str = DEFA
     """Refuse bad review options (before any ledger is looked at, so the message is about the option)."""
     if bonus is not None and (not _MONEY.fullmatch(bonus) or Decimal(bonus) <= 0):
         raise UserError(f"--bonus: expected dollars like 0.10, got {bonus!r}")
+    rater = (plat.vocabulary if plat is not None else UnitNames()).rater
     if bonus is not None and not bonus_reason.strip():
-        raise UserError("--bonus-reason: workers see it with the bonus; give one")
+        raise UserError(f"--bonus-reason: {rater}s see it with the bonus; give one")
     if reject_failed_attention and not feedback.strip():
-        raise UserError("--feedback: a rejected worker must be told why; give a reason")
+        raise UserError(f"--feedback: a rejected {rater} must be told why; give a reason")
     for w in block_workers:
         if plat is not None:
             plat.validate_rater_id(w, "--block")
