@@ -201,7 +201,7 @@ def test_report_from_ledger_and_from_its_batch_csv_export_agree(files):
             assert not any(f"AW{w}" in text for w in range(12)) and "ASG1" not in text, f
     assert led["counts"]["attention_check_rows"] == len(rows)
 
-    from mturk_eval.actions.collect import batch_rows
+    from mturk_eval.platforms.mturk.batch_export import batch_rows
     from mturk_eval.analysis.batch_csv import write_batch_csv
     from mturk_eval.ledger import Ledger, ledger_path
 
