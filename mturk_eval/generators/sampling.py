@@ -45,11 +45,14 @@ class DecodeSettings:
     drop_finished: bool = True
     # keep the batch full: when rows finish, waiting prompts join the running batch
     continuous: bool = True
+    # the model's dtype (generation.dtype made concrete), recorded with every response; the caller
+    # loads the model in it
+    dtype: str = "float32"
 
     def public(self) -> dict[str, Any]:
         """The settings written into responses.jsonl (only those that affect the output)."""
         d: dict[str, Any] = {"strategy": self.strategy, "max_new_tokens": self.max_new_tokens,
-                             "min_new_tokens": self.min_new_tokens}
+                             "min_new_tokens": self.min_new_tokens, "dtype": self.dtype}
         if self.strategy == "sample":
             d.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, seed=self.seed)
         if self.strategy == "beam":
