@@ -105,7 +105,7 @@ def test_generate_records_the_dtype_and_estimates(tmp_path):
                                   "--method", "prompt_tuning"])
     assert r.exit_code == 0, r.output
     assert "precision: training bfloat16 (as configured), generation bfloat16 (as configured)" in r.output
-    assert "estimate from the first steps" not in r.output  # one step per epoch: nothing to time after the warm-up
+    assert "tiny-random p1 prompt_tuning: estimate from the first steps: " in r.output
     run = tmp_path / "runs" / "tiny"
     info = json.loads((run / "models" / "tiny-random" / "p1" / "prompt_tuning" / "training.json").read_text())
     assert info["dtype"] == "bfloat16" and info["training"]["dtype"] == "bfloat16" and info["epochs"] == 1

@@ -445,7 +445,7 @@ def estimate_run(
     gen_s = sum(r["generation_s"] for r in rows)
     echo(f"estimate for the whole run ({len(rows)} systems; measured on {first.persona_id}: {steps} training steps "
          f"after a warm-up per method, {len(prompts)} responses): training {_duration(lo)} if every system stops "
-         f"early after {least} epochs, {_duration(hi)} at max_epochs = {t.max_epochs}; generation {_duration(gen_s)}. "
+         f"early after {least} epoch{'s' if least != 1 else ''}, {_duration(hi)} at max_epochs = {t.max_epochs}; generation {_duration(gen_s)}. "
          "Early stopping usually ends between the two; --max-epochs N caps it.")
     return rows
 
@@ -464,7 +464,7 @@ def training_estimate(seconds_per_step: float, steps_per_epoch: int, t: Any) -> 
     epoch = seconds_per_step * steps_per_epoch
     least = min(t.patience + 1, t.max_epochs)  # early stopping needs `patience` epochs without a gain
     return (f"{seconds_per_step:.2f} s/step x {steps_per_epoch} steps = {_duration(epoch)} per epoch; "
-            f"{_duration(least * epoch)} (early stop after {least} epochs) to {_duration(t.max_epochs * epoch)} "
+            f"{_duration(least * epoch)} (early stop after {least} epoch{'s' if least != 1 else ''}) to {_duration(t.max_epochs * epoch)} "
             f"(max_epochs = {t.max_epochs})")
 
 
