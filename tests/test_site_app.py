@@ -166,6 +166,25 @@ def test_requester_pages_need_the_token_and_show_progress(site):
     assert p.status_code == 200 and p.json()["batches"][0]["ratings"] == 2
     csv = requests.get(f"{site.url}/requester/export.csv?token={token}")
     assert csv.status_code == 200 and csv.text.count("\n") == 1 + 8
+    # The export leaves the machine: pseudonyms only (the experiment's key, beside the store), as in the report.
+    from mturk_eval.privacy import Pseudonymiser, key_path
+
+    (sub,) = site.store.submissions()
+    run_dir = site.store.path.parent
+    p = Pseudonymiser.for_run(run_dir)
+    rows = [line.split(",") for line in csv.text.splitlines()[1:]]
+    assert {(r[0], r[4]) for r in rows} == {(p.submission(sub.assignment_id), p.rater(sub.rater_id))}
+    assert sub.rater_id not in csv.text and sub.assignment_id not in csv.text
+    # Key lost while a ledger records it: refused, as every export is, and nothing is written.
+    import sqlite3
+
+    with sqlite3.connect(run_dir / "ledger.links.sqlite") as c:
+        c.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        c.execute("INSERT INTO meta VALUES ('pseudonym_key_id', ?)", (p.key_id,))
+    key_path(run_dir).unlink()
+    refused = requests.get(f"{site.url}/requester/export.csv?token={token}")
+    assert refused.status_code == 409 and "pseudonym.key: missing" in refused.text
+    assert sub.rater_id not in refused.text and not key_path(run_dir).exists()
 
 
 def test_no_page_shows_another_raters_answers(site):

@@ -503,15 +503,27 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
 
     @app.get("/requester/export.csv")
     def export() -> Response:
+        """Every submission, one row per answer. It leaves the machine, so rater and assignment ids are the
+        experiment's pseudonyms (``r-...``, ``s-...``; the key is ``pseudonym.key`` beside the store), as in
+        every other export; a missing or wrong key refuses the export (409) as ``report`` does."""
         requester()
+        from mturk_eval.privacy import Pseudonymiser
+
+        try:
+            p = Pseudonymiser.for_run(Path(settings.store_path).parent)
+        except UserError as exc:
+            raise problem(f"Nothing was exported: {exc.message}", 409) from None
+        subs = store.submissions()
+        raters = p.raters([s.rater_id for s in subs])   # the same pseudonyms as the report's (ledger rater ids)
         out = io.StringIO()
         w = csv.writer(out)
         w.writerow(["assignment_id", "batch_id", "task_id", "platform", "rater_id", "state", "submitted_at",
                     "work_time_s", "field", "value"])
-        for s in store.submissions():
+        for s, rater in zip(subs, raters):
+            sid = p.submission(s.ref or s.assignment_id)   # the platform's submission id, as in collect --export-csv
             for k, v in sorted((s.answers or {}).items()):
-                w.writerow([s.assignment_id, s.batch_id, s.task_id, s.platform, s.rater_id, s.state,
-                            s.submitted_at, s.work_time_s, k, v])
+                w.writerow([sid, s.batch_id, s.task_id, s.platform, rater, s.state, s.submitted_at, s.work_time_s,
+                            k, v])
         return Response(out.getvalue(), content_type="text/csv; charset=utf-8")
 
     return app
