@@ -100,6 +100,15 @@ def test_a_study_from_publish_to_report(study):
 
     r = CliRunner().invoke(main, ["report", "--config", str(cfg_path), "--target", "prolific-emulator", "--no-plots"])
     assert r.exit_code == 0 and "not collected first" not in r.output and "Table 2" in r.output, r.output
+    # Prolific's money in the study's currency and with Prolific's fee name, never MTurk's "$" or fees.
+    md = (cfg.run_dir / "report" / "report.md").read_text()
+    cost_line = next(line for line in md.splitlines() if line.startswith("- Total cost:"))
+    assert cost_line.startswith("- Total cost: £") and f"({approved} approved submissions)" in cost_line
+    assert "Prolific service fees + VAT £" in cost_line and "$" not in cost_line and "MTurk" not in cost_line
+    pay_line = next(line for line in md.splitlines() if line.startswith("- Effective hourly pay:"))
+    assert "reward £1.00 per submission" in pay_line and "$" not in pay_line
+    cost = __import__("json").loads((cfg.run_dir / "report" / "report.json").read_text())["workers"]["cost"]
+    assert cost["currency"] == "GBP" and cost["fee_label"] == "Prolific service fees + VAT"
     assert "is COMPLETED: nothing to pause" in run("expire", *base)
 
 

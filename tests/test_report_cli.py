@@ -294,8 +294,9 @@ def test_report_from_ledger_counts_bonuses_and_total_cost(files):
     rep = tmp_path / "runs" / "exp" / "report"
     cost = json.loads((rep / "report.json").read_text())["workers"]["cost"]
     # 10 approved x ($0.05 + $0.01 fee), 3 paid bonuses x ($0.50 + $0.10 fee)
-    assert cost == {"approved_assignments": 10, "rewards": 0.5, "bonuses_paid": 3, "bonuses": 1.5,
-                    "mturk_fees": 0.4, "total": 2.4, "submitted_assignments": n - 11,
+    assert cost == {"currency": "USD", "fee_label": "MTurk fees", "submissions_word": "assignments",
+                    "approved_assignments": 10, "rewards": 0.5, "bonuses_paid": 3, "bonuses": 1.5,
+                    "fees": 0.4, "total": 2.4, "submitted_assignments": n - 11,
                     "submitted_cost": pytest.approx(0.06 * (n - 11)), "bonuses_pending": 1,
                     "bonuses_pending_cost": 0.6, "rejected_assignments": 1}
     md = (rep / "report.md").read_text()
