@@ -109,6 +109,9 @@ def test_a_study_from_publish_to_report(study):
     assert "reward £1.00 per submission" in pay_line and "$" not in pay_line
     cost = __import__("json").loads((cfg.run_dir / "report" / "report.json").read_text())["workers"]["cost"]
     assert cost["currency"] == "GBP" and cost["fee_label"] == "Prolific service fees + VAT"
+    # Fees at the config's fee_rate (1/3) and VAT 0: £0.34 on each £1.00 reward, £0.10 on each £0.30 bonus.
+    assert cost["approved_assignments"] == approved and cost["bonuses_paid"] == len(paid)
+    assert cost["fees"] == pytest.approx(approved * 0.34 + len(paid) * 0.10)
     assert "is COMPLETED: nothing to pause" in run("expire", *base)
 
 

@@ -67,11 +67,12 @@ def ledger_spend(ledger: Any, cfg: ExperimentConfig) -> Spend:
     plat = registry.get_platform(ledger.get_meta("platform") or registry.DEFAULT)
     reward_of = {r["task_id"]: (r["reward"], r["places"]) for r in ledger.task_status_rows() if r["task_id"]}
     s = Spend(**_money_words(plat, cfg))
+    submission_fee, bonus_fee = _fee_rules(plat, cfg)
     paid = []
     for a in ledger.submissions():
         reward, n = reward_of.get(a.task_id, (cfg.hit.reward, cfg.hit.assignments_per_hit))
         paid.append(plat.paid_reward(reward))
-        amount, fee = plat.paid_reward(reward), plat.submission_fee(reward, n, cfg.hit)
+        amount, fee = plat.paid_reward(reward), submission_fee(reward, n, cfg.hit)
         if a.status == APPROVED:
             s.approved += 1
             s.rewards += amount
@@ -88,11 +89,11 @@ def ledger_spend(ledger: Any, cfg: ExperimentConfig) -> Spend:
         if b["state"] == "paid":
             s.bonuses_paid += 1
             s.bonuses += amount
-            s.bonus_fees += plat.bonus_fee(amount)
+            s.bonus_fees += bonus_fee(amount)
             s.bonus_by_assignment[b["submission_id"]] = s.bonus_by_assignment.get(b["submission_id"], ZERO) + amount
         else:
             s.bonuses_pending += 1
-            s.bonuses_pending_cost += amount + plat.bonus_fee(amount)
+            s.bonuses_pending_cost += amount + bonus_fee(amount)
     return s
 
 
@@ -110,3 +111,20 @@ def _money_words(plat: Any, cfg: ExperimentConfig) -> dict[str, str]:
         currency = settings_of(cfg).currency
     label, word = _WORDS.get(name, (f"{getattr(plat, 'fee_label', 'platform fee')}s", "submissions"))
     return {"currency": currency, "fee_label": label, "submissions_word": word}
+
+
+def _fee_rules(plat: Any, cfg: ExperimentConfig) -> tuple[Any, Any]:
+    """(submission_fee(reward, places, hit), bonus_fee(amount)) in major units: the platform's rules; for
+    Prolific at the config's ``fee_rate`` and ``vat_rate`` (the account's own), as publish and review price."""
+    if getattr(plat, "name", "") != "prolific":
+        return plat.submission_fee, plat.bonus_fee
+    from mturk_eval.platforms.prolific import fees
+    from mturk_eval.platforms.prolific.workflow import settings_of
+
+    st = settings_of(cfg)
+
+    def fee(amount: Any) -> Decimal:
+        c = fees.charge(Decimal(str(amount)) * 100, st.fee_rate, st.vat_rate, st.currency)
+        return c.major(c.fees + c.vat)
+
+    return (lambda reward, places, hit: fee(reward)), fee
