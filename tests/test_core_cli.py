@@ -79,7 +79,13 @@ def _commands_with_a_config():
 
 @pytest.mark.parametrize("verb", _commands_with_a_config(), ids=" ".join)
 def test_no_config_anywhere_is_one_line_naming_both_ways_and_init(tmp_path, verb):
-    res = run(verb, cwd=tmp_path)
+    import click
+
+    cmd, ctx = main, click.Context(main)
+    for name in verb:
+        cmd = cmd.get_command(ctx, name)
+    args = ["x" for p in cmd.params if isinstance(p, click.Argument) and p.required]  # e.g. participants' ID
+    res = run([*verb, *args], cwd=tmp_path)
     one_line_error(res, "$MTURK_EVAL_CONFIG", "mturk-eval.toml", "mturk-eval init")
     assert list(tmp_path.iterdir()) == []
 
