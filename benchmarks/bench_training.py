@@ -6,7 +6,9 @@ forward and both fine-tuning baselines, same model, same pairs, same batch size.
 Each variant runs in its own process so its peak RSS (``ru_maxrss``) is its own. ``finetune_added`` gets
 the persona text repeated to exactly the number of virtual tokens (200), so prompt-tuning and it see
 sequences of equal length; it runs the ordinary way (the prefix inside every sequence), and
-``finetune_added_shared`` the way ``mturk-eval generate`` trains it (the prefix once per batch). Reports pairs/s over ``--steps`` timed steps after one warm-up step, peak RSS,
+``finetune_added_shared`` the way ``mturk-eval generate`` trains it (the prefix once per batch). Variants with
+``:low`` run in the precision ``auto`` picks (bf16 on CPUs with avx512_bf16 or AMX). Reports pairs/s over
+``--steps`` timed steps after one warm-up step, peak RSS,
 and ratios against PEFT and against fine-tuning ``added`` measured in the same run.
 """
 from __future__ import annotations
@@ -24,7 +26,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-VARIANTS = ("peft_prompt_tuning", "prompt_tuning", "finetune_none", "finetune_added", "finetune_added_shared")
+# ":low" = in the precision ``auto`` picks for this machine (bf16 where the CPU has it): prompt-tuning with the
+# frozen model stored in it (soft prompt fp32), fine-tuning with fp32 master weights under autocast
+VARIANTS = ("peft_prompt_tuning", "prompt_tuning", "prompt_tuning:low", "finetune_none", "finetune_none:low",
+            "finetune_added", "finetune_added_shared", "finetune_added_shared:low")
 
 
 def pairs(n: int) -> tuple[list[str], list[tuple[str, str]]]:
@@ -34,17 +39,24 @@ def pairs(n: int) -> tuple[list[str], list[tuple[str, str]]]:
     return persona, [ps[i % len(ps)] for i in range(n)]
 
 
-def run_variant(variant: str, model_name: str, batch: int, steps: int, ntok: int) -> dict:
+def run_variant(name: str, model_name: str, batch: int, steps: int, ntok: int, threads: int = 0) -> dict:
     import torch
 
     from mturk_eval.generators.formatting import PairFormat
     from mturk_eval.generators.models import load_model
+    from mturk_eval.generators.precision import resolve_dtype, torch_dtype
     from mturk_eval.generators.prompt_tuning import init_soft_prompt
     from mturk_eval.generators.trainer import Example, PairLoss, collate
 
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
+    variant, _, low = name.partition(":")
+    dt = resolve_dtype("auto", "cpu") if low else "float32"
     trainable = variant.startswith("finetune")
-    m = load_model(model_name, device="cpu", trainable=trainable)
+    # prompt-tuning: the frozen model in the dtype; fine-tuning: fp32 master weights, autocast below
+    m = load_model(model_name, device="cpu", trainable=trainable,
+                   dtype=torch.float32 if trainable else torch_dtype(dt))
     fmt = PairFormat(m.tokenizer)
     persona, data = pairs(batch * (steps + 1))
     enc = [fmt.encode(u, r) for u, r in data]
@@ -76,7 +88,8 @@ def run_variant(variant: str, model_name: str, batch: int, steps: int, ntok: int
             module, params = PairLoss(m.model, param, []), [param]
         else:
             m.model.train()
-            module, params = PairLoss(m.model, None, shared), list(m.model.parameters())
+            autocast = torch_dtype(dt) if dt != "float32" else None
+            module, params = PairLoss(m.model, None, shared, autocast=autocast), list(m.model.parameters())
 
         def step_loss(b):
             return module(**collate(b, pad))
@@ -95,7 +108,7 @@ def run_variant(variant: str, model_name: str, batch: int, steps: int, ntok: int
             times.append(time.perf_counter() - t)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     seq = sum(len(e.prompt_ids) + len(e.response_ids) for e in exs) / len(exs) + (ntok if "prompt" in variant else 0) + len(shared)
-    return {"variant": variant, "pairs_per_s": batch * steps / sum(times), "peak_rss_gb": peak / 1024**2,
+    return {"variant": name, "dtype": dt, "pairs_per_s": batch * steps / sum(times), "peak_rss_gb": peak / 1024**2,
             "model_rss_gb": base_rss / 1024**2, "mean_seq_tokens": seq, "loss": float(loss)}
 
 
@@ -105,36 +118,64 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--virtual-tokens", type=int, default=200)
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: " + ", ".join(VARIANTS))
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="runs of prompt_tuning and prompt_tuning:low, interleaved (median): the target pair")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own; 1 is steadier on a shared machine)")
     ap.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.variant:
-        print(json.dumps(run_variant(args.variant, args.model, args.batch, args.steps, args.virtual_tokens)))
+        print(json.dumps(run_variant(args.variant, args.model, args.batch, args.steps, args.virtual_tokens, args.threads)))
         return
+    import statistics
+
     import peft
     import torch
     import transformers
 
-    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"transformers {transformers.__version__}, peft {peft.__version__}")
+    from mturk_eval.generators.precision import resolve_dtype
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), transformers {transformers.__version__}, peft {peft.__version__}; "
+          f"low precision here: {resolve_dtype('auto', 'cpu')}")
     print(f"model {args.model}, batch {args.batch}, {args.steps} timed steps after 1 warm-up, {args.virtual_tokens} virtual tokens")
-    res = {}
-    for v in VARIANTS:
+    chosen = [v for v in args.variants.split(",") if v]
+    order = []
+    pair = [v for v in ("prompt_tuning", "prompt_tuning:low") if v in chosen]
+    for _ in range(args.repeats):
+        order += pair
+    order += [v for v in chosen if v not in pair]
+    runs: dict[str, list[dict]] = {}
+    for v in order:
         out = subprocess.run(
             [sys.executable, __file__, "--variant", v, "--model", args.model, "--batch", str(args.batch),
-             "--steps", str(args.steps), "--virtual-tokens", str(args.virtual_tokens)],
+             "--steps", str(args.steps), "--virtual-tokens", str(args.virtual_tokens), "--threads", str(args.threads)],
             capture_output=True, text=True, check=True,
         )
-        res[v] = json.loads(out.stdout.strip().splitlines()[-1])
-        r = res[v]
-        print(f"  {v}: {r['pairs_per_s']:.2f} pairs/s, peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        runs.setdefault(v, []).append(r)
+        print(f"  {v} ({r['dtype']}): {r['pairs_per_s']:.2f} pairs/s, peak RSS {r['peak_rss_gb']:.2f} GB "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    res = {v: {**rs[0], "pairs_per_s": statistics.median(r["pairs_per_s"] for r in rs),
+               "peak_rss_gb": max(r["peak_rss_gb"] for r in rs), "n": len(rs)} for v, rs in runs.items()}
+    base = res.get("peft_prompt_tuning")
+    ft_added = res.get("finetune_added")
     print()
-    print("| method | seq tokens | pairs/s | peak RSS (GB) | pairs/s vs PEFT | peak vs FT added |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| method | dtype | seq tokens | pairs/s | peak RSS (GB) | pairs/s vs PEFT | pairs/s vs fp32 same method | peak vs FT added |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    def ratio(a: float, b: dict | None, key: str) -> str:
+        return f"{a / b[key]:.2f}x" if b else "-"
+
     for v, r in res.items():
-        print(f"| {v} | {r['mean_seq_tokens']:.0f} | {r['pairs_per_s']:.2f} | {r['peak_rss_gb']:.2f} | "
-              f"{r['pairs_per_s'] / res['peft_prompt_tuning']['pairs_per_s']:.2f}x | "
-              f"{r['peak_rss_gb'] / res['finetune_added']['peak_rss_gb']:.2f}x |")
-    print(f"(model loaded, before training: {res['prompt_tuning']['model_rss_gb']:.2f} GB RSS)")
+        tag = f" (median of {r['n']})" if r["n"] > 1 else ""
+        print(f"| {v}{tag} | {r['dtype']} | {r['mean_seq_tokens']:.0f} | {r['pairs_per_s']:.2f} | {r['peak_rss_gb']:.2f} | "
+              f"{ratio(r['pairs_per_s'], base, 'pairs_per_s')} | "
+              f"{ratio(r['pairs_per_s'], res.get(v.partition(':')[0]), 'pairs_per_s')} | "
+              f"{ratio(r['peak_rss_gb'], ft_added, 'peak_rss_gb')} |")
+    if "prompt_tuning" in res:
+        print(f"(model loaded, before training: {res['prompt_tuning']['model_rss_gb']:.2f} GB RSS)")
 
 
 if __name__ == "__main__":

@@ -82,6 +82,8 @@ class TrainingConfig:
     # Use the model's chat template for the pair format when it has one (instruction models).
     chat_template: bool = False
     gradient_checkpointing: bool = False
+    # auto: bfloat16 on CPUs with avx512_bf16/AMX and on GPUs that support it, else float32 (precision.py)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
 @dataclass
@@ -95,6 +97,7 @@ class GenerationConfig:
     top_k: int = 0
     num_beams: int = 1
     batch_size: int = 16
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # as training.dtype
 
 
 @dataclass

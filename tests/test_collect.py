@@ -119,6 +119,17 @@ def test_export_batch_csv(tmp_path):
     assert row["Input.i0_item_id"].startswith("persona.p1.") and row["SubmitTime"].endswith("UTC 2026")
 
 
+def test_one_website_time_format_for_the_export_and_the_local_mturk():
+    """`collect --export-csv` (platforms/mturk/batch_export.py) and the local MTurk's own download
+    (emulators/mturk/batch_results.py) write times with the same formatter: the website's."""
+    from mturk_eval.emulators.mturk import batch_results
+    from mturk_eval.platforms.mturk import batch_export
+    assert batch_export.website_time(1572532868) == "Thu Oct 31 14:41:08 UTC 2019"
+    assert batch_export.website_time(None) == ""
+    assert batch_results.website_time is batch_export.website_time
+    assert not hasattr(col, "batch_rows")  # the MTurk file format lives with the MTurk platform
+
+
 def test_collect_without_a_ledger_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="no ledger here yet"):
         col.collect(make_cfg(tmp_path), platform=FakeMTurk(), progress=False)

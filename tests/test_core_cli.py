@@ -76,7 +76,13 @@ def _commands_with_a_config():
 
 @pytest.mark.parametrize("verb", _commands_with_a_config(), ids=" ".join)
 def test_no_config_anywhere_is_one_line_naming_both_ways_and_init(tmp_path, verb):
-    res = run(verb, cwd=tmp_path)
+    import click
+
+    cmd, ctx = main, click.Context(main)
+    for name in verb:
+        cmd = cmd.get_command(ctx, name)
+    args = ["x" for p in cmd.params if isinstance(p, click.Argument) and p.required]  # e.g. participants' ID
+    res = run([*verb, *args], cwd=tmp_path)
     one_line_error(res, "$MTURK_EVAL_CONFIG", "mturk-eval.toml", "mturk-eval init")
     assert list(tmp_path.iterdir()) == []
 
@@ -108,6 +114,41 @@ def test_init_writes_a_commented_config_that_loads_and_never_overwrites(tmp_path
     assert sorted(p.name for p in d.iterdir()) == ["mturk-eval.toml"]
     res = run(["init", "--from", "paper_ja"], cwd=tmp_path)
     assert res.exit_code == 0 and "language = \"ja\"" in (tmp_path / "mturk-eval.toml").read_text(encoding="utf-8")
+
+
+def test_init_reads_its_experiments_as_package_data_so_it_works_from_a_wheel(tmp_path):
+    """`init` once read the source tree's experiments/ folder, missing from an installed wheel. The
+    experiments are package data now: found through importlib.resources, listed in pyproject's
+    package-data, and init works from a copy of the package holding only what a wheel holds."""
+    import importlib.resources
+    import shutil
+    import subprocess
+    import sys
+    import tomllib
+
+    from mturk_eval.actions.init import TEMPLATES, experiment_file
+
+    pkg = importlib.resources.files("mturk_eval")
+    for t in TEMPLATES:
+        assert experiment_file(t).is_file() and pkg.joinpath("experiments", f"{t}.toml").read_text().strip()
+    root = Path(__file__).resolve().parent.parent
+    setup = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    src = root / "mturk_eval"
+    wheel = tmp_path / "site" / "mturk_eval"
+    shipped = {p for p in src.rglob("*.py") if "__pycache__" not in p.parts}
+    shipped |= {p for pattern in setup["package-data"]["mturk_eval"] for p in src.glob(pattern) if p.is_file()}
+    for p in shipped:
+        (wheel / p.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, wheel / p.relative_to(src))
+    code = ("import mturk_eval, sys; assert mturk_eval.__file__.startswith(sys.argv[1]), mturk_eval.__file__;"
+            "from mturk_eval.actions.init import init; from mturk_eval.config import load_config;"
+            "r = init(sys.argv[2]); c = load_config(r.path);"
+            "print(all(s.startswith(sys.argv[1]) for s in [x.path for x in c.data.persona_sources]))")
+    out = subprocess.run([sys.executable, "-c", code, str(wheel.parent), str(tmp_path / "study")],
+                         env={**os.environ, "PYTHONPATH": str(wheel.parent)}, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr
+    assert (tmp_path / "study" / "mturk-eval.toml").is_file()
 
 
 # ------------------------------------------------------------------ platform registry and [platform]

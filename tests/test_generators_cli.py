@@ -37,7 +37,7 @@ def test_generate_end_to_end_and_rerun(config, tmp_path):
         assert REQUIRED <= row.keys()
         assert re.fullmatch(r"[A-Za-z0-9_.:-]{1,200}", row["item_id"])
         assert row["item_id"] == ".".join([row["eval_set"], row["persona_id"], row["pair_id"], row["method"], "tiny-random"])
-        assert row["generation"] == {"strategy": "greedy", "max_new_tokens": 6, "min_new_tokens": 1}
+        assert row["generation"] == {"strategy": "greedy", "max_new_tokens": 6, "min_new_tokens": 1, "dtype": "float32"}
         assert row["response"].strip()
         assert row["persona"] == next(p["sentences"] for p in personas if p["persona_id"] == row["persona_id"])
     assert {row["method"] for row in rows} == {"prompt_tuning", "finetune_none", "finetune_added"}
@@ -84,7 +84,8 @@ def test_changed_training_settings_retrain(tmp_path):
 def test_generate_help_documents_options():
     r = CliRunner().invoke(main, ["generate", "--help"])
     assert r.exit_code == 0
-    for opt in ("--config", "--force", "--model", "--method", "--device", "--quiet", "accelerate launch"):
+    for opt in ("--config", "--force", "--model", "--method", "--device", "--quiet", "--max-epochs", "--dtype", "--estimate",
+                "accelerate launch"):
         assert opt in r.output
 
 

@@ -97,3 +97,55 @@ def test_links_refuse_live_and_mturk_refuses_raters(tmp_path):
     assert r.exit_code == 2 and "--raters: not an option of platform 'mturk'" in r.output
     r = run.invoke(main, ["publish", "--config", str(cfg_path), "--platform", "nosuch", "--responses", str(responses)])
     assert r.exit_code == 2 and "unknown platform 'nosuch'" in r.output
+
+
+def test_invites_list_and_revoke(tmp_path):
+    """`mturk-eval invites revoke` (by URL, token or rater id): the link gets the site's 410 page and
+    stores nothing, a task the rater holds cannot be submitted any more, invites.csv keeps only active
+    links; bad or unknown tokens are one line, exit 2, nothing revoked."""
+    import requests
+
+    from helpers.site import form_of
+
+    cfg_path = _config(tmp_path)
+    responses = write_responses(tmp_path / "r.jsonl", 4)
+    run = CliRunner()
+    conf = ["--config", str(cfg_path)]
+    r = run.invoke(main, ["publish", *conf, "--platform", "links", "--responses", str(responses), "--raters", "2",
+                          "--no-progress"])
+    assert r.exit_code == 0, r.output
+    cfg = load_config(cfg_path)
+    out = run.invoke(main, ["invites", "list", *conf])
+    assert out.exit_code == 0 and "2 invite links: 2 active, 0 revoked" in out.output, out.output
+    assert out.output.count("https://rate.example.org/i/") == 2
+    with SiteStore.open(site_store_path(cfg.run_dir)) as st:
+        first, second = st.invites()
+    site = start_site(settings_from_config(cfg))
+    try:
+        holder = requests.Session()   # r0002 holds a task when their link is revoked
+        task = holder.get(f"{site.url}/i/{second.token}", allow_redirects=False)
+        assert task.status_code == 303
+        task_url = site.url + task.headers["Location"]
+        action, hidden, groups = form_of(holder.get(task_url).text)   # the page is open in their browser
+        r = run.invoke(main, ["invites", "revoke", *conf, f"https://rate.example.org/i/{first.token}"])
+        assert r.exit_code == 0 and "r0001: invite link revoked" in r.output and "invites.csv" in r.output, r.output
+        r = run.invoke(main, ["invites", "revoke", *conf, "r0002"])
+        assert r.exit_code == 0 and "r0002: invite link revoked" in r.output, r.output
+        assert "already revoked" in run.invoke(main, ["invites", "revoke", *conf, first.token]).output
+        before = (len(site.store.assignments()), len(site.store.submissions()))
+        page = requests.get(f"{site.url}/i/{first.token}", allow_redirects=False)
+        assert page.status_code == 410 and "withdrawn by the researchers" in page.text
+        late = holder.post(task_url, data={**hidden, **{g: "3" for g in groups}}, allow_redirects=False)
+        assert late.status_code == 409 and "nothing was saved" in late.text
+        assert holder.get(task_url).status_code == 410
+        assert (len(site.store.assignments()), len(site.store.submissions())) == before
+        assert site.store.submissions() == []
+    finally:
+        site.stop()
+    assert list(csv.DictReader(open(cfg.run_dir / "invites.csv"))) == []
+    out = run.invoke(main, ["invites", "list", *conf, "--no-urls"]).output
+    assert "0 active, 2 revoked" in out and "/i/" not in out
+    for bad, says in (("not a token!", "expected an invite token"), ("A" * 22, "is not an invite of this experiment"),
+                      ("r0099", "is not an invite of this experiment")):
+        r = run.invoke(main, ["invites", "revoke", *conf, bad])
+        assert r.exit_code == 2 and says in r.output and len(r.output.strip().splitlines()) == 1, r.output

@@ -170,7 +170,7 @@ def test_exports_read_back_keep_their_pseudonyms_and_reports_without_config_use_
     from click.testing import CliRunner
 
     from helpers.analysis import make_rows
-    from mturk_eval.actions.collect import batch_rows
+    from mturk_eval.platforms.mturk.batch_export import batch_rows
     from mturk_eval.analysis.batch_csv import write_batch_csv
     from mturk_eval.analysis.ratings import write_ratings_csv
     from mturk_eval.cli import main

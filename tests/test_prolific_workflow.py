@@ -100,6 +100,18 @@ def test_a_study_from_publish_to_report(study):
 
     r = CliRunner().invoke(main, ["report", "--config", str(cfg_path), "--target", "prolific-emulator", "--no-plots"])
     assert r.exit_code == 0 and "not collected first" not in r.output and "Table 2" in r.output, r.output
+    # Prolific's money in the study's currency and with Prolific's fee name, never MTurk's "$" or fees.
+    md = (cfg.run_dir / "report" / "report.md").read_text()
+    cost_line = next(line for line in md.splitlines() if line.startswith("- Total cost:"))
+    assert cost_line.startswith("- Total cost: £") and f"({approved} approved submissions)" in cost_line
+    assert "Prolific service fees + VAT £" in cost_line and "$" not in cost_line and "MTurk" not in cost_line
+    pay_line = next(line for line in md.splitlines() if line.startswith("- Effective hourly pay:"))
+    assert "reward £1.00 per submission" in pay_line and "$" not in pay_line
+    cost = __import__("json").loads((cfg.run_dir / "report" / "report.json").read_text())["workers"]["cost"]
+    assert cost["currency"] == "GBP" and cost["fee_label"] == "Prolific service fees + VAT"
+    # Fees at the config's fee_rate (1/3) and VAT 0: £0.34 on each £1.00 reward, £0.10 on each £0.30 bonus.
+    assert cost["approved_assignments"] == approved and cost["bonuses_paid"] == len(paid)
+    assert cost["fees"] == pytest.approx(approved * 0.34 + len(paid) * 0.10)
     assert "is COMPLETED: nothing to pause" in run("expire", *base)
 
 
@@ -226,3 +238,57 @@ def test_places_are_only_raised(study):
             plat.ensure_study(records, "grow", body)
     assert [c["kind"] for c in emu.state()["charges"]] == ["publish", "places"]
     assert settings_of(cfg).reward == "1.00"
+
+
+def test_a_failed_attention_check_gets_the_failed_attention_check_code(study):
+    """The site decides at submit time from the stored answers: a participant whose answers break a task's
+    attention check is sent back with the study's FAILED_ATTENTION_CHECK code (AWAITING REVIEW, as its
+    MANUALLY_REVIEW action says); collect counts it as failed and review --reject-failed-attention rejects
+    exactly those submissions with Prolific's FAILED_CHECK category."""
+    import requests
+    from lxml import html
+
+    from mturk_eval.platforms.prolific.prolific_platform import completion_codes
+
+    cfg, cfg_path, responses, emu, site, base = study
+    run("publish", *base, "--responses", str(responses), "--public-url", site.url)
+    study_id = emu.state()["studies"][0]["id"]
+    codes = completion_codes(cfg.name, "main")
+    given: dict[str, str] = {}   # participant -> code, for the two who met an attention check
+    for n in range(8):
+        pid = "%024x" % (0xabc000 + n)
+        s = requests.Session()
+        page = s.get(f"{emu.url}/_prolific/studies/{study_id}/take?PROLIFIC_PID={pid}")
+        form = html.fromstring(page.text).get_element_by_id("mturk_form")
+        hidden = {i.get("name"): i.get("value") for i in form.xpath(".//input[@type='hidden']")}
+        items = site.store.task_items(hidden["task"])
+        checks = [k for k, it in enumerate(items) if it.get("attention_check")]
+        fail = bool(checks) and "fail" not in given.values()
+        data = {**hidden, **{f"i{k}_{a}": ("5" if fail and k in checks else "1" if k in checks else "3")
+                             for k in range(len(items)) for a in ("fluency", "engagingness", "relevance", "persona")}}
+        done = s.post(site.url + form.get("action"), data=data)
+        code = done.url.split("cc=")[-1]
+        assert done.url.startswith(emu.url + "/submissions/complete?cc=") and done.status_code == 200
+        if checks:
+            given[pid] = "fail" if fail else "pass"
+            assert code == (codes["FAILED_ATTENTION_CHECK"] if fail else codes["COMPLETED"])
+        else:
+            assert code == codes["COMPLETED"]
+        if set(given.values()) == {"fail", "pass"}:
+            break
+    assert set(given.values()) == {"fail", "pass"}
+    failed = next(p for p, v in given.items() if v == "fail")
+    subs = {x["participant_id"]: x for x in emu.state()["submissions"]}
+    assert subs[failed]["status"] == "AWAITING REVIEW" and subs[failed]["study_code"] == codes["FAILED_ATTENTION_CHECK"]
+    # A reload of the finished task hands out the same code again.
+    a = site.store.by_ref("prolific", subs[failed]["id"])
+    again = requests.get(f"{site.url}/t/{a.assignment_id}?done=1", allow_redirects=False)
+    assert again.headers["Location"].endswith("cc=" + codes["FAILED_ATTENTION_CHECK"])
+    out = run("collect", *base)
+    assert "1 failed an attention check, 1 of them with the FAILED_ATTENTION_CHECK code" in out
+    out = run("review", *base)
+    assert "1 submissions to approve failed an attention check" in out and "--reject-failed-attention" in out
+    run("review", *base, "--reject-failed-attention", "--apply")
+    subs = {x["participant_id"]: x for x in emu.state()["submissions"]}
+    assert subs[failed]["status"] == "REJECTED"
+    assert {x["status"] for p, x in subs.items() if p != failed} == {"APPROVED"}

@@ -15,6 +15,7 @@ from mturk_eval.actions.common import experiment_lock
 from mturk_eval.cli import main
 from mturk_eval.errors import UserError
 from mturk_eval.ledger import Ledger, ledger_path
+from mturk_eval.platforms.mturk.mturk_platform import MTurkPlatform
 
 
 def _quiet(*a, **k):
@@ -44,7 +45,7 @@ def _plan_for(cfg, responses, target="sandbox"):
     attn = hits.make_attention_checks(items, cfg.hit.attention_check_rate, cfg.seed, cfg.language, "main.0")
     plan = hits.plan_tasks(items + attn, experiment=cfg.name, target=target, batch="main", seed=cfg.seed,
                           items_per_hit=cfg.hit.items_per_hit, places=cfg.hit.assignments_per_hit,
-                          reward=cfg.hit.reward)
+                          reward=cfg.hit.reward, platform=MTurkPlatform)
 
     class H:
         def __init__(self, d):

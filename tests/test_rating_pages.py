@@ -299,3 +299,40 @@ def test_site_japanese_task_and_consent_pages(pw, tmp_path):
             assert_cjk(ctx, page, "legend")
         finally:
             ctx.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# The local MTurk's worker site (emulators/mturk): the HIT list and the frame page a HIT is worked in
+
+
+def check_no_sideways_scroll(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    m = page.evaluate("() => ({sw: document.documentElement.scrollWidth, cw: document.documentElement.clientWidth,"
+                      " vw: window.innerWidth, meta: !!document.querySelector('meta[name=viewport]')})")
+    assert m["meta"] and m["cw"] < 500, f"{name}: laid out {m['cw']} px wide on a phone (no viewport meta?)"
+    assert m["sw"] <= m["cw"], f"{name}: page scrolls sideways ({m['sw']} > {m['cw']} px)"
+
+
+def test_local_mturk_worker_site_on_a_phone_and_for_screen_readers(pw):
+    from helpers.sandbox import client, hit_params, html_question, sandbox_server
+
+    with sandbox_server() as srv:
+        title = "Rate how fluent, engaging, relevant and persona-consistent a chatbot's replies are (5 items)"
+        client(srv.url).create_hit(**hit_params(Title=title, Question=html_question(body=_render("en"))))
+        ctx = _context(pw, "Pixel 7")
+        try:
+            page = ctx.new_page()
+            page.goto(f"{srv.url}/?workerId=APHONEWORKER1")
+            page.wait_for_selector("#hits")
+            check_no_sideways_scroll(page, "local-mturk-hits-pixel-7")
+            check_axe(page, "local MTurk HIT list")
+            assert page.get_by_label("Work as worker id").input_value() == "APHONEWORKER1"
+            page.click("a.preview")
+            frame = page.wait_for_selector("iframe#task")
+            assert frame.get_attribute("title").endswith(title)
+            frame.content_frame().wait_for_selector("#submitButton")
+            check_no_sideways_scroll(page, "local-mturk-frame-pixel-7")
+            check_axe(page, "local MTurk frame page")
+        finally:
+            ctx.close()

@@ -143,6 +143,13 @@ def test_bad_report_config_values(files):
 # The ledger, and the ledger exported as a batch CSV by `collect --export-csv`
 
 
+def _ledger_submissions(cfg):
+    from mturk_eval.ledger import Ledger, ledger_path
+
+    with Ledger.open(ledger_path(cfg, "local")) as led:
+        return led.submissions()
+
+
 def _fill_ledger(cfg_path: Path, rows):
     from mturk_eval.config import load_config
     from mturk_eval.ledger import Ledger, ledger_path
@@ -195,13 +202,26 @@ def test_report_from_ledger_and_from_its_batch_csv_export_agree(files):
     pseudonym = Pseudonymiser.for_run(run_dir).rater("AW3")
     assert led["workers"]["excluded_workers"][0]["worker_id"] == pseudonym
     assert led["privacy"]["rater_ids"] == "pseudonymised" and led["privacy"]["key"] == "experiment"
+    import pandas as pd
+
+    real = {a.rater_id for a in _ledger_submissions(cfg)} | {a.submission_id for a in _ledger_submissions(cfg)}
+    assert real and all(i.startswith(("AW", "ASG")) for i in real)
+    checked = set()
     for f in (run_dir / "report").rglob("*"):
         if f.is_file() and f.suffix in (".md", ".json", ".csv", ".tex"):
             text = f.read_text()
-            assert not any(f"AW{w}" in text for w in range(12)) and "ASG1" not in text, f
+            assert not any(f"AW{w}" in text for w in range(12)) and "ASG" not in text, f
+            checked.add(f.name)
+        elif f.is_file() and f.suffix == ".parquet":   # compressed: read back, every cell of every column
+            df = pd.read_parquet(f)
+            cells = {str(v) for col in df.columns for v in df[col].unique()}
+            assert not cells & real and not any(c.startswith(("AW", "ASG")) for c in cells), f
+            assert set(df["worker_id"]) <= {Pseudonymiser.for_run(run_dir).rater(r) for r in real}
+            checked.add(f.name)
+    assert {"ratings.parquet", "workers.csv", "report.json", "report.md"} <= checked
     assert led["counts"]["attention_check_rows"] == len(rows)
 
-    from mturk_eval.actions.collect import batch_rows
+    from mturk_eval.platforms.mturk.batch_export import batch_rows
     from mturk_eval.analysis.batch_csv import write_batch_csv
     from mturk_eval.ledger import Ledger, ledger_path
 
@@ -274,8 +294,9 @@ def test_report_from_ledger_counts_bonuses_and_total_cost(files):
     rep = tmp_path / "runs" / "exp" / "report"
     cost = json.loads((rep / "report.json").read_text())["workers"]["cost"]
     # 10 approved x ($0.05 + $0.01 fee), 3 paid bonuses x ($0.50 + $0.10 fee)
-    assert cost == {"approved_assignments": 10, "rewards": 0.5, "bonuses_paid": 3, "bonuses": 1.5,
-                    "mturk_fees": 0.4, "total": 2.4, "submitted_assignments": n - 11,
+    assert cost == {"currency": "USD", "fee_label": "MTurk fees", "submissions_word": "assignments",
+                    "approved_assignments": 10, "rewards": 0.5, "bonuses_paid": 3, "bonuses": 1.5,
+                    "fees": 0.4, "total": 2.4, "submitted_assignments": n - 11,
                     "submitted_cost": pytest.approx(0.06 * (n - 11)), "bonuses_pending": 1,
                     "bonuses_pending_cost": 0.6, "rejected_assignments": 1}
     md = (rep / "report.md").read_text()

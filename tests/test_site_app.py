@@ -4,11 +4,13 @@ pages (each a 4xx page that stores nothing; rows in docs/bad-inputs.md)."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
+from lxml import html
 import requests
 
-from helpers.site import assignment_id, form_of, load_batch, rate, running_site
+from helpers.site import ASPECTS, assignment_id, form_of, load_batch, rate, running_site
 from mturk_eval.site.store import SiteStore
 
 
@@ -166,6 +168,25 @@ def test_requester_pages_need_the_token_and_show_progress(site):
     assert p.status_code == 200 and p.json()["batches"][0]["ratings"] == 2
     csv = requests.get(f"{site.url}/requester/export.csv?token={token}")
     assert csv.status_code == 200 and csv.text.count("\n") == 1 + 8
+    # The export leaves the machine: pseudonyms only (the experiment's key, beside the store), as in the report.
+    from mturk_eval.privacy import Pseudonymiser, key_path
+
+    (sub,) = site.store.submissions()
+    run_dir = site.store.path.parent
+    p = Pseudonymiser.for_run(run_dir)
+    rows = [line.split(",") for line in csv.text.splitlines()[1:]]
+    assert {(r[0], r[4]) for r in rows} == {(p.submission(sub.assignment_id), p.rater(sub.rater_id))}
+    assert sub.rater_id not in csv.text and sub.assignment_id not in csv.text
+    # Key lost while a ledger records it: refused, as every export is, and nothing is written.
+    import sqlite3
+
+    with sqlite3.connect(run_dir / "ledger.links.sqlite") as c:
+        c.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        c.execute("INSERT INTO meta VALUES ('pseudonym_key_id', ?)", (p.key_id,))
+    key_path(run_dir).unlink()
+    refused = requests.get(f"{site.url}/requester/export.csv?token={token}")
+    assert refused.status_code == 409 and "pseudonym.key: missing" in refused.text
+    assert sub.rater_id not in refused.text and not key_path(run_dir).exists()
 
 
 def test_no_page_shows_another_raters_answers(site):
@@ -278,5 +299,20 @@ def test_japanese_site_pages(tmp_path):
         page = s.get(url).text
         assert 'lang="ja"' in page and "送信" in page
         _, hidden, _ = form_of(page)
-        bad = s.post(url, data={**hidden, "i0_fluency": "3"}, allow_redirects=False)
-        assert bad.status_code == 400 and "何も保存されていません: unanswered" in bad.text
+        bad = s.post(url, data={**hidden, "i0_fluency": "3", "i1_relevance": "9"}, allow_redirects=False)
+        assert bad.status_code == 400 and "何も保存されていません: " in bad.text
+        # The detail names the questions as the Japanese page does, in Japanese: no English left.
+        msg = html.fromstring(bad.text).get_element_by_id("message").text_content()
+        assert "対話 2 の関連性: 1 から 5 の評価を 1 つ選んでください（送られた値: '9'）" in msg
+        assert "未回答: 対話 1 の魅力、対話 1 の関連性、対話 1 のペルソナ考慮、対話 2 の流暢さ" in msg
+        assert "対話 2 の関連性、" not in msg.split("未回答: ")[1]   # a bad value is not also "unanswered"
+        assert html.fromstring(bad.text).get_element_by_id("next").text_content() == "タスクに戻る"
+        extra = s.post(url, data={**hidden, **{f"i{k}_{a}": "3" for k in range(2) for a in ASPECTS}, "i7_fluency": "3"})
+        assert "i7_fluency はこのタスクの質問ではありません" in extra.text
+        for page in (bad, extra, requests.get(f"{site.url}/p/b1?PROLIFIC_PID=x"), requests.post(f"{site.url}/i/" + "B" * 22),
+                     requests.get(f"{site.url}/requester/progress"), requests.get(site.url + "/"),
+                     requests.post(url, data={"csrf": "forged", "task": hidden["task"]})):
+            text = html.fromstring(page.text).get_element_by_id("message").text_content()
+            english = re.findall(r"\b(?:the|this|is|not|was|expected|unanswered|nothing|please|link)\b", text, re.I)
+            assert not english and re.search("[\u3040-\u30ff]", text), (page.status_code, text)
+        assert _stored(site) == 0

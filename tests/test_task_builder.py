@@ -1,13 +1,16 @@
 """The HIT builder: responses validation, templates, HTMLQuestion schema and size, attention checks, plans."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 from lxml import etree
 from lxml import html as lxml_html
 
+from mturk_eval.platforms.crowd_platform import CrowdPlatform
 from mturk_eval.platforms.mturk import question as mq
+from mturk_eval.platforms.mturk.mturk_platform import MTurkPlatform
 from mturk_eval.tasks import builder as hits
 from mturk_eval.config import ASPECTS
 from mturk_eval.errors import UserError
@@ -185,7 +188,8 @@ def test_attention_ids_stay_distinct_with_long_batch_labels_and_source_ids():
 
 def test_annotations_keep_hit_key_and_token_whole_for_long_experiment_names():
     items = [response_row(i) for i in range(4)]
-    kw = dict(target="sandbox", batch="b" * 40, seed=3, items_per_hit=1, places=5, reward="0.05")
+    kw = dict(target="sandbox", batch="b" * 40, seed=3, items_per_hit=1, places=5, reward="0.05",
+              platform=MTurkPlatform)
     plan = hits.plan_tasks(items, experiment="e" * 300, **kw)
     anns = [h["annotation"] for h in plan]
     assert len(set(anns)) == 4 and all(len(a) <= 255 for a in anns)
@@ -193,6 +197,28 @@ def test_annotations_keep_hit_key_and_token_whole_for_long_experiment_names():
     other = hits.plan_tasks(items, experiment="e" * 299 + "f", **kw)
     assert not set(anns) & {h["annotation"] for h in other}
     assert hits.plan_tasks(items, experiment="exp1", **kw)[0]["annotation"].startswith("mturk-eval:exp1:bbb")
+
+
+def test_mturk_tokens_and_annotations_are_byte_identical_to_the_builders_own():
+    """MTurk's limits moved from the builder to the platform: ledgers written before keep their tokens
+    (a resumed publish finds its HITs by them), so these values, made by the old builder, must not change."""
+    t = MTurkPlatform.request_token("exp1", "sandbox", "main", "main/00000", ["a", "b.1", "attn.main.0.abc"])
+    assert t == "me-98d4b29d00823593abf65aa3c923ee1ff747c5ce9eeb10af"
+    assert MTurkPlatform.annotation("exp1", "main/00000", t) == f"mturk-eval:exp1:main/00000:{t}"
+    t = MTurkPlatform.request_token("e" * 300, "live", "b" * 40, "b" * 40 + "/00012", ["x"])
+    assert t == "me-2dae434bcb829106c2e6050562a1e1ad576e9e412d4283f6"
+    ann = MTurkPlatform.annotation("e" * 300, "b" * 40 + "/00012", t)
+    assert len(ann) == 255 and ann == "mturk-eval:" + "e" * 136 + "~a5d39ce9:" + "b" * 40 + "/00012:" + t
+    assert MTurkPlatform.request_token("日本語", "local", "r2", "r2/00003", []) == \
+        "me-e379b5b242861f228996b7dcba26badac14e620576ee6952"
+    items = [response_row(i) for i in range(7)]
+    kw = dict(target="sandbox", batch="main", seed=3, items_per_hit=3, places=5, reward="0.05", platform=MTurkPlatform)
+    digests = [hashlib.sha256(json.dumps(hits.plan_tasks(items, experiment=e, **kw), sort_keys=True).encode())
+               .hexdigest() for e in ("exp1", "e" * 300)]
+    assert digests == ["6af05868bd2053d3afda5c3912a4c649fad7751be1b45206fb1e41223e61d429",
+                       "fd6659c233a53983fd83a96b0f6890e54c7b12025f51449044b1a7c4edbd2339"]
+    # Without MTurk's 255-character limit (a platform of no limit) the annotation stays whole.
+    assert CrowdPlatform.annotation("e" * 300, "main/00000", t) == f"mturk-eval:{'e' * 300}:main/00000:{t}"
 
 
 def test_attention_check_is_not_marked_in_the_page(tmp_path):

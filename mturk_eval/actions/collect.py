@@ -2,12 +2,10 @@
 the ledger (idempotent: a submission is upserted by id, its answers replaced). The platform reads its
 own answer format (MTurk: QuestionFormAnswers XML) into ``{field: value}``; the fields are read here.
 
-Optionally writes the MTurk batch-results CSV (``mturk_eval.analysis.batch_csv``) from the ledger.
+Optionally writes the ledger as an MTurk batch-results CSV (:mod:`mturk_eval.platforms.mturk.batch_export`).
 """
 from __future__ import annotations
 
-import datetime as dt
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,7 @@ from mturk_eval.actions.participants import is_deleted
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.ledger import Ledger
 from mturk_eval.platforms.crowd_platform import CrowdPlatform
-from mturk_eval.privacy import Pseudonymiser, answer_free_text_fields, pseudonymise_batch_rows
+from mturk_eval.privacy import Pseudonymiser
 from mturk_eval.tasks.answers import attention_passed, read_answer
 
 COLLECTED_THROUGH = "collected_through"  # ledger meta key: start time of the last complete collect
@@ -75,7 +73,7 @@ def _collect(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, result:
     # The key is checked first, so a refused export (key missing) collects nothing either.
     pseudonyms = Pseudonymiser.for_run(cfg.run_dir) if export_csv else None
     hits = [h for h in ledger.tasks() if h.task_id and h.state != "deleted" and h.batch in selected]
-    for h in tqdm(hits, desc="collect", unit="HIT", disable=None if progress else True):
+    for h in tqdm(hits, desc="collect", unit=plat.vocabulary.task, disable=None if progress else True):
         items = ledger.task_items(h.task_id)
         result.hits += 1
         for sub in plat.list_submissions(h.task_id):
@@ -101,64 +99,10 @@ def _collect(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, result:
         for b in selected:
             ledger.set_meta(collected_through_key(b), repr(started))
     if export_csv:
-        from mturk_eval.analysis.batch_csv import write_batch_csv
+        # MTurk's batch-results layout for every platform: the one export format, and what
+        # `report --batch-csv` reads.
+        from mturk_eval.platforms.mturk.batch_export import export_batch_csv
 
-        rows = pseudonymise_batch_rows(batch_rows(cfg, ledger, None if everything else selected), pseudonyms)
-        write_batch_csv(export_csv, rows)
+        result.free_text_columns = export_batch_csv(cfg, ledger, export_csv, pseudonyms,
+                                                    None if everything else selected)
         result.exported = Path(export_csv)
-        result.free_text_columns = list(dict.fromkeys(
-            f"Answer.{name}" for r in rows
-            for name in answer_free_text_fields({k[7:]: v for k, v in r.items() if k.startswith("Answer.")})))
-
-
-def _mturk_time(epoch: float | None) -> str:
-    if epoch is None:
-        return ""
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
-
-
-def batch_rows(cfg: ExperimentConfig, ledger: Ledger, batches: list[str] | None = None) -> list[dict]:
-    """One batch-results CSV row per stored assignment (inputs per slot: ``Input.i{k}_<field>``); with
-    ``batches``, only the assignments of those batches' HITs."""
-    h_cfg = cfg.hit
-    rows = []
-    hits = {h.task_id: h for h in ledger.tasks() if h.task_id}
-    hit_rows = {r["task_id"]: r for r in ledger.task_status_rows() if r["task_id"]}
-    for a in ledger.submissions():
-        h = hits.get(a.task_id)
-        if batches is not None and (h is None or h.batch not in batches):
-            continue
-        rec = ledger.submission_record(a.submission_id)
-        hr = hit_rows.get(a.task_id)
-        row = {
-            "HITId": a.task_id, "HITTypeId": h.type_id if h else "", "Title": h_cfg.title,
-            "Description": h_cfg.description, "Keywords": h_cfg.keywords,
-            "Reward": f"${h.reward if h else h_cfg.reward}",
-            "CreationTime": _mturk_time(hr["created_at"]) if hr else "",
-            "MaxAssignments": h.places if h else "", "RequesterAnnotation": h.annotation if h else "",
-            "AssignmentDurationInSeconds": h_cfg.assignment_duration_s,
-            "AutoApprovalDelayInSeconds": h_cfg.auto_approval_delay_s,
-            "Expiration": _mturk_time(hr["expiration"]) if hr else "", "NumberOfSimilarHITs": "",
-            "LifetimeInSeconds": h_cfg.lifetime_s, "AssignmentId": a.submission_id, "WorkerId": a.rater_id,
-            "AssignmentStatus": a.status, "AcceptTime": _mturk_time(rec["accept_time"]),
-            "SubmitTime": _mturk_time(rec["submit_time"]), "AutoApprovalTime": "",
-            "ApprovalTime": _mturk_time(rec["reviewed_at"]) if a.status == "Approved" else "",
-            "RejectionTime": _mturk_time(rec["reviewed_at"]) if a.status == "Rejected" else "",
-            "RequesterFeedback": rec["feedback"] or "",
-            "WorkTimeInSeconds": "" if a.work_time_s is None else int(round(a.work_time_s)),
-            "LifetimeApprovalRate": "", "Last30DaysApprovalRate": "", "Last7DaysApprovalRate": "",
-        }
-        for k, it in enumerate(ledger.task_items(a.task_id)):
-            row[f"Input.i{k}_item_id"] = it["item_id"]
-            row[f"Input.i{k}_persona"] = json.dumps(it["persona"], ensure_ascii=False)
-            row[f"Input.i{k}_utterance"] = it["utterance"]
-            row[f"Input.i{k}_response"] = it["response"]
-            # Item fields and the attention check, so that `report --batch-csv` can map rows without the ledger.
-            for f in ("eval_set", "method", "model", "persona_id"):
-                row[f"Input.i{k}_{f}"] = it.get(f) or ""
-            if it.get("attention_check"):
-                row[f"Input.i{k}_attention_check"] = json.dumps(it["attention_check"], ensure_ascii=False)
-        for name, value in ledger.submission_fields(a.submission_id).items():
-            row[f"Answer.{name}"] = value
-        rows.append(row)
-    return rows

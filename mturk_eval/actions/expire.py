@@ -52,11 +52,12 @@ def _expire(ledger, plat: CrowdPlatform, selected: set[str], out: list[ExpireOut
         # Submissions the platform auto-approved but collect never fetched would be lost with the task.
         uncollected = st.completed - len(stored)
         if not st.deletable or st.pending or uncollected > 0 or undecided:
-            why = (f"HIT is {st.status}" if not st.deletable and not st.pending else
-                   f"{st.pending} assignments in progress" if st.pending else
-                   f"{plat.title} has {st.completed} completed assignments but the ledger only {len(stored)}:"
-                   " run collect first, or their answers are lost with the HIT" if uncollected > 0 else
-                   f"{len(undecided)} submitted assignments not yet approved or rejected (run review)")
+            w = plat.vocabulary
+            why = (f"{w.task} is {st.status}" if not st.deletable and not st.pending else
+                   f"{st.pending} {w.submissions} in progress" if st.pending else
+                   f"{plat.title} has {st.completed} completed {w.submissions} but the ledger only {len(stored)}:"
+                   f" run collect first, or their answers are lost with the {w.task}" if uncollected > 0 else
+                   f"{len(undecided)} submitted {w.submissions} not yet approved or rejected (run review)")
             out.append(ExpireOutcome(h.task_id, "skipped", why))
             continue
         if not dry_run:

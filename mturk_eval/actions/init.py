@@ -1,18 +1,23 @@
 """``init``: write a commented ``mturk-eval.toml`` into a directory, from one of the shipped experiments
-(``experiments/demo.toml``, ``paper_en.toml``, ``paper_ja.toml``), with its data paths resolved for that
-directory, so that every verb run there (or below) finds it without ``--config``."""
+(``demo.toml``, ``paper_en.toml``, ``paper_ja.toml``), with its data paths resolved for that directory, so
+that every verb run there (or below) finds it without ``--config``.
+
+The experiments are package data (``mturk_eval/experiments/``, read through :mod:`importlib.resources`;
+the source tree's ``experiments/`` is a link to that folder), so init works from an installed wheel too.
+Their relative data paths are relative to that folder (the demo's: the package's own ``data/sample``)."""
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from mturk_eval.config import CONFIG_ENV, CONFIG_FILE, default_data_dir, parse_config
 from mturk_eval.errors import UserError
 from mturk_eval.io import atomic_write_text
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+EXPERIMENTS = "experiments"  # the folder of shipped experiments inside the mturk_eval package
 TEMPLATES = ("demo", "paper_en", "paper_ja")
 _PATH_LINE = re.compile(r'^(\s*(?:path|topics_path|template_dir)\s*=\s*)"([^"]*)"', re.MULTILINE)
 
@@ -44,7 +49,7 @@ class InitResult:
 
 
 def _resolve(text: str, src_dir: Path, dest_dir: Path) -> str:
-    """Relative data paths of the template (relative to experiments/) rewritten relative to ``dest_dir``."""
+    """Relative data paths of the template (relative to ``src_dir``) rewritten relative to ``dest_dir``."""
 
     def sub(m: re.Match) -> str:
         value = m.group(2)
@@ -60,11 +65,19 @@ def init(directory: str | Path = ".", template: str = "demo") -> InitResult:
     """Write ``<directory>/mturk-eval.toml`` from ``template``; refuse to overwrite one."""
     if template not in TEMPLATES:
         raise UserError(f"--from: expected one of {', '.join(TEMPLATES)}, got {template!r}")
-    src = EXPERIMENTS_DIR / f"{template}.toml"
-    if not src.is_file():
-        raise UserError(f"{src}: not found; `mturk-eval init` needs the source tree's experiments/ folder"
-                        " (install with `make install`)")
-    dest_dir = Path(directory)
+    with resources.as_file(experiment_file(template)) as src:
+        if not src.is_file():
+            raise UserError(f"{src}: not found: this installation of mturk_eval lacks its package data"
+                            " (reinstall it: `make install` or `pip install mturk-eval`)")
+        return _init(Path(directory), template, src)
+
+
+def experiment_file(template: str):
+    """The shipped experiment ``template`` (an importlib.resources Traversable in the package)."""
+    return resources.files("mturk_eval").joinpath(EXPERIMENTS, f"{template}.toml")
+
+
+def _init(dest_dir: Path, template: str, src: Path) -> InitResult:
     if dest_dir.exists() and not dest_dir.is_dir():
         raise UserError(f"{dest_dir}: not a folder")
     dest = dest_dir / CONFIG_FILE

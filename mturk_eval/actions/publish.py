@@ -119,16 +119,16 @@ def _batch_state_of(batch_hits: list) -> tuple:
     return tuple((h.task_key, h.state, tuple(h.item_ids)) for h in batch_hits)
 
 
-def _check_pending_settings(cfg: ExperimentConfig, old_pending: list, batch: str) -> None:
+def _check_pending_settings(cfg: ExperimentConfig, old_pending: list, batch: str, tasks: str) -> None:
     """HITs left ``pending`` are created as the ledger planned them (MaxAssignments, reward); refuse to
     resume them under a config that changed either, so the HIT type, the cost and the ledger agree."""
     for h in old_pending:
         if h.places != cfg.hit.assignments_per_hit:
-            what = (f"hit.assignments_per_hit is {cfg.hit.assignments_per_hit} but {len(old_pending)} HITs left"
+            what = (f"hit.assignments_per_hit is {cfg.hit.assignments_per_hit} but {len(old_pending)} {tasks} left"
                     f" pending were planned with {h.places}")
             restore = f"hit.assignments_per_hit: {h.places}"
         elif money(h.reward) != money(cfg.hit.reward):
-            what = (f"hit.reward is {money(cfg.hit.reward)} but {len(old_pending)} HITs left pending were"
+            what = (f"hit.reward is {money(cfg.hit.reward)} but {len(old_pending)} {tasks} left pending were"
                     f" planned with {money(h.reward)}")
             restore = f"hit.reward: {h.reward}"
         else:
@@ -150,12 +150,12 @@ def _make_plan(cfg: ExperimentConfig, ledger: Ledger, items: list[dict[str, Any]
     new_hits = builder.plan_tasks(
         new_items + attention, experiment=cfg.name, target=target, batch=batch, seed=cfg.seed,
         items_per_hit=cfg.hit.items_per_hit, places=cfg.hit.assignments_per_hit,
-        reward=cfg.hit.reward, start_index=len(batch_hits))
+        reward=cfg.hit.reward, start_index=len(batch_hits), platform=plat)
     by_id = {it["item_id"]: it for it in new_items + attention}
     # Render now: a question over 64 KB stops the run before anything is written or spent.
     new_questions = _questions(lambda ids: [by_id[i] for i in ids], new_hits, cfg, submit_url, plat)
     old_pending = [h for h in batch_hits if h.state == "pending"]
-    _check_pending_settings(cfg, old_pending, batch)
+    _check_pending_settings(cfg, old_pending, batch, plat.vocabulary.tasks)
     old_questions = _questions(lambda ids: [ledger.item(i) for i in ids],
                                [{"task_key": h.task_key, "item_ids": h.item_ids} for h in old_pending],
                                cfg, submit_url, plat)
@@ -165,7 +165,8 @@ def _make_plan(cfg: ExperimentConfig, ledger: Ledger, items: list[dict[str, Any]
     rows += [(h["places"], h["reward"]) for h in new_hits]
     kinds = set((n, money(r)) for n, r in rows)
     if len(kinds) > 1:  # cannot happen after _check_pending_settings; never under-price a run
-        raise UserError(f"batch {batch}: HITs with different rewards or assignment counts cannot be priced"
+        raise UserError(f"batch {batch}: {plat.vocabulary.tasks} with different rewards or"
+                        f" {plat.vocabulary.submission} counts cannot be priced"
                         " together; publish under a new --batch")
     n_asg, reward = next(iter(kinds)) if kinds else (cfg.hit.assignments_per_hit, money(cfg.hit.reward))
     cost = plat.estimate_cost(len(rows), n_asg, str(reward), cfg.hit)
@@ -199,6 +200,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
     plat = platform_for(cfg, platform, target=target, endpoint_url=endpoint_url, platform_name=platform_name,
                         concurrency=cfg.hit.publish_concurrency)
     settings = plat.task_type(cfg)
+    words = plat.vocabulary
     submit_url = plat.submit_url
     path = ledger_path(cfg, target)
     # Steps 1-2 read the ledger if there is one and create nothing (no lock, no file).
@@ -211,21 +213,21 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
         result = PublishResult(target=target, ledger=path, cost=cost, already=plan.already, dry_run=dry_run)
         if empty:
             echo(f"warning: {builder.describe_empty(empty, len(items), responses_path)}"
-                 " (workers would rate a blank reply)")
+                 f" ({words.rater}s would rate a blank reply)")
         echo(f"target: {target}{' (' + endpoint_url + ')' if endpoint_url else ''}; batch {batch};"
-             f" {len(items)} items in {responses_path}; {len(plan.new_hits)} new HITs planned"
+             f" {len(items)} items in {responses_path}; {len(plan.new_hits)} new {words.tasks} planned"
              f" ({plan.n_attn} attention checks), {len(plan.old_pending)} left pending,"
              f" {plan.already} already created")
         echo(f"cost of this run: {cost.describe()}")
         if to_create == 0:
-            echo("nothing to publish: every item of this batch already has its HIT")
+            echo(f"nothing to publish: every item of this batch already has its {words.task}")
             result.preview_url = _preview(ledger, plat, batch)
             if not dry_run:
                 plat.published(echo)
             return result
     new_empty = [i for i in empty if i in plan.by_id]
     if new_empty and not allow_empty and not dry_run:
-        raise UserError(f"{builder.describe_empty(new_empty, len(items), responses_path)}; workers would rate a"
+        raise UserError(f"{builder.describe_empty(new_empty, len(items), responses_path)}; {words.rater}s would rate a"
                         " blank reply: regenerate or remove them, or give --allow-empty to publish them anyway;"
                         " nothing was written or published")
     if max_cost is not None and cost.total > money(max_cost):
@@ -246,7 +248,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
             raise UserError(f"account balance ${balance} is below this run's cost ${cost.total};"
                             " add funds or publish fewer items")
     if target == "live" and not yes:
-        if confirm is None or not confirm(f"Publish {to_create} HITs on LIVE MTurk for ${cost.total}?"):
+        if confirm is None or not confirm(f"Publish {to_create} {words.tasks} on LIVE {plat.title} for ${cost.total}?"):
             raise UserError("live publishing not confirmed: nothing was published (use --yes to skip the question)")
 
     with experiment_lock(cfg, target, "publish"), open_ledger(cfg, target, platform=plat) as ledger:
@@ -261,7 +263,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
                 raise UserError(f"{ledger.path}: batch {batch} changed while this run was checking it (another"
                                 " publish?); run publish again")
             if plan.to_create == 0:
-                echo("nothing to publish: every item of this batch already has its HIT")
+                echo(f"nothing to publish: every item of this batch already has its {words.task}")
                 result.preview_url = _preview(ledger, plat, batch)
                 plat.published(echo)
                 return result
@@ -293,7 +295,7 @@ def publish(cfg: ExperimentConfig, responses_path: str | Path, *, target: str = 
         plat.published(echo)
         result.preview_url = _preview(ledger, plat, batch)
         if result.preview_url:
-            echo(f"workers see the HITs at {result.preview_url}")
+            echo(f"{words.rater}s see the {words.tasks} at {result.preview_url}")
         return result
 
 
@@ -313,7 +315,7 @@ def _create_all(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, pend
 
     failures: list[tuple[str, BaseException]] = []
     queue = list(pending)
-    bar = tqdm(total=len(pending), desc="publish", unit="HIT", disable=None if progress else True)
+    bar = tqdm(total=len(pending), desc="publish", unit=plat.vocabulary.task, disable=None if progress else True)
     with ThreadPoolExecutor(max_workers=max(1, cfg.hit.publish_concurrency)) as pool:
         running: dict[Future, Any] = {}
         while queue or running:
@@ -350,6 +352,7 @@ def _create_all(cfg: ExperimentConfig, ledger: Ledger, plat: CrowdPlatform, pend
             msg = exc.reason  # the call's outcome is unknown; the rerun's same token settles it
         else:
             msg = exc.message if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-        raise UserError(f"publishing HIT {key} failed: {msg}; {result.created + result.recovered} HITs created"
-                        f" this run, {left} still pending in {ledger.path}; fix the cause and run publish"
-                        " again to resume (no HIT is created twice)")
+        words = plat.vocabulary
+        raise UserError(f"publishing {words.task} {key} failed: {msg}; {result.created + result.recovered}"
+                        f" {words.tasks} created this run, {left} still pending in {ledger.path}; fix the cause and"
+                        f" run publish again to resume (no {words.task} is created twice)")

@@ -16,7 +16,7 @@ from decimal import Decimal
 from mturk_eval.actions.common import experiment_lock, open_ledger, platform_for, select_batches
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
-from mturk_eval.platforms.crowd_platform import APPROVED, REJECTED, SUBMITTED, CrowdPlatform, money
+from mturk_eval.platforms.crowd_platform import APPROVED, REJECTED, SUBMITTED, CrowdPlatform, UnitNames, money
 
 DEFAULT_REJECT_FEEDBACK = (
     "Your answer failed a quality-check item: one reply in this task was deliberately broken or off-topic"
@@ -40,8 +40,9 @@ class Action:
     reason: str | None = None          # bonus: the message sent with it
     pending_since: float | None = None  # bonus: when an earlier run stored it (resumed), else None
 
-    def format(self) -> str:
-        what = f"{self.kind:7s} {self.assignment_id or '-':30s} worker {self.worker_id}"
+    def format(self, words: UnitNames = UnitNames()) -> str:
+        """One line: kind, submission id, the rater (named in the platform's word: MTurk's worker)."""
+        what = f"{self.kind:7s} {self.assignment_id or '-':30s} {words.rater} {self.worker_id}"
         return f"{what}  {self.detail}".rstrip()
 
 
@@ -63,10 +64,11 @@ def check_options(*, reject_failed_attention: bool = False, feedback: str = DEFA
     """Refuse bad review options (before any ledger is looked at, so the message is about the option)."""
     if bonus is not None and (not _MONEY.fullmatch(bonus) or Decimal(bonus) <= 0):
         raise UserError(f"--bonus: expected dollars like 0.10, got {bonus!r}")
+    rater = (plat.vocabulary if plat is not None else UnitNames()).rater
     if bonus is not None and not bonus_reason.strip():
-        raise UserError("--bonus-reason: workers see it with the bonus; give one")
+        raise UserError(f"--bonus-reason: {rater}s see it with the bonus; give one")
     if reject_failed_attention and not feedback.strip():
-        raise UserError("--feedback: a rejected worker must be told why; give a reason")
+        raise UserError(f"--feedback: a rejected {rater} must be told why; give a reason")
     for w in block_workers:
         if plat is not None:
             plat.validate_rater_id(w, "--block")

@@ -13,7 +13,8 @@ from mturk_eval.actions.collect import collected_through
 from mturk_eval.actions.common import describe_batches, open_ledger, platform_for, select_batches
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
-from mturk_eval.platforms.crowd_platform import APPROVED, REJECTED, SUBMITTED, CrowdPlatform, PlatformUnreachable, money
+from mturk_eval.platforms.crowd_platform import (APPROVED, REJECTED, SUBMITTED, CrowdPlatform, PlatformUnreachable,
+                                                 UnitNames, money)
 
 
 @dataclass
@@ -39,6 +40,7 @@ class StatusReport:
     eta_s: float | None = None
     batches: str = ""                  # which batches are counted ("batches: main, b2 (all)")
     platform: str = "MTurk"            # how the platform is named in the report (CrowdPlatform.title)
+    words: UnitNames = field(default_factory=UnitNames)  # its units' names (CrowdPlatform.vocabulary)
 
     def format(self) -> str:
         def counts(d: dict[str, int]) -> str:
@@ -47,6 +49,7 @@ class StatusReport:
         def span(r: tuple[int, int]) -> str:
             return str(r[0]) if r[0] == r[1] else f"{r[0]} to {r[1]}"
 
+        w = self.words
         collected = sum(self.assignments_by_status.values())
         eta = "unknown" if self.eta_s is None else ("done" if self.eta_s == 0 else _duration(self.eta_s))
         if not self.mturk_known:
@@ -55,24 +58,25 @@ class StatusReport:
             on_mturk = (f"{span(self.mturk_finished)} of {self.assignments_total} finished (submitted, approved or"
                         f" rejected); {self.in_progress} in progress, {self.available} available")
             if self.mturk_finished[0] != self.mturk_finished[1]:
-                on_mturk += " (an expired HIT does not say how many of its assignments were never taken)"
+                on_mturk += (f" (an expired {w.task} does not say how many of its {w.submissions} were never"
+                             " taken)")
         asked = ""
         if self.offline and self.asked_at is not None:
             asked = " (as last asked, " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.asked_at)) + ")"
-        col = f"assignments collected: {collected} ({counts(self.assignments_by_status)})"
+        col = f"{w.submissions} collected: {collected} ({counts(self.assignments_by_status)})"
         if self.uncollected[1] > 0:
             lo, hi = self.uncollected
             col += (f"; {span(self.uncollected)} finished on {self.platform} not collected yet" if lo else
                     f"; up to {hi} finished on {self.platform} may not be collected yet") + ": run `mturk-eval collect`"
         return "\n".join([
             f"target: {self.target}" + (f"; {self.batches}" if self.batches else ""),
-            f"HITs (ledger): {counts(self.hits_by_state)}",
-            f"HITs ({self.platform}):  {counts(self.hits_by_status)}",
-            f"assignments on {self.platform}{asked}: {on_mturk}",
+            f"{w.tasks} (ledger): {counts(self.hits_by_state)}",
+            f"{w.tasks} ({self.platform}):  {counts(self.hits_by_status)}",
+            f"{w.submissions} on {self.platform}{asked}: {on_mturk}",
             col,
             f"invalid answers: {self.invalid}; failed attention checks: {self.attention_failed}",
             f"cost so far: ${self.cost_so_far} (approved work and bonuses, with fees);"
-            f" at most ${self.cost_committed} when every assignment is approved",
+            f" at most ${self.cost_committed} when every {w.submission} is approved",
             f"estimated time left: {eta}",
         ])
 
@@ -107,7 +111,7 @@ def status(cfg: ExperimentConfig, *, target: str = "sandbox", endpoint_url: str 
                 raise UserError(f"{exc.message}; `mturk-eval status --offline` shows what the ledger knows") from None
         rows = [r for r in ledger.task_status_rows() if r["batch"] in selected]
         rep = StatusReport(target=target, offline=offline, batches=describe_batches(selected, known),
-                           platform=plat.title)
+                           platform=plat.title, words=plat.vocabulary)
         rep.hits_by_state = dict(Counter(r["state"] for r in rows))
         created = [r for r in rows if r["task_id"]]
         # A deleted HIT keeps the status last seen before it was deleted: count it as deleted, once.

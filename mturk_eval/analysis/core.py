@@ -678,6 +678,8 @@ def _workers(r: Ratings, keep: np.ndarray, cfg: ExperimentConfig, excluded: list
     if r.reward is not None and np.isfinite(r.reward[fa]).any():
         rewards = r.reward[fa][np.isfinite(r.reward[fa])]
         reward = float(np.median(rewards))
+    elif getattr(spend, "reward", None) is not None:   # the ledger's task rewards (a Prolific study's own)
+        reward = float(spend.reward)
     else:
         reward = float(cfg.hit.reward)
     hourly = reward * 3600.0 / median_wt if median_wt and np.isfinite(median_wt) and median_wt > 0 else float("nan")

@@ -1,4 +1,6 @@
-"""What an experiment's crowd work cost, from its ledger: rewards, bonuses and the platform's fees.
+"""What an experiment's crowd work cost, from its ledger: rewards, bonuses and the platform's fees, in the
+platform's currency (MTurk USD; a Prolific study the GBP or USD of ``[platform.prolific] currency``) and
+with the platform's own name for its fees.
 
 Read through the ledger's public methods (``submissions``, ``task_status_rows``, ``bonuses``) and priced
 with the fee rules of the ledger's platform (``registry.get_platform(...).submission_fee`` and
@@ -34,6 +36,10 @@ class Spend:
     bonuses_pending_cost: Decimal = ZERO  # amounts + fees
     rejected: int = 0
     bonus_by_assignment: dict[str, Decimal] = field(default_factory=dict)  # paid bonuses per assignment
+    reward: Decimal | None = None        # the tasks' own reward per submission (median), from the ledger
+    currency: str = "USD"                # the platform's: MTurk USD, Prolific the study's GBP or USD
+    fee_label: str = "MTurk fees"        # the platform's own name for its fees, as the report prints it
+    submissions_word: str = "assignments"  # MTurk "assignments", Prolific and invite links "submissions"
 
     @property
     def fees(self) -> Decimal:
@@ -44,11 +50,12 @@ class Spend:
         return self.rewards + self.bonuses + self.fees
 
     def as_dict(self) -> dict[str, Any]:
-        """For report.json: dollar amounts as floats (cents exact)."""
+        """For report.json: amounts in ``currency`` as floats (cents exact), ``fees`` named ``fee_label``."""
         return {
+            "currency": self.currency, "fee_label": self.fee_label, "submissions_word": self.submissions_word,
             "approved_assignments": self.approved, "rewards": float(self.rewards),
             "bonuses_paid": self.bonuses_paid, "bonuses": float(self.bonuses),
-            "mturk_fees": float(self.fees), "total": float(self.total),
+            "fees": float(self.fees), "total": float(self.total),
             "submitted_assignments": self.submitted, "submitted_cost": float(self.submitted_cost),
             "bonuses_pending": self.bonuses_pending, "bonuses_pending_cost": float(self.bonuses_pending_cost),
             "rejected_assignments": self.rejected,
@@ -59,10 +66,13 @@ def ledger_spend(ledger: Any, cfg: ExperimentConfig) -> Spend:
     """The spend recorded in an open :class:`mturk_eval.ledger.Ledger`."""
     plat = registry.get_platform(ledger.get_meta("platform") or registry.DEFAULT)
     reward_of = {r["task_id"]: (r["reward"], r["places"]) for r in ledger.task_status_rows() if r["task_id"]}
-    s = Spend()
+    s = Spend(**_money_words(plat, cfg))
+    submission_fee, bonus_fee = _fee_rules(plat, cfg)
+    paid = []
     for a in ledger.submissions():
         reward, n = reward_of.get(a.task_id, (cfg.hit.reward, cfg.hit.assignments_per_hit))
-        amount, fee = plat.paid_reward(reward), plat.submission_fee(reward, n, cfg.hit)
+        paid.append(plat.paid_reward(reward))
+        amount, fee = plat.paid_reward(reward), submission_fee(reward, n, cfg.hit)
         if a.status == APPROVED:
             s.approved += 1
             s.rewards += amount
@@ -72,14 +82,49 @@ def ledger_spend(ledger: Any, cfg: ExperimentConfig) -> Spend:
         else:
             s.submitted += 1
             s.submitted_cost += amount + fee
+    if paid:
+        s.reward = sorted(paid)[len(paid) // 2]
     for b in ledger.bonuses():
         amount = money(b["amount"])
         if b["state"] == "paid":
             s.bonuses_paid += 1
             s.bonuses += amount
-            s.bonus_fees += plat.bonus_fee(amount)
+            s.bonus_fees += bonus_fee(amount)
             s.bonus_by_assignment[b["submission_id"]] = s.bonus_by_assignment.get(b["submission_id"], ZERO) + amount
         else:
             s.bonuses_pending += 1
-            s.bonuses_pending_cost += amount + plat.bonus_fee(amount)
+            s.bonuses_pending_cost += amount + bonus_fee(amount)
     return s
+
+
+# How each platform names its money in the report (Prolific: the study's currency and its "service fee").
+_WORDS = {"mturk": ("MTurk fees", "assignments"), "prolific": ("Prolific service fees + VAT", "submissions"),
+          "links": ("fees (none: invite links)", "submissions")}
+
+
+def _money_words(plat: Any, cfg: ExperimentConfig) -> dict[str, str]:
+    name = getattr(plat, "name", "mturk")
+    currency = "USD"
+    if name == "prolific":
+        from mturk_eval.platforms.prolific.workflow import settings_of
+
+        currency = settings_of(cfg).currency
+    label, word = _WORDS.get(name, (f"{getattr(plat, 'fee_label', 'platform fee')}s", "submissions"))
+    return {"currency": currency, "fee_label": label, "submissions_word": word}
+
+
+def _fee_rules(plat: Any, cfg: ExperimentConfig) -> tuple[Any, Any]:
+    """(submission_fee(reward, places, hit), bonus_fee(amount)) in major units: the platform's rules; for
+    Prolific at the config's ``fee_rate`` and ``vat_rate`` (the account's own), as publish and review price."""
+    if getattr(plat, "name", "") != "prolific":
+        return plat.submission_fee, plat.bonus_fee
+    from mturk_eval.platforms.prolific import fees
+    from mturk_eval.platforms.prolific.workflow import settings_of
+
+    st = settings_of(cfg)
+
+    def fee(amount: Any) -> Decimal:
+        c = fees.charge(Decimal(str(amount)) * 100, st.fee_rate, st.vat_rate, st.currency)
+        return c.major(c.fees + c.vat)
+
+    return (lambda reward, places, hit: fee(reward)), fee

@@ -161,36 +161,53 @@ def underrated_csv(an: Analysis) -> str:
     return csv_text(keys, [[u[k] for k in keys] for u in an.underrated])
 
 
-def _money(x: float) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"${x:.2f}"
+_SYMBOLS = {"USD": "$", "GBP": "\u00a3"}
+
+
+def _money(x: float, currency: str = "USD") -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    sym = _SYMBOLS.get(currency)
+    return f"{sym}{x:.2f}" if sym else f"{x:.2f} {currency}"
 
 
 def _pay_line(w: dict[str, Any]) -> str:
-    line = (f"- Effective hourly pay: {_money(w['hourly_pay_at_median'])} at the median work time "
-            f"({_money(w['hourly_pay_overall'])} over all work time), reward {_money(w['reward_per_assignment'])} "
-            "per assignment")
+    c = w.get("cost") or {}   # the ledger's spend knows the platform's currency; a ratings file does not
+    cur, word = c.get("currency", "USD"), c.get("submissions_word", "assignments")[:-1]
+
+    def m(x: float) -> str:
+        return _money(x, cur)
+
+    line = (f"- Effective hourly pay: {m(w['hourly_pay_at_median'])} at the median work time "
+            f"({m(w['hourly_pay_overall'])} over all work time), reward {m(w['reward_per_assignment'])} "
+            f"per {word}")
     if "hourly_pay_with_bonuses_at_median" not in w:
         return line + "; bonuses not included (not in this input: the ledger records them)"
     if not w["bonus_per_assignment_mean"]:
         return line + "; no bonuses paid"
-    return (line + f"; with bonuses ({_money(w['bonus_per_assignment_mean'])} per assignment on average): "
-            f"{_money(w['hourly_pay_with_bonuses_at_median'])} at the median work time "
-            f"({_money(w['hourly_pay_with_bonuses_overall'])} over all work time)")
+    return (line + f"; with bonuses ({m(w['bonus_per_assignment_mean'])} per {word} on average): "
+            f"{m(w['hourly_pay_with_bonuses_at_median'])} at the median work time "
+            f"({m(w['hourly_pay_with_bonuses_overall'])} over all work time)")
 
 
 def _cost_line(w: dict[str, Any]) -> str:
     c = w.get("cost")
     if c is None:
         return "- Total cost: not in this input (the ledger records bonuses and fees)"
-    line = (f"- Total cost: {_money(c['total'])} = rewards {_money(c['rewards'])} ({c['approved_assignments']} "
-            f"approved assignments) + bonuses {_money(c['bonuses'])} ({c['bonuses_paid']} paid) + MTurk fees "
-            f"{_money(c['mturk_fees'])}")
+    cur, word = c.get("currency", "USD"), c.get("submissions_word", "assignments")
+
+    def m(x: float) -> str:
+        return _money(x, cur)
+
+    line = (f"- Total cost: {m(c['total'])} = rewards {m(c['rewards'])} ({c['approved_assignments']} "
+            f"approved {word}) + bonuses {m(c['bonuses'])} ({c['bonuses_paid']} paid) + "
+            f"{c.get('fee_label', 'MTurk fees')} {m(c['fees'])}")
     later = []
     if c["submitted_assignments"]:
-        later.append(f"{c['submitted_assignments']} submitted assignments not yet reviewed "
-                     f"({_money(c['submitted_cost'])} with fees; approved automatically unless rejected)")
+        later.append(f"{c['submitted_assignments']} submitted {word} not yet reviewed "
+                     f"({m(c['submitted_cost'])} with fees; approved automatically unless rejected)")
     if c["bonuses_pending"]:
-        later.append(f"{c['bonuses_pending']} pending bonuses ({_money(c['bonuses_pending_cost'])} with fees)")
+        later.append(f"{c['bonuses_pending']} pending bonuses ({m(c['bonuses_pending_cost'])} with fees)")
     if later:
         line += "; still to come: " + ", ".join(later)
     return line

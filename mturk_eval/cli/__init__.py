@@ -28,6 +28,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "serve": ("mturk_eval.cli.serve", "serve", "Run the rating site (invite links, Prolific, MTurk ExternalQuestion)."),
     "mapping": ("mturk_eval.cli.mapping", "mapping", "Suggest a --mapping for another template's MTurk batch file."),
     "sandbox": ("mturk_eval.cli.sandbox", "sandbox", "A local MTurk-compatible server, worker site and simulated workers."),
+    "invites": ("mturk_eval.cli.invites", "invites", "List the invite links of an experiment, or revoke one."),
     "participants": ("mturk_eval.cli.participants", "participants", "Export or delete what is held about one participant (access and deletion requests)."),
 }
 

@@ -34,12 +34,13 @@ def collect(config_path, platform_name, sandbox, endpoint_url, api_url, export_c
     cfg, target, plat = setup(config_path, sandbox, endpoint_url, platform_name)
     r = run(cfg, target=target, platform=plat, export_csv=export_csv, progress=not no_progress, batches=batches)
     click.echo(r.batches)
-    click.echo(f"{r.hits} HITs: {r.new} new assignments, {r.updated} seen before; {r.invalid} invalid,"
+    words = plat.vocabulary
+    click.echo(f"{r.hits} {words.tasks}: {r.new} new {words.submissions}, {r.updated} seen before; {r.invalid} invalid,"
                f" {r.attention_failed} failed attention checks, {r.simulated} simulated")
     if r.deleted:
         click.echo(f"{r.deleted} submission(s) skipped: deleted at the participant's request")
     if r.exported:
-        click.echo(f"wrote {r.exported} (rater and assignment ids as pseudonyms)")
+        click.echo(f"wrote {r.exported} (rater and {words.submission} ids as pseudonyms)")
         if r.free_text_columns:
             click.echo(f"warning: {', '.join(r.free_text_columns)} hold free text, possibly identifying: "
                        "read them before sharing the file", err=True)

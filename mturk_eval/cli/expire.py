@@ -37,5 +37,6 @@ def expire(config_path, platform_name, sandbox, endpoint_url, api_url, stop, yes
     click.echo(scope)
     for o in out:
         click.echo(f"{o.action:8s} {o.task_id} {o.detail}".rstrip())
-    click.echo(f"{len([o for o in out if o.action != 'skipped'])} HITs {'deleted' if delete else 'expired'}"
+    click.echo(f"{len([o for o in out if o.action != 'skipped'])} {plat.vocabulary.tasks}"
+               f" {'deleted' if delete else 'expired'}"
                f"{' (dry run)' if dry_run else ''}")

@@ -25,19 +25,41 @@ from mturk_eval.config import METHODS
 )
 @click.option("--device", default=None, help="torch device (default: cuda when available, else cpu).")
 @click.option("--quiet", "--no-progress", "quiet", is_flag=True, help="No progress bars (they are also off when stderr is not a terminal).")
-def generate(config_path: str, force: bool, models: tuple[str, ...], methods: tuple[str, ...], device: str | None, quiet: bool) -> None:
+@click.option("--max-epochs", type=click.IntRange(min=1), default=None,
+              help="Cap training at N epochs (instead of the config's training.max_epochs).")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default=None,
+              help="Precision of training and generation (instead of the config's training.dtype and "
+              "generation.dtype; auto: bfloat16 where the CPU or GPU computes it natively, else float32).")
+@click.option("--estimate", is_flag=True,
+              help="Only time a few training steps and responses per method and print how long the whole "
+              "run would take (early stop to max_epochs); trains and writes nothing but the built data.")
+def generate(config_path: str, force: bool, models: tuple[str, ...], methods: tuple[str, ...], device: str | None,
+             quiet: bool, max_epochs: int | None, dtype: str | None, estimate: bool) -> None:
     """Train prompt-tuned and fine-tuned systems for every persona and write runs/<exp>/responses.jsonl.
 
     Builds the data first when needed. Checkpoints and each system's loss curve (loss.png) go to
     runs/<exp>/models/<model>/<persona>/<method>/; a rerun reuses what is already trained. All
     systems' epoch losses are plotted in runs/<exp>/loss_curves.png.
 
+    Each system prints an estimate of its training time after its first steps; --estimate prints
+    one for the whole run before anything is trained.
+
     On several GPUs, run the same command under `accelerate launch --multi_gpu -m mturk_eval`.
     """
+    import dataclasses
+
     from mturk_eval.config import load_config
-    from mturk_eval.generators.run import run_generate
+    from mturk_eval.generators.run import estimate_run, run_generate
 
     cfg = load_config(config_path)
+    if max_epochs is not None:
+        cfg.training = dataclasses.replace(cfg.training, max_epochs=max_epochs)
+    if dtype is not None:
+        cfg.training = dataclasses.replace(cfg.training, dtype=dtype)
+        cfg.generation = dataclasses.replace(cfg.generation, dtype=dtype)
+    if estimate:
+        estimate_run(cfg, models=list(models) or None, methods=list(methods) or None, device=device, echo=click.echo)
+        return
     run_generate(cfg, force=force, models=list(models) or None, methods=list(methods) or None, device=device,
                  progress=not quiet, echo=click.echo)
 

@@ -86,7 +86,7 @@ def review(config_path, platform_name, sandbox, endpoint_url, api_url, apply, re
     actions = rv.review(cfg, target=target, platform=plat, apply=apply, **options)
     click.echo(scope)
     for a in actions:
-        click.echo(("done   " if a.done else ("would  " if not apply else "       ")) + a.format())
+        click.echo(("done   " if a.done else ("would  " if not apply else "       ")) + a.format(plat.vocabulary))
     kinds = {}
     for a in actions:
         kinds[a.kind] = kinds.get(a.kind, 0) + 1

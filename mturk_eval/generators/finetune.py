@@ -28,6 +28,8 @@ def train_finetune(
     accelerator: Any = None,
     progress: bool = True,
     max_steps: int | None = None,
+    dtype: str = "float32",
+    on_estimate: Any = None,
 ) -> TrainLog:
     """Fine-tune ``loaded.model`` in place on ``examples``, each preceded by ``prefix_ids`` (BOS, and the
     persona text for ``finetune_added``).
@@ -36,6 +38,10 @@ def train_finetune(
     shared (exactly the same gradients as running it per sequence). Gradient checkpointing cannot keep a
     cache (transformers drops it during the recompute), so with it the prefix is put back into each
     sequence instead.
+
+    ``dtype`` (float32, bfloat16, float16; see precision.py) other than float32 runs the forward and
+    backward passes under ``torch.autocast`` while the weights and Adam's state stay fp32 (master
+    weights): load the model in fp32 to train it.
     """
     torch.manual_seed(seed)
     model = loaded.model
@@ -46,7 +52,9 @@ def train_finetune(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         examples = [Example(prefix + e.prompt_ids, e.response_ids) for e in examples]
         prefix = []
-    module = PairLoss(model, None, prefix)
+    from mturk_eval.generators.precision import torch_dtype
+
+    module = PairLoss(model, None, prefix, autocast=None if dtype == "float32" else torch_dtype(dtype))
     log = train_loop(
         module,
         [p for p in model.parameters() if p.requires_grad],
@@ -62,6 +70,7 @@ def train_finetune(
         accelerator=accelerator,
         progress=progress,
         max_steps=max_steps,
+        on_estimate=on_estimate,
     )
     if tcfg.gradient_checkpointing:
         model.gradient_checkpointing_disable()

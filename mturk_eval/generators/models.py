@@ -74,13 +74,6 @@ def pick_device(device: str | None = None):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def pick_dtype(device) -> Any:
-    """bf16 on CUDA, fp32 on CPU (CPU bf16 matmuls are slower than fp32 on most machines)."""
-    import torch
-
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
 # --------------------------------------------------------------------------------------------------
 # Built-in models
 
@@ -220,18 +213,24 @@ def _missing_msg(name: str, exc: Exception) -> str:
 
 
 def load_model(name: str, device: str | None = None, dtype: Any = None, trainable: bool = False) -> LoadedModel:
-    """Load ``name`` (see the module docstring) on ``device`` (default: CUDA if available, else CPU)."""
+    """Load ``name`` (see the module docstring) on ``device`` (default: CUDA if available, else CPU) in
+    ``dtype`` (a torch dtype; default float32; ``mturk-eval generate`` passes the configured one, see
+    precision.py). On CPU, one-token decoding steps use :mod:`mturk_eval.generators.attention`."""
+    import torch
     from transformers import AutoModelForCausalLM
+
+    from mturk_eval.generators.attention import use_fast_decoding
 
     path = resolve_model_path(name)
     dev = pick_device(device)
-    dt = dtype or pick_dtype(dev)
+    dt = dtype or torch.float32
     tok = load_tokenizer(path, name)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
     except OSError as exc:
         raise UserError(_missing_msg(name, exc)) from None
     model.to(dev)
+    use_fast_decoding(model)
     model.train(trainable)
     if not trainable:
         model.requires_grad_(False)

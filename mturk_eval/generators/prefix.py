@@ -108,22 +108,27 @@ def forward_hidden(
 ) -> tuple[torch.Tensor, Any, torch.Tensor]:
     """Final hidden states (B, L, H) of left-padded ``input_ids`` after the shared prefix.
 
-    Returns ``(hidden, cache, full_mask)``; pass ``cache``, ``full_mask`` and explicit ``pos`` back in to
-    continue decoding. ``use_cache=False`` (training without a prefix) keeps no cache.
+    Returns ``(hidden, cache, full_mask)``; pass ``cache``, ``full_mask`` (as ``past_mask``) and explicit
+    ``pos`` back in to continue decoding. Without ``past_mask`` the call starts fresh sequences after the
+    prefix, in ``cache`` when given (an empty :class:`~mturk_eval.generators.attention.SharedPrefixCache`)
+    or a new ``DynamicCache``. ``use_cache=False`` (training without a prefix) keeps no cache.
     """
     B = input_ids.shape[0]
-    if cache is None:
-        cache = new_cache(model, prefix_kv, B) if (use_cache or prefix_kv) else None
+    if past_mask is None:
+        if cache is None:
+            cache = new_cache(model, prefix_kv, B) if (use_cache or prefix_kv) else None
         P = prefix_kv[0][0].shape[-2] if prefix_kv else 0
         past_mask = torch.ones(B, P, dtype=mask.dtype, device=mask.device)
         if pos is None:
             pos = P + (mask.cumsum(-1) - 1).clamp_min(0)
     full_mask = torch.cat([past_mask, mask], dim=1)
+    extra = {"shared_prefix": cache} if getattr(cache, "shares_prefix", False) else {}
     out = backbone(model)(
         input_ids=input_ids,
         attention_mask=full_mask,
         position_ids=pos,
         use_cache=cache is not None,
         **{cache_kwarg(model): cache},
+        **extra,
     )
     return out.last_hidden_state, cache, full_mask

@@ -54,8 +54,14 @@ def train_prompt(
     accelerator: Any = None,
     progress: bool = True,
     max_steps: int | None = None,
+    on_estimate: Any = None,
 ) -> tuple[Any, TrainLog]:
-    """Train a persona's soft prompt on ``examples``; returns ``(peft_model, log)``."""
+    """Train a persona's soft prompt on ``examples``; returns ``(peft_model, log)``.
+
+    The frozen model runs in whatever dtype ``loaded.model`` has (``training.dtype``); the soft prompt
+    and Adam's state stay fp32 (PEFT's own choice for the prompt), cast to the model's dtype in the
+    forward pass, and the loss is computed in fp32.
+    """
     torch.manual_seed(seed)
     model = loaded.model
     model.requires_grad_(False)
@@ -78,6 +84,7 @@ def train_prompt(
         accelerator=accelerator,
         progress=progress,
         max_steps=max_steps,
+        on_estimate=on_estimate,
     )
     param.requires_grad_(False)
     return peft_model, log

@@ -50,7 +50,8 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
-def decode_settings(cfg: ExperimentConfig):
+def decode_settings(cfg: ExperimentConfig, dtype: str = "float32"):
+    """The validated decoding settings of ``cfg``; ``dtype``: generation.dtype made concrete."""
     from mturk_eval.generators.sampling import DecodeSettings
 
     g = cfg.generation
@@ -72,14 +73,21 @@ def decode_settings(cfg: ExperimentConfig):
         num_beams=g.num_beams,
         batch_size=g.batch_size,
         seed=cfg.seed,
+        dtype=dtype,
     )
 
 
-def training_fingerprint(cfg: ExperimentConfig, model: str, method: str, persona: Any, train_pairs: list) -> str:
+def training_fingerprint(cfg: ExperimentConfig, model: str, method: str, persona: Any, train_pairs: list,
+                         dtype: str = "float32") -> str:
+    """``dtype``: training.dtype made concrete; fp32 leaves it out, so checkpoints trained before
+    training.dtype existed (all fp32) stay valid."""
     from mturk_eval.generators.formatting import FORMAT_VERSION
 
     t = dataclasses.asdict(cfg.training)
     t.pop("gradient_checkpointing", None)  # changes memory, not the result
+    t.pop("dtype", None)
+    if dtype != "float32":
+        t["dtype"] = dtype
     if method == "prompt_tuning":
         t.pop("finetune_lr", None)
     else:
@@ -238,13 +246,26 @@ def run_generate(
         echo = lambda msg: None  # noqa: E731  (one process speaks)
         progress = False
     dev = device or str(acc.device)
-    settings = decode_settings(cfg)
+    from mturk_eval.generators.precision import resolve_dtype, torch_dtype, why
+
+    train_dt = resolve_dtype(cfg.training.dtype, dev)
+    gen_dt = resolve_dtype(cfg.generation.dtype, dev)
+    echo(f"precision: training {why(cfg.training.dtype, train_dt, dev)}, generation {why(cfg.generation.dtype, gen_dt, dev)}")
+    settings = decode_settings(cfg, gen_dt)
     general = [EvalItem("general", p) for p in data.general_eval()]
     results: list[SystemResult] = []
     torch.manual_seed(cfg.seed)
 
     for name in models:
-        base = load_model(name, device=dev)
+        bases: dict[str, LoadedModel] = {}
+
+        def base_in(dt: str) -> LoadedModel:
+            """The frozen base model in ``dt`` (prompt-tuning trains in training.dtype, samples in generation.dtype)."""
+            if dt not in bases:
+                bases[dt] = load_model(name, device=dev, dtype=torch_dtype(dt))
+            return bases[dt]
+
+        base = base_in(train_dt)
         fmt = PairFormat(base.tokenizer, cfg.training.chat_template, cfg.training.max_length)
         pad = base.tokenizer.pad_token_id
         for persona in data.personas:
@@ -256,12 +277,12 @@ def run_generate(
             prompts = [fmt.encode(it.pair.utterance).prompt_ids for it in items]
             for method in methods:
                 ckpt = cfg.run_dir / "models" / base.slug / pid / method
-                fp = training_fingerprint(cfg, name, method, persona, train_pairs)
+                fp = training_fingerprint(cfg, name, method, persona, train_pairs, train_dt)
                 info_path = ckpt / "training.json"
                 old = json.loads(info_path.read_text()) if info_path.is_file() else {}
                 reuse = not force and old.get("fingerprint") == fp
                 desc = f"{base.slug} {pid} {method}"
-                model = base.model
+                model = base_in(gen_dt).model
                 soft = None
                 ft: LoadedModel | None = None
                 if reuse:
@@ -269,23 +290,24 @@ def run_generate(
                     if method == "prompt_tuning":
                         soft = load_prompt(ckpt, device=dev)
                     else:
-                        ft = load_model(str(ckpt), device=dev)
+                        ft = load_model(str(ckpt), device=dev, dtype=torch_dtype(gen_dt))
                         model = ft.model
                     echo(f"{desc}: trained already ({old.get('epochs')} epochs{_not_converged(old)}), reusing {ckpt}")
                 else:
+                    estimate = _estimate_echo(echo, desc, cfg.training)
+                    ex = [Example(**vars(fmt.encode(p.utterance, p.response))) for p in train_pairs]
                     if method == "prompt_tuning":
-                        ex = [Example(**vars(fmt.encode(p.utterance, p.response))) for p in train_pairs]
                         peft_model, tlog = train_prompt(
-                            base, persona.sentences, ex, fmt.prefix_ids(None), cfg.training, cfg.seed,
-                            desc=desc, accelerator=acc, progress=progress,
+                            base_in(train_dt), persona.sentences, ex, fmt.prefix_ids(None), cfg.training, cfg.seed,
+                            desc=desc, accelerator=acc, progress=progress, on_estimate=estimate,
                         )
                         soft = peft_model.prompt_encoder["default"].embedding.weight.detach().clone()
                     else:
-                        ft = load_model(name, device=dev, trainable=True)
+                        ft = load_model(name, device=dev, dtype=torch.float32, trainable=True)  # fp32 master weights
                         lead = fmt.prefix_ids(persona.sentences if method == "finetune_added" else None)
-                        ex = [Example(**vars(fmt.encode(p.utterance, p.response))) for p in train_pairs]
                         tlog = train_finetune(
-                            ft, ex, cfg.training, cfg.seed, prefix_ids=lead, desc=desc, accelerator=acc, progress=progress
+                            ft, ex, cfg.training, cfg.seed, prefix_ids=lead, desc=desc, accelerator=acc, progress=progress,
+                            dtype=train_dt, on_estimate=estimate,
                         )
                         model = ft.model
                     log = {
@@ -293,6 +315,7 @@ def run_generate(
                         "model": name,
                         "persona_id": pid,
                         "method": method,
+                        "dtype": train_dt,
                         "epochs": tlog.epochs,
                         "converged": tlog.converged,
                         "epoch_losses": tlog.epoch_losses,
@@ -300,19 +323,22 @@ def run_generate(
                         "pairs_per_s": round(tlog.pairs_per_s, 3),
                         "seconds": round(tlog.seconds, 2),
                         "num_train_pairs": len(train_pairs),
-                        "training": dataclasses.asdict(cfg.training),
+                        "training": {**dataclasses.asdict(cfg.training), "dtype": train_dt},
                     }
                     if acc.is_main_process:
                         with atomic_directory(ckpt) as tmp:
                             if method == "prompt_tuning":
                                 save_prompt(peft_model, tmp)
                             else:
-                                save_finetuned(ft, tmp)
+                                save_finetuned(ft, tmp)  # fp32
                             save_loss_plot(tmp / "loss.png", log, desc)
                             write_json(tmp / "training.json", log)
                     acc.wait_for_everyone()
+                    if ft is not None:
+                        model = ft.model.to(torch_dtype(gen_dt))
                     loss_txt = " -> ".join(f"{x:.3f}" for x in tlog.epoch_losses)
-                    echo(f"{desc}: {tlog.epochs} epochs{_not_converged(log)}, loss {loss_txt}, {tlog.pairs_per_s:.2f} pairs/s")
+                    echo(f"{desc}: {tlog.epochs} epochs{_not_converged(log)}, loss {loss_txt}, {tlog.pairs_per_s:.2f} pairs/s, "
+                         f"{_duration(tlog.seconds)} ({train_dt})")
 
                 if acc.is_main_process:
                     rows = _sample(ckpt, fmt, model, soft, method, persona, items, prompts, settings, base.slug, pad, progress, desc)
@@ -330,6 +356,120 @@ def run_generate(
         if warning:
             echo(warning)
     return results
+
+
+def estimate_run(
+    cfg: ExperimentConfig,
+    models: list[str] | None = None,
+    methods: list[str] | None = None,
+    device: str | None = None,
+    data: Any = None,
+    steps: int = 3,
+    echo: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """``generate --estimate``: what the whole ``generate`` run would take on this machine, before it starts.
+
+    Times ``steps`` training steps (after one warm-up step) of every (model x method) on the first
+    persona, and the responses of the first persona's eval prompts (at most 16), in the configured
+    dtypes; extrapolates to every persona from its number of pairs. Trains nothing to keep and writes
+    only the built data. Returns one row per system.
+    """
+    import math
+    import time
+
+    import torch
+
+    from mturk_eval.generators.finetune import train_finetune
+    from mturk_eval.generators.formatting import PairFormat
+    from mturk_eval.generators.models import check_model_available, load_model
+    from mturk_eval.generators.precision import resolve_dtype, torch_dtype, why
+    from mturk_eval.generators.prefix import prefix_embeds
+    from mturk_eval.generators.prompt_tuning import train_prompt
+    from mturk_eval.generators.sampling import generate
+    from mturk_eval.generators.trainer import Example
+
+    models = models or cfg.models
+    methods = methods or cfg.methods
+    for name in models:
+        check_model_available(name)
+    if data is None:
+        from mturk_eval.data import load_built
+        from mturk_eval.data.build import build_datasets
+
+        build_datasets(cfg)
+        data = load_built(cfg)
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    t = cfg.training
+    train_dt, gen_dt = resolve_dtype(t.dtype, dev), resolve_dtype(cfg.generation.dtype, dev)
+    echo(f"precision: training {why(t.dtype, train_dt, dev)}, generation {why(cfg.generation.dtype, gen_dt, dev)}")
+    settings = decode_settings(cfg, gen_dt)
+    first = data.personas[0]
+    general = data.general_eval()
+    least = min(t.patience + 1, t.max_epochs)
+    rows: list[dict[str, Any]] = []
+    for name in models:
+        base = load_model(name, device=dev, dtype=torch_dtype(train_dt))
+        gen_base = base if gen_dt == train_dt else load_model(name, device=dev, dtype=torch_dtype(gen_dt))
+        fmt = PairFormat(base.tokenizer, t.chat_template, t.max_length)
+        ex = [Example(**vars(fmt.encode(p.utterance, p.response))) for p in data.train(first.persona_id)]
+        prompts = [fmt.encode(p.utterance).prompt_ids for p in (data.persona_eval(first.persona_id) + general)][:16]
+        for method in methods:
+            got: list[float] = []
+            kw = dict(progress=False, max_steps=1 + steps, on_estimate=lambda sps, spe: got.append(sps))
+            if method == "prompt_tuning":
+                pm, _ = train_prompt(base, first.sentences, ex, fmt.prefix_ids(None), t, cfg.seed, **kw)
+                soft = pm.prompt_encoder["default"].embedding.weight.detach()
+                pe = prefix_embeds(gen_base.model, soft, fmt.prefix_ids(None))
+            else:
+                ft = load_model(name, device=dev, dtype=torch.float32, trainable=True)
+                lead = fmt.prefix_ids(first.sentences if method == "finetune_added" else None)
+                train_finetune(ft, ex, t, cfg.seed, prefix_ids=lead, dtype=train_dt, **kw)
+                del ft
+                pe = prefix_embeds(gen_base.model, None, lead)
+            sps = got[0] if got else float("nan")
+            t0 = time.perf_counter()
+            generate(gen_base.model, pe, prompts, settings, fmt.stop_ids, base.tokenizer.pad_token_id, blank_ids=fmt.blank_ids)
+            per_response = (time.perf_counter() - t0) / max(len(prompts), 1)
+            for persona in data.personas:
+                pid = persona.persona_id
+                spe = math.ceil(len(data.train(pid)) / t.batch_size)
+                n_resp = len(data.persona_eval(pid)) + len(general)
+                rows.append({"model": base.slug, "persona_id": pid, "method": method, "seconds_per_step": sps,
+                             "steps_per_epoch": spe, "epoch_s": sps * spe, "early_stop_s": sps * spe * least,
+                             "max_epochs_s": sps * spe * t.max_epochs, "responses": n_resp,
+                             "generation_s": per_response * n_resp})
+                echo(f"{base.slug} {pid} {method}: {training_estimate(sps, spe, t)}; "
+                     f"{n_resp} responses ~{_duration(per_response * n_resp)}")
+    lo = sum(r["early_stop_s"] for r in rows)
+    hi = sum(r["max_epochs_s"] for r in rows)
+    gen_s = sum(r["generation_s"] for r in rows)
+    echo(f"estimate for the whole run ({len(rows)} systems; measured on {first.persona_id}: {steps} training steps "
+         f"after a warm-up per method, {len(prompts)} responses): training {_duration(lo)} if every system stops "
+         f"early after {least} epoch{'s' if least != 1 else ''}, {_duration(hi)} at max_epochs = {t.max_epochs}; generation {_duration(gen_s)}. "
+         "Early stopping usually ends between the two; --max-epochs N caps it.")
+    return rows
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min`` or ``2.1 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def training_estimate(seconds_per_step: float, steps_per_epoch: int, t: Any) -> str:
+    """What to expect from one system's training, from its measured seconds per step."""
+    epoch = seconds_per_step * steps_per_epoch
+    least = min(t.patience + 1, t.max_epochs)  # early stopping needs `patience` epochs without a gain
+    return (f"{seconds_per_step:.2f} s/step x {steps_per_epoch} steps = {_duration(epoch)} per epoch; "
+            f"{_duration(least * epoch)} (early stop after {least} epoch{'s' if least != 1 else ''}) to {_duration(t.max_epochs * epoch)} "
+            f"(max_epochs = {t.max_epochs})")
+
+
+def _estimate_echo(echo: Callable[[str], None], desc: str, t: Any) -> Callable[[float, int], None]:
+    return lambda sps, spe: echo(f"{desc}: estimate from the first steps: {training_estimate(sps, spe, t)}")
 
 
 def _not_converged(log: dict[str, Any]) -> str:

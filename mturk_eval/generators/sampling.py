@@ -45,11 +45,14 @@ class DecodeSettings:
     drop_finished: bool = True
     # keep the batch full: when rows finish, waiting prompts join the running batch
     continuous: bool = True
+    # the model's dtype (generation.dtype made concrete), recorded with every response; the caller
+    # loads the model in it
+    dtype: str = "float32"
 
     def public(self) -> dict[str, Any]:
         """The settings written into responses.jsonl (only those that affect the output)."""
         d: dict[str, Any] = {"strategy": self.strategy, "max_new_tokens": self.max_new_tokens,
-                             "min_new_tokens": self.min_new_tokens}
+                             "min_new_tokens": self.min_new_tokens, "dtype": self.dtype}
         if self.strategy == "sample":
             d.update(temperature=self.temperature, top_p=self.top_p, top_k=self.top_k, seed=self.seed)
         if self.strategy == "beam":
@@ -151,6 +154,12 @@ def _cat_kv(cache: Any, other: Any) -> None:
         a.values = torch.cat([a.values, b.values], dim=0)
 
 
+def _leading_masked(mask: torch.Tensor, P: int) -> int:
+    """How many positions right after the prefix are masked in every row (left padding no row needs)."""
+    own = mask[:, P:].any(0)
+    return int(own.int().argmax()) if bool(own.any()) else 0
+
+
 @torch.inference_mode()
 def generate_continuous(
     model: Any,
@@ -164,7 +173,14 @@ def generate_continuous(
     progress: Callable[[int], None] | None = None,
     blank_ids: frozenset[int] = frozenset(),
 ) -> list[list[int]]:
-    """Continuous batching over ``prompts`` taken in ``order``; outputs as :func:`generate_batch`."""
+    """Continuous batching over ``prompts`` taken in ``order``; outputs as :func:`generate_batch`.
+
+    Where the model supports it (attention.py) the cache is a :class:`SharedPrefixCache`: the prefix
+    once, each row's positions in a buffer sized for the longest prompt plus ``max_new_tokens``, left
+    padding that no live row needs dropped whenever rows leave or join. Otherwise a ``DynamicCache``.
+    """
+    from mturk_eval.generators.attention import shared_prefix_cache, supports_shared_prefix
+
     device = model.get_input_embeddings().weight.device
     lm_head = model.get_output_embeddings()
     P = prefix_kv[0][0].shape[-2] if prefix_kv else 0
@@ -175,31 +191,48 @@ def generate_continuous(
     cache = None
     mask = pos = logits = rows = None
     refill = max(1, s.batch_size // 4)
+    split = supports_shared_prefix(model)
+    capacity = max(len(p) for p in prompts) + s.max_new_tokens
+
+    def trim() -> None:
+        nonlocal mask
+        n = _leading_masked(mask, P) if split else 0
+        if n:
+            for layer in cache.layers:
+                layer.select(None, drop_front=n)
+            mask = torch.cat([mask[:, :P], mask[:, P + n :]], dim=1)
 
     def admit(k: int) -> None:
         nonlocal cache, mask, pos, logits, rows
         idx = queue[:k]
         del queue[:k]
         ids, m = left_pad([prompts[i] for i in idx], pad_id, device)
-        hidden, c, full = forward_hidden(model, ids, m, prefix_kv)
+        fresh = shared_prefix_cache(model, prefix_kv, s.batch_size if cache is None else k, capacity) if split else None
+        hidden, c, full = forward_hidden(model, ids, m, prefix_kv, cache=fresh)
         new_logits = lm_head(hidden[:, -1, :])
         new_pos = P + m.sum(-1, keepdim=True)
         new_rows = torch.tensor(idx, device=device)
         if cache is None:
             cache, mask, pos, logits, rows = c, full, new_pos, new_logits, new_rows
+            trim()
             return
         T_old, T_new = mask.shape[1], full.shape[1]
         if T_new < T_old:
-            _pad_kv_middle(c, P, T_old - T_new)
+            _shift(c, P, T_old - T_new, split)
             full = torch.cat([full[:, :P], full.new_zeros(full.shape[0], T_old - T_new), full[:, P:]], dim=1)
         elif T_old < T_new:
-            _pad_kv_middle(cache, P, T_new - T_old)
+            _shift(cache, P, T_new - T_old, split)
             mask = torch.cat([mask[:, :P], mask.new_zeros(mask.shape[0], T_new - T_old), mask[:, P:]], dim=1)
-        _cat_kv(cache, c)
+        if split:
+            for a, b in zip(cache.layers, c.layers):
+                a.extend(b)
+        else:
+            _cat_kv(cache, c)
         mask = torch.cat([mask, full])
         pos = torch.cat([pos, new_pos])
         logits = torch.cat([logits, new_logits])
         rows = torch.cat([rows, new_rows])
+        trim()
 
     admit(min(s.batch_size, len(queue)))
     while rows is not None and len(rows):
@@ -220,8 +253,14 @@ def generate_continuous(
             if progress:
                 progress(int(done.sum()))
             keep = (~done).nonzero().squeeze(-1)
-            cache.batch_select_indices(keep)
             mask, pos, tok, rows = mask[keep], pos[keep], tok[keep], rows[keep]
+            if split:
+                n = _leading_masked(mask, P) if len(rows) else 0
+                for layer in cache.layers:
+                    layer.select(keep, drop_front=n)
+                mask = torch.cat([mask[:, :P], mask[:, P + n :]], dim=1)
+            else:
+                cache.batch_select_indices(keep)
         if len(rows):
             one = torch.ones(len(rows), 1, dtype=mask.dtype, device=device)
             hidden, cache, mask = forward_hidden(model, tok.unsqueeze(-1), one, prefix_kv, cache=cache, past_mask=mask, pos=pos)
@@ -233,6 +272,15 @@ def generate_continuous(
                 cache = mask = pos = logits = rows = None
             admit(min(free, len(queue)))
     return outs
+
+
+def _shift(cache: Any, P: int, n: int, split: bool) -> None:
+    """Insert ``n`` masked positions between the prefix and every row's own positions."""
+    if split:
+        for layer in cache.layers:
+            layer.shift(n)
+    else:
+        _pad_kv_middle(cache, P, n)
 
 
 def _cut(ids: list[int], stop_ids: frozenset[int]) -> list[int]:

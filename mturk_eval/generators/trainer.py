@@ -67,20 +67,27 @@ class PairLoss(nn.Module):
     ``soft_prompt`` (N, H) is prompt-tuning's trainable parameter (None for fine-tuning); ``prefix_ids``
     are token ids shared by every sequence after it (BOS). The prefix is run once per batch and its
     keys/values broadcast to the batch; logits are computed only at the scored positions.
+
+    ``autocast`` (a torch dtype, or None) runs the model's forward under ``torch.autocast``: fine-tuning
+    in bf16/fp16 with fp32 master weights. Prompt-tuning instead stores the frozen model in the low
+    precision; the fp32 soft prompt is cast to it in :func:`prefix_embeds` (its gradient arrives in fp32).
     """
 
-    def __init__(self, model: Any, soft_prompt: nn.Parameter | None, prefix_ids: list[int]):
+    def __init__(self, model: Any, soft_prompt: nn.Parameter | None, prefix_ids: list[int], autocast: Any = None):
         super().__init__()
         self.model = model
         self.soft_prompt = soft_prompt
         self.prefix_ids = list(prefix_ids)
+        self.autocast = autocast
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        pe = prefix_embeds(self.model, self.soft_prompt, self.prefix_ids)
-        kv = compute_prefix_kv(self.model, pe)
-        hidden, _, _ = forward_hidden(self.model, input_ids, attention_mask, kv, use_cache=False)
-        sel = targets != -100
-        logits = self.model.get_output_embeddings()(hidden[sel])
+        device = self.model.get_input_embeddings().weight.device
+        with torch.autocast(device.type, dtype=self.autocast or torch.float32, enabled=self.autocast is not None):
+            pe = prefix_embeds(self.model, self.soft_prompt, self.prefix_ids)
+            kv = compute_prefix_kv(self.model, pe)
+            hidden, _, _ = forward_hidden(self.model, input_ids, attention_mask, kv, use_cache=False)
+            sel = targets != -100
+            logits = self.model.get_output_embeddings()(hidden[sel])
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()  # the loss in full precision
         return nn.functional.cross_entropy(logits, targets[sel])
@@ -101,8 +108,14 @@ def train_loop(
     accelerator: Any = None,
     progress: bool = True,
     max_steps: int | None = None,
+    on_estimate: Any = None,
+    estimate_after: int = 3,
 ) -> TrainLog:
-    """Train ``params`` of ``module`` on ``examples``; returns the loss history."""
+    """Train ``params`` of ``module`` on ``examples``; returns the loss history.
+
+    ``on_estimate(seconds_per_step, steps_per_epoch)`` is called once, after ``estimate_after`` steps
+    following the first (warm-up) step, so that the caller can say how long training will take.
+    """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
@@ -116,20 +129,29 @@ def train_loop(
     )
     opt = torch.optim.Adam(params, lr=lr)
     wrapped, opt, loader = acc.prepare(module, opt, loader)
+    # fp16 gradients underflow without loss scaling (bf16 has fp32's exponent range and needs none)
+    low = getattr(module, "autocast", None) or next(module.model.parameters()).dtype
+    scaler = torch.amp.GradScaler(acc.device.type) if low == torch.float16 else None
     log = TrainLog()
     best, bad = math.inf, 0
     steps_per_epoch = len(loader)
     total = steps_per_epoch * max_epochs if max_steps is None else min(max_steps, steps_per_epoch * max_epochs)
     bar = tqdm(total=total, desc=desc, unit="batch", disable=None if progress and acc.is_main_process else True, leave=False)
     t0 = time.perf_counter()
+    t_warm = None
     steps = 0
     for epoch in range(max_epochs):
         tot, n = 0.0, 0
         for batch in loader:
             loss = wrapped(**batch)
             opt.zero_grad(set_to_none=True)
-            acc.backward(loss)
-            opt.step()
+            if scaler is not None:
+                acc.backward(scaler.scale(loss))
+                scaler.step(opt)
+                scaler.update()
+            else:
+                acc.backward(loss)
+                opt.step()
             value = float(loss.detach())
             log.step_losses.append(value)
             k = int(batch["input_ids"].shape[0])
@@ -137,6 +159,10 @@ def train_loop(
             n += k
             log.pairs += k
             steps += 1
+            if steps == 1:
+                t_warm = time.perf_counter()
+            elif on_estimate is not None and steps == 1 + estimate_after:
+                on_estimate((time.perf_counter() - t_warm) / estimate_after, steps_per_epoch)
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{value:.3f}")
             if max_steps is not None and steps >= max_steps:

@@ -18,6 +18,7 @@ site (invite links, Prolific, ExternalQuestion).
 from __future__ import annotations
 
 import abc
+import hashlib
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Callable, ClassVar, Iterator
@@ -61,6 +62,18 @@ def resolve_target(live: bool = False, endpoint_url: str | None = None) -> str:
             raise UserError(f"--endpoint-url: expected an http:// or https:// URL, got {endpoint_url!r}")
         return "local"
     return "live" if live else "sandbox"
+
+
+@dataclass(frozen=True)
+class UnitNames:
+    """How a platform names its units in the workflow's messages: a task and a submission (MTurk: a HIT
+    and an assignment)."""
+
+    task: str = "task"
+    tasks: str = "tasks"
+    submission: str = "submission"
+    submissions: str = "submissions"
+    rater: str = "rater"
 
 
 @dataclass(frozen=True)
@@ -186,7 +199,9 @@ class CrowdPlatform(abc.ABC):
     name: ClassVar[str] = "platform"
     title: ClassVar[str] = "the platform"  # how messages name it ("MTurk has 5 completed ...")
     fee_label: ClassVar[str] = "platform fee"
-    units: ClassVar[tuple[str, str]] = ("tasks", "submissions")
+    vocabulary: ClassVar[UnitNames] = UnitNames()  # how messages name its units (MTurk: HITs, assignments)
+    request_token_limit: ClassVar[int | None] = None  # the longest request token it takes (MTurk: 64)
+    annotation_limit: ClassVar[int | None] = None     # the longest task annotation it takes (MTurk: 255)
     target: str = "sandbox"
 
     # ------------------------------------------------------------------ identity
@@ -197,6 +212,29 @@ class CrowdPlatform(abc.ABC):
         return ""
 
     # ------------------------------------------------------------------ the platform's own rules
+    @classmethod
+    def request_token(cls, experiment: str, target: str, batch: str, task_key: str, item_ids: list[str]) -> str:
+        """The task's deterministic idempotency key (``me-`` + 48 hex digits of a SHA-256 over the
+        experiment, target, batch, task key and item ids), cut to ``request_token_limit``. Ledgers keep
+        it: changing this rule would make a resumed publish create tasks a second time."""
+        raw = "\x1f".join([experiment, target, batch, task_key, *item_ids])
+        token = "me-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:48]
+        return token if cls.request_token_limit is None else token[:cls.request_token_limit]
+
+    @classmethod
+    def annotation(cls, experiment: str, task_key: str, token: str) -> str:
+        """The task's annotation (``mturk-eval:<experiment>:<task key>:<token>``, how a crashed publish
+        finds its tasks again). Within ``annotation_limit`` the task key and token stay whole: a long
+        experiment name is shortened and tagged with its hash, so two annotations never collide by
+        truncation."""
+        tail = f":{task_key}:{token}"
+        head = f"mturk-eval:{experiment}"
+        limit = cls.annotation_limit
+        if limit is not None and len(head) + len(tail) > limit:
+            tag = "~" + hashlib.sha256(experiment.encode("utf-8")).hexdigest()[:8]
+            head = head[:limit - len(tail) - len(tag)] + tag
+        return head + tail
+
     @classmethod
     def submission_fee(cls, reward: str | Decimal, places: int, hit: "HITConfig") -> Decimal:
         """The platform's fee on one submission's reward (class-level: a report prices a ledger offline)."""
@@ -209,7 +247,7 @@ class CrowdPlatform(abc.ABC):
     @classmethod
     def estimate_cost(cls, tasks: int, places: int, reward: str | Decimal, hit: "HITConfig") -> CostEstimate:
         return CostEstimate(tasks, places, cls.paid_reward(reward), cls.submission_fee(reward, places, hit),
-                            cls.fee_label, cls.units)
+                            cls.fee_label, (cls.vocabulary.tasks, cls.vocabulary.submissions))
 
     @classmethod
     def paid_reward(cls, reward: str | Decimal) -> Decimal:

@@ -112,7 +112,8 @@ TEXT = {
         "onboarding": "Practice", "onboarding_intro": "Here is one practice conversation. Rate it as you would"
         " in the real tasks; afterwards you will see how we would rate it and why.", "continue": "Continue to the tasks",
         "your_answer": "your rating", "expected": "our rating", "practice_done": "Practice done",
-        "close": "You can close this page.",
+        "close": "You can close this page.", "reload_task": "Reload the task", "back_to_task": "Back to the task",
+        "index_body": "This is a rating site for a research study. Open the link you were given to start.",
     },
     "ja": {
         "site": "評価サイト", "problem": "問題が発生しました", "thanks": "ありがとうございました",
@@ -125,6 +126,8 @@ TEXT = {
         "onboarding_intro": "練習用の対話が 1 つあります。本番と同じように評価してください。その後、"
         "私たちの評価とその理由が表示されます。", "continue": "タスクへ進む", "your_answer": "あなたの評価",
         "expected": "私たちの評価", "practice_done": "練習が終わりました", "close": "このページを閉じてください。",
+        "reload_task": "タスクを再読み込みする", "back_to_task": "タスクに戻る",
+        "index_body": "研究のための評価サイトです。始めるには、受け取ったリンクを開いてください。",
     },
 }
 
@@ -154,7 +157,29 @@ JA_PROBLEMS = {
     "Your time for this task ran out and your place went to someone else, so nothing was saved.":
         "制限時間を過ぎ、別の人に割り当てられたため、何も保存されていません。",
     "You cannot take more tasks in this study; nothing was saved.": "この調査ではこれ以上タスクを受けられません。何も保存されていません。",
+    "This link lacks a valid PROLIFIC_PID. Please open the study from Prolific.":
+        "このリンクには有効な PROLIFIC_PID がありません。Prolific から調査を開いてください。",
+    "This link lacks a valid STUDY_ID or SESSION_ID. Please open the study from Prolific.":
+        "このリンクには有効な STUDY_ID または SESSION_ID がありません。Prolific から調査を開いてください。",
+    "This task link has an invalid assignmentId or hitId.": "このタスクのリンクの assignmentId または hitId が正しくありません。",
+    "This task link has an invalid workerId.": "このタスクのリンクの workerId が正しくありません。",
+    "This task link has an invalid turkSubmitTo.": "このタスクのリンクの turkSubmitTo が正しくありません。",
+    "This task cannot be given to you:": "このタスクはあなたに割り当てられません:",
+    "This page's link or form is incomplete or altered (its security token does not match). Go back to the link"
+    " you were given.": "このページのリンクまたはフォームが不完全か改変されています（セキュリティトークンが一致しません）。"
+                        "受け取ったリンクに戻ってください。",
+    "This study asks for no consent here.": "この調査ではここで同意をお願いしていません。",
+    "This study has no practice.": "この調査には練習がありません。",
+    "This page cannot be used that way.": "このページはその方法では使えません。",
+    "The form sent is too large.": "送信されたフォームが大きすぎます。",
+    "The rating template cannot be shown:": "評価ページを表示できません:",
+    "This page is for the researchers: it needs the requester token printed when the site started.":
+        "このページは研究者用です。サイトの起動時に表示された依頼者トークンが必要です。",
+    "Nothing was exported:": "何もエクスポートされていません:",
 }
+
+# Aspect names and the item heading as the Japanese rating page shows them (tasks/templates/rating_ja.html).
+JA_ASPECTS = {"fluency": "流暢さ", "engagingness": "魅力", "relevance": "関連性", "persona": "ペルソナ考慮"}
 
 
 def translate(message: str, language: str) -> str:
@@ -217,6 +242,9 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
                             link=link,
                             link_text=link_text, problem=True))
 
+    def listed(errors: list[str]) -> str:
+        return "。".join(errors) + "。" if settings.language == "ja" else "; ".join(errors) + "."
+
     def message(title: str, body: str, status: int = 200, **ctx: Any) -> Response:
         return render("message.html", status, title=title, message=body, problem=False, **{
             "link": None, "link_text": None, **ctx})
@@ -233,7 +261,7 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
                               aspects=ASPECTS, submit_url=action, hidden=hidden, preview=preview,
                               site_heading=heading, site_intro=intro, site_t=t)
         except jinja2.TemplateError as exc:
-            raise problem(f"The rating template cannot be shown ({exc}).", 500) from None
+            raise problem(f"The rating template cannot be shown: {exc}.", 500) from None
         return Response(body, status=status, content_type="text/html; charset=utf-8")
 
     def entry_path() -> str:
@@ -300,12 +328,13 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
 
     @app.errorhandler(405)
     def _405(exc: Any) -> Response:
-        return render("message.html", 405, title=t["problem"], message="This page cannot be used that way.",
+        return render("message.html", 405, title=t["problem"], message=translate("This page cannot be used that way.",
+                      settings.language),
                       problem=True, link=None, link_text=None)
 
     @app.errorhandler(413)
     def _413(exc: Any) -> Response:
-        return render("message.html", 413, title=t["problem"], message="The form sent is too large.",
+        return render("message.html", 413, title=t["problem"], message=translate("The form sent is too large.", settings.language),
                       problem=True, link=None, link_text=None)
 
     @app.after_request
@@ -318,8 +347,7 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
     # ------------------------------------------------------------------ entry points
     @app.get("/")
     def index() -> Response:
-        return message(t["site"], "This is a rating site for a research study. Open the link you were given"
-                       " to start.")
+        return message(t["site"], t["index_body"])
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -419,9 +447,9 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
                 return redirect(nxt, 303)
             hidden = {"p": p, "r": r, "next": nxt, "sig": request.args["sig"]}
             return rating_page([practice], "/onboarding", hidden, heading=t["onboarding"], intro=t["onboarding_intro"])
-        answers, errors = parse_answers(request.form, 1)
+        answers, errors = parse_answers(request.form, 1, settings.language)
         if errors:
-            raise problem("Please answer every question of the practice: " + "; ".join(errors) + ".", 400,
+            raise problem("Please answer every question of the practice: " + listed(errors), 400,
                           link="/onboarding?" + urlencode({"p": p, "r": r, "next": nxt, "sig": request.form["sig"]}),
                           link_text=t["onboarding"])
         store.record_onboarding(p, r, answers, now=settings.clock())
@@ -454,18 +482,18 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
         a = assignment_or_404(aid)
         if not signed_ok(request.form.get("csrf"), "task", aid):
             raise problem("This form's security token is missing or wrong, so nothing was saved. Reload the"
-                          " task page and submit again.", 403, link=f"/t/{aid}", link_text="Reload the task")
+                          " task page and submit again.", 403, link=f"/t/{aid}", link_text=t["reload_task"])
         if request.form.get("task") != a.task_id:
             raise problem("This form names another task than the one you hold, so nothing was saved.", 400,
-                          link=f"/t/{aid}", link_text="Reload the task")
+                          link=f"/t/{aid}", link_text=t["reload_task"])
         consent_required(a)
         if a.state in DONE:
             return submitted_page(a, 409, note=t["already"])
         items = store.task_items(a.task_id)
-        answers, errors = parse_answers(request.form, len(items))
+        answers, errors = parse_answers(request.form, len(items), settings.language)
         if errors:
-            raise problem("Nothing was saved: " + "; ".join(errors) + ".", 400, link=f"/t/{aid}",
-                          link_text="Back to the task")
+            raise problem("Nothing was saved: " + listed(errors), 400, link=f"/t/{aid}",
+                          link_text=t["back_to_task"])
         simulated = request.form.get(SIMULATED_FIELD) == "1"
         work_time = None
         if simulated and request.headers.get(WORK_TIME_HEADER):
@@ -503,41 +531,66 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
 
     @app.get("/requester/export.csv")
     def export() -> Response:
+        """Every submission, one row per answer. It leaves the machine, so rater and assignment ids are the
+        experiment's pseudonyms (``r-...``, ``s-...``; the key is ``pseudonym.key`` beside the store), as in
+        every other export; a missing or wrong key refuses the export (409) as ``report`` does."""
         requester()
+        from mturk_eval.privacy import Pseudonymiser
+
+        try:
+            p = Pseudonymiser.for_run(Path(settings.store_path).parent)
+        except UserError as exc:
+            raise problem(f"Nothing was exported: {exc.message}", 409) from None
+        subs = store.submissions()
+        raters = p.raters([s.rater_id for s in subs])   # the same pseudonyms as the report's (ledger rater ids)
         out = io.StringIO()
         w = csv.writer(out)
         w.writerow(["assignment_id", "batch_id", "task_id", "platform", "rater_id", "state", "submitted_at",
                     "work_time_s", "field", "value"])
-        for s in store.submissions():
+        for s, rater in zip(subs, raters):
+            sid = p.submission(s.ref or s.assignment_id)   # the platform's submission id, as in collect --export-csv
             for k, v in sorted((s.answers or {}).items()):
-                w.writerow([s.assignment_id, s.batch_id, s.task_id, s.platform, s.rater_id, s.state,
-                            s.submitted_at, s.work_time_s, k, v])
+                w.writerow([sid, s.batch_id, s.task_id, s.platform, rater, s.state, s.submitted_at, s.work_time_s,
+                            k, v])
         return Response(out.getvalue(), content_type="text/csv; charset=utf-8")
 
     return app
 
 
-def parse_answers(form: Any, n_items: int) -> tuple[dict[str, str], list[str]]:
+def _question_ja(slot: int, aspect: str) -> str:
+    """How the Japanese page names a question: the item's heading and the aspect (対話 1 の流暢さ)."""
+    return f"対話 {slot + 1} の{JA_ASPECTS[aspect]}"
+
+
+def parse_answers(form: Any, n_items: int, language: str = "en") -> tuple[dict[str, str], list[str]]:
     """The rating fields of a submitted form: every ``i{slot}_{aspect}`` of ``n_items`` items, each "1".."5".
-    Returns (answers, problems); a field for a slot or aspect the task does not have is a problem."""
+    Returns (answers, problems); a field for a slot or aspect the task does not have is a problem. Problems
+    are in the page's ``language``: English names the form fields (``unanswered: i0_fluency``), Japanese
+    names the questions as the page shows them (``未回答: 対話 1 の流暢さ``)."""
+    ja = language == "ja"
     answers: dict[str, str] = {}
     problems: list[str] = []
+    bad: set[str] = set()
     for key in form.keys():
         m = FIELD_RE.fullmatch(key)
         if not m:
             continue
         if int(m.group(1)) >= n_items or m.group(2) not in ASPECTS:
-            problems.append(f"{key} is not a question of this task")
+            problems.append(f"{key} はこのタスクの質問ではありません" if ja else f"{key} is not a question of this task")
+            bad.add(key)
             continue
         values = form.getlist(key)
         if len(values) != 1 or values[0] not in SCORES:
-            problems.append(f"{key}: expected one score from 1 to 5, got {', '.join(values)[:20]!r}")
+            got = repr(", ".join(values)[:20])
+            problems.append(f"{_question_ja(int(m.group(1)), m.group(2))}: 1 から 5 の評価を 1 つ選んでください"
+                            f"（送られた値: {got}）" if ja else f"{key}: expected one score from 1 to 5, got {got}")
+            bad.add(key)
             continue
         answers[key] = values[0]
-    missing = [f"i{k}_{a}" for k in range(n_items) for a in ASPECTS if f"i{k}_{a}" not in answers]
-    missing = [m for m in missing if not any(p.startswith(m) for p in problems)]
+    missing = [(k, a) for k in range(n_items) for a in ASPECTS if f"i{k}_{a}" not in answers and f"i{k}_{a}" not in bad]
     if missing:
-        problems.append("unanswered: " + ", ".join(missing))
+        problems.append("未回答: " + "、".join(_question_ja(k, a) for k, a in missing) if ja else
+                        "unanswered: " + ", ".join(f"i{k}_{a}" for k, a in missing))
     return answers, problems
 
 

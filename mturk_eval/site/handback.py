@@ -7,8 +7,9 @@ Each platform has a :class:`HandBack`:
 - ``mturk`` (ExternalQuestion): the rater's browser posts ``assignmentId`` and the answers to
   ``turkSubmitTo/mturk/externalSubmit``, as MTurk requires;
 - ``prolific``: a redirect to ``https://app.prolific.com/submissions/complete?cc=CODE`` with the batch's
-  ``completion_code`` (its settings in the store, ``SiteStore.update_settings``), and with
-  ``no_consent_code`` when a participant declines consent. The Prolific platform may replace this
+  ``completion_code`` (its settings in the store, ``SiteStore.update_settings``), its
+  ``failed_attention_code`` (the study's FAILED_ATTENTION_CHECK code) when the stored answers fail one of
+  the task's attention checks, and ``no_consent_code`` when a participant declines consent. The Prolific platform may replace this
   hook (``register("prolific", ...)`` or ``create_app(..., hooks=...)``).
 """
 from __future__ import annotations
@@ -61,6 +62,18 @@ class MTurkHandBack(HandBack):
         return Back(post_url=submit_to + "/mturk/externalSubmit", fields=fields, label="mturk_back")
 
 
+def failed_attention(store: SiteStore, a: Assignment) -> bool:
+    """Whether the stored answers of ``a`` fail one of its task's attention checks (each check item in the
+    store carries its expected bound, ``attention_check.aspects``: the builder's)."""
+    from mturk_eval.tasks.answers import attention_passed, validate_scores
+
+    if not a.answers:
+        return False
+    items = store.task_items(a.task_id)
+    scores, _ = validate_scores(a.answers, len(items))
+    return attention_passed(scores, items) is False
+
+
 class ProlificHandBack(HandBack):
     def _code_url(self, store: SiteStore, batch_id: str | None, key: str) -> str | None:
         b = store.batch(batch_id) if batch_id else None
@@ -70,7 +83,10 @@ class ProlificHandBack(HandBack):
         return f"{base}?{urlencode({'cc': code})}" if code else None
 
     def after_submit(self, store: SiteStore, a: Assignment) -> Back | None:
-        url = self._code_url(store, a.batch_id, "completion_code")
+        url = None
+        if failed_attention(store, a):   # decided from the stored answers, so a reload gets the same code
+            url = self._code_url(store, a.batch_id, "failed_attention_code")
+        url = url or self._code_url(store, a.batch_id, "completion_code")
         return Back(redirect=url, label="prolific_back") if url else None
 
     def declined_url(self, store: SiteStore, rater_id: str, batch_id: str | None) -> str | None:

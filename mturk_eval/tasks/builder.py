@@ -2,7 +2,8 @@
 
 Reads any file of the responses schema (docs/architecture.md section 3) with file:line errors, mixes in
 attention-check items at ``hit.attention_check_rate``, groups items ``hit.items_per_hit`` to a task in a
-seeded order, derives each task's deterministic request token and renders the Jinja rating template
+seeded order, asks the platform for each task's deterministic request token and annotation
+(``CrowdPlatform.request_token`` / ``annotation``, within the platform's limits) and renders the Jinja rating template
 (autoescape on, so no persona, utterance or response text can inject markup) into the page raters see.
 Nothing here talks to a platform; each platform wraps the page in its own document
 (``CrowdPlatform.task_document``; MTurk: an HTMLQuestion, :mod:`mturk_eval.platforms.mturk.question`).
@@ -14,7 +15,7 @@ import hashlib
 import random
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
@@ -22,9 +23,11 @@ from mturk_eval.config import ASPECTS, EVAL_SETS
 from mturk_eval.errors import UserError, where
 from mturk_eval.io import iter_jsonl
 
+if TYPE_CHECKING:
+    from mturk_eval.platforms.crowd_platform import CrowdPlatform
+
 ITEM_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 BATCH_RE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
-MAX_ANNOTATION = 255  # MTurk's RequesterAnnotation limit
 REQUIRED_KEYS = ("item_id", "persona", "eval_set", "method", "model", "utterance", "response")
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 ATTENTION_METHOD = "attention_check"
@@ -156,23 +159,6 @@ def make_attention_checks(items: list[dict[str, Any]], rate: float, seed: int, l
     return out
 
 
-def request_token(experiment: str, target: str, batch: str, hit_key: str, item_ids: list[str]) -> str:
-    """The deterministic ``UniqueRequestToken`` of a HIT (64 characters at most, MTurk's limit)."""
-    raw = "\x1f".join([experiment, target, batch, hit_key, *item_ids])
-    return "me-" + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:48]
-
-
-def annotation(experiment: str, hit_key: str, token: str) -> str:
-    """The HIT's RequesterAnnotation (at most 255 characters): the HIT key and token always whole; a long
-    experiment name is shortened and tagged with its hash, so two annotations never collide by truncation."""
-    tail = f":{hit_key}:{token}"
-    head = f"mturk-eval:{experiment}"
-    if len(head) + len(tail) > MAX_ANNOTATION:
-        tag = "~" + short_hash(experiment, 8)
-        head = head[:MAX_ANNOTATION - len(tail) - len(tag)] + tag
-    return head + tail
-
-
 def _source(item: dict[str, Any]) -> str | None:
     check = item.get("attention_check")
     return check.get("source") if isinstance(check, dict) else None
@@ -215,10 +201,16 @@ def _swapped_clashes(a: list[dict[str, Any]], pos: int, b: list[dict[str, Any]],
 
 
 def plan_tasks(items: list[dict[str, Any]], *, experiment: str, target: str, batch: str, seed: int,
-               items_per_hit: int, places: int, reward: str, start_index: int = 0) -> list[dict[str, Any]]:
+               items_per_hit: int, places: int, reward: str, start_index: int = 0,
+               platform: "type[CrowdPlatform] | CrowdPlatform | None" = None) -> list[dict[str, Any]]:
     """Shuffle ``items`` (seeded) and cut them into tasks of ``items_per_hit`` (the last may be shorter),
     each for ``places`` raters: dicts with task_key, batch, request_token, annotation, places, reward,
-    item_ids (what :meth:`mturk_eval.ledger.Ledger.add_plan` stores)."""
+    item_ids (what :meth:`mturk_eval.ledger.Ledger.add_plan` stores). Request tokens and annotations are
+    the ``platform``'s (its limits: MTurk's 64-character token, 255-character annotation); default the
+    interface's rules."""
+    from mturk_eval.platforms.crowd_platform import CrowdPlatform
+
+    naming = platform if platform is not None else CrowdPlatform
     order = list(items)
     random.Random(f"{seed}:{batch}:{start_index}:order").shuffle(order)
     chunks = _separate_checks([order[s:s + items_per_hit] for s in range(0, len(order), items_per_hit)])
@@ -226,10 +218,10 @@ def plan_tasks(items: list[dict[str, Any]], *, experiment: str, target: str, bat
     for n, chunk in enumerate(chunks, start=start_index):
         ids = [it["item_id"] for it in chunk]
         hit_key = f"{batch}/{n:05d}"
-        token = request_token(experiment, target, batch, hit_key, ids)
+        token = naming.request_token(experiment, target, batch, hit_key, ids)
         hits.append({
             "task_key": hit_key, "batch": batch, "request_token": token,
-            "annotation": annotation(experiment, hit_key, token),
+            "annotation": naming.annotation(experiment, hit_key, token),
             "places": places, "reward": reward, "item_ids": ids,
         })
     return hits

@@ -92,8 +92,10 @@ num_virtual_tokens = 8
 batch_size = 8
 max_epochs = 2
 patience = 1
+dtype = "float32"
 
 [generation]
 max_new_tokens = 6
 batch_size = 4
+dtype = "float32"
 """

@@ -110,7 +110,8 @@ class FakeMTurk(CrowdPlatform):
     Stubber's queue cannot be used)."""
 
     name = "mturk"  # it stands for MTurk: a ledger it writes is an MTurk ledger
-    title, fee_label, units = MTurkPlatform.title, MTurkPlatform.fee_label, MTurkPlatform.units
+    title, fee_label, vocabulary = MTurkPlatform.title, MTurkPlatform.fee_label, MTurkPlatform.vocabulary
+    request_token_limit, annotation_limit = MTurkPlatform.request_token_limit, MTurkPlatform.annotation_limit
     submission_fee = MTurkPlatform.submission_fee
     bonus_fee = MTurkPlatform.bonus_fee
     validate_rater_id = MTurkPlatform.validate_rater_id

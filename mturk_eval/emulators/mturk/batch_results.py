@@ -10,19 +10,12 @@ scripts read this format. HITs made through the API have no ``Input.*`` columns 
 """
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from mturk_eval.analysis.batch_csv import format_batch_csv
 from mturk_eval.emulators.mturk import question_form
 from mturk_eval.emulators.mturk.models import DONE, Store
-
-
-def _website_time(epoch: float | None) -> str:
-    """The website's time format (``Thu Oct 31 14:41:08 UTC 2019``)."""
-    if epoch is None:
-        return ""
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%a %b %d %H:%M:%S UTC %Y")
+from mturk_eval.platforms.mturk.batch_export import website_time
 
 
 def batch_rows(store: Store, now: float, hit_type_id: str | None = None) -> list[dict[str, Any]]:
@@ -43,16 +36,16 @@ def batch_rows(store: Store, now: float, hit_type_id: str | None = None) -> list
                 row: dict[str, Any] = {
                     "HITId": h["id"], "HITTypeId": h["hit_type_id"], "Title": h["title"],
                     "Description": h["description"], "Keywords": h["keywords"] or "", "Reward": f"${h['reward']}",
-                    "CreationTime": _website_time(h["created"]), "MaxAssignments": h["max_assignments"],
+                    "CreationTime": website_time(h["created"]), "MaxAssignments": h["max_assignments"],
                     "RequesterAnnotation": h["annotation"] or "",
                     "AssignmentDurationInSeconds": h["assignment_duration"],
-                    "AutoApprovalDelayInSeconds": h["auto_approval_delay"], "Expiration": _website_time(h["expiration"]),
+                    "AutoApprovalDelayInSeconds": h["auto_approval_delay"], "Expiration": website_time(h["expiration"]),
                     "NumberOfSimilarHITs": "", "LifetimeInSeconds": h["lifetime"], "AssignmentId": a["id"],
                     "WorkerId": a["worker_id"], "AssignmentStatus": a["status"],
-                    "AcceptTime": _website_time(a["accept_time"]), "SubmitTime": _website_time(a["submit_time"]),
-                    "AutoApprovalTime": _website_time(a["auto_approval_time"]),
-                    "ApprovalTime": _website_time(a["approval_time"]),
-                    "RejectionTime": _website_time(a["rejection_time"]), "RequesterFeedback": a["feedback"] or "",
+                    "AcceptTime": website_time(a["accept_time"]), "SubmitTime": website_time(a["submit_time"]),
+                    "AutoApprovalTime": website_time(a["auto_approval_time"]),
+                    "ApprovalTime": website_time(a["approval_time"]),
+                    "RejectionTime": website_time(a["rejection_time"]), "RequesterFeedback": a["feedback"] or "",
                     "WorkTimeInSeconds": int(round(a["submit_time"] - a["accept_time"])),
                     "LifetimeApprovalRate": rate, "Last30DaysApprovalRate": rate, "Last7DaysApprovalRate": rate,
                 }

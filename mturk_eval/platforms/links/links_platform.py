@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
 
 from mturk_eval.errors import UserError
-from mturk_eval.io import atomic_write_text
 from mturk_eval.platforms.crowd_platform import (APPROVED, REJECTED, SUBMITTED, TARGETS, CrowdPlatform, Published,
                                                  Submission, TaskSpec, TaskState, TaskType)
 from mturk_eval.site.store import RATER_RE, SiteStore, site_store_path
@@ -237,8 +235,9 @@ class LinksPlatform(CrowdPlatform):
         for inv in invites:
             w.writerow([inv.rater_id, self.invite_url(inv.token), f"{inv.created_at:.0f}"])
         path = Path(self.store_path).parent / INVITES_FILE
-        atomic_write_text(path, out.getvalue())
-        os.chmod(path, 0o600)
+        from mturk_eval.privacy import write_private_text
+
+        write_private_text(path, out.getvalue())   # 0600 from the first byte: the tokens are secrets
         return path
 
     def published(self, echo: Callable[[str], None]) -> None:

@@ -1,5 +1,6 @@
 """MTurk as a :class:`mturk_eval.platforms.crowd_platform.CrowdPlatform`: the boto3 calls and MTurk's own rules
-(fees, qualification requirements, worker-id pattern, QuestionFormAnswers, HIT states).
+(fees, qualification requirements, worker-id pattern, QuestionFormAnswers, HIT states, the limits on
+request tokens and annotations, its words: HITs and assignments).
 
 Amazon Mechanical Turk closed on 2026-09-30 (Amazon's sandbox with it). The platform stays for the
 bundled local MTurk-compatible server (``--sandbox``), any MTurk-compatible service (``--endpoint-url``)
@@ -24,7 +25,7 @@ from botocore.exceptions import ClientError
 
 from mturk_eval.errors import UserError
 from mturk_eval.platforms.crowd_platform import (TARGETS, CrowdPlatform, Published, Submission, TaskSpec, TaskState,
-                                                 TaskType, resolve_target)
+                                                 TaskType, UnitNames, resolve_target)
 from mturk_eval.platforms.mturk import answers, fees, quals, question, retry
 from mturk_eval.platforms.mturk.client import ENDPOINTS, SUBMIT_URLS, WORKER_SITES, make_client, submit_url_for
 
@@ -110,7 +111,10 @@ class MTurkPlatform(CrowdPlatform):
     name = "mturk"
     title = "MTurk"
     fee_label = "MTurk fee"
-    units = ("HITs", "assignments")
+    vocabulary = UnitNames(task="HIT", tasks="HITs", submission="assignment", submissions="assignments",
+                           rater="worker")
+    request_token_limit = 64   # UniqueRequestToken
+    annotation_limit = 255     # RequesterAnnotation
     Settings = MTurkSettings
     settings: MTurkSettings | None = None  # from_settings: [platform.mturk] (question, the site's URL)
     _site_url: str | None = None

@@ -296,6 +296,7 @@ class CollectOutcome:
     declined: int = 0
     released: int = 0
     attention_failed: int = 0
+    failed_code: int = 0        # of those, handed the FAILED_ATTENTION_CHECK code by the site
     statuses: dict[str, int] = field(default_factory=dict)
 
 
@@ -319,7 +320,8 @@ def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None 
                     continue
                 if st not in STATUS_TO_LEDGER:
                     continue
-                if sub.get("study_code") == completion_codes(cfg.name, rec.batch)["NO_CONSENT"]:
+                codes = completion_codes(cfg.name, rec.batch)
+                if sub.get("study_code") == codes["NO_CONSENT"]:
                     out.declined += 1
                     continue
                 a = store.by_ref("prolific", sid)
@@ -329,6 +331,11 @@ def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None 
                 items = store.task_items(a.task_id)
                 scores, error = validate_scores(a.answers, len(items))
                 passed = attention_passed(scores, items)
+                # The site handed this participant the FAILED_ATTENTION_CHECK code (from the same answers); the
+                # code is what Prolific shows the participant and the researcher, so it decides.
+                if sub.get("study_code") == codes["FAILED_ATTENTION_CHECK"]:
+                    passed = False
+                    out.failed_code += 1
                 out.attention_failed += passed is False
                 new = ledger.store_submission(
                     submission_id=sid, task_id=a.task_id, rater_id=pid, status=STATUS_TO_LEDGER[st],
@@ -337,7 +344,7 @@ def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None 
                 out.stored += 1
                 out.new += new
     echo(f"collected {out.stored} submissions with answers ({out.new} new; {out.attention_failed} failed an attention"
-         f" check); {out.without_answers} without answers on the site; {out.declined} declined consent (NO_CONSENT"
+         f" check, {out.failed_code} of them with the FAILED_ATTENTION_CHECK code); {out.without_answers} without answers on the site; {out.declined} declined consent (NO_CONSENT"
          f" code: ask them in Prolific to return the study); {out.released} tasks freed by returns or"
          f" time-outs; Prolific statuses: {', '.join(f'{k} {v}' for k, v in sorted(out.statuses.items())) or 'none'}")
     return out
@@ -405,13 +412,14 @@ def review(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None =
                 raise UserError(f"--bonus-paid/--bonus-unpaid: no bulk bonus {bid!r} in {ledger.path}")
         plat = platform or connect(cfg, sandbox=sandbox, api_url=api_url, echo=echo)
         study_of = {h.task_id: h.group_id for h in ledger.tasks() if h.task_id}
-        failed = set()
+        failed, failed_subs = set(), set()
         for a in ledger.submissions():
             study = study_of.get(a.task_id)
             if study is None:
                 continue
             if a.attention_passed is False:
                 failed.add(a.rater_id)
+                failed_subs.add(a.submission_id)
             if a.status == "Approved" and bonus is not None and records.bonus(a.submission_id, bonus_label) is None:
                 plan.bonus.append((a.submission_id, a.rater_id, study))
             if a.status != "Submitted":
@@ -431,6 +439,11 @@ def review(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None =
         if bonus is not None:
             plan.bonus_cost = fees.bonus_cost([contract.minor_units(bonus)] * len(plan.bonus), fee_rate=s.fee_rate,
                                               vat_rate=s.vat_rate, currency=s.currency)
+        failed_kept = sum(1 for sid, _, _ in plan.approve if sid in failed_subs)
+        if failed_kept:
+            echo(f"{failed_kept} submissions to approve failed an attention check (the site gave them the"
+                 " FAILED_ATTENTION_CHECK code, which leaves them AWAITING REVIEW on Prolific); --reject-failed-attention"
+                 " rejects them instead (category FAILED_CHECK)")
         echo(f"review: approve {len(plan.approve)}, reject {len(plan.reject)}"
              + (f" ({category}: {message[:60]}...)" if plan.reject else "")
              + f", bonus {len(plan.bonus)}" + (f" x {bonus} = {plan.bonus_cost.describe()}" if plan.bonus else "")
