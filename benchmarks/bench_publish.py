@@ -17,10 +17,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers.mturk import make_cfg, response_row, write_responses  # noqa: E402
-from mturk_eval import hits  # noqa: E402
+from mturk_eval.tasks import builder as hits  # noqa: E402
 from mturk_eval.actions import publish  # noqa: E402
-from mturk_eval.sandbox.faults import FaultConfig  # noqa: E402
-from mturk_eval.sandbox.server import start_server  # noqa: E402
+from mturk_eval.emulators.faults import FaultConfig  # noqa: E402
+from mturk_eval.emulators.server import start_server  # noqa: E402
 
 LATENCY_S = 0.05
 

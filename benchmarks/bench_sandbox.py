@@ -21,9 +21,9 @@ from helpers.mturk import make_cfg, write_responses  # noqa: E402
 from helpers.sandbox import client, hit_params  # noqa: E402
 from mturk_eval.actions import publish  # noqa: E402
 from mturk_eval.ledger import Ledger, ledger_path  # noqa: E402
-from mturk_eval.sandbox.faults import FaultConfig  # noqa: E402
-from mturk_eval.sandbox.server import start_server  # noqa: E402
-from mturk_eval.sandbox.simulate import RatingModel, ledger_items, simulate  # noqa: E402
+from mturk_eval.emulators.faults import FaultConfig  # noqa: E402
+from mturk_eval.emulators.server import start_server  # noqa: E402
+from mturk_eval.emulators.simulate import RatingModel, ledger_items, simulate  # noqa: E402
 
 
 def bench_publish(n: int, concurrency: int, latency: float) -> tuple[float, object]:

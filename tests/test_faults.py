@@ -24,9 +24,9 @@ import pytest
 from helpers.sandbox import sandbox_server
 from mturk_eval.config import load_config
 from mturk_eval.ledger import Ledger, ledger_path
-from mturk_eval.mturk import fees
-from mturk_eval.sandbox.faults import FaultConfig
-from mturk_eval.sandbox.simulate import RatingModel, ledger_items, simulate
+from mturk_eval.platforms.mturk import fees
+from mturk_eval.emulators.faults import FaultConfig
+from mturk_eval.emulators.simulate import RatingModel, ledger_items, simulate
 
 pytestmark = pytest.mark.slow
 

@@ -13,9 +13,9 @@ from helpers.mturk import (ANY, SCHEMAS, assignment, hit_id, hit_response, hit_s
                            rating_fields, stubbed)
 from mturk_eval.config import QualificationConfig
 from mturk_eval.errors import UserError
-from mturk_eval.mturk import answers, client, fees, quals
-from mturk_eval.mturk.platform import EXPIRE_AT, MTurkPlatform
-from mturk_eval.platform import TaskSpec, TaskType
+from mturk_eval.platforms.mturk import answers, client, fees, quals
+from mturk_eval.platforms.mturk.mturk_platform import EXPIRE_AT, MTurkPlatform
+from mturk_eval.platforms.crowd_platform import TaskSpec, TaskType
 
 
 # ---------------------------------------------------------------- fees
@@ -199,7 +199,7 @@ TRANSPORT_CASES = {
 def test_transport_errors_become_one_line(case):
     """Whatever botocore raises once its own retries are spent becomes one UserError naming the endpoint,
     the cause and the call; the platform layer does not retry it again."""
-    from mturk_eval.mturk.retry import EndpointUnreachable
+    from mturk_eval.platforms.mturk.retry import EndpointUnreachable
 
     make, cause = TRANSPORT_CASES[case]
     url = "http://127.0.0.1:9"
@@ -232,7 +232,7 @@ def _msg(fn) -> str:
 
 
 def test_credential_errors_become_one_line():
-    from mturk_eval.mturk import retry
+    from mturk_eval.platforms.mturk import retry
 
     def no_creds():
         raise bce.NoCredentialsError()

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from helpers.mturk import (ANY, Crash, FakeMTurk, hit_id, hit_response, hit_shape, make_cfg, response_row, stubbed,
                            write_responses)
-from mturk_eval import hits as hits_mod
+from mturk_eval.tasks import builder as hits_mod
 from mturk_eval.actions import publish as pub
 from mturk_eval.actions.common import experiment_lock
 from mturk_eval.cli import main
@@ -39,7 +39,7 @@ def _create(stub, n, h, cfg):
 
 def _plan_for(cfg, responses, target="sandbox"):
     """The HITs publish will plan (computed with the same builder) to script the Stubber in order."""
-    from mturk_eval import hits
+    from mturk_eval.tasks import builder as hits
     items = hits.load_responses(responses)
     attn = hits.make_attention_checks(items, cfg.hit.attention_check_rate, cfg.seed, cfg.language, "main.0")
     plan = hits.plan_hits(items + attn, experiment=cfg.name, target=target, batch="main", seed=cfg.seed,
@@ -307,7 +307,7 @@ class LostAnswers(FakeMTurk):
         self.lose_after = lose_after
 
     def publish(self, spec):
-        from mturk_eval.mturk.retry import EndpointUnreachable
+        from mturk_eval.platforms.mturk.retry import EndpointUnreachable
 
         pub_ = super().publish(spec)
         if self.created >= self.lose_after:

@@ -1,4 +1,4 @@
-"""The real boto3 code path against the local MTurk-compatible server (mturk_eval.sandbox): the whole
+"""The real boto3 code path against the local MTurk-compatible server (mturk_eval.emulators): the whole
 workflow with simulated workers, lost responses (botocore retries + HitAlreadyExists recovery), and a
 publish killed by SIGKILL mid-run and resumed: exactly one HIT per item on the server."""
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pytest
 from helpers.mturk import make_cfg, write_responses
 from mturk_eval.actions import collect, expire, publish, review, status
 from mturk_eval.ledger import Ledger, ledger_path
-from mturk_eval.mturk.client import make_client
+from mturk_eval.platforms.mturk.client import make_client
 
-sandbox_server = pytest.importorskip("mturk_eval.sandbox.server")
-faults_mod = pytest.importorskip("mturk_eval.sandbox.faults")
-simulate_mod = pytest.importorskip("mturk_eval.sandbox.simulate")
+sandbox_server = pytest.importorskip("mturk_eval.emulators.server")
+faults_mod = pytest.importorskip("mturk_eval.emulators.faults")
+simulate_mod = pytest.importorskip("mturk_eval.emulators.simulate")
 
 
 def _server_hits(url):

@@ -163,7 +163,7 @@ def test_review_option_errors(tmp_path, opts, message):
 def test_expire_and_delete(tmp_path):
     cfg, hid = _setup(tmp_path)
     plat, stub = stubbed()
-    from mturk_eval.mturk.platform import EXPIRE_AT
+    from mturk_eval.platforms.mturk.mturk_platform import EXPIRE_AT
     stub.add_response("update_expiration_for_hit", {}, {"HITId": hid, "ExpireAt": EXPIRE_AT})
     out = ex.expire(cfg, platform=plat)
     assert [(o.hit_id, o.action) for o in out] == [(hid, "expired")]

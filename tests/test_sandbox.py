@@ -14,8 +14,8 @@ import xmlschema
 from lxml import etree
 
 from helpers.sandbox import client, hit_params, html_question, sandbox, sandbox_server  # noqa: F401
-from mturk_eval.sandbox.server import (ANSWERS_NS, EXTERNAL_QUESTION_NS, MAX_QUESTION_BYTES, TARGET_PREFIX,
-                                       service_model)
+from mturk_eval.emulators.mturk.responses import (ANSWERS_NS, EXTERNAL_QUESTION_NS, MAX_QUESTION_BYTES,
+                                                TARGET_PREFIX, service_model)
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "docs" / "schemas"
 

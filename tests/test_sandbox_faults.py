@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from helpers.sandbox import client, hit_params, sandbox, sandbox_server  # noqa: F401
 from mturk_eval.errors import UserError
-from mturk_eval.sandbox.faults import FaultConfig, FaultInjector
+from mturk_eval.emulators.faults import FaultConfig, FaultInjector
 
 
 def test_throttling_is_a_throttling_exception_and_retries_get_through():

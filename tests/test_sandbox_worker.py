@@ -11,8 +11,8 @@ from lxml import etree, html as lxml_html
 
 from helpers.sandbox import client, hit_params, html_question, sandbox, sandbox_subprocess  # noqa: F401
 from mturk_eval.errors import UserError
-from mturk_eval.sandbox.server import ANSWERS_NS
-from mturk_eval.sandbox.simulate import RatingModel, make_workers, rate_item, simulate
+from mturk_eval.emulators.mturk.responses import ANSWERS_NS
+from mturk_eval.emulators.simulate import RatingModel, make_workers, rate_item, simulate
 
 
 def answers(xml: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from mturk_eval.errors import UserError
-from mturk_eval.sandbox.simulate import (
+from mturk_eval.emulators.simulate import (
     ASPECTS, NEUTRAL_QUALITY, RatingModel, content_tokens, item_quality, make_workers, rate_item, text_features,
     text_quality,
 )

@@ -1,1 +1,1 @@
-"""The MTurk workflow as library functions (one module per verb); ``mturk_eval.cli.hits`` is thin over them."""
+"""The MTurk workflow as library functions (one module per verb); ``mturk_eval.cli.<verb>`` is thin over each."""

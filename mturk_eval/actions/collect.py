@@ -16,8 +16,8 @@ from tqdm import tqdm
 from mturk_eval.actions.common import describe_batches, experiment_lock, make_platform, open_ledger, select_batches
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.ledger import Ledger
-from mturk_eval.mturk.answers import attention_passed, parse_answer, parse_fields, AnswerError
-from mturk_eval.platform import CrowdPlatform
+from mturk_eval.platforms.mturk.answers import attention_passed, parse_answer, parse_fields, AnswerError
+from mturk_eval.platforms.crowd_platform import CrowdPlatform
 
 COLLECTED_THROUGH = "collected_through"  # ledger meta key: start time of the last complete collect
 

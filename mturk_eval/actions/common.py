@@ -17,7 +17,7 @@ from typing import Iterator
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.ledger import Ledger, ledger_path
-from mturk_eval.platform import CrowdPlatform
+from mturk_eval.platforms.crowd_platform import CrowdPlatform
 
 
 @contextlib.contextmanager
@@ -64,7 +64,7 @@ def select_batches(ledger: Ledger, batches: tuple[str, ...] | list[str] | None) 
     known = ledger.batches()
     if not batches:
         return known
-    from mturk_eval.hits import check_batch
+    from mturk_eval.tasks.builder import check_batch
 
     for b in batches:
         check_batch(b)
@@ -91,8 +91,8 @@ def batch_scope(cfg: ExperimentConfig, target: str, batches: tuple[str, ...] | l
 
 def make_platform(target: str, endpoint_url: str | None = None, concurrency: int = 4) -> CrowdPlatform:
     """The MTurk platform for ``target`` (the only platform so far)."""
-    from mturk_eval.mturk.client import make_client
-    from mturk_eval.mturk.platform import MTurkPlatform
+    from mturk_eval.platforms.mturk.client import make_client
+    from mturk_eval.platforms.mturk.mturk_platform import MTurkPlatform
 
     client = make_client(target, endpoint_url, max_pool_connections=max(10, concurrency + 2))
     return MTurkPlatform(client, target, endpoint_url)

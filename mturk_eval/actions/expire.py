@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from mturk_eval.actions.common import experiment_lock, make_platform, open_ledger, select_batches
 from mturk_eval.config import ExperimentConfig
-from mturk_eval.platform import CrowdPlatform
+from mturk_eval.platforms.crowd_platform import CrowdPlatform
 
 
 @dataclass

@@ -8,11 +8,11 @@ import http.server
 from pathlib import Path
 from typing import Callable
 
-from mturk_eval import hits as builder
+from mturk_eval.tasks import builder as builder
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.io import atomic_write_text
-from mturk_eval.mturk.client import SUBMIT_URLS
+from mturk_eval.platforms.mturk.client import SUBMIT_URLS
 
 
 def _system(it: dict) -> tuple[str, str, str]:

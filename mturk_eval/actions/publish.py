@@ -30,15 +30,15 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from mturk_eval import hits as builder
+from mturk_eval.tasks import builder as builder
 from mturk_eval.actions.common import experiment_lock, make_platform, open_ledger
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.ledger import Ledger, ledger_path
-from mturk_eval.mturk import fees, quals
-from mturk_eval.mturk.client import submit_url_for
-from mturk_eval.mturk.retry import EndpointUnreachable
-from mturk_eval.platform import CrowdPlatform, TaskSpec, TaskType
+from mturk_eval.platforms.mturk import fees, quals
+from mturk_eval.platforms.mturk.client import submit_url_for
+from mturk_eval.platforms.mturk.retry import EndpointUnreachable
+from mturk_eval.platforms.crowd_platform import CrowdPlatform, TaskSpec, TaskType
 
 # Pending HITs first tried longer ago than this are looked up by annotation before their token is
 # reused: MTurk remembers a UniqueRequestToken for 24 hours only.

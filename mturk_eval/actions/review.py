@@ -16,8 +16,8 @@ from decimal import Decimal
 from mturk_eval.actions.common import experiment_lock, make_platform, open_ledger, select_batches
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
-from mturk_eval.mturk import fees
-from mturk_eval.platform import CrowdPlatform
+from mturk_eval.platforms.mturk import fees
+from mturk_eval.platforms.crowd_platform import CrowdPlatform
 
 DEFAULT_REJECT_FEEDBACK = (
     "Your answer failed a quality-check item: one reply in this task was deliberately broken or off-topic"

@@ -13,9 +13,9 @@ from mturk_eval.actions.collect import collected_through
 from mturk_eval.actions.common import describe_batches, make_platform, open_ledger, select_batches
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
-from mturk_eval.mturk import fees, quals
-from mturk_eval.mturk.retry import EndpointUnreachable
-from mturk_eval.platform import CrowdPlatform
+from mturk_eval.platforms.mturk import fees, quals
+from mturk_eval.platforms.mturk.retry import EndpointUnreachable
+from mturk_eval.platforms.crowd_platform import CrowdPlatform
 
 
 @dataclass

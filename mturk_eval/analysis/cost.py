@@ -1,7 +1,7 @@
 """What an experiment's crowd work cost, from its ledger: rewards, bonuses and MTurk's fees.
 
 Read through the ledger's public methods (``assignments``, ``hit_status_rows``, ``bonuses``) and priced
-with :mod:`mturk_eval.mturk.fees`, the same way ``mturk-eval status`` prices "cost so far": approved
+with :mod:`mturk_eval.platforms.mturk.fees`, the same way ``mturk-eval status`` prices "cost so far": approved
 assignments (reward + assignment fee) and paid bonuses (amount + bonus fee). Assignments still
 ``Submitted`` (not yet reviewed; MTurk approves them automatically after the HIT's auto-approval delay)
 and pending bonuses are given apart, as what will be added unless rejected.
@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from mturk_eval.config import ExperimentConfig
-from mturk_eval.mturk import fees, quals
+from mturk_eval.platforms.mturk import fees, quals
 
 ZERO = Decimal("0.00")
 

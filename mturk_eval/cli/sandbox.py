@@ -54,8 +54,8 @@ def serve(host: str, port: int, state: str, allow_remote: bool, throttle_rate: f
           drop_rate: float, drop_after_rate: float, latency: float, latency_jitter: float, fault_seed: int,
           fault_ops: str, max_body: int, quiet: bool) -> None:
     """Serve the requester API and the worker site until interrupted (Ctrl-C)."""
-    from mturk_eval.sandbox.faults import FaultConfig
-    from mturk_eval.sandbox.server import serve as run
+    from mturk_eval.emulators.faults import FaultConfig
+    from mturk_eval.emulators.server import serve as run
 
     if not allow_remote and not _is_loopback(host):
         raise UserError(f"--host: {host} is not a loopback address; add --allow-remote to expose the sandbox")
@@ -128,7 +128,7 @@ def simulate(endpoint: str, workers: int, config_path: str | None, noise: float,
     Simulated ratings say nothing about how people would rate the systems;
     the report marks them SIMULATED. Details: docs/sandbox.md.
     """
-    from mturk_eval.sandbox.simulate import RatingModel, ledger_items, simulate as run
+    from mturk_eval.emulators.simulate import RatingModel, ledger_items, simulate as run
 
     quality = _read_quality(quality_path) if quality_path else None
     model = RatingModel(quality=quality, noise_sd=noise, worker_bias_sd=bias_sd, careless_share=careless_share,

@@ -15,9 +15,9 @@ import boto3
 from botocore.stub import ANY, Stubber
 
 from mturk_eval.config import ASPECTS, ExperimentConfig, HITConfig
-from mturk_eval.mturk.answers import QFA_NS
-from mturk_eval.mturk.platform import MTurkPlatform
-from mturk_eval.platform import CrowdPlatform, Published, Submission, TaskSpec, TaskState, TaskType
+from mturk_eval.platforms.mturk.answers import QFA_NS
+from mturk_eval.platforms.mturk.mturk_platform import MTurkPlatform
+from mturk_eval.platforms.crowd_platform import CrowdPlatform, Published, Submission, TaskSpec, TaskState, TaskType
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 NOW = dt.datetime(2026, 11, 25, 12, 0, 0, tzinfo=dt.timezone.utc)

@@ -15,8 +15,9 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from mturk_eval.sandbox.faults import FaultConfig
-from mturk_eval.sandbox.server import HTML_QUESTION_NS, RunningServer, start_server
+from mturk_eval.emulators.faults import FaultConfig
+from mturk_eval.emulators.mturk.responses import HTML_QUESTION_NS
+from mturk_eval.emulators.server import RunningServer, start_server
 
 ASPECTS = ("fluency", "engagingness", "relevance", "persona")
 

@@ -11,7 +11,7 @@ import boto3
 import botocore.config
 
 from mturk_eval.errors import UserError
-from mturk_eval.mturk.retry import NO_CREDENTIALS
+from mturk_eval.platforms.mturk.retry import NO_CREDENTIALS
 
 REGION = "us-east-1"
 ENDPOINTS = {

@@ -92,3 +92,7 @@ class FaultInjector:
                     self.counts[name] += 1
                     break
         return Decision(action, c.latency_s + jitter)
+
+
+class DropConnection(ConnectionAbortedError):
+    """Raised by a handler to make the server close the connection without answering (a lost connection)."""

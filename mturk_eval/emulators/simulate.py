@@ -55,7 +55,7 @@ from lxml import html as lxml_html
 from tqdm import tqdm
 
 from mturk_eval.errors import UserError
-from mturk_eval.sandbox.server import PREVIEW_ASSIGNMENT, SIMULATED_FIELD, WORK_TIME_HEADER
+from mturk_eval.emulators.mturk.worker_site import PREVIEW_ASSIGNMENT, SIMULATED_FIELD, WORK_TIME_HEADER
 
 ASPECT_FIELD = re.compile(r"^i(\d+)_([a-z_]+)$")
 

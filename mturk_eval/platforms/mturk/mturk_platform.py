@@ -1,6 +1,6 @@
-"""MTurk as a :class:`mturk_eval.platform.CrowdPlatform`: the boto3 calls, and nothing else.
+"""MTurk as a :class:`mturk_eval.platforms.crowd_platform.CrowdPlatform`: the boto3 calls, and nothing else.
 
-Every call goes through :func:`mturk_eval.mturk.retry.call` (backoff with jitter on throttling and
+Every call goes through :func:`mturk_eval.platforms.mturk.retry.call` (backoff with jitter on throttling and
 service faults). Idempotence rules implemented here: a repeated ``UniqueRequestToken`` on
 CreateHITWithHITType answers ``AWS.MechanicalTurk.HitAlreadyExists`` with the HIT id in its message,
 which is recovered (GetHIT) instead of creating another HIT; approving or rejecting an assignment that
@@ -16,9 +16,9 @@ from typing import Any, Callable, Iterator
 from botocore.exceptions import ClientError
 
 from mturk_eval.errors import UserError
-from mturk_eval.mturk import retry
-from mturk_eval.mturk.client import WORKER_SITES, submit_url_for
-from mturk_eval.platform import CrowdPlatform, Published, Submission, TaskSpec, TaskState, TaskType
+from mturk_eval.platforms.mturk import retry
+from mturk_eval.platforms.mturk.client import WORKER_SITES, submit_url_for
+from mturk_eval.platforms.crowd_platform import CrowdPlatform, Published, Submission, TaskSpec, TaskState, TaskType
 
 HIT_ALREADY_EXISTS = "AWS.MechanicalTurk.HitAlreadyExists"
 # Expiring a HIT = setting its expiration to a moment in the past (MTurk's documented way).

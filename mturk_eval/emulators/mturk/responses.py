@@ -1,57 +1,39 @@
-"""The local MTurk sandbox: MTurk's requester API (JSON 1.1 wire protocol) and a worker site, one WSGI app.
+"""The local MTurk service's requester API: the JSON 1.1 operations and the validation of their requests.
 
 boto3 talks to it unchanged: ``boto3.client("mturk", endpoint_url=url, region_name="us-east-1",
 aws_access_key_id="x", aws_secret_access_key="x")``. Requests are checked against botocore's own service
 model (``mturk/2017-01-17``: required members, types, lengths, ranges, patterns, enums), then against
 MTurk's documented rules (Question documents, limits, state transitions). Signatures are not verified:
-only the presence of a SigV4 ``Authorization`` header is required.
-
-The worker site serves each HIT the way MTurk does: the HTMLQuestion's HTML with the query parameters
-``assignmentId``, ``hitId``, ``workerId``, ``turkSubmitTo`` (``ASSIGNMENT_ID_NOT_AVAILABLE`` in preview),
-and ``/mturk/externalSubmit`` records the submitted form as a QuestionFormAnswers document.
-
-Sandbox-only extensions, all under ``/_sandbox/`` (JSON): ``GET state``, ``POST faults`` (replace the
-fault configuration), ``POST clock`` (``{"advance_s": N}`` moves the sandbox's clock forward).
-
-Written on werkzeug rather than an existing emulator because none covers MTurk (moto has no mturk).
+only the presence of a SigV4 ``Authorization`` header is required. Each operation is a function
+``(store, params, now) -> response dict`` over :mod:`mturk_eval.emulators.mturk.models`, run inside one
+store transaction (moto's ``responses.py``); :func:`api` is the ``POST /`` endpoint.
 """
 from __future__ import annotations
 
 import base64
 import json
 import re
-import threading
 import time
 import uuid
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from typing import Any, Callable
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING, Any, Callable
 
 import botocore.session
-import jinja2
 from lxml import etree
 from lxml import html as lxml_html
-from werkzeug.exceptions import HTTPException
-from werkzeug.routing import Map, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server
-from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
-from mturk_eval.sandbox.faults import FaultConfig, FaultInjector
-from mturk_eval.sandbox.store import ACCEPTED, DONE, SANDBOX_BALANCE, HITView, SandboxError, Store, new_id
+from mturk_eval.emulators.faults import DropConnection
+from mturk_eval.emulators.mturk.models import DONE, SANDBOX_BALANCE, HITView, SandboxError, Store
+
+if TYPE_CHECKING:
+    from mturk_eval.emulators.server import SandboxApp
 
 TARGET_PREFIX = "MTurkRequesterServiceV20170117."
 HTML_QUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2011-11-11/HTMLQuestion.xsd"
 EXTERNAL_QUESTION_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"
 ANSWERS_NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2005-10-01/QuestionFormAnswers.xsd"
-PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MAX_QUESTION_BYTES = 65535
-DEFAULT_MAX_BODY = 512 * 1024
-SIMULATED_FIELD = "mturk_eval_simulated"
-WORK_TIME_HEADER = "X-Mturk-Eval-Work-Time"
-WORKER_ID_RE = re.compile(r"^A[A-Z0-9]{1,63}$")
 
 # MTurk's limits beyond the service model (documented on each operation's page).
 LIMITS = {
@@ -61,10 +43,6 @@ LIMITS = {
     "MaxAssignments": (1, 1000000),
 }
 MAX_CHARS = {"Title": 128, "Description": 2000, "Keywords": 1000, "RequesterAnnotation": 255}
-
-TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
-    autoescape=True, undefined=jinja2.StrictUndefined)
 
 
 @lru_cache(maxsize=1)
@@ -451,354 +429,72 @@ OPERATIONS: dict[str, Callable[[Store, dict, float], dict]] = {
 
 
 # --------------------------------------------------------------------------------------------------
-# The WSGI app
+# Wire responses and the endpoint
 
-class DropConnection(ConnectionAbortedError):
-    """Raised by the app to make the server close the connection without answering."""
-
-
-def _json(status: int, body: dict[str, Any], request_id: str | None = None) -> Response:
+def json_response(status: int, body: dict[str, Any], request_id: str | None = None) -> Response:
     resp = Response(json.dumps(body), status=status, content_type="application/x-amz-json-1.1")
     resp.headers["x-amzn-RequestId"] = request_id or str(uuid.uuid4())
     return resp
 
 
-def _error(status: int, kind: str, message: str, code: str | None = None) -> Response:
+def error_response(status: int, kind: str, message: str, code: str | None = None) -> Response:
     body: dict[str, Any] = {"__type": kind}
     if code:
         body["Message"] = message
         body["TurkErrorCode"] = code
     else:
         body["message"] = message
-    return _json(status, body)
+    return json_response(status, body)
 
 
-class SandboxApp:
-    """The WSGI application: requester API on ``POST /``, worker site on the other routes."""
-
-    def __init__(self, store: Store, faults: FaultInjector | None = None, max_body: int = DEFAULT_MAX_BODY):
-        self.store = store
-        self.faults = faults or FaultInjector()
-        self.max_body = max_body
-        self.calls: dict[str, int] = {}
-        self._calls_lock = threading.Lock()
-        self.urls = Map([
-            Rule("/", endpoint="index", methods=["GET"]),
-            Rule("/", endpoint="api", methods=["POST"]),
-            Rule("/mturk/preview", endpoint="preview", methods=["GET"]),
-            Rule("/mturk/accept", endpoint="accept", methods=["POST"]),
-            Rule("/mturk/work", endpoint="work", methods=["GET"]),
-            Rule("/mturk/task", endpoint="task", methods=["GET"]),
-            Rule("/mturk/externalSubmit", endpoint="submit", methods=["POST"]),
-            Rule("/_sandbox/state", endpoint="admin_state", methods=["GET"]),
-            Rule("/_sandbox/faults", endpoint="admin_faults", methods=["POST"]),
-            Rule("/_sandbox/clock", endpoint="admin_clock", methods=["POST"]),
-        ])
-
-    def __call__(self, environ, start_response):
-        request = Request(environ)
-        request.max_content_length = self.max_body
-        request.max_form_memory_size = self.max_body
-        try:
-            endpoint, args = self.urls.bind_to_environ(environ).match()
-            response = getattr(self, f"on_{endpoint}")(request, **args)
-        except HTTPException as exc:
-            if request.method == "POST" and request.path == "/":
-                response = _error(exc.code or 400, type(exc).__name__, exc.description or "")
-            else:
-                response = exc.get_response(environ)
-        return response(environ, start_response)
-
-    # -- requester API --------------------------------------------------------------------------
-    def on_api(self, request: Request) -> Response:
-        target = request.headers.get("X-Amz-Target", "")
-        if not target.startswith(TARGET_PREFIX):
-            return _error(400, "UnknownOperationException", f"Missing or unknown X-Amz-Target {target[:80]!r}")
-        op = target[len(TARGET_PREFIX):]
-        model = service_model()
-        if op not in model.operation_names:
-            return _error(400, "UnknownOperationException", f"Unknown operation {op[:80]!r}")
-        if op not in OPERATIONS:
-            return _error(400, "UnknownOperationException", f"The local sandbox does not implement {op}")
-        ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
-        if ctype not in ("application/x-amz-json-1.1", "application/json"):
-            return _error(400, "SerializationException",
-                          f"Content-Type must be application/x-amz-json-1.1, got {ctype[:80]!r}")
-        if not request.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
-            return _error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
-        length = request.content_length
-        if length is not None and length > self.max_body:
-            return _error(413, "RequestEntityTooLargeException",
-                          f"The request body is {length} bytes; the limit is {self.max_body}")
-        raw = request.get_data(cache=False)  # raises 413 past max_content_length
-        try:
-            params = json.loads(raw.decode("utf-8") or "{}")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            return _error(400, "SerializationException", f"The request body is not valid JSON: {exc}")
-        if not isinstance(params, dict):
-            return _error(400, "SerializationException", "The request body must be a JSON object")
-
-        decision = self.faults.decide(op)
-        if decision.delay_s:
-            time.sleep(decision.delay_s)
-        if decision.action == "throttle":
-            return _error(400, "ThrottlingException", "Rate exceeded")
-        if decision.action == "error":
-            return _error(500, "ServiceFault", "We encountered an internal error. Please try again.",
-                          "AWS.MechanicalTurk.InternalError")
-        if decision.action == "drop":
-            raise DropConnection("sandbox fault: connection dropped before the operation")
-
-        try:
-            validate_shape(model.operation_model(op).input_shape, params, "")
-            with self.store.transaction() as now:
-                body = OPERATIONS[op](self.store, params, now)
-        except SandboxError as exc:
-            return _error(exc.status, exc.kind, exc.message, exc.code)
-        with self._calls_lock:
-            self.calls[op] = self.calls.get(op, 0) + 1
-        if decision.action == "drop_after":
-            raise DropConnection("sandbox fault: connection dropped after the operation")
-        return _json(200, body)
-
-    # -- sandbox admin ------------------------------------------------------------------------------
-    def on_admin_state(self, request: Request) -> Response:
-        with self.store.lock:
-            counts = self.store.counts()
-        return _json(200, {"counts": counts, "calls": dict(self.calls), "faults": self.faults.config.to_dict(),
-                           "fault_counts": dict(self.faults.counts), "now": self.store.now()})
-
-    def on_admin_faults(self, request: Request) -> Response:
-        try:
-            cfg = FaultConfig.from_dict(json.loads(request.get_data() or b"{}"))
-        except (ValueError, TypeError) as exc:
-            return _error(400, "SerializationException", str(exc))
-        except Exception as exc:  # UserError from the config checks
-            return _error(400, "ValidationException", str(exc))
-        self.faults.configure(cfg)
-        return _json(200, {"faults": cfg.to_dict()})
-
-    def on_admin_clock(self, request: Request) -> Response:
-        try:
-            seconds = float(json.loads(request.get_data() or b"{}")["advance_s"])
-        except (ValueError, KeyError, TypeError) as exc:
-            return _error(400, "SerializationException", f"expected {{\"advance_s\": seconds}}: {exc}")
-        return _json(200, {"now": self.store.advance_clock(seconds)})
-
-    # -- worker site --------------------------------------------------------------------------------
-    def _worker(self, request: Request) -> tuple[str, bool]:
-        """The worker id from the query/form or the cookie; a new one if neither (second: set cookie)."""
-        wid = request.values.get("workerId") or request.cookies.get("workerId")
-        if wid and WORKER_ID_RE.match(wid):
-            return wid, wid != request.cookies.get("workerId")
-        return new_id(14, "A"), True
-
-    def _page(self, template: str, request: Request, status: int = 200, **ctx) -> Response:
-        wid, set_cookie = self._worker(request)
-        body = TEMPLATES.get_template(template).render(worker_id=wid, **ctx)
-        resp = Response(body, status=status, content_type="text/html; charset=utf-8")
-        if set_cookie:
-            resp.set_cookie("workerId", wid, samesite="Lax", httponly=True)
-        return resp
-
-    def _submit_base(self, request: Request) -> str:
-        return request.host_url.rstrip("/")
-
-    def on_index(self, request: Request) -> Response:
-        wid, _ = self._worker(request)
-        with self.store.transaction() as now:
-            hits = [hit_json(v) for v in self.store.open_hits(now, wid)]
-        return self._page("index.html", request, hits=hits)
-
-    def _problem(self, request: Request, message: str, status: int = 400) -> Response:
-        return self._page("problem.html", request, status=status, message=message)
-
-    def on_preview(self, request: Request) -> Response:
-        hit_id = request.args.get("hitId")
-        group = request.args.get("groupId")
-        wid, _ = self._worker(request)
-        with self.store.transaction() as now:
-            if not hit_id and group:
-                hit_id = next((v.row["id"] for v in self.store.open_hits(now, wid) if v.row["group_id"] == group),
-                              None)
-                if hit_id is None:
-                    return self._problem(request, "There are no more HITs in this group for you.", 404)
-            if not hit_id:
-                return self._problem(request, "Give hitId or groupId.")
-            try:
-                v = self.store.get_hit(hit_id, now)
-            except SandboxError as exc:
-                return self._problem(request, exc.message, 404)
-        task = "/mturk/task?" + urlencode({"assignmentId": PREVIEW_ASSIGNMENT, "hitId": hit_id})
-        return self._page("hit.html", request, hit=hit_json(v), task_url=task, preview=True,
-                          can_accept=v.status == "Assignable")
-
-    def on_accept(self, request: Request) -> Response:
-        wid, _ = self._worker(request)
-        hit_id = request.form.get("hitId", "")
-        with self.store.transaction() as now:
-            try:
-                aid = self.store.accept(hit_id, wid, now)
-            except SandboxError as exc:
-                return self._problem(request, exc.message, 409)
-        resp = redirect("/mturk/work?" + urlencode({"assignmentId": aid}), 303)
-        resp.set_cookie("workerId", wid, samesite="Lax", httponly=True)
-        return resp
-
-    def on_work(self, request: Request) -> Response:
-        aid = request.args.get("assignmentId", "")
-        with self.store.transaction() as now:
-            try:
-                a = self.store.worker_assignment(aid, now)
-                v = self.store.get_hit(a["hit_id"], now)
-            except SandboxError as exc:
-                return self._problem(request, exc.message, 404)
-        if a["status"] != ACCEPTED:
-            return self._problem(request, f"This assignment is {a['status']}; there is nothing left to do.", 409)
-        task = "/mturk/task?" + urlencode({"assignmentId": aid, "hitId": a["hit_id"], "workerId": a["worker_id"],
-                                           "turkSubmitTo": self._submit_base(request)})
-        return self._page("hit.html", request, hit=hit_json(v), task_url=task, preview=False, can_accept=False)
-
-    def on_task(self, request: Request) -> Response:
-        """The HIT's own document, as MTurk serves it inside its frame."""
-        hit_id = request.args.get("hitId", "")
-        aid = request.args.get("assignmentId", PREVIEW_ASSIGNMENT)
-        with self.store.transaction() as now:
-            try:
-                v = self.store.get_hit(hit_id, now)
-                if aid != PREVIEW_ASSIGNMENT:
-                    a = self.store.worker_assignment(aid, now)
-                    if a["hit_id"] != hit_id:
-                        raise SandboxError("This assignment belongs to another HIT.")
-            except SandboxError as exc:
-                return self._problem(request, exc.message, 404)
-        q = validate_question(v.row["question"])
-        if q["kind"] == "external":
-            params = {"assignmentId": aid, "hitId": hit_id}
-            if aid != PREVIEW_ASSIGNMENT:
-                params.update(workerId=request.args.get("workerId", ""), turkSubmitTo=self._submit_base(request))
-            sep = "&" if "?" in q["url"] else "?"
-            return redirect(q["url"] + sep + urlencode(params), 302)
-        resp = Response(q["html"], content_type="text/html; charset=utf-8")
-        resp.headers["X-Content-Type-Options"] = "nosniff"
-        return resp
-
-    def on_submit(self, request: Request) -> Response:
-        aid = request.form.get("assignmentId", "")
-        if not aid or aid == PREVIEW_ASSIGNMENT:
-            return self._problem(request, "This is a preview: accept the HIT before submitting.")
-        fields = [(k, "|".join(request.form.getlist(k))) for k in request.form.keys() if k != "assignmentId"]
-        simulated = request.form.get(SIMULATED_FIELD) == "1"
-        work_time = None
-        if simulated and request.headers.get(WORK_TIME_HEADER):
-            try:
-                work_time = float(request.headers[WORK_TIME_HEADER])
-            except ValueError:
-                return self._problem(request, f"{WORK_TIME_HEADER} must be a number of seconds.")
-        with self.store.transaction() as now:
-            try:
-                a = self.store.worker_assignment(aid, now)
-                self.store.submit(aid, answers_xml(fields), now, simulated=simulated, work_time_s=work_time)
-            except SandboxError as exc:
-                return self._problem(request, exc.message, 409)
-        return self._page("submitted.html", request, assignment_id=aid, hit_id=a["hit_id"])
-
-
-# --------------------------------------------------------------------------------------------------
-# Serving
-
-class _Handler(WSGIRequestHandler):
-    quiet = False
-
-    def connection_dropped(self, error, environ=None) -> None:
-        # A DropConnection from the app: close the socket without a response, as a lost connection.
-        self.close_connection = True
-        try:
-            import socket
-
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def log_request(self, code="-", size="-") -> None:
-        if not self.quiet:
-            super().log_request(code, size)
-
-
-class _QuietHandler(_Handler):
-    quiet = True
-
-
-@dataclass
-class RunningServer:
-    """A sandbox serving in a background thread (tests, benchmarks, the end-to-end run)."""
-
-    url: str
-    app: SandboxApp
-    server: Any
-    thread: threading.Thread
-
-    @property
-    def store(self) -> Store:
-        return self.app.store
-
-    def set_faults(self, config: FaultConfig) -> None:
-        self.app.faults.configure(config)
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=10)
-        self.app.store.close()
-
-
-def _make_server(host: str, port: int, app: SandboxApp, quiet: bool):
-    """werkzeug's threaded server; a busy port is an OSError here (werkzeug itself would sys.exit)."""
-    import socket
-
-    if port:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))  # raises OSError when the port is taken
+def api(app: SandboxApp, request: Request) -> Response:
+    """``POST /``: one requester API operation (X-Amz-Target), with the configured faults applied."""
+    target = request.headers.get("X-Amz-Target", "")
+    if not target.startswith(TARGET_PREFIX):
+        return error_response(400, "UnknownOperationException", f"Missing or unknown X-Amz-Target {target[:80]!r}")
+    op = target[len(TARGET_PREFIX):]
+    model = service_model()
+    if op not in model.operation_names:
+        return error_response(400, "UnknownOperationException", f"Unknown operation {op[:80]!r}")
+    if op not in OPERATIONS:
+        return error_response(400, "UnknownOperationException", f"The local sandbox does not implement {op}")
+    ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
+    if ctype not in ("application/x-amz-json-1.1", "application/json"):
+        return error_response(400, "SerializationException",
+                      f"Content-Type must be application/x-amz-json-1.1, got {ctype[:80]!r}")
+    if not request.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
+        return error_response(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+    length = request.content_length
+    if length is not None and length > app.max_body:
+        return error_response(413, "RequestEntityTooLargeException",
+                      f"The request body is {length} bytes; the limit is {app.max_body}")
+    raw = request.get_data(cache=False)  # raises 413 past max_content_length
     try:
-        server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler if quiet else _Handler)
-    except SystemExit:
-        raise OSError(f"{host}:{port} is in use or cannot be bound") from None
-    server.daemon_threads = True
-    return server
+        params = json.loads(raw.decode("utf-8") or "{}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return error_response(400, "SerializationException", f"The request body is not valid JSON: {exc}")
+    if not isinstance(params, dict):
+        return error_response(400, "SerializationException", "The request body must be a JSON object")
 
+    decision = app.faults.decide(op)
+    if decision.delay_s:
+        time.sleep(decision.delay_s)
+    if decision.action == "throttle":
+        return error_response(400, "ThrottlingException", "Rate exceeded")
+    if decision.action == "error":
+        return error_response(500, "ServiceFault", "We encountered an internal error. Please try again.",
+                      "AWS.MechanicalTurk.InternalError")
+    if decision.action == "drop":
+        raise DropConnection("sandbox fault: connection dropped before the operation")
 
-def make_app(state: str | Path = ":memory:", faults: FaultConfig | None = None,
-             max_body: int = DEFAULT_MAX_BODY) -> SandboxApp:
-    return SandboxApp(Store(state), FaultInjector(faults), max_body=max_body)
-
-
-def start_server(state: str | Path = ":memory:", host: str = "127.0.0.1", port: int = 0,
-                 faults: FaultConfig | None = None, max_body: int = DEFAULT_MAX_BODY,
-                 quiet: bool = True) -> RunningServer:
-    """Start a sandbox on ``host:port`` (0 = a free port) in a daemon thread; ``.stop()`` ends it."""
-    app = make_app(state, faults, max_body)
-    server = _make_server(host, port, app, quiet)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="mturk-sandbox",
-                              daemon=True)
-    thread.start()
-    return RunningServer(f"http://{host}:{server.server_port}", app, server, thread)
-
-
-def serve(state: str | Path, host: str, port: int, faults: FaultConfig | None, max_body: int = DEFAULT_MAX_BODY,
-          quiet: bool = False, ready: Callable[[str], None] | None = None) -> None:
-    """Serve in the foreground until interrupted (``mturk-eval sandbox serve``)."""
-    app = make_app(state, faults, max_body)
     try:
-        server = _make_server(host, port, app, quiet)
-    except BaseException:
-        app.store.close()
-        raise
-    if ready:
-        ready(f"http://{host}:{server.server_port}")
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-        app.store.close()
+        validate_shape(model.operation_model(op).input_shape, params, "")
+        with app.store.transaction() as now:
+            body = OPERATIONS[op](app.store, params, now)
+    except SandboxError as exc:
+        return error_response(exc.status, exc.kind, exc.message, exc.code)
+    with app.calls_lock:
+        app.calls[op] = app.calls.get(op, 0) + 1
+    if decision.action == "drop_after":
+        raise DropConnection("sandbox fault: connection dropped after the operation")
+    return json_response(200, body)

@@ -2,7 +2,7 @@
 
 MTurk stopped taking new customers on 2026-07-30, so the builder, ledger and report never call boto3
 directly: they go through :class:`CrowdPlatform` (publish, list submissions, approve, reject, bonus,
-block, expire, delete). :mod:`mturk_eval.mturk.platform` implements it for MTurk (real or any
+block, expire, delete). :mod:`mturk_eval.platforms.mturk.mturk_platform` implements it for MTurk (real or any
 MTurk-compatible endpoint); another platform (e.g. Prolific) is one more implementation.
 """
 from __future__ import annotations

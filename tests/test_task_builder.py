@@ -7,7 +7,7 @@ import pytest
 from lxml import etree
 from lxml import html as lxml_html
 
-from mturk_eval import hits
+from mturk_eval.tasks import builder as hits
 from mturk_eval.config import ASPECTS
 from mturk_eval.errors import UserError
 from helpers.mturk import SCHEMAS, make_cfg, response_row, write_responses

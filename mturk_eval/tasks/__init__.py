@@ -1,0 +1,1 @@
+"""Rating tasks: the builder (items -> task pages, attention checks, plans) and its Jinja templates."""
