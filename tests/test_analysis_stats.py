@@ -201,8 +201,8 @@ def test_wilcoxon_statistic_by_hand_and_identical_systems():
     w_minus = sum(rk for rk, x in zip(ranks, d) if x < 0)
     w_plus = sum(rk for rk, x in zip(ranks, d) if x > 0)
     assert r.test == "wilcoxon" and r.statistic == pytest.approx(min(w_minus, w_plus))
-    same = stats.compare(a, a.copy(), paired=True)
-    assert same.p == 1.0
+    same = stats.compare(a, a.copy(), paired=True)  # no non-zero difference: undefined (issue #17), not p = 1
+    assert not same.defined and math.isnan(same.p)
 
 
 def test_compare_direction_by_counting():
