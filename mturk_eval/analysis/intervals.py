@@ -15,9 +15,9 @@ variance of the mean over N ratings is
 pairs of ratings (Owen 2007, "The pigeonhole bootstrap"; the same pairs Henderson's method uses):
 half the mean squared difference of two ratings of the same item by different raters estimates
 s2_rater + s2_resid, of the same rater on different items s2_item + s2_resid, of neither
-s2_item + s2_rater + s2_resid. The interval is mean +- t(df) sqrt(Var) with Satterthwaite's df, each
-term's df being its effective number of items or raters minus one: with five raters the rater term has
-four df, and the interval widens as it must. Computed per group with ``np.bincount`` (no resampling):
+s2_item + s2_rater + s2_resid. The interval is mean +- t(df) sqrt(Var) with Satterthwaite's df as in the
+balanced two-way ANOVA (each mean square's df its effective number of items or raters minus one): with
+five raters the rater term has four df, and the interval widens as it must. Computed per group with ``np.bincount`` (no resampling):
 milliseconds for a million ratings, and no random stream at all.
 
 Differences between two systems: the same model over both systems' ratings (each centred on its own
@@ -119,11 +119,17 @@ def _term(cell: np.ndarray, weight: np.ndarray, group_of_cell: np.ndarray, n_gro
     return s2, eff
 
 
-def _interval(est: np.ndarray, terms: list[tuple[np.ndarray, np.ndarray]], level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """est +- t(df) sqrt(sum of terms), Satterthwaite df from (value, df) terms."""
-    var = sum(t for t, _ in terms)
+def _interval(est: np.ndarray, t_item: np.ndarray, t_rater: np.ndarray, t_resid: np.ndarray,
+              df_item: np.ndarray, df_rater: np.ndarray, df_resid: np.ndarray,
+              level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """est +- t(df) sqrt(T_item + T_rater + T_resid), Satterthwaite's df taken, as in the balanced
+    two-way ANOVA, over the mean-square-like sums Q_item = T_item + T_resid, Q_rater = T_rater + T_resid
+    and Q_resid = T_resid (Var = Q_item + Q_rater - Q_resid): the rater term's df then also counts the
+    noise of the residual subtracted from it, which the terms alone would not."""
+    var = t_item + t_rater + t_resid
     with np.errstate(invalid="ignore", divide="ignore"):
-        den = sum(np.where(t > 0, t * t / np.maximum(d, 1e-12), 0.0) for t, d in terms)
+        den = sum(np.where(q > 0, q * q / np.maximum(d, 1e-12), 0.0)
+                  for q, d in ((t_item + t_resid, df_item), (t_rater + t_resid, df_rater), (t_resid, df_resid)))
         df = np.where(den > 0, var * var / den, np.inf)
     df = np.maximum(df, 1.0)
     se = np.sqrt(var)
@@ -153,8 +159,8 @@ def crossed_mean_ci(group: np.ndarray, item: np.ndarray, rater: np.ndarray, y: n
     n_raters = np.bincount(g_of_rc, minlength=n_groups)
     df_resid = np.maximum(n - n_items - n_raters + 1, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        terms = [(comp.item * si, ei - 1), (comp.rater * sr, er - 1), (comp.resid / n, df_resid)]
-    lo, hi, se, df = _interval(mean, terms, level)
+        lo, hi, se, df = _interval(mean, comp.item * si, comp.rater * sr, comp.resid / n, ei - 1, er - 1, df_resid,
+                                   level)
     bad = n < 2
     for a in (lo, hi, se, df):
         a[bad] = np.nan
@@ -183,8 +189,8 @@ def crossed_difference_ci(item: np.ndarray, rater: np.ndarray, y: np.ndarray, si
     si, ei = _term(ic, coef, np.zeros(n_ic, dtype=np.int64), 1)
     sr, er = _term(rc, coef, np.zeros(n_rc, dtype=np.int64), 1)
     df_resid = np.array([max(na + nb - n_ic - n_rc + 1, 1)], dtype=np.float64)
-    terms = [(comp.item * si, ei - 1), (comp.rater * sr, er - 1), (comp.resid * (1 / na + 1 / nb), df_resid)]
-    lo, hi, se, df = _interval(np.array([ma - mb]), terms, level)
+    lo, hi, se, df = _interval(np.array([ma - mb]), comp.item * si, comp.rater * sr, comp.resid * (1 / na + 1 / nb),
+                               ei - 1, er - 1, df_resid, level)
     return float(ma - mb), float(lo[0]), float(hi[0]), float(se[0]), float(df[0])
 
 
