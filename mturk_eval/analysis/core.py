@@ -11,12 +11,11 @@ The result is a plain :class:`Analysis` of lists and dicts that the renderers (`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import combinations
 from typing import Any
 
 import numpy as np
 
-from mturk_eval.analysis import stats
+from mturk_eval.analysis import inference, stats
 from mturk_eval.analysis.ratings import Ratings, ResponseIndex
 from mturk_eval.config import ASPECTS, EVAL_SETS, METHODS, ExperimentConfig
 from mturk_eval.errors import UserError, where
@@ -75,6 +74,7 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
     human_reference: dict[str, str] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    mixed_models: list[dict[str, Any]] = field(default_factory=list)  # per eval set x aspect (inference.py)
 
     @property
     def table_numbers(self) -> dict[str, int]:
@@ -281,6 +281,7 @@ def analyze(
     tests = tests_stage(p, tables, responses)
     agreement_rows = agreement_stage(p)
     workers, underrated, planned = workers_stage(p, spend)
+    mixed = mixed_model_stage(p)
     rc = cfg.report
     return Analysis(
         experiment=cfg.name, language=cfg.language, systems=p.systems,
@@ -291,7 +292,9 @@ def analyze(
         human_reference=dict(rc.human_reference),
         settings={"bootstrap_samples": rc.bootstrap_samples, "alpha": rc.alpha,
                   "min_attention_pass_rate": rc.min_attention_pass_rate, "duplicates": rc.duplicates,
-                  "seed": p.seed},
+                  "seed": p.seed, "intervals": rc.intervals, "holm_family": rc.holm_family,
+                  "mixed_model": rc.mixed_model, "mixed_model_max_ratings": rc.mixed_model_max_ratings},
+        mixed_models=mixed,
     )
 
 
@@ -388,9 +391,7 @@ def tables_stage(p: Prepared) -> Tables:
     n_g, mean_g, sd_g = stats.group_mean_sd(group, p.score, S * A)
     unit_group = p.unit_group
     items_g = np.bincount(unit_group, minlength=S * A)
-    rng = np.random.default_rng(p.seed)
-    ci_lo, ci_hi = stats.cluster_bootstrap_ci(unit_group, p.unit_sum[p.has], p.unit_cnt[p.has], S * A,
-                                              p.cfg.report.bootstrap_samples, rng)
+    ci_lo, ci_hi = inference.mean_intervals(p)
     # Table 3: each response's persona mean, binned with exact integer comparisons (sum >= k * count).
     pa = ASPECTS.index("persona")
     pu = np.flatnonzero(p.has & (p.unit_aspect == pa))
@@ -401,98 +402,13 @@ def tables_stage(p: Prepared) -> Tables:
 
 
 def tests_stage(p: Prepared, tables: Tables, responses: ResponseIndex | None = None) -> Tests:
-    """Tests between systems of one eval set, per aspect, on per-item means (paired when the responses
-    file pairs their prompts), Holm within each eval set, and the better-than letters."""
-    r, rc, systems, A, S = p.r, p.cfg.report, p.systems, p.A, p.S
-    n_items = len(r.item_ids)
-    unit_item, has = p.unit_item, p.has
-    mean_g = tables.mean
-    item_mean = np.full(p.n_units, np.nan)
-    item_mean[has] = p.unit_sum[has] / p.unit_cnt[has]
-    pair_key: np.ndarray | None = None
-    if responses is not None:
-        keys: dict[tuple, int] = {}
-        pk = np.full(n_items, -1, dtype=np.int64)
-        for i, iid in enumerate(r.item_ids):
-            meta = responses.items.get(iid)
-            if meta is not None and meta.get("pair_id") is not None:
-                pk[i] = keys.setdefault((meta.get("persona_id"), meta["pair_id"]), len(keys))
-        pair_key = pk
-    unit_group = p.unit_group
-    order_units = np.argsort(unit_group, kind="stable")
-    unit_idx = np.flatnonzero(has)[order_units]
-    bounds = np.searchsorted(unit_group[order_units], np.arange(S * A + 1))
+    """Tests between systems of one eval set, per aspect (see :func:`inference.tests_stage`)."""
+    return inference.tests_stage(p, tables, responses)
 
-    def units_of(s: int, a: int) -> np.ndarray:
-        g = s * A + a
-        return unit_idx[bounds[g]:bounds[g + 1]]
 
-    tests: list[dict[str, Any]] = []
-    eval_sets_in = list(dict.fromkeys(s.eval_set for s in systems))
-    for es in eval_sets_in:
-        members = [i for i, s in enumerate(systems) if s.eval_set == es]
-        for a in range(A):
-            for i, j in combinations(members, 2):
-                ua, ub = units_of(i, a), units_of(j, a)
-                paired = False
-                if pair_key is not None and ua.size and ua.size == ub.size:
-                    ka, kb = pair_key[unit_item[ua]], pair_key[unit_item[ub]]
-                    if (ka >= 0).all() and (kb >= 0).all():
-                        sa, sb = np.argsort(ka), np.argsort(kb)
-                        if np.array_equal(ka[sa], kb[sb]) and np.unique(ka).size == ka.size:
-                            paired = True
-                            ua, ub = ua[sa], ub[sb]
-                res = stats.compare(item_mean[ua], item_mean[ub], paired)
-                tests.append({
-                    "eval_set": es, "aspect": ASPECTS[a],
-                    "a": systems[i].letter, "b": systems[j].letter,
-                    "system_a": systems[i].label, "system_b": systems[j].label,
-                    "mean_a": float(mean_g[i * A + a]), "mean_b": float(mean_g[j * A + a]),
-                    "item_mean_a": float(item_mean[ua].mean()) if ua.size else float("nan"),
-                    "item_mean_b": float(item_mean[ub].mean()) if ub.size else float("nan"),
-                    "test": res.test, "n_a": res.n_a, "n_b": res.n_b,
-                    "statistic": res.statistic, "p": res.p, "direction": res.direction,
-                })
-    # Holm within each eval set (its family: every pair of systems on every aspect).
-    for es in eval_sets_in:
-        idx = [k for k, t in enumerate(tests) if t["eval_set"] == es and np.isfinite(t["p"])]
-        adj = stats.holm([tests[k]["p"] for k in idx])
-        for k, pv in zip(idx, adj):
-            tests[k]["p_holm"] = float(pv)
-    for t in tests:
-        t.setdefault("p_holm", float("nan"))
-        t["significant"] = bool(np.isfinite(t["p_holm"]) and t["p_holm"] < rc.alpha)
-        # The better system is the one the test found higher on the per-item means it was given, not the
-        # one with the higher mean over ratings: with uneven ratings per item the two can disagree.
-        t["better"] = (t["a"] if t["direction"] > 0 else t["b"] if t["direction"] < 0 else "") \
-            if t["significant"] else ""
-
-    better: dict[tuple[int, int], list[str]] = {}
-    by_label = {s.label: k for k, s in enumerate(systems)}
-    for t in tests:
-        if not t["better"]:
-            continue
-        i, j = by_label[t["system_a"]], by_label[t["system_b"]]
-        a = ASPECTS.index(t["aspect"])
-        hi, lo = (i, j) if t["direction"] > 0 else (j, i)
-        better.setdefault((hi, a), []).append(systems[lo].letter)
-
-    test_summary = []
-    for es in eval_sets_in:
-        ts = [t for t in tests if t["eval_set"] == es]
-        sig = [t for t in ts if t["significant"]]
-        name = eval_set_name(es)
-        if not ts:
-            sentence = f"{name}: only one system, nothing to compare."
-        elif not sig:
-            pmin = min((t["p_holm"] for t in ts if np.isfinite(t["p_holm"])), default=float("nan"))
-            sentence = (f"{name}: no significant differences between systems on any aspect "
-                        f"({len(ts)} tests, smallest Holm-adjusted p = {pmin:.3g} >= {rc.alpha}).")
-        else:
-            parts = [f"{t['aspect']}: ({t['a']}) vs ({t['b']}), p_holm = {t['p_holm']:.3g}" for t in sig]
-            sentence = f"{name}: {len(sig)} of {len(ts)} comparisons significant at {rc.alpha} ({'; '.join(parts)})."
-        test_summary.append({"eval_set": es, "tests": len(ts), "significant": len(sig), "sentence": sentence})
-    return Tests(tests=tests, summary=test_summary, better=better)
+def mixed_model_stage(p: Prepared) -> list[dict[str, Any]]:
+    """The crossed mixed model per eval set and aspect (see :func:`inference.mixed_model_stage`)."""
+    return inference.mixed_model_stage(p)
 
 
 def table2_records(p: Prepared, tables: Tables, tests: Tests) -> list[dict[str, Any]]:

@@ -82,6 +82,18 @@ class _Crossed:
         self.WtW = W.T @ W
         from scipy import sparse
         self.C = sparse.csr_array((np.ones(self.n), (self.item, self.rater)), shape=(self.I, self.J))
+        self.pairs = None
+        if not self.swap:
+            # C' diag(w) C as one bincount over the pairs of raters within each item (no sparse overhead).
+            order = np.argsort(self.item, kind="stable")
+            it, ra = self.item[order], self.rater[order]
+            starts = np.searchsorted(it, np.arange(self.I))
+            n_i = self.n_i.astype(np.int64)
+            if int((n_i * n_i).sum()) <= 5_000_000:
+                rep = np.repeat(np.arange(self.n), n_i[it])            # each rating once per rating of its item
+                offs = np.arange(rep.size) - np.repeat(np.cumsum(n_i[it]) - n_i[it], n_i[it])
+                other = starts[it[rep]] + offs
+                self.pairs = (ra[rep] * self.J + ra[other], it[rep])
 
     def _pieces(self, theta_i: float, theta_r: float):
         """W' H^-1 W (W = [y X]) and log|H| for H = I + theta_i ZiZi' + theta_r ZrZr'."""
@@ -90,8 +102,13 @@ class _Crossed:
         d_i = self.n_i + 1.0 / theta_i
         d_r = self.m_r + 1.0 / theta_r
         if not self.swap:   # eliminate the (diagonal) item block, factorise raters x raters
-            Cd = self.C.T.multiply(1.0 / d_i).tocsr()           # J x I
-            S = np.diag(d_r) - (Cd @ self.C).toarray()
+            if self.pairs is not None:
+                flat, pair_item = self.pairs
+                S = np.diag(d_r) - np.bincount(flat, weights=1.0 / d_i[pair_item],
+                                               minlength=self.J * self.J).reshape(self.J, self.J)
+            else:
+                Cd = self.C.T.multiply(1.0 / d_i).tocsr()           # J x I
+                S = np.diag(d_r) - (Cd @ self.C).toarray()
             u1, u2, d1, Cm = self.ZtW_i, self.ZtW_r, d_i, self.C
         else:               # eliminate the rater block, factorise items x items
             Cd = self.C.multiply(1.0 / d_r).tocsr()             # I x J
@@ -171,7 +188,9 @@ def fit_crossed(score: np.ndarray, system: np.ndarray, item: np.ndarray, rater: 
         start = (float(c.item[0]), float(c.rater[0]), float(c.resid[0]))
     s_i, s_r, s_e = (max(v, 1e-3) for v in start)
     x0 = np.log([s_i / s_e, s_r / s_e])
-    best = optimize.minimize(model.profiled, x0, method="L-BFGS-B", bounds=[(-12, 6), (-12, 6)])
+    # Powell: two parameters, no gradient; L-BFGS-B costs more in its own bookkeeping than the criterion.
+    best = optimize.minimize(model.profiled, np.clip(x0, -12, 6), method="Powell", bounds=[(-12, 6), (-12, 6)],
+                             options={"xtol": 1e-5, "ftol": 1e-10})
     th_i, th_r = np.exp(best.x)
     beta, rss, _, _, XHX = model.gls(th_i, th_r)
     s2 = rss / (model.n - model.p)

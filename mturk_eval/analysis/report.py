@@ -48,6 +48,9 @@ def check_report_config(cfg: ExperimentConfig) -> None:
                         f"got {rc.min_attention_pass_rate}")
     if rc.planned_ratings < 0:
         raise UserError(f"{file}: report.planned_ratings: expected an integer >= 0, got {rc.planned_ratings}")
+    if rc.mixed_model_max_ratings < 0:
+        raise UserError(f"{file}: report.mixed_model_max_ratings: expected an integer >= 0, "
+                        f"got {rc.mixed_model_max_ratings}")
 
 
 def find_ledger(cfg: ExperimentConfig, target: str | None) -> Path:
