@@ -461,6 +461,7 @@ def workers_stage(p: Prepared, spend: Any = None) -> tuple[dict[str, Any], list[
     plan; adds the under-rated warning to ``p.warnings``."""
     r, cfg = p.r, p.cfg
     workers = _workers(r, p.keep, cfg, p.excluded_workers, spend)
+    p.warnings.extend(_per_assignment_conflicts(r))
     planned = cfg.report.planned_ratings or cfg.hit.assignments_per_hit
     n_items = len(r.item_ids)
     per_item = p.unit_cnt.reshape(n_items, p.A).max(axis=1)
@@ -473,6 +474,31 @@ def workers_stage(p: Prepared, spend: Any = None) -> tuple[dict[str, Any], list[
     if underrated:
         p.warnings.append(f"{len(underrated)} item(s) have fewer than the planned {planned} ratings; see Workers.")
     return workers, underrated, planned
+
+
+def _per_assignment_conflicts(r: Ratings) -> list[str]:
+    """Counted warnings for values that must be one per assignment but differ between its rows (work time,
+    reward): the worker figures use each assignment's first row."""
+    out = []
+    order = np.argsort(r.assignment, kind="stable")
+    a_sorted = r.assignment[order]
+    starts = np.flatnonzero(np.r_[True, a_sorted[1:] != a_sorted[:-1]])
+    for name, values, unit in (("work_time_s", r.work_time_s, " s"), ("reward", r.reward, "")):
+        if values is None:
+            continue
+        v = values[order]
+        first = np.repeat(v[starts], np.diff(np.r_[starts, v.size]))
+        differs = ~((v == first) | (np.isnan(v) & np.isnan(first)))
+        bad = np.unique(a_sorted[differs])
+        if bad.size:
+            ex = []
+            for a in bad[:3].tolist():
+                vals = sorted({float(x) for x in values[r.assignment == a].tolist() if x == x})
+                ex.append(f"{r.assignment_ids[a]}: {', '.join(f'{x:g}{unit}' for x in vals)}"
+                          + (" and empty" if np.isnan(values[r.assignment == a]).any() else ""))
+            out.append(f"{bad.size} assignment(s) have different {name} values on different rows (e.g. "
+                       f"{'; '.join(ex)}); the worker figures use each assignment's first row.")
+    return out
 
 
 def _agreement_row(scope: str, s: System | None, aspect: str, ag: stats.Agreement, g: int, rho: float) -> dict[str, Any]:

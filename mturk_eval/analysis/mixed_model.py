@@ -204,8 +204,9 @@ def fit_crossed(score: np.ndarray, system: np.ndarray, item: np.ndarray, rater: 
         se_lv = np.sqrt(np.clip(np.diag(cov_lv), 0, None))
     except np.linalg.LinAlgError:
         se_lv = np.full(3, np.inf)
-    ci = {name: (float(np.exp(lv[k] - z * se_lv[k])), float(np.exp(lv[k] + z * se_lv[k])))
-          for k, name in enumerate(COMPONENTS)}
+    with np.errstate(over="ignore"):   # a boundary estimate: the upper end is unbounded (inf)
+        ci = {name: (float(np.exp(lv[k] - z * se_lv[k])), float(np.exp(lv[k] + z * se_lv[k])))
+              for k, name in enumerate(COMPONENTS)}
     return MixedFit(systems=list(systems) if systems else [str(s) for s in range(n_sys)], beta=beta, cov_beta=cov,
                     variance={name: float(est[k]) for k, name in enumerate(COMPONENTS)}, variance_ci=ci,
                     n_ratings=int(y.size), n_items=model.I, n_raters=model.J, converged=bool(best.success),

@@ -203,6 +203,7 @@ def build_report(
             atomic_write_text(tables / f"table{tn['auto']}.md", auto_md)
             atomic_write_text(tables / f"table{tn['auto']}.json", render.dumps(auto_data))
         atomic_write_text(tmp / "tests.csv", render.tests_csv(an))
+        atomic_write_text(tmp / "mixed_model.csv", render.mixed_model_csv(an))
         atomic_write_text(tmp / "agreement.csv", render.agreement_csv(an))
         atomic_write_text(tmp / "underrated_items.csv", render.underrated_csv(an))
         atomic_write_text(tmp / "report.json", render.dumps(render.to_json(an, auto[1] if auto else None)))
