@@ -87,6 +87,8 @@ def _design(ua: np.ndarray, ub: np.ndarray, pair_key: np.ndarray | None, unit_it
     Returns (paired, ua, ub, reason, only_a, only_b): only_a/only_b the prompt keys answered by one system,
     dropped from a paired test."""
     none = np.array([], dtype=np.int64)
+    if ua.size == 0 or ub.size == 0:
+        return False, ua, ub, "no test: a system has no ratings on this aspect", none, none
     if pair_key is None:
         return False, ua, ub, "unpaired: no responses file to pair prompts", none, none
     ka, kb = pair_key[unit_item[ua]], pair_key[unit_item[ub]]
@@ -271,7 +273,7 @@ def mixed_model_stage(p: "Prepared") -> list[dict[str, Any]]:
                 f = fit_crossed(p.score[sel], codes, p.item[sel], rater[sel],
                                 systems=[p.systems[k].letter for k in members])
             except (np.linalg.LinAlgError, ValueError) as e:
-                row["not_fitted"] = f"the fit failed ({e})"
+                row["not_fitted"] = str(e)
                 out.append(row)
                 continue
             row.update(items=f.n_items, raters=f.n_raters, converged=f.converged,

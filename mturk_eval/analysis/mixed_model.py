@@ -175,6 +175,8 @@ def fit_crossed(score: np.ndarray, system: np.ndarray, item: np.ndarray, rater: 
     observed information (a boundary estimate gives an interval reaching down to about 0)."""
     y = np.asarray(score, dtype=np.float64)
     system = np.asarray(system, dtype=np.int64)
+    if y.size < 3 or np.ptp(y) == 0:
+        raise ValueError("every score is the same" if y.size else "no ratings")
     n_sys = int(system.max()) + 1 if system.size else 1
     X = np.zeros((y.size, n_sys))
     X[:, 0] = 1.0
@@ -194,6 +196,8 @@ def fit_crossed(score: np.ndarray, system: np.ndarray, item: np.ndarray, rater: 
     th_i, th_r = np.exp(best.x)
     beta, rss, _, _, XHX = model.gls(th_i, th_r)
     s2 = rss / (model.n - model.p)
+    if not s2 > 0:
+        raise ValueError("no residual variation")
     cov = s2 * np.linalg.inv(XHX)
     est = np.array([th_i * s2, th_r * s2, s2])
     z = sps.norm.ppf((1 + level) / 2)
