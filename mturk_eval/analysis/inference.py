@@ -27,11 +27,20 @@ def group_key(p: "Prepared", g: int) -> str:
     return f"{s.eval_set}/{s.method}/{s.model}/{ASPECTS[g % p.A]}"
 
 
+def _cached(p: "Prepared", name: str, make):
+    """One computation per Prepared (the stages share it): kept in the object's own dict."""
+    cache = p.__dict__.setdefault("_inference_cache", {})
+    if name not in cache:
+        cache[name] = make()
+    return cache[name]
+
+
 def _rows_by_group(p: "Prepared") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    group = p.item_sys[p.item] * p.A + p.aspect
-    order = np.argsort(group, kind="stable")
-    bounds = np.searchsorted(group[order], np.arange(p.S * p.A + 1))
-    return group, order, bounds
+    def make():
+        group = p.item_sys[p.item] * p.A + p.aspect
+        order = np.argsort(group, kind="stable")
+        return group, order, np.searchsorted(group[order], np.arange(p.S * p.A + 1))
+    return _cached(p, "rows", make)
 
 
 def _bootstrap_draws(p: "Prepared", g: int, units: np.ndarray) -> np.ndarray:

@@ -55,11 +55,25 @@ class Components:
     resid: np.ndarray
 
 
-def _codes(*keys: np.ndarray) -> tuple[np.ndarray, int]:
-    stacked = np.stack([np.asarray(k, dtype=np.int64) for k in keys], axis=1)
-    _, inv = np.unique(stacked, axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
-    return inv, int(inv.max()) + 1 if inv.size else 0
+def _codes(group: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """Dense codes of the (group, x) pairs present, their number, and each code's group."""
+    g = np.asarray(group, dtype=np.int64)
+    x = np.asarray(x, dtype=np.int64)
+    if x.size == 0:
+        return x, 0, x
+    span = int(x.max()) + 1
+    key = g * span + x
+    space = (int(g.max()) + 1) * span
+    if space <= 50_000_000:          # a presence table beats sorting
+        present = np.zeros(space, dtype=bool)
+        present[key] = True
+        idx = np.cumsum(present) - 1
+        code = idx[key]
+        cells = np.flatnonzero(present)
+    else:
+        cells, code = np.unique(key, return_inverse=True)
+        code = code.reshape(-1)
+    return code, int(cells.size), cells // span
 
 
 def _pair_ss(cell: np.ndarray, group_of_cell: np.ndarray, y: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,17 +88,13 @@ def _pair_ss(cell: np.ndarray, group_of_cell: np.ndarray, y: np.ndarray, n_group
             np.bincount(group_of_cell, weights=pairs, minlength=n_groups))
 
 
-def components(group: np.ndarray, item: np.ndarray, rater: np.ndarray, y: np.ndarray, n_groups: int) -> Components:
+def components(group: np.ndarray, item: np.ndarray, rater: np.ndarray, y: np.ndarray, n_groups: int,
+               codes: tuple | None = None) -> Components:
     """Moment estimates of s2_item, s2_rater, s2_resid per group (negative estimates set to 0; a
     component that the design cannot separate is folded into the residual or the item term)."""
     y = np.asarray(y, dtype=np.float64)
     g = np.asarray(group, dtype=np.int64)
-    ic, n_ic = _codes(g, item)
-    rc, n_rc = _codes(g, rater)
-    g_of_ic = np.zeros(n_ic, dtype=np.int64)
-    g_of_ic[ic] = g
-    g_of_rc = np.zeros(n_rc, dtype=np.int64)
-    g_of_rc[rc] = g
+    (ic, n_ic, g_of_ic), (rc, n_rc, g_of_rc) = codes or (_codes(g, item), _codes(g, rater))
     ss_all, p_all = _pair_ss(g, np.arange(n_groups), y, n_groups)
     ss_i, p_i = _pair_ss(ic, g_of_ic, y, n_groups)
     ss_r, p_r = _pair_ss(rc, g_of_rc, y, n_groups)
@@ -145,13 +155,9 @@ def crossed_mean_ci(group: np.ndarray, item: np.ndarray, rater: np.ndarray, y: n
     g = np.asarray(group, dtype=np.int64)
     n = np.bincount(g, minlength=n_groups).astype(np.float64)
     mean = np.bincount(g, weights=y, minlength=n_groups) / np.where(n > 0, n, np.nan)
-    comp = components(g, item, rater, y, n_groups)
-    ic, n_ic = _codes(g, item)
-    rc, n_rc = _codes(g, rater)
-    g_of_ic = np.zeros(n_ic, dtype=np.int64)
-    g_of_ic[ic] = g
-    g_of_rc = np.zeros(n_rc, dtype=np.int64)
-    g_of_rc[rc] = g
+    codes = (_codes(g, item), _codes(g, rater))
+    (ic, n_ic, g_of_ic), (rc, n_rc, g_of_rc) = codes
+    comp = components(g, item, rater, y, n_groups, codes)
     w = 1.0 / np.where(n > 0, n, np.nan)[g]
     si, ei = _term(ic, w, g_of_ic, n_groups)
     sr, er = _term(rc, w, g_of_rc, n_groups)
@@ -182,12 +188,12 @@ def crossed_difference_ci(item: np.ndarray, rater: np.ndarray, y: np.ndarray, si
     zero = np.zeros(y.size, dtype=np.int64)
     # Items are distinct between the systems; code them apart in case ids repeat.
     item2 = np.asarray(item, dtype=np.int64) * 2 + side
-    comp = components(zero, item2, rater, centred, 1)
+    codes = (_codes(zero, item2), _codes(zero, rater))
+    (ic, n_ic, g_of_ic), (rc, n_rc, g_of_rc) = codes
+    comp = components(zero, item2, rater, centred, 1, codes)
     coef = np.where(side, 1.0 / na, -1.0 / nb)
-    ic, n_ic = _codes(item2)
-    rc, n_rc = _codes(np.asarray(rater, dtype=np.int64))
-    si, ei = _term(ic, coef, np.zeros(n_ic, dtype=np.int64), 1)
-    sr, er = _term(rc, coef, np.zeros(n_rc, dtype=np.int64), 1)
+    si, ei = _term(ic, coef, g_of_ic, 1)
+    sr, er = _term(rc, coef, g_of_rc, 1)
     df_resid = np.array([max(na + nb - n_ic - n_rc + 1, 1)], dtype=np.float64)
     lo, hi, se, df = _interval(np.array([ma - mb]), comp.item * si, comp.rater * sr, comp.resid * (1 / na + 1 / nb),
                                ei - 1, er - 1, df_resid, level)
