@@ -5,12 +5,15 @@ Written here rather than imported, and why:
   computed from per-unit value counts with the coincidence-matrix definition (Krippendorff 2011,
   "Computing Krippendorff's alpha-reliability"); the package is used only in tests, as an oracle.
   One pass of ``np.bincount`` per cell of the 5x5 coincidence matrix handles every group at once.
-- Holm's step-down correction: statsmodels is not a dependency and the method is five lines.
+- Holm's step-down correction: five lines, simpler than statsmodels' ``multipletests`` with NaN handling.
 - The item (cluster) bootstrap of a mean: resampling n items with replacement only matters through how
   many times each distinct (item sum, item count) pair is drawn, which is one multinomial draw over
   those few categories. That is the same distribution as the textbook resampling loop, at O(B x K)
   instead of O(B x n): 1,000 resamples of 200,000 items cost milliseconds.
-Mann-Whitney U, Wilcoxon signed-rank and Spearman's rho come from scipy.stats.
+- The rank tests (Wilcoxon signed-rank, Mann-Whitney U): scipy's exact nulls ignore ties and its
+  permutation fallback costs 0.5 s per call; the report needs the exact null *conditional on ties and
+  zeros* for thousands of tests at once (the planner), which a DP over doubled ranks gives. scipy is the
+  oracle where its method is the same (tests/test_rank_tests.py). Spearman's rho comes from scipy.stats.
 """
 from __future__ import annotations
 
