@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from mturk_eval.errors import UserError
 from mturk_eval.io import read_text
+from mturk_eval.platforms.prolific.settings import ProlificSettings
 
 ASPECTS: tuple[str, ...] = ("fluency", "engagingness", "relevance", "persona")
 """The four rated aspects, in the order the paper's tables use. ``persona`` = persona consideration."""
@@ -158,6 +159,18 @@ class ReportConfig:
 
 
 @dataclass
+class SiteConfig:
+    """``[site]``: the rating site (``mturk-eval serve``)."""
+
+    # The researcher's approved consent text (Markdown .md or HTML), shown before the first task.
+    consent_file: str | None = None
+    # A practice item with its answer explained before the first task (completion recorded).
+    onboarding: bool = False
+    # The address raters reach the site at (behind a reverse proxy: its https:// URL).
+    public_url: str | None = None
+
+
+@dataclass
 class ExperimentConfig:
     name: str
     language: Literal["en", "ja"] = "en"
@@ -169,6 +182,9 @@ class ExperimentConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     hit: HITConfig = field(default_factory=HITConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    site: SiteConfig = field(default_factory=SiteConfig)
+    # [prolific]: the study settings for --platform prolific (mturk_eval.platforms.prolific.settings).
+    prolific: ProlificSettings = field(default_factory=ProlificSettings)
     # Where runs/<name>/ lives; relative to the current directory.
     runs_dir: str = "runs"
     # Set by load_config: the file it came from and its raw text (not TOML keys).
@@ -346,7 +362,10 @@ def _build(cls: type, data: dict[str, Any], prefix: str, file: str) -> Any:
     if missing:
         key = f"{prefix}.{missing[0]}" if prefix else missing[0]
         raise UserError(f"{file}: missing required key '{key}'")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except UserError as exc:  # a section dataclass that validates itself (__post_init__)
+        raise UserError(f"{file}: {exc.message}") from None
 
 
 def _check(cfg: ExperimentConfig, file: str) -> None:
@@ -436,6 +455,10 @@ def parse_config(text: str, file: str = "<config>", base_dir: Path | None = None
                 src.topics_path = expand_path(src.topics_path, base, f"data.{group}[{i}].topics_path", file)
     if cfg.hit.template_dir:
         cfg.hit.template_dir = expand_path(cfg.hit.template_dir, base, "hit.template_dir", file)
+    if cfg.site.consent_file:
+        cfg.site.consent_file = expand_path(cfg.site.consent_file, base, "site.consent_file", file)
+    if cfg.site.public_url and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", cfg.site.public_url):
+        raise UserError(f"{file}: site.public_url: expected an http(s):// URL, got {cfg.site.public_url!r}")
     _check(cfg, file)
     cfg.source_text = text
     return cfg

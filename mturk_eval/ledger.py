@@ -27,7 +27,7 @@ from typing import Any, Iterator
 from mturk_eval.config import ASPECTS, ExperimentConfig
 from mturk_eval.errors import UserError
 
-TARGETS: tuple[str, ...] = ("sandbox", "live", "local")
+TARGETS: tuple[str, ...] = ("sandbox", "live", "local", "prolific", "prolific-emulator")  # prolific*: --platform prolific
 SCHEMA_VERSION = 1
 
 _SCHEMA = """

@@ -63,7 +63,7 @@ def test_misspelled_section_suggests_it_and_lists_sections():
         parse_config('[experment]\nname = "t"\n', "c.toml", Path("/tmp"))
     msg = str(e.value)
     assert "unknown key 'experment' (did you mean 'experiment'?" in msg
-    assert "sections: experiment, data, generation, hit, report, training" in msg
+    assert "sections: experiment, data, generation, hit, prolific, report, site, training" in msg
 
 
 def test_methods_are_checked():

@@ -4,20 +4,37 @@ from __future__ import annotations
 import click
 
 from mturk_eval.cli import config_option
+from mturk_eval.cli.prolific_options import platform_options
 from mturk_eval.cli.options import target_options, batch_filter_option, setup
 
 
 @click.command()
 @config_option
 @target_options
+@platform_options
+@click.option("--stop", is_flag=True, help="Prolific: STOP the studies (final: they can never restart); default PAUSE.")
+@click.option("--yes", is_flag=True, help="Prolific: do not ask before --stop.")
 @click.option("--delete", is_flag=True, help="Delete the HITs MTurk allows to (reviewed, nothing in progress).")
 @click.option("--dry-run", is_flag=True, help="List what would be expired or deleted.")
 @batch_filter_option("")
-def expire(config_path, sandbox, endpoint_url, delete, dry_run, batches):
+def expire(config_path, sandbox, endpoint_url, platform, api_url, stop, yes, delete, dry_run, batches):
     """Expire (stop) or delete the HITs of every batch, or of the --batch given.
 
     The first line names the batches acted on (all of them unless --batch is given).
     """
+    if platform == "prolific":
+        from mturk_eval.cli import prolific_options as pro
+
+        for name, value in (("--endpoint-url", endpoint_url), ("--delete", delete), ("--dry-run", dry_run),
+                            ("--batch", batches)):
+            pro.refuse(name, value)
+        pro.expire(config_path, sandbox, api_url, stop, yes)
+        return
+    from mturk_eval.cli.prolific_options import refuse
+
+    refuse("--api-url", api_url)
+    refuse("--stop", stop)
+    refuse("--yes", yes)
     from mturk_eval.actions.common import batch_scope
     from mturk_eval.actions.expire import expire as run
 

@@ -14,7 +14,7 @@ import click
                    "attention_check, attention_passed, simulated, work_time_s, status).")
 @click.option("--batch-csv", "batch_csv", type=click.Path(dir_okay=False),
               help="MTurk batch results CSV (website download or `collect --export-csv`) instead of the ledger.")
-@click.option("--target", type=click.Choice(["sandbox", "live", "local"]),
+@click.option("--target", type=click.Choice(["sandbox", "live", "local", "prolific", "prolific-emulator"]),
               help="Which ledger to read (default: the only one that exists).")
 @click.option("--responses", "responses_path", type=click.Path(dir_okay=False),
               help="responses.jsonl for automatic metrics, paired tests and batch-CSV item fields "

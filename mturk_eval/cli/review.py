@@ -6,12 +6,14 @@ import sys
 import click
 
 from mturk_eval.cli import config_option
+from mturk_eval.cli.prolific_options import platform_options
 from mturk_eval.cli.options import target_options, batch_filter_option, setup
 
 
 @click.command()
 @config_option
 @target_options
+@platform_options
 @click.option("--apply", is_flag=True, help="Carry the actions out (without it: a dry run that lists them).")
 @click.option("--reject-failed-attention", is_flag=True,
               help="Reject assignments that failed an attention check (otherwise they are approved).")
@@ -24,16 +26,43 @@ from mturk_eval.cli.options import target_options, batch_filter_option, setup
 @click.option("--bonus-label", default="bonus", show_default=True,
               help="Bonuses with the same label are paid at most once per assignment, whatever the amount.")
 @click.option("--yes", is_flag=True, help="Do not ask before paying bonuses on --live.")
+@click.option("--rejection", default="failed_attention", show_default=True,
+              help="Prolific: the [prolific.rejections] template (category + message of >= 100 characters).")
+@click.option("--rejection-category", default=None, help="Prolific: a rejection category instead of the template's.")
+@click.option("--rejection-message", default=None,
+              help="Prolific: the message rejected participants read (at least 100 characters).")
+@click.option("--bonus-paid", multiple=True, metavar="BULK_ID",
+              help="Prolific: record this bulk bonus as paid (you checked it in Prolific after a crash).")
+@click.option("--bonus-unpaid", multiple=True, metavar="BULK_ID",
+              help="Prolific: pay this bulk bonus again (you checked Prolific did not pay it after a crash).")
+@click.option("--max-cost", type=float, default=None, help="Prolific: refuse bonuses costing more than this.")
 @batch_filter_option("Approvals, rejections, bonuses and --block-failed-attention then concern only their"
                      " assignments (--block WORKER_ID blocks whatever the batch).")
-def review(config_path, sandbox, endpoint_url, apply, reject_failed_attention, feedback, block_workers,
-           block_failed_attention, block_reason, bonus, bonus_reason, bonus_label, yes, batches):
+def review(config_path, sandbox, endpoint_url, platform, api_url, apply, reject_failed_attention, feedback,
+           block_workers, block_failed_attention, block_reason, bonus, bonus_reason, bonus_label, yes, rejection,
+           rejection_category, rejection_message, bonus_paid, bonus_unpaid, max_cost, batches):
     """Approve stored assignments, optionally reject attention-check failures, block, bonus.
 
     A dry run by default: it prints what it would do; --apply does it. Paying bonuses on --live shows
     their total cost first and needs --yes or a confirmation. The first line names the batches
     reviewed (all of them unless --batch is given).
     """
+    if platform == "prolific":
+        from mturk_eval.cli import prolific_options as pro
+
+        for name, value in (("--endpoint-url", endpoint_url), ("--feedback", feedback), ("--batch", batches),
+                            ("--block-reason", block_reason)):
+            pro.refuse(name, value)
+        pro.review(config_path, sandbox, api_url, apply, reject_failed_attention, rejection, rejection_category,
+                   rejection_message, block_workers, block_failed_attention, bonus, bonus_label, bonus_paid,
+                   bonus_unpaid, yes, max_cost)
+        return
+    from mturk_eval.cli.prolific_options import refuse
+
+    for name, value in (("--api-url", api_url), ("--rejection-category", rejection_category),
+                        ("--rejection-message", rejection_message), ("--bonus-paid", bonus_paid),
+                        ("--bonus-unpaid", bonus_unpaid), ("--max-cost", max_cost)):
+        refuse(name, value)
     from mturk_eval.actions import review as rv
     from mturk_eval.actions.common import batch_scope
     from mturk_eval.errors import UserError

@@ -178,3 +178,50 @@ def _read_quality(path: str) -> dict[str, dict[str, float]]:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 1 <= v <= 5:
                 raise UserError(f"{path}: {method}.{aspect}: expected a number from 1 to 5, got {v!r}")
     return data
+
+
+@sandbox.command("participants")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
+              help="Experiment TOML: its Prolific emulator ledger names the studies, its rating site store the tasks.")
+@click.option("--endpoint", default=DEFAULT_URL, show_default=True, help="The local emulator server's URL.")
+@click.option("--participants", "n", type=click.IntRange(1), default=None,
+              help="How many participants take each study (default: its places plus the returns and walk-aways).")
+@click.option("--return-share", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Share who return the study on Prolific instead of finishing.")
+@click.option("--abandon-share", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True,
+              help="Share who walk away mid-task (the emulator times them out after maximum_allowed_time).")
+@click.option("--careless-share", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True,
+              help="Share who answer at random (and so mostly fail attention checks).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the participants and their ratings.")
+def participants(config_path: str, endpoint: str, n: int | None, return_share: float, abandon_share: float,
+                 careless_share: float, seed: int) -> None:
+    """Simulated Prolific participants take the experiment's studies on the local emulator.
+
+    Each opens the study (PROLIFIC_PID, STUDY_ID, SESSION_ID), rates a task on the rating site
+    (which must be running: `mturk-eval serve`), follows the completion redirect and appears as
+    AWAITING REVIEW with its code. Only 127.0.0.0/8 is ever visited.
+    """
+    from mturk_eval.config import load_config
+    from mturk_eval.emulators.prolific.participants import check_local, simulate_participants, store_items
+    from mturk_eval.emulators.simulate import RatingModel
+    from mturk_eval.ledger import Ledger
+    from mturk_eval.platforms.prolific.records import Records
+    from mturk_eval.platforms.prolific.workflow import ledger_file
+    from mturk_eval.site.store import SiteStore, site_store_path
+
+    cfg = load_config(config_path)
+    check_local(endpoint)
+    path = ledger_file(cfg, emulator=True)
+    if not path.exists():
+        raise UserError(f"{path}: no Prolific emulator ledger yet; run `mturk-eval publish --platform prolific"
+                        " --sandbox` first")
+    with Ledger.open(path) as ledger, SiteStore.open(site_store_path(cfg.run_dir)) as store:
+        studies = [(r.study_id, r.places) for r in Records(ledger.conn).studies() if r.study_id]
+        model = RatingModel(careless_share=careless_share)
+        for study_id, places in studies:
+            count = n or places + round(places * (return_share + abandon_share) / max(0.05, 1 - return_share
+                                                                                       - abandon_share))
+            res = simulate_participants(endpoint, study_id, count, seed=seed, model=model, return_share=return_share,
+                                        abandon_share=abandon_share, items_of=store_items(store))
+            click.echo(f"study {study_id}: {len(res.completed)} completed, {len(res.returned)} returned,"
+                       f" {len(res.abandoned)} walked away, {len(res.refused)} found no place")

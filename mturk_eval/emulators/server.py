@@ -1,7 +1,10 @@
 """The local emulator server: one WSGI app and one process for every emulated service.
 
-Today it serves the MTurk-compatible service (:mod:`mturk_eval.emulators.mturk`: the requester API on
-``POST /`` and the worker site under ``/mturk/``). Each service brings its state (``models.py``), its
+It serves the MTurk-compatible service (:mod:`mturk_eval.emulators.mturk`: the requester API on
+``POST /`` and the worker site under ``/mturk/``) and the Prolific-compatible one
+(:mod:`mturk_eval.emulators.prolific`: the researcher API under ``/api/v1/``, the participant side
+under ``/_prolific/`` and the completion redirect ``/submissions/complete``; its state sits beside the
+MTurk state, ``<state>.prolific.sqlite``). Each service brings its state (``models.py``), its
 operations (``responses.py``) and its routes (``urls.py``, a list of werkzeug rules and their handlers,
 moto style); this module mounts them, applies the fault configuration, and serves them on werkzeug's
 threaded server, in the foreground (``mturk-eval sandbox serve``) or in a thread (:func:`start_server`).
@@ -28,6 +31,8 @@ from mturk_eval.emulators.faults import FaultConfig, FaultInjector
 from mturk_eval.emulators.mturk import urls as mturk_urls
 from mturk_eval.emulators.mturk.models import Store
 from mturk_eval.emulators.mturk.responses import error_response, json_response
+from mturk_eval.emulators.prolific.models import ProlificBackend
+from mturk_eval.emulators.prolific.urls import ProlificEmulator, is_prolific_path
 
 DEFAULT_MAX_BODY = 512 * 1024
 
@@ -44,10 +49,13 @@ def admin_rules() -> list[Rule]:
 class SandboxApp:
     """The WSGI application: every emulated service's routes, plus the ``/_sandbox/`` admin endpoints."""
 
-    def __init__(self, store: Store, faults: FaultInjector | None = None, max_body: int = DEFAULT_MAX_BODY):
+    def __init__(self, store: Store, faults: FaultInjector | None = None, max_body: int = DEFAULT_MAX_BODY,
+                 prolific: ProlificBackend | None = None):
         self.store = store
         self.faults = faults or FaultInjector()
         self.max_body = max_body
+        # Prolific's paths go to its emulator, which shares the fault configuration.
+        self.prolific = ProlificEmulator(prolific or ProlificBackend(), self.faults, max_body)
         self.calls: dict[str, int] = {}
         self.calls_lock = threading.Lock()
         self.handlers: dict[str, Callable[..., Response]] = {
@@ -57,6 +65,8 @@ class SandboxApp:
         self.urls = Map([*mturk_urls.url_rules(), *admin_rules()])
 
     def __call__(self, environ, start_response):
+        if is_prolific_path(environ.get("PATH_INFO", "")):
+            return self.prolific(environ, start_response)
         request = Request(environ)
         request.max_content_length = self.max_body
         request.max_form_memory_size = self.max_body
@@ -97,6 +107,7 @@ def on_admin_clock(app: SandboxApp, request: Request) -> Response:
         seconds = float(json.loads(request.get_data() or b"{}")["advance_s"])
     except (ValueError, KeyError, TypeError) as exc:
         return error_response(400, "SerializationException", f"expected {{\"advance_s\": seconds}}: {exc}")
+    app.prolific.backend.advance_clock(seconds)  # one emulated clock for every service
     return json_response(200, {"now": app.store.advance_clock(seconds)})
 
 
@@ -146,6 +157,7 @@ class RunningServer:
         self.server.server_close()
         self.thread.join(timeout=10)
         self.app.store.close()
+        self.app.prolific.backend.close()
 
 
 def _make_server(host: str, port: int, app: SandboxApp, quiet: bool):
@@ -165,9 +177,15 @@ def _make_server(host: str, port: int, app: SandboxApp, quiet: bool):
     return server
 
 
+def prolific_state(state: str | Path) -> str:
+    """Where the Prolific emulator keeps its state: beside the MTurk state (``:memory:`` stays so)."""
+    return ":memory:" if str(state) == ":memory:" else str(Path(state).with_suffix("")) + ".prolific.sqlite"
+
+
 def make_app(state: str | Path = ":memory:", faults: FaultConfig | None = None,
              max_body: int = DEFAULT_MAX_BODY) -> SandboxApp:
-    return SandboxApp(Store(state), FaultInjector(faults), max_body=max_body)
+    return SandboxApp(Store(state), FaultInjector(faults), max_body=max_body,
+                      prolific=ProlificBackend(prolific_state(state)))
 
 
 def start_server(state: str | Path = ":memory:", host: str = "127.0.0.1", port: int = 0,
@@ -190,6 +208,7 @@ def serve(state: str | Path, host: str, port: int, faults: FaultConfig | None, m
         server = _make_server(host, port, app, quiet)
     except BaseException:
         app.store.close()
+        app.prolific.backend.close()
         raise
     if ready:
         ready(f"http://{host}:{server.server_port}")
@@ -198,3 +217,4 @@ def serve(state: str | Path, host: str, port: int, faults: FaultConfig | None, m
     finally:
         server.server_close()
         app.store.close()
+        app.prolific.backend.close()

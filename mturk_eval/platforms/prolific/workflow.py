@@ -1,0 +1,475 @@
+"""The workflow verbs on Prolific: publish, status, collect, review, expire (``--platform prolific``).
+
+One study per batch. ``publish`` puts the batch's tasks on the rating site (its store) and the study
+on Prolific, in this order of checks and writes:
+
+1. offline checks, nothing sent: the reward per estimated hour against the minimum, the site URL
+   (https for a real study), the token (``PROLIFIC_TOKEN``, real API only), the responses and the plan;
+2. reads only: workspace/project, the filter ids against ``GET /filters/``, the blocklist group, the
+   study already made for this batch (places only grow), Prolific's cost calculator;
+3. the cost, ours beside Prolific's, the higher one counted; ``--max-cost``, ``--dry-run``, and for a
+   real study ``--yes`` or a confirmation;
+4. under the experiment's lock: the site batch, the ledger plan, then
+   :meth:`ProlificPlatform.ensure_study` (intent, lookup by internal_name, create, publish, grow).
+
+Ledger: ``runs/<exp>/ledger.prolific.sqlite`` (real) or ``ledger.prolific-emulator.sqlite``; tasks are
+the site's tasks, submissions are Prolific's (id = SESSION_ID), joined to the site's answers by it.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
+
+from mturk_eval.config import ExperimentConfig
+from mturk_eval.errors import UserError
+from mturk_eval.ledger import Ledger
+from mturk_eval.platforms.prolific import contract, fees
+from mturk_eval.platforms.prolific.client import EMULATOR_TOKEN, ProlificClient, token_from_env
+from mturk_eval.platforms.prolific.prolific_platform import (ProlificPlatform, check_public_url, completion_codes,
+                                                            hourly_check, internal_name, study_url)
+from mturk_eval.platforms.prolific.records import Records
+from mturk_eval.platforms.prolific.settings import check_rejection
+from mturk_eval.site.store import SiteStore, site_store_path
+
+from mturk_eval.tasks import builder
+
+STATUS_TO_LEDGER = {"AWAITING REVIEW": "Submitted", "APPROVED": "Approved", "PARTIALLY APPROVED": "Approved",
+                    "REJECTED": "Rejected"}
+FREES_TASK = ("RETURNED", "TIMED-OUT")
+_MONEY = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
+
+
+def target_name(emulator: bool) -> str:
+    return "prolific-emulator" if emulator else "prolific"
+
+
+def ledger_file(cfg: ExperimentConfig, emulator: bool) -> Path:
+    """``runs/<exp>/ledger.prolific.sqlite`` or ``ledger.prolific-emulator.sqlite``."""
+    from mturk_eval.ledger import ledger_path
+
+    return ledger_path(cfg, target_name(emulator))
+
+
+def completion_url_for(api_url: str, emulator: bool, configured: str) -> str:
+    """Where the site sends a finished participant: Prolific's app, or the emulator serving the same path."""
+    if not emulator:
+        return configured
+    p = urlsplit(api_url)
+    return f"{p.scheme}://{p.netloc}/submissions/complete"
+
+
+def connect(cfg: ExperimentConfig, *, sandbox: bool, api_url: str | None, echo: Callable[[str], None] = print,
+            sleep: Callable[[float], None] | None = None) -> ProlificPlatform:
+    """The platform for the real API (PROLIFIC_TOKEN) or the local emulator (its own dummy token)."""
+    s = cfg.prolific
+    if sandbox:
+        if not api_url:
+            api_url = background_emulator(cfg)
+        token = EMULATOR_TOKEN  # PROLIFIC_TOKEN is never sent to the emulator
+    else:
+        api_url = api_url or s.api_url
+        token = token_from_env(s.token_pattern)
+    if not re.match(r"https?://[^\s/]+", api_url):
+        raise UserError(f"--api-url: expected an http(s) URL, got {api_url!r}")
+    if not api_url.rstrip("/").endswith("/api/v1"):
+        api_url = api_url.rstrip("/") + "/api/v1/"
+    kwargs = {"sleep": sleep} if sleep is not None else {}
+    return ProlificPlatform(ProlificClient(api_url, token, **kwargs), s, emulator=sandbox, echo=echo)
+
+
+def background_emulator(cfg: ExperimentConfig) -> str:
+    """The URL of the local server that ``--sandbox`` runs in the background (it answers Prolific's paths)."""
+    raise UserError("--sandbox with --platform prolific: give --api-url URL of a running local emulator"
+                    " (`mturk-eval sandbox serve` prints it)")
+
+
+def _open(cfg: ExperimentConfig, emulator: bool, create: bool = True) -> tuple[Ledger, Records]:
+    path = ledger_file(cfg, emulator)
+    if not create and not path.exists():
+        raise UserError(f"{path}: nothing published on Prolific{' (emulator)' if emulator else ''} yet: run"
+                        " `mturk-eval publish --platform prolific` first")
+    ledger = Ledger.open(path)
+    try:
+        ledger.bind(cfg.name, target_name(emulator))
+        return ledger, Records(ledger.conn)
+    except BaseException:
+        ledger.close()
+        raise
+
+
+def _lock(cfg: ExperimentConfig, emulator: bool, command: str):
+    from mturk_eval.actions.common import experiment_lock
+
+    return experiment_lock(cfg, target_name(emulator), command)
+
+
+# --------------------------------------------------------------------------------------------------
+# publish
+
+@dataclass
+class PublishOutcome:
+    batch: str
+    places: int
+    tasks: int
+    cost: fees.Cost
+    calculator: Decimal | None
+    charged_minor: Decimal
+    study_id: str | None = None
+    status: str | None = None
+    dry_run: bool = False
+    participant_url: str | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+def _plan(cfg: ExperimentConfig, items: list[dict], batch: str) -> tuple[list[dict], list[dict]]:
+    attention = builder.make_attention_checks(items, cfg.hit.attention_check_rate, cfg.seed, cfg.language, batch)
+    tasks = builder.plan_hits(items + attention, experiment=cfg.name, target="prolific", batch=batch, seed=cfg.seed,
+                              items_per_hit=cfg.hit.items_per_hit, max_assignments=cfg.hit.assignments_per_hit,
+                              reward=cfg.prolific.reward)
+    return items + attention, tasks
+
+
+def publish(cfg: ExperimentConfig, responses_path: str | Path, *, sandbox: bool = True, api_url: str | None = None,
+            public_url: str | None = None, batch: str = "main", yes: bool = False, max_cost: float | None = None,
+            dry_run: bool = False, confirm: Callable[[str], bool] | None = None, interactive: bool = True,
+            echo: Callable[[str], None] = print, platform: ProlificPlatform | None = None) -> PublishOutcome:
+    s = cfg.prolific
+    builder.check_batch(batch)
+    hourly = hourly_check(s)
+    public_url = public_url or cfg.site.public_url
+    if not public_url:
+        raise UserError("--public-url: give the rating site's address (`mturk-eval serve` prints it; [site] public_url"
+                        " in the config); Prolific sends participants there; nothing was sent")
+    check_public_url(public_url, emulator=sandbox)
+    plat = platform or connect(cfg, sandbox=sandbox, api_url=api_url, echo=echo)
+    items = builder.load_responses(responses_path)
+    empty = builder.empty_responses(items)
+    if empty:
+        raise UserError(f"{builder.describe_empty(empty, len(items), responses_path)}; participants would rate a"
+                        " blank reply: regenerate or remove them; nothing was sent")
+    all_items, tasks = _plan(cfg, items, batch)
+    k = cfg.hit.assignments_per_hit
+    places = len(tasks) * k
+
+    # Reads only (nothing is created): account, filters, blocklist group, the batch's study if any.
+    plat.workspace_and_project()
+    block_gid = plat.blocklist_group(create=False)
+    filters = s.named_filters(block_gid)
+    plat.check_filters(filters)
+    path = ledger_file(cfg, sandbox)
+    rec = None
+    if path.exists():
+        with Ledger.open(path) as ledger:
+            ledger.check_bound(cfg.name, target_name(sandbox))
+            rec = Records(ledger.conn).study(batch)
+    existing = plat.client.get_study(rec.study_id) if rec and rec.study_id else None
+    if existing is None and rec is not None:
+        existing = plat.find_study(internal_name(cfg.name, batch))
+    have = int(existing["total_available_places"]) if existing and existing["status"] != "UNPUBLISHED" else 0
+    if existing and places < int(existing["total_available_places"]):
+        raise UserError(f"batch {batch}: the study {existing['id']} already has {existing['total_available_places']}"
+                        f" places and this run asks for {places}; Prolific only lets places grow (publish the same"
+                        " items, or a new --batch); nothing was sent")
+    new_places = places - have
+    cost = fees.study_cost(s.reward_minor, new_places, fee_rate=s.fee_rate, vat_rate=s.vat_rate, currency=s.currency)
+    calc = plat.calculator(s.reward_minor, new_places) if new_places else Decimal(0)
+    counted = max(cost.total, calc)
+    out = PublishOutcome(batch, places, len(tasks), cost, calc, counted, dry_run=dry_run)
+    sym = fees.SYMBOLS.get(s.currency, "")
+    echo(f"Prolific{' (local emulator)' if sandbox else ''}: batch {batch}; {len(items)} items + "
+         f"{len(all_items) - len(items)} attention checks in {len(tasks)} tasks x {k} participants = {places} places"
+         f" ({have} already published); reward {sym}{s.reward} for ~{s.estimated_completion_time} min"
+         f" = {sym}{hourly}/h")
+    echo(f"cost of this run: {new_places} places: {cost.describe()}; Prolific's calculator:"
+         f" {cost.money(calc)} (counted: {cost.money(counted)})")
+    if cost.major(calc) != cost.major():
+        echo("note: Prolific's figure differs from ours; check prolific.fee_rate and prolific.vat_rate")
+    if max_cost is not None and cost.major(counted) > Decimal(str(max_cost)).quantize(Decimal("0.01")):
+        raise UserError(f"--max-cost: this run costs {cost.money(counted)}, above the limit {sym}{max_cost:.2f};"
+                        " raise the limit or publish fewer items; nothing was sent")
+    if dry_run:
+        echo("dry run: nothing was written or sent")
+        return out
+    if not sandbox and new_places and not yes:
+        if not interactive:
+            raise UserError("a real Prolific study spends money: not running interactively, so give --yes; nothing"
+                            " was sent")
+        if confirm is None or not confirm(f"Publish {new_places} places on Prolific for {cost.money(counted)}?"):
+            raise UserError("publishing not confirmed: nothing was sent (use --yes to skip the question)")
+
+    with _lock(cfg, sandbox, "publish"):
+        ledger, records = _open(cfg, sandbox)
+        with ledger:
+            codes = completion_codes(cfg.name, batch)
+            with SiteStore.open(site_store_path(cfg.run_dir)) as store:
+                task_ids = store.add_batch(batch, all_items, [{"task_key": t["hit_key"], "item_ids": t["item_ids"]}
+                                                              for t in tasks],
+                                           k=k, reservation_s=60 * (s.maximum_allowed_time or 3 * s.estimated_completion_time),
+                                           language=cfg.language)
+                store.update_settings(batch, platform="prolific", completion_code=codes["COMPLETED"],
+                                      failed_attention_code=codes["FAILED_ATTENTION_CHECK"],
+                                      completion_url=completion_url_for(plat.client.api_url, sandbox, s.completion_url))
+            planned = {h.hit_key for h in ledger.hits(batch=batch)}
+            new = [t for t in tasks if t["hit_key"] not in planned]
+            if new:
+                ledger.add_plan(all_items, new)
+            body = plat.study_body(experiment=cfg.name, batch=batch, title=cfg.hit.title,
+                                   description=cfg.hit.description, places=places, public_url=public_url + f"/p/{batch}",
+                                   filters=filters)
+            res = plat.ensure_study(records, batch, body)
+            # What the study's places cost, as shown before spending (ours or Prolific's, the higher).
+            shown = fees.study_cost(s.reward_minor, res.places, fee_rate=s.fee_rate, vat_rate=s.vat_rate).total
+            records.set_study(batch, shown_cost=float(shown))
+            for t, tid in zip(tasks, task_ids):
+                ledger.record_created(t["hit_key"], tid, None, res.study_id)
+    out.study_id, out.status = res.study_id, res.status
+    what = "created and published" if res.created else "found (an earlier run made it) and published" \
+        if res.recovered else f"grown by {res.raised_by} places" if res.raised_by else "already published"
+    echo(f"study {res.study_id}: {what}; status {res.status}, {res.places} places")
+    if sandbox:
+        from mturk_eval.emulators.prolific.urls import take_url
+
+        out.participant_url = take_url(plat.client.api_url.split("/api/v1")[0], res.study_id)
+        echo(f"participants open it at {out.participant_url} (the emulator's Prolific side)")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# status and collect
+
+def status(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None = None,
+           echo: Callable[[str], None] = print, platform: ProlificPlatform | None = None) -> list[dict]:
+    ledger, records = _open(cfg, sandbox, create=False)
+    with ledger:
+        plat = platform or connect(cfg, sandbox=sandbox, api_url=api_url, echo=echo)
+        out = []
+        for rec in records.studies():
+            if not rec.study_id:
+                echo(f"batch {rec.batch}: study intended but not created yet (run publish again)")
+                continue
+            st = plat.client.get_study(rec.study_id)
+            counts = plat.client.counts(rec.study_id)
+            shown = {k: v for k, v in counts.items() if v and k != "TOTAL"}
+            echo(f"batch {rec.batch}: study {rec.study_id} {st['status']}; {st.get('places_taken', '?')}/"
+                 f"{st['total_available_places']} places taken; submissions: "
+                 + (", ".join(f"{k} {v}" for k, v in shown.items()) or "none"))
+            out.append({"batch": rec.batch, "study": st, "counts": counts})
+        return out
+
+
+@dataclass
+class CollectOutcome:
+    stored: int = 0
+    new: int = 0
+    without_answers: int = 0
+    released: int = 0
+    attention_failed: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+
+
+def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None = None,
+            echo: Callable[[str], None] = print, platform: ProlificPlatform | None = None) -> CollectOutcome:
+    from mturk_eval.platforms.mturk.answers import attention_passed, validate_scores
+
+    out = CollectOutcome()
+    ledger, records = _open(cfg, sandbox, create=False)
+    with ledger, _lock(cfg, sandbox, "collect"), SiteStore.open(site_store_path(cfg.run_dir)) as store:
+        plat = platform or connect(cfg, sandbox=sandbox, api_url=api_url, echo=echo)
+        for rec in records.studies():
+            if not rec.study_id:
+                continue
+            for sub in plat.submissions(rec.study_id):
+                st = sub["status"]
+                out.statuses[st] = out.statuses.get(st, 0) + 1
+                sid, pid = sub["id"], sub["participant_id"]
+                if st in FREES_TASK:
+                    out.released += store.release_rater("prolific", pid, "returned", ref=sid)
+                    continue
+                if st not in STATUS_TO_LEDGER:
+                    continue
+                a = store.by_ref("prolific", sid)
+                if a is None or not a.answers:
+                    out.without_answers += 1
+                    continue
+                items = store.task_items(a.task_id)
+                scores, error = validate_scores(a.answers, len(items))
+                passed = attention_passed(scores, items)
+                out.attention_failed += passed is False
+                new = ledger.store_assignment(
+                    assignment_id=sid, hit_id=a.task_id, worker_id=pid, status=STATUS_TO_LEDGER[st],
+                    accept_time=a.reserved_at, submit_time=a.submitted_at, answer_xml="", scores=scores, error=error,
+                    simulated=a.simulated, attention_passed=passed)
+                out.stored += 1
+                out.new += new
+    echo(f"collected {out.stored} submissions with answers ({out.new} new; {out.attention_failed} failed an attention"
+         f" check); {out.without_answers} without answers on the site; {out.released} tasks freed by returns or"
+         f" time-outs; Prolific statuses: {', '.join(f'{k} {v}' for k, v in sorted(out.statuses.items())) or 'none'}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# review
+
+@dataclass
+class ReviewPlan:
+    approve: list[tuple[str, str, str]] = field(default_factory=list)   # (submission, participant, study)
+    reject: list[tuple[str, str, str]] = field(default_factory=list)
+    bonus: list[tuple[str, str, str]] = field(default_factory=list)
+    block: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    bonus_cost: fees.Cost | None = None
+
+
+def review(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None = None, apply: bool = False,
+           reject_failed_attention: bool = False, rejection: str = "failed_attention",
+           rejection_category: str | None = None, rejection_message: str | None = None,
+           block_failed_attention: bool = False, block: tuple[str, ...] = (), bonus: str | None = None,
+           bonus_label: str = "bonus", bonus_paid: tuple[str, ...] = (), bonus_unpaid: tuple[str, ...] = (),
+           yes: bool = False, interactive: bool = True, max_cost: float | None = None,
+           confirm: Callable[[str], bool] | None = None, echo: Callable[[str], None] = print,
+           platform: ProlificPlatform | None = None) -> ReviewPlan:
+    s = cfg.prolific
+    # Offline checks first: nothing is sent when an option is wrong.
+    if reject_failed_attention:
+        if rejection_category is not None or rejection_message is not None:
+            category, message = rejection_category or "FAILED_CHECK", rejection_message or ""
+        elif rejection in s.rejections:
+            category, message = s.rejections[rejection].category, s.rejections[rejection].message
+        else:
+            raise UserError(f"--rejection: no template {rejection!r} in [prolific.rejections] (known:"
+                            f" {', '.join(sorted(s.rejections)) or 'none'}); nothing was sent")
+        check_rejection(category, message)
+    if bonus is not None and (not _MONEY.fullmatch(bonus) or contract.minor_units(bonus) < 1):
+        raise UserError(f"--bonus: expected an amount like 0.50 (major units of {s.currency}), got {bonus!r};"
+                        " nothing was sent")
+    for p in block:
+        if not re.fullmatch(r"[0-9a-f]{24}", p):
+            raise UserError(f"--block: expected a Prolific participant id (24 hex characters), got {p!r}; nothing"
+                            " was sent")
+    plan = ReviewPlan()
+    ledger, records = _open(cfg, sandbox, create=False)
+    with ledger, _lock(cfg, sandbox, "review"), SiteStore.open(site_store_path(cfg.run_dir)) as store:
+        for bid in bonus_paid + bonus_unpaid:
+            if not records.bulk_rows(bid):
+                raise UserError(f"--bonus-paid/--bonus-unpaid: no bulk bonus {bid!r} in {ledger.path}")
+        plat = platform or connect(cfg, sandbox=sandbox, api_url=api_url, echo=echo)
+        study_of = {h.hit_id: h.hit_group_id for h in ledger.hits() if h.hit_id}
+        failed = set()
+        for a in ledger.assignments():
+            study = study_of.get(a.hit_id)
+            if study is None:
+                continue
+            if a.attention_passed is False:
+                failed.add(a.worker_id)
+            if a.status == "Approved" and bonus is not None and records.bonus(a.assignment_id, bonus_label) is None:
+                plan.bonus.append((a.assignment_id, a.worker_id, study))
+            if a.status != "Submitted":
+                continue
+            if not a.valid or ledger.answer_count(a.assignment_id) == 0:
+                plan.skipped.append(f"{a.assignment_id}: answers not usable ({a.error})")
+                continue
+            if a.attention_passed is False and reject_failed_attention:
+                plan.reject.append((a.assignment_id, a.worker_id, study))
+                continue
+            plan.approve.append((a.assignment_id, a.worker_id, study))
+            if bonus is not None and records.bonus(a.assignment_id, bonus_label) is None:
+                plan.bonus.append((a.assignment_id, a.worker_id, study))
+        to_block = list(dict.fromkeys([*block, *(sorted(failed) if block_failed_attention else [])]))
+        plan.block = [p for p in to_block if (records.block(p) or {}).get("state") != "blocked"]
+        pending_bonus = len(records.bonuses("intent")) + len(records.bonuses("set_up"))
+        if bonus is not None:
+            plan.bonus_cost = fees.bonus_cost([contract.minor_units(bonus)] * len(plan.bonus), fee_rate=s.fee_rate,
+                                              vat_rate=s.vat_rate, currency=s.currency)
+        echo(f"review: approve {len(plan.approve)}, reject {len(plan.reject)}"
+             + (f" ({category}: {message[:60]}...)" if plan.reject else "")
+             + f", bonus {len(plan.bonus)}" + (f" x {bonus} = {plan.bonus_cost.describe()}" if plan.bonus else "")
+             + (f" (+ {pending_bonus} left from an earlier run)" if pending_bonus else "")
+             + f", block {len(plan.block)}, skipped {len(plan.skipped)}")
+        for line in plan.skipped[:5]:
+            echo(f"  skipped {line}")
+        if not apply:
+            echo("dry run: nothing was sent (give --apply to do it)")
+            return plan
+        if plan.bonus_cost is not None and max_cost is not None and plan.bonus_cost.major() > Decimal(str(max_cost)):
+            raise UserError(f"--max-cost: the bonuses cost {plan.bonus_cost.money()}, above {max_cost:.2f}; nothing"
+                            " was sent")
+        if not sandbox and plan.bonus and not yes:
+            if not interactive or confirm is None or not confirm(f"Pay {len(plan.bonus)} bonuses for"
+                                                                 f" {plan.bonus_cost.money()}?"):
+                raise UserError("bonuses on a real study spend money: give --yes (or confirm); nothing was sent")
+        for bid in bonus_paid:
+            records.bulk_state(bid, "paid")
+            echo(f"bonus {bid}: recorded as paid (you checked it in Prolific)")
+        for bid in bonus_unpaid:
+            records.bulk_state(bid, "set_up")
+            echo(f"bonus {bid}: will be paid now (you checked Prolific did not pay it)")
+
+        if plan.approve:
+            plat.approve([sid for sid, _, _ in plan.approve])
+            for sid, _, _ in plan.approve:
+                ledger.set_assignment_status(sid, "Approved", "approved")
+                _site_review(store, sid, "approved")
+        for sid, _, _ in plan.reject:
+            plat.reject(sid, category, message)
+            ledger.set_assignment_status(sid, "Rejected", "rejected", message)
+            _site_review(store, sid, "rejected", message)
+        for sid, pid, study in plan.bonus:
+            records.bonus_intent(sid, bonus_label, study, pid, contract.minor_units(bonus))
+        n, total = plat.pay_bonuses(records, echo)
+        if n:
+            echo(f"bonuses paid: {n} participants, Prolific's total {contract.major_units(total)}")
+        if plan.block:
+            for p in plan.block:
+                records.set_block(p, "pending")
+            gid = plat.block(plan.block)
+            for p in plan.block:
+                records.set_block(p, "blocked", gid)
+                store.block_rater("prolific", p, "blocked by review")
+            echo(f"blocked {len(plan.block)} participants: participant group {gid} ({s.blocklist_group}) is applied"
+                 f" as a {s.blocklist_filter_id} filter on later studies")
+        return plan
+
+
+def _site_review(store: SiteStore, submission_id: str, decision: str, feedback: str | None = None) -> None:
+    a = store.by_ref("prolific", submission_id)
+    if a is not None and a.state in ("submitted", "approved", "rejected"):
+        store.review(a.assignment_id, decision, feedback)
+
+
+# --------------------------------------------------------------------------------------------------
+# expire
+
+def expire(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None = None, stop: bool = False,
+           yes: bool = False, interactive: bool = True, confirm: Callable[[str], bool] | None = None,
+           echo: Callable[[str], None] = print, platform: ProlificPlatform | None = None) -> list[str]:
+    ledger, records = _open(cfg, sandbox, create=False)
+    with ledger:
+        studies = [r for r in records.studies() if r.study_id]
+        if stop:
+            echo("STOP is final: a stopped Prolific study can never be restarted, and its unused places end;"
+                 " PAUSE (the default) can be undone")
+            if not yes:
+                if not interactive or confirm is None or not confirm(f"Stop {len(studies)} studies for good?"):
+                    raise UserError("stopping not confirmed: nothing was sent (give --yes, or leave out --stop to"
+                                    " pause)")
+        plat = platform or connect(cfg, sandbox=sandbox, api_url=api_url, echo=echo)
+        out = []
+        with _lock(cfg, sandbox, "expire"):
+            for rec in studies:
+                new, sent = plat.stop(rec.study_id) if stop else plat.pause(rec.study_id)
+                if sent:
+                    records.set_study(rec.batch, state="stopped" if stop else "paused")
+                    echo(f"batch {rec.batch}: study {rec.study_id} {'stopped' if stop else 'paused'}; status {new}")
+                else:
+                    echo(f"batch {rec.batch}: study {rec.study_id} is {new}: nothing to {'stop' if stop else 'pause'}")
+                out.append(new)
+            if stop:
+                with SiteStore.open(site_store_path(cfg.run_dir)) as store:
+                    for rec in studies:
+                        if store.batch(rec.batch) is not None:
+                            store.close_batch(rec.batch)
+        return out

@@ -1,0 +1,515 @@
+"""The rating site: a Flask application serving the experiment's rating tasks from :mod:`mturk_eval.site.store`.
+
+``create_app(settings)`` builds it; ``mturk-eval serve`` runs it under gunicorn (``--production``) or
+werkzeug's threaded development server. Pages (docs/architecture.md, "The rating site"):
+
+- entry points, one per way a rater arrives: ``/i/<invite token>`` (invite links), ``/p/<batch>`` with
+  ``PROLIFIC_PID``, ``STUDY_ID``, ``SESSION_ID`` (Prolific), ``/mturk/<task id>`` with ``assignmentId``,
+  ``hitId``, ``workerId``, ``turkSubmitTo`` (an MTurk ExternalQuestion; ``ASSIGNMENT_ID_NOT_AVAILABLE``
+  is the preview). Each checks the rater is not blocked, asks for consent and runs the onboarding when
+  configured, reserves a task and redirects to it;
+- ``/consent`` and ``/onboarding`` (signed links made by the entry points, so nobody can record consent
+  for someone else);
+- ``/t/<assignment id>``: GET shows the reserved task (the same one on a reload or in a second tab),
+  POST submits it exactly once, then the platform's hand-back: the next-task link for invite links, a
+  form posted back to MTurk's ``turkSubmitTo/mturk/externalSubmit``, a redirect to Prolific's completion
+  URL (``HandBack`` hooks, see :mod:`mturk_eval.site.handback`);
+- ``/requester/progress`` (HTML or ``?format=json``) and ``/requester/export.csv``, which need the
+  requester token (``Authorization: Bearer TOKEN`` or ``?token=TOKEN``) printed when the site starts;
+- ``/healthz``.
+
+Security: every form carries a token signed with the store's secret (HMAC over the assignment or the
+rater and target), ids from URLs are checked against their patterns before any look-up, templates
+autoescape, pages say ``Cache-Control: no-store`` and ``Referrer-Policy: same-origin`` (invite tokens
+stay off other sites). Bad input gets a 4xx page and stores nothing. The site holds no platform
+credentials: MTurk and Prolific are told of a submission by the rater's browser, not by the site.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlencode, urlparse
+
+import jinja2
+from flask import Flask, Response, redirect, request
+
+from mturk_eval.config import ASPECTS
+from mturk_eval.site import handback
+from mturk_eval.site.store import (ASSIGNMENT_RE, BATCH_RE, DONE, RATER_RE, TASK_RE, Assignment, SiteStore)
+from mturk_eval.errors import UserError
+
+try:  # the task builder moves to mturk_eval.tasks.builder (layout-v1)
+    from mturk_eval.tasks import builder
+except ImportError:  # pragma: no cover - before layout-v1
+    from mturk_eval import hits as builder
+
+SITE_TEMPLATES = Path(__file__).parent / "templates"
+PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
+MTURK_ID_RE = re.compile(r"[A-Z0-9]{1,64}")
+SESSION_RE = re.compile(r"[A-Za-z0-9]{1,64}")
+FIELD_RE = re.compile(r"i(\d{1,3})_([a-z_]{1,32})")
+SIMULATED_FIELD = "mturk_eval_simulated"
+WORK_TIME_HEADER = "X-Mturk-Eval-Work-Time"
+SCORES = ("1", "2", "3", "4", "5")
+# Where an ExternalQuestion may hand back to: MTurk's two sites, and loopback (the local sandbox).
+MTURK_SUBMIT_HOSTS = ("www.mturk.com", "workersandbox.mturk.com")
+
+
+@dataclass
+class SiteSettings:
+    """What the site needs to run; built by ``mturk-eval serve`` from the experiment config."""
+
+    store_path: str
+    language: str = "en"
+    template_dir: str | None = None
+    consent_html: str | None = None        # the researcher's consent text, already HTML
+    onboarding: bool = False
+    public_url: str | None = None
+    experiment: str = ""
+    mturk_submit_hosts: tuple[str, ...] = MTURK_SUBMIT_HOSTS
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.language not in ("en", "ja"):
+            raise UserError(f"experiment.language: expected 'en' or 'ja', got {self.language!r}")
+        if self.consent_html is not None and not self.consent_html.strip():
+            raise UserError("site.consent_file: the consent text is empty")
+
+    @property
+    def consent_sha(self) -> str | None:
+        return hashlib.sha256(self.consent_html.encode()).hexdigest() if self.consent_html else None
+
+
+class _Page(Exception):
+    """Stop handling a request with this response (a problem page or a redirect)."""
+
+    def __init__(self, response: Response):
+        self.response = response
+
+
+def site_env(template_dir: str | None) -> jinja2.Environment:
+    """The site's own pages first, then the rating templates (a user's ``hit.template_dir`` before the
+    built-in ones); autoescape on everywhere."""
+    rating = builder.template_env(template_dir)
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(SITE_TEMPLATES)), rating.loader]),
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+TEXT = {
+    "en": {
+        "site": "Rating site", "problem": "Something is not right", "thanks": "Thank you!",
+        "submitted": "Your answers are saved.", "next_task": "Do another task", "no_tasks": "No tasks left",
+        "no_tasks_body": "There are no more tasks for you at the moment. Thank you for your help!",
+        "declined": "Thank you", "declined_body": "You chose not to take part. Nothing more will be asked of you;"
+        " you can close this page.", "consent": "Before you start", "agree": "I agree to take part",
+        "decline": "I do not want to take part", "already": "You have already submitted this task; your first"
+        " answers are kept.", "mturk_back": "Send my answers to MTurk", "prolific_back": "Back to Prolific",
+        "onboarding": "Practice", "onboarding_intro": "Here is one practice conversation. Rate it as you would"
+        " in the real tasks; afterwards you will see how we would rate it and why.", "continue": "Continue to the tasks",
+        "your_answer": "your rating", "expected": "our rating", "practice_done": "Practice done",
+        "close": "You can close this page.",
+    },
+    "ja": {
+        "site": "評価サイト", "problem": "問題が発生しました", "thanks": "ありがとうございました",
+        "submitted": "回答を保存しました。", "next_task": "次のタスクへ", "no_tasks": "タスクはもうありません",
+        "no_tasks_body": "現在あなたに割り当てられるタスクはありません。ご協力ありがとうございました。",
+        "declined": "ありがとうございました", "declined_body": "参加しないことを選択されました。これ以上お願いすることは"
+        "ありません。このページを閉じてください。", "consent": "はじめに", "agree": "参加に同意します",
+        "decline": "参加しません", "already": "このタスクはすでに送信済みです。最初の回答が保存されています。",
+        "mturk_back": "回答を MTurk に送信", "prolific_back": "Prolific に戻る", "onboarding": "練習",
+        "onboarding_intro": "練習用の対話が 1 つあります。本番と同じように評価してください。その後、"
+        "私たちの評価とその理由が表示されます。", "continue": "タスクへ進む", "your_answer": "あなたの評価",
+        "expected": "私たちの評価", "practice_done": "練習が終わりました", "close": "このページを閉じてください。",
+    },
+}
+
+# The onboarding's practice item (the first worked example of the instructions, made a real item) and
+# the answer we explain: the reply contradicts the persona, but is fluent and on topic.
+PRACTICE = {
+    "en": {"persona": ["I have two cats.", "I work as a nurse."], "utterance": "Do you have any pets?",
+           "response": "No, I am allergic to animals.",
+           "expected": {"fluency": (4, 5), "relevance": (4, 5), "persona": (1, 2)},
+           "why": {"fluency": "The reply is natural, grammatical English.",
+                   "engagingness": "Any rating is fine here: it is a matter of taste.",
+                   "relevance": "It answers the question that was asked.",
+                   "persona": "It contradicts the persona (\u201cI have two cats\u201d), so 1."}},
+    "ja": {"persona": ["猫を二匹飼っています。", "看護師として働いています。"], "utterance": "ペットは飼っていますか？",
+           "response": "いいえ、動物アレルギーなんです。",
+           "expected": {"fluency": (4, 5), "relevance": (4, 5), "persona": (1, 2)},
+           "why": {"fluency": "自然で文法的な日本語です。", "engagingness": "好みの問題なので、どの評価でも構いません。",
+                   "relevance": "質問にきちんと答えています。",
+                   "persona": "ペルソナ（「猫を二匹飼っています」）と矛盾するので 1 です。"}},
+}
+
+
+def create_app(settings: SiteSettings, store: SiteStore | None = None,
+               hooks: dict[str, handback.HandBack] | None = None) -> Flask:
+    """The rating site as a WSGI app. ``store`` defaults to ``SiteStore.open(settings.store_path)``;
+    ``hooks`` overrides the per-platform hand-back (see :mod:`mturk_eval.site.handback`)."""
+    store = store or SiteStore.open(settings.store_path)
+    env = site_env(settings.template_dir)
+    secret = store.secret("forms").encode()
+    requester_token = store.secret("requester")
+    hand = {**handback.default_hooks(), **(hooks or {})}
+    t = TEXT[settings.language]
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 256 * 1024
+    app.extensions["mturk_eval_site"] = {"store": store, "settings": settings, "requester_token": requester_token}
+
+    # ------------------------------------------------------------------ helpers
+    def sign(*parts: str) -> str:
+        return hmac.new(secret, "\x1f".join(parts).encode(), hashlib.sha256).hexdigest()[:32]
+
+    def signed_ok(given: str | None, *parts: str) -> bool:
+        return bool(given) and hmac.compare_digest(str(given), sign(*parts))
+
+    def render(name: str, status: int = 200, **ctx: Any) -> Response:
+        body = env.get_template(name).render(t=t, lang=settings.language, **ctx)
+        return Response(body, status=status, content_type="text/html; charset=utf-8")
+
+    def problem(message: str, status: int = 400, link: str | None = None, link_text: str | None = None) -> _Page:
+        return _Page(render("message.html", status, title=t["problem"], message=message, link=link,
+                            link_text=link_text, problem=True))
+
+    def message(title: str, body: str, status: int = 200, **ctx: Any) -> Response:
+        return render("message.html", status, title=title, message=body, problem=False, **{
+            "link": None, "link_text": None, **ctx})
+
+    def view(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"slot": k, "persona": it["persona"], "utterance": it["utterance"], "response": it["response"]}
+                for k, it in enumerate(items)]
+
+    def rating_page(items: list[dict[str, Any]], action: str, hidden: dict[str, str], preview: bool = False,
+                    heading: str | None = None, intro: str | None = None, status: int = 200) -> Response:
+        tpl = env.get_template("task.html")
+        try:
+            body = tpl.render(rating_template=builder.template_name(settings.language), items=view(items),
+                              aspects=ASPECTS, submit_url=action, hidden=hidden, preview=preview,
+                              site_heading=heading, site_intro=intro, site_t=t)
+        except jinja2.TemplateError as exc:
+            raise problem(f"The rating template cannot be shown ({exc}).", 500) from None
+        return Response(body, status=status, content_type="text/html; charset=utf-8")
+
+    def entry_path() -> str:
+        return request.full_path.rstrip("?")
+
+    def local_next(value: str | None) -> str:
+        if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+            raise problem("This link is incomplete or altered. Use the link you were given.", 400)
+        return value
+
+    def gate(platform: str, rater_id: str, next_path: str, batch_id: str | None = None) -> None:
+        """Blocked raters stop here; consent and onboarding come before any task."""
+        r = store.rater(platform, rater_id)
+        if r and r["blocked"]:
+            raise problem("You cannot take more tasks in this study.", 403)
+        if settings.consent_html:
+            c = store.consent(platform, rater_id)
+            if c is None:
+                q = {"p": platform, "r": rater_id, "next": next_path, "b": batch_id or ""}
+                raise _Page(redirect("/consent?" + urlencode({**q, "sig": sign("consent", *q.values())}), 303))
+            if c["decision"] == "decline":
+                raise _Page(declined(platform, rater_id, batch_id))
+        if settings.onboarding and store.onboarding(platform, rater_id) is None:
+            q = {"p": platform, "r": rater_id, "next": next_path}
+            raise _Page(redirect("/onboarding?" + urlencode({**q, "sig": sign("onboarding", *q.values())}), 303))
+
+    def declined(platform: str, rater_id: str, batch_id: str | None) -> Response:
+        url = hand[platform].declined_url(store, rater_id, batch_id) if platform in hand else None
+        if url:
+            return redirect(url, 303)
+        return message(t["declined"], t["declined_body"])
+
+    def assignment_or_404(aid: str) -> Assignment:
+        a = store.assignment(aid) if ASSIGNMENT_RE.fullmatch(aid) else None
+        if a is None:
+            raise problem("There is no such task. Use the link you were given.", 404)
+        return a
+
+    def consent_required(a: Assignment) -> None:
+        if settings.consent_html:
+            c = store.consent(a.platform, a.rater_id)
+            if c is None or c["decision"] != "agree":
+                gate(a.platform, a.rater_id, f"/t/{a.assignment_id}", a.batch_id)
+
+    def again_link(a: Assignment) -> str | None:
+        return hand[a.platform].next_task_url(store, a) if a.platform in hand else None
+
+    def submitted_page(a: Assignment, status: int = 200, note: str | None = None, auto: bool = False) -> Response:
+        h = hand.get(a.platform)
+        back = h.after_submit(store, a) if h else None
+        if back and back.redirect and auto:
+            return redirect(back.redirect, 303)
+        return render("submitted.html", status, note=note, back=back, auto=auto, again=again_link(a))
+
+    @app.errorhandler(_Page)
+    def _page(exc: _Page) -> Response:
+        return exc.response
+
+    @app.errorhandler(404)
+    def _404(exc: Any) -> Response:
+        return render("message.html", 404, title=t["problem"], message="There is no such page.", problem=True,
+                      link=None, link_text=None)
+
+    @app.errorhandler(405)
+    def _405(exc: Any) -> Response:
+        return render("message.html", 405, title=t["problem"], message="This page cannot be used that way.",
+                      problem=True, link=None, link_text=None)
+
+    @app.errorhandler(413)
+    def _413(exc: Any) -> Response:
+        return render("message.html", 413, title=t["problem"], message="The form sent is too large.",
+                      problem=True, link=None, link_text=None)
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["Referrer-Policy"] = "same-origin"
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        return resp
+
+    # ------------------------------------------------------------------ entry points
+    @app.get("/")
+    def index() -> Response:
+        return message(t["site"], "This is a rating site for a research study. Open the link you were given"
+                       " to start.")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response("ok\n", content_type="text/plain")
+
+    @app.get("/i/<token>")
+    def invite(token: str) -> Response:
+        inv = store.invite(token)
+        if inv is None:
+            raise problem("This invite link is not known. Check that you copied the whole link.", 404)
+        if inv.revoked_at is not None:
+            raise problem("This invite link has been withdrawn by the researchers.", 410)
+        gate("links", inv.rater_id, f"/i/{token}")
+        a = store.allocate("links", inv.rater_id, now=settings.clock())
+        if a is None:
+            return message(t["no_tasks"], t["no_tasks_body"])
+        return redirect(f"/t/{a.assignment_id}", 303)
+
+    @app.get("/p/<batch_id>")
+    def prolific(batch_id: str) -> Response:
+        pid, study, session = (request.args.get(k, "") for k in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID"))
+        if not BATCH_RE.fullmatch(batch_id) or store.batch(batch_id) is None:
+            raise problem("This study link is not known.", 404)
+        if not RATER_RE["prolific"].fullmatch(pid):
+            raise problem("This link lacks a valid PROLIFIC_PID. Please open the study from Prolific.", 400)
+        if not SESSION_RE.fullmatch(session) or not SESSION_RE.fullmatch(study):
+            raise problem("This link lacks a valid STUDY_ID or SESSION_ID. Please open the study from"
+                          " Prolific.", 400)
+        if store.batch(batch_id).state != "open":
+            raise problem("This study is closed.", 410)
+        gate("prolific", pid, entry_path(), batch_id)
+        a = store.by_ref("prolific", session)
+        if a is None or a.state not in ("reserved", *DONE):
+            a = store.allocate("prolific", pid, [batch_id], ref=None if a else session,
+                               extra={"STUDY_ID": study, "SESSION_ID": session}, now=settings.clock())
+        if a is None:
+            return message(t["no_tasks"], t["no_tasks_body"])
+        return redirect(f"/t/{a.assignment_id}", 303)
+
+    @app.get("/mturk/<task_id>")
+    def mturk(task_id: str) -> Response:
+        aid, hit, worker, submit_to = (request.args.get(k, "") for k in
+                                       ("assignmentId", "hitId", "workerId", "turkSubmitTo"))
+        if not TASK_RE.fullmatch(task_id) or store.task(task_id) is None:
+            raise problem("There is no such task.", 404)
+        if aid == PREVIEW_ASSIGNMENT or not aid:
+            return rating_page(store.task_items(task_id), "#", {}, preview=True)
+        if not MTURK_ID_RE.fullmatch(aid) or not MTURK_ID_RE.fullmatch(hit):
+            raise problem("This task link has an invalid assignmentId or hitId.", 400)
+        if not RATER_RE["mturk"].fullmatch(worker):
+            raise problem("This task link has an invalid workerId.", 400)
+        if not _submit_to_ok(submit_to, settings.mturk_submit_hosts):
+            raise problem("This task link has an invalid turkSubmitTo.", 400)
+        gate("mturk", worker, entry_path())
+        try:
+            a = store.reserve_task("mturk", worker, task_id, ref=aid,
+                                   extra={"hitId": hit, "turkSubmitTo": submit_to.rstrip("/")}, now=settings.clock())
+        except UserError as exc:
+            raise problem(f"This task cannot be given to you: {exc.message}.", 409) from None
+        return redirect(f"/t/{a.assignment_id}", 303)
+
+    # ------------------------------------------------------------------ consent and onboarding
+    def _gate_args(kind: str, with_batch: bool) -> tuple[str, str, str, str]:
+        src = request.form if request.method == "POST" else request.args
+        p, r, nxt, b = src.get("p", ""), src.get("r", ""), src.get("next", ""), src.get("b", "")
+        parts = (p, r, nxt, b) if with_batch else (p, r, nxt)
+        if p not in RATER_RE or not RATER_RE[p].fullmatch(r) or not signed_ok(src.get("sig"), kind, *parts):
+            raise problem("This page's link or form is incomplete or altered (its security token does not"
+                          " match). Go back to the link you were given.", 403)
+        return p, r, local_next(nxt), b
+
+    @app.route("/consent", methods=["GET", "POST"])
+    def consent() -> Response:
+        if not settings.consent_html:
+            raise problem("This study asks for no consent here.", 404)
+        p, r, nxt, b = _gate_args("consent", True)
+        if request.method == "GET":
+            c = store.consent(p, r)
+            if c is not None:
+                return redirect(nxt, 303) if c["decision"] == "agree" else declined(p, r, b or None)
+            return render("consent.html", consent_html=settings.consent_html,
+                          fields={"p": p, "r": r, "next": nxt, "b": b, "sig": request.args["sig"]})
+        decision = request.form.get("decision")
+        if decision not in ("agree", "decline"):
+            raise problem("Choose whether you agree to take part.", 400)
+        c = store.record_consent(p, r, decision, settings.consent_sha, now=settings.clock())
+        return redirect(nxt, 303) if c["decision"] == "agree" else declined(p, r, b or None)
+
+    @app.route("/onboarding", methods=["GET", "POST"])
+    def onboarding() -> Response:
+        if not settings.onboarding:
+            raise problem("This study has no practice.", 404)
+        p, r, nxt = _gate_args("onboarding", False)[:3]
+        practice = PRACTICE[settings.language]
+        if request.method == "GET":
+            if store.onboarding(p, r) is not None:
+                return redirect(nxt, 303)
+            hidden = {"p": p, "r": r, "next": nxt, "sig": request.args["sig"]}
+            return rating_page([practice], "/onboarding", hidden, heading=t["onboarding"], intro=t["onboarding_intro"])
+        answers, errors = parse_answers(request.form, 1)
+        if errors:
+            raise problem("Please answer every question of the practice: " + "; ".join(errors) + ".", 400,
+                          link="/onboarding?" + urlencode({"p": p, "r": r, "next": nxt, "sig": request.form["sig"]}),
+                          link_text=t["onboarding"])
+        store.record_onboarding(p, r, answers, now=settings.clock())
+        rows = []
+        for aspect in ASPECTS:
+            lo_hi = practice["expected"].get(aspect)
+            given = int(answers[f"i0_{aspect}"])
+            rows.append({"aspect": aspect, "given": given,
+                         "expected": f"{lo_hi[0]}\u2013{lo_hi[1]}" if lo_hi else "1\u20135",
+                         "ok": lo_hi is None or lo_hi[0] <= given <= lo_hi[1], "why": practice["why"][aspect]})
+        return render("practice_result.html", rows=rows, next=nxt)
+
+    # ------------------------------------------------------------------ the task
+    @app.get("/t/<aid>")
+    def task(aid: str) -> Response:
+        a = assignment_or_404(aid)
+        consent_required(a)
+        if a.state in DONE:
+            return submitted_page(a, auto=request.args.get("done") == "1")
+        if a.state in ("returned", "expired") or not a.live(settings.clock()):
+            raise problem("This task was given back or its time ran out, so your place went to someone else.",
+                          410, link=again_link(a), link_text=t["next_task"])
+        b = store.batch(a.batch_id)
+        if b.state != "open":
+            raise problem("This batch of tasks is closed.", 410)
+        return rating_page(store.task_items(a.task_id), f"/t/{aid}",
+                           {"csrf": sign("task", aid), "task": a.task_id})
+
+    @app.post("/t/<aid>")
+    def submit(aid: str) -> Response:
+        a = assignment_or_404(aid)
+        if not signed_ok(request.form.get("csrf"), "task", aid):
+            raise problem("This form's security token is missing or wrong, so nothing was saved. Reload the"
+                          " task page and submit again.", 403, link=f"/t/{aid}", link_text="Reload the task")
+        if request.form.get("task") != a.task_id:
+            raise problem("This form names another task than the one you hold, so nothing was saved.", 400,
+                          link=f"/t/{aid}", link_text="Reload the task")
+        consent_required(a)
+        if a.state in DONE:
+            return submitted_page(a, 409, note=t["already"])
+        items = store.task_items(a.task_id)
+        answers, errors = parse_answers(request.form, len(items))
+        if errors:
+            raise problem("Nothing was saved: " + "; ".join(errors) + ".", 400, link=f"/t/{aid}",
+                          link_text="Back to the task")
+        simulated = request.form.get(SIMULATED_FIELD) == "1"
+        work_time = None
+        if simulated and request.headers.get(WORK_TIME_HEADER):
+            try:
+                work_time = float(request.headers[WORK_TIME_HEADER])
+            except ValueError:
+                raise problem(f"{WORK_TIME_HEADER} must be a number of seconds.", 400) from None
+        res = store.submit(aid, answers, work_time_s=work_time, simulated=simulated, now=settings.clock())
+        if not res.stored:
+            if res.reason == "already_submitted":
+                return submitted_page(res.assignment, 409, note=t["already"])
+            why = {"blocked": ("You cannot take more tasks in this study; nothing was saved.", 403),
+                   "closed": ("This batch of tasks is closed, so nothing was saved.", 409),
+                   "ended": ("This task was given back, so nothing was saved.", 409),
+                   "full": ("Your time for this task ran out and your place went to someone else, so nothing"
+                            " was saved.", 409)}[res.reason]
+            raise problem(why[0], why[1], link=again_link(a), link_text=t["next_task"])
+        return redirect(f"/t/{aid}?done=1", 303)
+
+    # ------------------------------------------------------------------ requester pages
+    def requester() -> None:
+        given = request.args.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not given or not hmac.compare_digest(given, requester_token):
+            raise problem("This page is for the researchers: it needs the requester token printed when the site"
+                          " started.", 401)
+
+    @app.get("/requester/progress")
+    def progress() -> Response:
+        requester()
+        batches = [{"batch": b.batch_id, "state": b.state, **store.progress(b.batch_id, now=settings.clock())}
+                   for b in store.batches()]
+        if request.args.get("format") == "json":
+            return app.json.response({"experiment": settings.experiment, "batches": batches})
+        return render("progress.html", batches=batches, experiment=settings.experiment)
+
+    @app.get("/requester/export.csv")
+    def export() -> Response:
+        requester()
+        out = io.StringIO()
+        w = csv.writer(out)
+        w.writerow(["assignment_id", "batch_id", "task_id", "platform", "rater_id", "state", "submitted_at",
+                    "work_time_s", "field", "value"])
+        for s in store.submissions():
+            for k, v in sorted((s.answers or {}).items()):
+                w.writerow([s.assignment_id, s.batch_id, s.task_id, s.platform, s.rater_id, s.state,
+                            s.submitted_at, s.work_time_s, k, v])
+        return Response(out.getvalue(), content_type="text/csv; charset=utf-8")
+
+    return app
+
+
+def parse_answers(form: Any, n_items: int) -> tuple[dict[str, str], list[str]]:
+    """The rating fields of a submitted form: every ``i{slot}_{aspect}`` of ``n_items`` items, each "1".."5".
+    Returns (answers, problems); a field for a slot or aspect the task does not have is a problem."""
+    answers: dict[str, str] = {}
+    problems: list[str] = []
+    for key in form.keys():
+        m = FIELD_RE.fullmatch(key)
+        if not m:
+            continue
+        if int(m.group(1)) >= n_items or m.group(2) not in ASPECTS:
+            problems.append(f"{key} is not a question of this task")
+            continue
+        values = form.getlist(key)
+        if len(values) != 1 or values[0] not in SCORES:
+            problems.append(f"{key}: expected one score from 1 to 5, got {', '.join(values)[:20]!r}")
+            continue
+        answers[key] = values[0]
+    missing = [f"i{k}_{a}" for k in range(n_items) for a in ASPECTS if f"i{k}_{a}" not in answers]
+    missing = [m for m in missing if not any(p.startswith(m) for p in problems)]
+    if missing:
+        problems.append("unanswered: " + ", ".join(missing))
+    return answers, problems
+
+
+def _submit_to_ok(url: str, hosts: tuple[str, ...]) -> bool:
+    try:
+        u = urlparse(url)
+    except ValueError:
+        return False
+    if u.scheme not in ("http", "https") or not u.hostname or u.query or u.fragment or u.username:
+        return False
+    if u.hostname in hosts and u.scheme == "https":
+        return True
+    return u.hostname == "localhost" or u.hostname.startswith("127.")
