@@ -122,7 +122,8 @@ def test_approximation_close_to_exact_at_the_switch():
     ex = stats.signed_rank_many(d)
     ap = stats.signed_rank_many(d, exact_max=0)
     assert ex.exact.all() and not ap.exact.any()
-    assert np.nanmax(np.abs(ex.p - ap.p)) < 0.01
+    gap = np.abs(ex.p - ap.p)
+    assert np.nanmax(gap) < 0.015 and np.nanmax(gap[ex.p < 0.1]) < 0.003
 
 
 def test_undefined_tests():

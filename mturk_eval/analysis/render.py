@@ -390,7 +390,7 @@ def report_markdown(an: Analysis, plots: dict[str, str], automatic_md: str | Non
                "aspect: Wilcoxon signed-rank on the prompts both systems answered (paired by persona and pair id "
                "from the responses file; prompts only one system answered are left out and named in the "
                "warnings), Mann-Whitney U only where the design is unpaired. Exact p-values (conditional on "
-               "ties, zero differences dropped) up to 50 pairs or 50 pooled items, the tie-corrected normal "
+               "ties, zero differences dropped) up to 25 non-zero pairs or 50 pooled items, the tie-corrected normal "
                "approximation with continuity correction beyond. p-values are Holm-corrected within each "
                f"{family}; undefined tests (no data, every difference zero) are left out of the family. The "
                "difference is that of the Table 2 means, with the interval method of the table above.\n\n")

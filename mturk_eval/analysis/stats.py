@@ -278,7 +278,7 @@ def difference_keys(sum_a: np.ndarray, cnt_a: np.ndarray, sum_b: np.ndarray, cnt
 #   the continuity correction that mirrors counting the observed value: half the spacing between
 #   attainable values of the statistic (0.5 without ties, as in scipy).
 
-EXACT_MAX_PAIRS = 50
+EXACT_MAX_PAIRS = 25
 EXACT_MAX_POOLED = 50
 
 
