@@ -24,6 +24,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "review": ("mturk_eval.cli.review", "review", "Approve, reject, block and bonus (dry run by default)."),
     "expire": ("mturk_eval.cli.expire", "expire", "Expire or delete the batch's HITs."),
     "report": ("mturk_eval.cli.report", "report", "Tables 2/3/7/8, agreement, tests, workers and plots."),
+    "plan": ("mturk_eval.cli.plan", "plan", "Power, sample sizes and cost of a rating study before paying for it."),
     "sandbox": ("mturk_eval.cli.sandbox", "sandbox", "A local MTurk-compatible server, worker site and simulated workers."),
 }
 
