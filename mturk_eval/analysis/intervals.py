@@ -24,8 +24,10 @@ Differences between two systems: the same model over both systems' ratings (each
 mean); the rater term counts each rater's share of A's ratings minus its share of B's, so raters who
 rate both systems equally cancel, as they do in the difference.
 
-Option ("item_bootstrap"): the percentile bootstrap over items (``stats.cluster_bootstrap_ci``), each
-group with its own random stream seeded by the report's seed and the group's own key, so removing one
+Option ("item_bootstrap"): the percentile bootstrap over items (:func:`item_bootstrap_draws`: resampling
+n items with replacement only matters through how many times each distinct (item sum, item count) pair
+is drawn, which is one multinomial draw over those few categories, the same distribution as the
+textbook resampling loop at O(B x K) instead of O(B x n)), each group with its own random stream seeded by the report's seed and the group's own key, so removing one
 system from the input leaves every other interval byte-identical.
 """
 from __future__ import annotations

@@ -6,10 +6,6 @@ Written here rather than imported, and why:
   "Computing Krippendorff's alpha-reliability"); the package is used only in tests, as an oracle.
   One pass of ``np.bincount`` per cell of the 5x5 coincidence matrix handles every group at once.
 - Holm's step-down correction: five lines, simpler than statsmodels' ``multipletests`` with NaN handling.
-- The item (cluster) bootstrap of a mean: resampling n items with replacement only matters through how
-  many times each distinct (item sum, item count) pair is drawn, which is one multinomial draw over
-  those few categories. That is the same distribution as the textbook resampling loop, at O(B x K)
-  instead of O(B x n): 1,000 resamples of 200,000 items cost milliseconds.
 - The rank tests (Wilcoxon signed-rank, Mann-Whitney U): scipy's exact nulls ignore ties and its
   permutation fallback costs 0.5 s per call; the report needs the exact null *conditional on ties and
   zeros* for thousands of tests at once (the planner), which a DP over doubled ranks gives. scipy is the
@@ -51,48 +47,6 @@ def group_mean_sd(group: np.ndarray, values: np.ndarray, n_groups: int) -> tuple
         sd = np.sqrt(ss / (n - 1))
     sd[n < 2] = np.nan
     return n.astype(np.int64), mean, sd
-
-
-def cluster_bootstrap_ci(
-    unit_group: np.ndarray,
-    unit_sum: np.ndarray,
-    unit_count: np.ndarray,
-    n_groups: int,
-    samples: int,
-    rng: np.random.Generator,
-    level: float = 0.95,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile CI of each group's mean over all ratings, resampling units (items) with replacement.
-
-    ``unit_sum`` / ``unit_count``: each unit's score sum and number of ratings; the group's mean is
-    sum(sums) / sum(counts). Exact multinomial formulation of the resampling loop (module docstring).
-    """
-    lo = np.full(n_groups, np.nan)
-    hi = np.full(n_groups, np.nan)
-    if samples <= 0 or unit_group.size == 0:
-        return lo, hi
-    # Distinct (group, sum, count) triples and how many units share each.
-    s_max = int(unit_sum.max()) + 1
-    c_max = int(unit_count.max()) + 1
-    key = (unit_group.astype(np.int64) * s_max + unit_sum.astype(np.int64)) * c_max + unit_count.astype(np.int64)
-    uniq, freq = np.unique(key, return_counts=True)
-    g = uniq // (s_max * c_max)
-    s = (uniq // c_max) % s_max
-    c = uniq % c_max
-    bounds = np.searchsorted(g, np.arange(n_groups + 1))
-    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-    for gi in range(n_groups):
-        a, b = bounds[gi], bounds[gi + 1]
-        if b <= a:
-            continue
-        f = freq[a:b]
-        n_units = int(f.sum())
-        if n_units < 2:
-            continue
-        draws = rng.multinomial(n_units, f / n_units, size=samples).astype(np.float64)
-        means = (draws @ s[a:b].astype(np.float64)) / (draws @ c[a:b].astype(np.float64))
-        lo[gi], hi[gi] = np.percentile(means, q)
-    return lo, hi
 
 
 # --------------------------------------------------------------------------------------------------
