@@ -90,15 +90,23 @@ class Setting:
         return len(list(combinations(range(self.systems), 2))) * len(self.aspects)
 
 
+def _pool(design: Design, setting: Setting) -> int:
+    """Raters in the pool: all ratings of the eval set over the ratings one rater gives (at least k)."""
+    per_rater = setting.ratings_per_rater or setting.model.ratings_per_rater
+    return max(design.raters, int(round(setting.systems * design.items * design.raters / max(per_rater, 1.0))))
+
+
+def _excluded(setting: Setting) -> float:
+    return setting.model.excluded_share if setting.excluded_share is None else setting.excluded_share
+
+
 def _draw_aspect(rng: np.random.Generator, n_studies: int, design: Design, setting: Setting, aspect: str,
                  shift: float) -> tuple[np.ndarray, np.ndarray]:
     """Item score sums and rating counts (studies x systems x items) of one aspect; system 0 is shifted."""
     am = setting.model.aspect(aspect)
     mu, s_item, s_rater, s_resid = am.latent()
     S, n, k = setting.systems, design.items, design.raters
-    per_rater = setting.ratings_per_rater or setting.model.ratings_per_rater
-    pool = max(k, int(round(S * n * k / max(per_rater, 1.0))))
-    excl = setting.model.excluded_share if setting.excluded_share is None else setting.excluded_share
+    pool, excl = _pool(design, setting), _excluded(setting)
     f32 = np.float32
     item_eff = rng.standard_normal((n_studies, S, n), dtype=f32) * f32(s_item) + f32(mu)
     item_eff[:, 0] += f32(shift)
@@ -166,9 +174,7 @@ def simulate_power_loop(design: Design, setting: Setting, effect: float, studies
     (``stats.compare_items``, ``stats.holm``): the baseline for the benchmark and the tests."""
     rng = np.random.default_rng(seed)
     S, n, k = setting.systems, design.items, design.raters
-    excl = setting.model.excluded_share if setting.excluded_share is None else setting.excluded_share
-    per_rater = setting.ratings_per_rater or setting.model.ratings_per_rater
-    pool = max(k, int(round(S * n * k / max(per_rater, 1.0))))
+    pool, excl = _pool(design, setting), _excluded(setting)
     params = {a: setting.model.aspect(a).latent() for a in setting.aspects}
     mu, si, sr, se = params[setting.aspect]
     shift = _shift_for(effect, mu, math.sqrt(si * si + sr * sr + se * se))
@@ -201,24 +207,24 @@ def simulate_power_loop(design: Design, setting: Setting, effect: float, studies
     return hits / studies
 
 
-def analytic_power(design: Design, setting: Setting, effect: float) -> float:
-    """Normal approximation: the paired difference of two item means has variance
-    2 (s2_item + (s2_rater + s2_resid) / k_kept); the signed-rank test's efficiency against the t test is
-    3/pi; Holm's first step (alpha / m) stands in for the whole procedure."""
+def _sd_and_z(design: Design, setting: Setting) -> tuple[float, float]:
+    """SD of one paired difference of item means, sqrt(2 (s2_item + (s2_rater + s2_resid) / k_kept)),
+    and the critical z of Holm's first step."""
     am = setting.model.aspect(setting.aspect)
-    excl = setting.model.excluded_share if setting.excluded_share is None else setting.excluded_share
-    k = max(design.raters * (1 - excl), 1e-9)
+    k = max(design.raters * (1 - _excluded(setting)), 1e-9)
     sd_d = math.sqrt(2 * (am.item + (am.rater + am.residual) / k))
-    z_a = sps.norm.ppf(1 - setting.alpha / (2 * setting.comparisons))
+    return sd_d, float(sps.norm.ppf(1 - setting.alpha / (2 * setting.comparisons)))
+
+
+def analytic_power(design: Design, setting: Setting, effect: float) -> float:
+    """Normal approximation: the signed-rank test's efficiency against the t test is 3/pi; Holm's first
+    step (alpha / m) stands in for the whole procedure."""
+    sd_d, z_a = _sd_and_z(design, setting)
     return float(sps.norm.cdf(abs(effect) * math.sqrt(design.items * 3 / math.pi) / sd_d - z_a))
 
 
 def analytic_mdd(design: Design, setting: Setting, power: float) -> float:
-    am = setting.model.aspect(setting.aspect)
-    excl = setting.model.excluded_share if setting.excluded_share is None else setting.excluded_share
-    k = max(design.raters * (1 - excl), 1e-9)
-    sd_d = math.sqrt(2 * (am.item + (am.rater + am.residual) / k))
-    z_a = sps.norm.ppf(1 - setting.alpha / (2 * setting.comparisons))
+    sd_d, z_a = _sd_and_z(design, setting)
     return float((z_a + sps.norm.ppf(power)) * sd_d / math.sqrt(design.items * 3 / math.pi))
 
 
