@@ -86,7 +86,7 @@ def no_platform(monkeypatch):
 
 UNKNOWN_KEY_VERBS = [
     ["data", "build"], ["generate", "--quiet"], ["distinct"], ["preview"], ["publish"], ["status", "--offline"],
-    ["collect"], ["review"], ["expire"], ["report"],
+    ["collect"], ["review"], ["expire"], ["report"], ["plan"],
     ["sandbox", "simulate", "--endpoint", "http://127.0.0.1:9", "--no-progress"],
 ]
 
