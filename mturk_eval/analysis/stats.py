@@ -290,21 +290,33 @@ def _tails(counts: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.minimum(1.0, 2.0 * np.minimum(lower, upper) / total)
 
 
-def _signed_rank_null(ranks: np.ndarray) -> np.ndarray:
-    """Counts of every doubled positive-rank sum over the 2**n sign assignments, per row (ranks 0 = not
-    present). Vectorised over rows; one pass per position, grouped by the rank value there."""
+def _signed_rank_lower(ranks: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """P(T <= limit) per row, T the doubled sum of the ranks given a + sign, over the 2**n equally likely
+    sign assignments (ranks 0 = not present). Counts only up to each row's limit: the null is symmetric
+    (T and sum(R) - T have the same distribution), so the two-sided p needs the lower tail at
+    min(t, sum(R) - t) only. Rows are processed in blocks of similar limits, one DP pass per position
+    grouped by the rank value there."""
     b, n = ranks.shape
-    top = int(ranks.sum(axis=1).max(initial=0))
-    counts = np.zeros((b, top + 1))
-    counts[:, 0] = 1.0
-    for j in range(n):
-        v = ranks[:, j]
-        new = counts.copy()
-        for val in np.unique(v[v > 0]).tolist():
-            rows = np.flatnonzero(v == val)
-            new[rows, val:] += counts[rows, :top + 1 - val]
-        counts = new
-    return counts
+    out = np.empty(b)
+    order = np.argsort(limit, kind="stable")
+    for block in np.array_split(order, min(8, b)):
+        if block.size == 0:
+            continue
+        r = ranks[block]
+        width = int(limit[block].max()) + 1
+        counts = np.zeros((block.size, width))
+        counts[:, 0] = 1.0
+        for j in range(n):
+            v = r[:, j]
+            new = counts.copy()
+            for val in np.unique(v[(v > 0) & (v < width)]).tolist():
+                rows = np.flatnonzero(v == val)
+                new[rows, val:] += counts[rows, :width - val]
+            counts = new
+        cum = np.cumsum(counts, axis=1)
+        present = (r > 0).sum(axis=1)
+        out[block] = cum[np.arange(block.size), limit[block]] / np.exp2(present)
+    return out
 
 
 def _rank_sum_null(ranks: np.ndarray, m: int) -> np.ndarray:
@@ -345,7 +357,8 @@ def signed_rank_many(d: np.ndarray, exact_max: int = EXACT_MAX_PAIRS) -> ManyRes
     p = np.full(b, np.nan)
     exact = defined & (n_used <= exact_max)
     if exact.any():
-        p[exact] = _tails(_signed_rank_null(ranks[exact]), t_plus[exact])
+        low = np.minimum(t_plus[exact], total[exact] - t_plus[exact])
+        p[exact] = np.minimum(1.0, 2.0 * _signed_rank_lower(ranks[exact], low))
     approx = defined & ~exact
     if approx.any():
         r = ranks[approx].astype(np.float64)
