@@ -133,7 +133,7 @@ def test_plan_cli_writes_the_plan(tmp_path):
     pilot = _pilot_file(tmp_path, study_rows(rng, 12, 3, 3, pool=8))
     out = tmp_path / "plan"
     res = CliRunner().invoke(main, ["plan", "--pilot", str(pilot), "--items", "20,40", "--raters", "3",
-                                    "--effect", "0.5", "--studies", "200", "--out", str(out)])
+                                    "--effect", "0.9", "--studies", "200", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert {p.name for p in out.iterdir()} == {"plan.md", "plan.json", "power_curve.png"}
     plan = json.loads((out / "plan.json").read_text())
@@ -141,6 +141,8 @@ def test_plan_cli_writes_the_plan(tmp_path):
     assert plan["setting"]["systems"] == 3 and plan["setting"]["comparisons"] == 12
     assert plan["model"]["source"] == f"pilot `{pilot}`" and plan["model"]["work_time_s"] == 40
     assert set(plan["cheapest"]) == {"mturk", "prolific", "links"}
+    reached = [c for c in plan["cheapest"].values() if c]
+    assert reached and all(c["power_if_components_at_upper_bounds"] <= c["power"] + 0.05 for c in reached)
     assert len(plan["mdd"]) == 2 and all(m["mdd"] > 0 for m in plan["mdd"])
     assert "| Items | Raters | Power (simulated)" in res.output and "minimum detectable difference" in res.output
 

@@ -75,6 +75,17 @@ class RatingModel:
                 return a
         raise UserError(f"--aspect: expected one of {', '.join(a.aspect for a in self.aspects)}, got {name!r}")
 
+    def pessimistic(self) -> "RatingModel | None":
+        """The same model with every variance component at the upper end of its 95% interval (None
+        without intervals): how much power is left if the pilot was lucky."""
+        if not all(a.intervals for a in self.aspects):
+            return None
+        aspects = [AspectModel(a.aspect, a.mean, *(min(a.intervals[k][1], 4.0) for k in ("item", "rater", "residual")),
+                               a.intervals) for a in self.aspects]
+        return RatingModel(aspects=aspects, source=self.source + " (components at their upper 95% bounds)",
+                           systems=self.systems, ratings_per_rater=self.ratings_per_rater,
+                           work_time_s=self.work_time_s, excluded_share=self.excluded_share)
+
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "aspects": [asdict(a) for a in self.aspects]}
 

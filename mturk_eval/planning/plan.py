@@ -87,6 +87,13 @@ def make_plan(cfg: ExperimentConfig, model: RatingModel, *, effect: float, power
     mdd = [{"items": d.items, "raters": d.raters, "mdd": simulated_mdd(d, setting, power, studies, seed),
             "mdd_analytic": analytic_mdd(d, setting, power)} for d in mdd_designs]
     notes = []
+    worst = model.pessimistic()
+    if worst is not None:   # the pilot's uncertainty: the chosen designs with the components at their upper bounds
+        wset = Setting(worst, systems=systems, aspect=aspect, alpha=cfg.report.alpha, family=cfg.report.holm_family)
+        for p, c in cheapest.items():
+            if c is not None:
+                c["power_if_components_at_upper_bounds"] = simulate_power(Design(c["items"], c["raters"]), wset,
+                                                                           effect, studies, seed)
     if not any(cheapest.values()):
         best = max(grid, key=lambda g: g["power"])
         notes.append(f"No design on the grid reaches power {power:g} for a difference of {effect:g}; the best is "
@@ -123,8 +130,10 @@ def summary_lines(plan: Plan) -> list[str]:
         if c is None:
             out.append(f"{p}: no design on the grid reaches power {s['power']:g}")
         else:
+            worst = c.get("power_if_components_at_upper_bounds")
+            extra = "" if worst is None else f"; {worst:.2f} if the pilot's variance components are at their upper 95% bounds"
             out.append(f"{p}: cheapest design reaching power {s['power']:g}: {c['items']} items x {c['raters']} "
-                       f"raters (power {c['power']:.2f}), {_money(c['cost'])} ({c['cost']['rule']})")
+                       f"raters (power {c['power']:.2f}{extra}), {_money(c['cost'])} ({c['cost']['rule']})")
     for m in plan.mdd:
         v = "not reached below 2 points" if not math.isfinite(m["mdd"]) else f"{m['mdd']:.2f}"
         out.append(f"{m['items']} items x {m['raters']} raters: minimum detectable difference at power "
