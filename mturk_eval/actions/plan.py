@@ -63,6 +63,10 @@ def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str 
     raters = DEFAULT_RATERS if raters is None else raters
     check_inputs(effect, power, items, raters, studies)      # before any slow work
     chosen = check_platforms(platforms, cfg if config_path else None)
+    if out_dir is None:
+        if not config_path:
+            raise UserError("--out: expected an output directory when no --config is given, got none")
+        out_dir = cfg.run_dir / "plan"
     if pilot is not None:
         model = model_from_pilot(read_pilot(pilot, cfg, responses_path), cfg, f"pilot `{pilot}`")
     else:
@@ -76,10 +80,6 @@ def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str 
                 es = label.split(" / ")[0]
                 per_set[es] = per_set.get(es, 0) + 1
             systems = max(per_set.values(), default=2)
-    if out_dir is None:
-        if not config_path:
-            raise UserError("--out: expected an output directory when no --config is given, got none")
-        out_dir = cfg.run_dir / "plan"
     done = [0]
     n_designs = len(set(items)) * len(set(raters))
 
