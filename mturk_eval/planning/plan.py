@@ -156,7 +156,8 @@ def plan_markdown(plan: Plan) -> str:
         f"comparisons, family `{s['holm_family']}`, alpha {s['alpha']:g}), each prompt answered by every system? "
         f"Power is the share of {s['studies']} simulated studies per design (seed {s['seed']}) in which the "
         "report's own test (paired Wilcoxon signed-rank on exact per-prompt item means, exact up to 25 pairs) "
-        f"finds it; {s['excluded_share']:.0%} of ratings lost to exclusions as in the pilot; raters drawn from a pool "
+        f"finds it; {s['excluded_share']:.0%} of ratings lost to the report's exclusions (the pilot's share; 0 without "
+        "a pilot); raters drawn from a pool "
         f"in which each rates about {s['ratings_per_rater']:.0f} items. The analytic column is a normal "
         "approximation (3/pi efficiency, Bonferroni's first Holm step) for a quick check.\n")
     lines.append("\n" + terminal_table(plan))
