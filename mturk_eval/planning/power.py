@@ -112,14 +112,18 @@ def _draw_aspect(rng: np.random.Generator, n_studies: int, design: Design, setti
     item_eff[:, 0] += f32(shift)
     rater_eff = rng.standard_normal((n_studies, pool), dtype=f32) * f32(s_rater)
     start = rng.integers(0, pool, (n_studies, S, n))
-    who = (start[..., None] + np.arange(k)) % pool
-    latent = rng.standard_normal((n_studies, S, n, k), dtype=f32) * f32(s_resid)
+    # Raters start, start + 1, ... (mod pool) of each response: windows over the pool, wrapped.
+    wrapped = np.concatenate([rater_eff, rater_eff[:, :k - 1]], axis=1)
+    windows = np.lib.stride_tricks.sliding_window_view(wrapped, k, axis=1)     # studies x pool x k
+    latent = rng.standard_normal((n_studies, S, n, k), dtype=f32)
+    latent *= f32(s_resid)
     latent += item_eff[..., None]
-    latent += np.take_along_axis(rater_eff, who.reshape(n_studies, -1), axis=1).reshape(n_studies, S, n, k)
-    y = np.clip(np.rint(latent), *SCALE)
+    latent += windows[np.arange(n_studies)[:, None, None], start]
+    y = np.clip(np.rint(latent, out=latent), *SCALE, out=latent)
     if excl > 0:
         keep = rng.random(y.shape) >= excl
-        return (y * keep).sum(axis=3).astype(np.int64), keep.sum(axis=3).astype(np.int64)
+        y *= keep
+        return y.sum(axis=3).astype(np.int64), keep.sum(axis=3).astype(np.int64)
     return y.sum(axis=3).astype(np.int64), np.full((n_studies, S, n), k, dtype=np.int64)
 
 
