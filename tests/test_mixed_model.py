@@ -66,3 +66,24 @@ def test_difference_between_non_reference_systems():
     assert d21["estimate"] == pytest.approx(f.beta[2] - f.beta[1])
     assert f.difference(1, 2)["estimate"] == pytest.approx(-d21["estimate"])
     assert 0 < d21["p"] <= 1 and d21["ci_low"] < d21["estimate"] < d21["ci_high"]
+
+
+def test_sparse_factorisation_gives_the_dense_fit(monkeypatch):
+    """Many items and many raters (each on a few items): the sparse LU path fits what the dense Cholesky
+    fits (the report's subsamples of big studies take the sparse path)."""
+    from mturk_eval.analysis import mixed_model as mm
+
+    rng = np.random.default_rng(3)
+    n_items, n_raters = 400, 900
+    item = np.repeat(np.arange(n_items), 5)
+    rater = (item * 7 + np.tile(np.arange(5), n_items) * 131) % n_raters
+    y = np.clip(np.round(3 + rng.normal(0, .6, n_items)[item] + rng.normal(0, .5, n_raters)[rater]
+                         + 0.3 * (item % 3 == 1) + rng.normal(0, .8, item.size)), 1, 5)
+    assert min(n_items, np.unique(rater).size) > mm.SPARSE_ABOVE
+    sparse_fit = mm.fit_crossed(y, item % 3, item, rater)
+    monkeypatch.setattr(mm, "SPARSE_ABOVE", 10**9)
+    dense_fit = mm.fit_crossed(y, item % 3, item, rater)
+    np.testing.assert_allclose(sparse_fit.beta, dense_fit.beta, atol=1e-5)
+    for c in mm.COMPONENTS:
+        assert abs(sparse_fit.variance[c] - dense_fit.variance[c]) < 1e-5
+        np.testing.assert_allclose(sparse_fit.variance_ci[c], dense_fit.variance_ci[c], atol=1e-4)
