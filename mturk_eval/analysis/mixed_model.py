@@ -85,8 +85,12 @@ class _Crossed:
         self.WtW = W.T @ W
         from scipy import sparse
         self.C = sparse.csr_array((np.ones(self.n), (self.item, self.rater)), shape=(self.I, self.J))
+        self.C_T = self.C.T.tocsr()
         self.pairs = None
-        if not self.swap:
+        self.pattern = None
+        if min(self.I, self.J) > SPARSE_ABOVE:
+            self.pattern = self._sparse_pattern()
+        elif not self.swap:
             # C' diag(w) C as one bincount over the pairs of raters within each item (no sparse overhead).
             order = np.argsort(self.item, kind="stable")
             it, ra = self.item[order], self.rater[order]
@@ -97,6 +101,26 @@ class _Crossed:
                 offs = np.arange(rep.size) - np.repeat(np.cumsum(n_i[it]) - n_i[it], n_i[it])
                 other = starts[it[rep]] + offs
                 self.pairs = (ra[rep] * self.J + ra[other], it[rep])
+
+    def _sparse_pattern(self):
+        """The fixed non-zero pattern of the Schur complement (CSC order) and, for every pair of ratings
+        sharing an eliminated unit (a rater when items are kept, an item when raters are), its entry and
+        the unit; only the values change with theta."""
+        keep, elim, m = (self.item, self.rater, self.I) if self.swap else (self.rater, self.item, self.J)
+        order = np.argsort(elim, kind="stable")
+        e_sorted, k_sorted = elim[order], keep[order]
+        size = np.bincount(elim)
+        starts = np.r_[0, np.cumsum(size)[:-1]]
+        rep = np.repeat(np.arange(e_sorted.size), size[e_sorted])          # each rating once per partner
+        offs = np.arange(rep.size) - np.repeat(np.cumsum(size[e_sorted]) - size[e_sorted], size[e_sorted])
+        other = starts[e_sorted[rep]] + offs
+        # CSC: column-major keys (col * m + row); the diagonal is always present.
+        keys = np.r_[k_sorted[other] * m + k_sorted[rep], np.arange(m) * (m + 1)]
+        uniq, inv = np.unique(keys, return_inverse=True)
+        rows, cols = uniq % m, uniq // m
+        indptr = np.searchsorted(cols, np.arange(m + 1))
+        diag_pos = inv[rep.size:]
+        return uniq.size, inv[:rep.size], e_sorted[rep], diag_pos, rows.astype(np.int32), indptr.astype(np.int32)
 
     def _pieces(self, theta_i: float, theta_r: float):
         """W' H^-1 W (W = [y X]) and log|H| for H = I + theta_i ZiZi' + theta_r ZrZr'."""
@@ -112,14 +136,16 @@ class _Crossed:
             from scipy import sparse
             from scipy.sparse import linalg as spla
 
+            nnz, entry, unit, diag_pos, rows, indptr = self.pattern
             if not self.swap:
-                u1, u2, d1, Cm = self.ZtW_i, self.ZtW_r, d_i, self.C
-                S = sparse.diags(d_r) - (self.C.T.multiply(1.0 / d_i).tocsr() @ self.C)
+                u1, u2, d1, d2, Cm = self.ZtW_i, self.ZtW_r, d_i, d_r, self.C
             else:
-                u1, u2, d1, Cm = self.ZtW_r, self.ZtW_i, d_r, self.C.T.tocsr()
-                S = sparse.diags(d_i) - (self.C.multiply(1.0 / d_r).tocsr() @ self.C.T)
+                u1, u2, d1, d2, Cm = self.ZtW_r, self.ZtW_i, d_r, d_i, self.C_T
+            data = -np.bincount(entry, weights=1.0 / d1[unit], minlength=nnz)
+            data[diag_pos] += d2
+            S = sparse.csc_matrix((data, rows, indptr), shape=(d2.size, d2.size))
             try:
-                lu = spla.splu(sparse.csc_matrix(S), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0)
+                lu = spla.splu(S, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0)
             except RuntimeError as e:          # singular: not positive definite
                 raise np.linalg.LinAlgError(str(e)) from None
             diag_u = lu.U.diagonal()
