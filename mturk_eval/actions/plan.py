@@ -38,13 +38,17 @@ def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str 
              power: float, items: list[int] | None, raters: list[int] | None, aspect: str | None,
              systems: int | None, platforms: list[str], studies: int, seed: int | None, out_dir: Path | None,
              echo: Callable[[str], None] | None = None) -> PlanResult:
-    from mturk_eval.config import load_config
+    from mturk_eval.config import find_config, load_config
     from mturk_eval.planning.cost import check_platforms
     from mturk_eval.planning.model import default_model, model_from_pilot
     from mturk_eval.planning.plan import check_inputs, make_plan, summary_lines, terminal_table, write_plan
 
+    if config_path is None:   # $MTURK_EVAL_CONFIG or mturk-eval.toml here or above, as every verb finds it
+        found = find_config(required=False)
+        config_path = str(found) if found else None
     if config_path is None and pilot is None:
-        raise UserError("--config: expected an experiment config or --pilot ratings, got neither")
+        raise UserError("--config: expected an experiment config or --pilot ratings, got neither; none found "
+                        "either ($MTURK_EVAL_CONFIG, mturk-eval.toml here or above: `mturk-eval init` writes one)")
     cfg = load_config(config_path) if config_path else ExperimentConfig(name="plan")
     items = DEFAULT_ITEMS if items is None else items
     raters = DEFAULT_RATERS if raters is None else raters
