@@ -6,9 +6,11 @@ memory is its own:
   read_csv         pandas.read_csv(path) (C engine) and pandas.read_csv(path, engine="pyarrow")
   old loader       the previous read_ratings (csv module / str.split, dict coding), from git
   load             read_ratings(): pyarrow CSV, checks on each distinct value, integer codes
-  whole report     build_report end to end: load, Tables 2/3, 1000-resample bootstrap CI of every mean,
-                   tests with Holm, alpha (ordinal + interval), LOO Spearman, worker figures, both PNG
-                   plots, every file including ratings.parquet and workers.csv
+  whole report     build_report end to end with the report's defaults: load, Tables 2/3, crossed
+                   (items and raters random) intervals of every mean and difference, exact-tie rank tests
+                   with pairing and Holm, the crossed mixed model per eval set and aspect (on 3,000-rating
+                   subsamples), alpha (ordinal + interval), LOO Spearman, worker figures, both PNG plots,
+                   every file including ratings.parquet, mixed_model.csv and workers.csv
 and prints the wall time, the peak resident memory of that process, the ratios and the growth.
 
 Default layout: every item rated by 5 workers on all four aspects (20 rows per item), so 4,000,000

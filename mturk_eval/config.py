@@ -161,6 +161,15 @@ class ReportConfig:
     planned_ratings: int = 0
     # The rated aspects and their scales; empty = the paper's four on 1-5 (persona in Table 3).
     aspects: list[AspectConfig] = field(default_factory=list)
+    # Statistics (docs/report.md, "Tests" and "Confidence intervals"). Holm's family: every comparison of
+    # one eval set (the paper's claims are per eval set) or of one eval set and aspect.
+    holm_family: Literal["eval_set", "eval_set_aspect"] = "eval_set"
+    # Intervals of means and differences: items and raters random (model-based), or items only (bootstrap).
+    intervals: Literal["crossed", "item_bootstrap"] = "crossed"
+    # The crossed mixed model per eval set and aspect; fitted on a subsample of whole items above this many
+    # ratings per fit (0 = never subsample).
+    mixed_model: bool = True
+    mixed_model_max_ratings: int = 3000
 
 
 @dataclass

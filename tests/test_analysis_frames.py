@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from helpers.analysis import make_rows, responses_for
-from mturk_eval.analysis import agreement, analysis, comparisons, load_ratings, table2, table3, workers
-from mturk_eval.analysis.frames import frame_csv
+from mturk_eval.analysis import agreement, analysis, comparisons, load_ratings, mixed_models, table2, table3, workers
+from mturk_eval.analysis.frames import COMPARISON_COLUMNS, frame_csv
 from mturk_eval.analysis.ratings import read_ratings, write_ratings_csv
 from mturk_eval.cli import main
 from mturk_eval.config import ExperimentConfig
@@ -60,6 +60,8 @@ def test_report_csvs_are_the_frames(files):
     assert (rep / "tables/table2.csv").read_text() == frame_csv(table2(an), "%.6g")
     assert (rep / "tables/table3.csv").read_text() == frame_csv(table3(an))
     assert (rep / "tests.csv").read_text() == frame_csv(comparisons(an))
+    assert (rep / "mixed_model.csv").read_text() == frame_csv(mixed_models(an))
+    assert list(pd.read_csv(rep / "tests.csv").columns[:len(COMPARISON_COLUMNS)]) == COMPARISON_COLUMNS
     assert (rep / "agreement.csv").read_text() == frame_csv(agreement(an))
     w = pd.read_csv(rep / "workers.csv")
     assert w["rating_rows"].sum() == an.counts["rows"] and w["rows_used"].sum() == an.counts["used_rows"]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from mturk_eval.analysis import stats
+from mturk_eval.analysis import intervals, stats
 
 
 def holm_plain(ps):
@@ -164,23 +164,22 @@ def test_cluster_bootstrap_matches_naive_resampling():
     rng = random.Random(7)
     items = [[rng.randint(1, 5) for _ in range(rng.choice([3, 5]))] for _ in range(40)]
     sums = np.array([sum(x) for x in items], float)
-    cnts = np.array([len(x) for x in items])
-    lo, hi = stats.cluster_bootstrap_ci(np.zeros(40, int), sums, cnts, 1, 20000, np.random.default_rng(0))
+    cnts = np.array([len(x) for x in items], float)
+    lo, hi = intervals.percentile_ci(intervals.item_bootstrap_draws(sums, cnts, 20000, np.random.default_rng(0)))
     naive = []
     for _ in range(20000):
         pick = [items[rng.randrange(40)] for _ in range(40)]
         naive.append(sum(map(sum, pick)) / sum(map(len, pick)))
     naive.sort()
-    assert lo[0] == pytest.approx(naive[int(0.025 * 20000)], abs=0.03)
-    assert hi[0] == pytest.approx(naive[int(0.975 * 20000)], abs=0.03)
+    assert lo == pytest.approx(naive[int(0.025 * 20000)], abs=0.03)
+    assert hi == pytest.approx(naive[int(0.975 * 20000)], abs=0.03)
     mean = sums.sum() / cnts.sum()
-    assert lo[0] < mean < hi[0]
+    assert lo < mean < hi
 
 
-def test_bootstrap_skips_groups_without_data():
-    lo, hi = stats.cluster_bootstrap_ci(np.array([1, 1, 1]), np.array([3.0, 4, 5]), np.array([1, 1, 1]), 3, 100,
-                                        np.random.default_rng(0))
-    assert math.isnan(lo[0]) and math.isnan(lo[2]) and 3 <= lo[1] <= hi[1] <= 5
+def test_bootstrap_needs_two_items():
+    draws = intervals.item_bootstrap_draws(np.array([3.0]), np.array([1.0]), 100, np.random.default_rng(0))
+    assert all(math.isnan(x) for x in intervals.percentile_ci(draws))
 
 
 def test_mann_whitney_statistic_by_counting_pairs():
@@ -201,8 +200,8 @@ def test_wilcoxon_statistic_by_hand_and_identical_systems():
     w_minus = sum(rk for rk, x in zip(ranks, d) if x < 0)
     w_plus = sum(rk for rk, x in zip(ranks, d) if x > 0)
     assert r.test == "wilcoxon" and r.statistic == pytest.approx(min(w_minus, w_plus))
-    same = stats.compare(a, a.copy(), paired=True)
-    assert same.p == 1.0
+    same = stats.compare(a, a.copy(), paired=True)  # no non-zero difference: undefined (issue #17), not p = 1
+    assert not same.defined and math.isnan(same.p)
 
 
 def test_compare_direction_by_counting():

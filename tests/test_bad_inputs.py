@@ -75,7 +75,7 @@ def no_platform(use_platform):
 
 UNKNOWN_KEY_VERBS = [
     ["data", "build"], ["generate", "--quiet"], ["distinct"], ["preview"], ["publish"], ["status", "--offline"],
-    ["collect"], ["review"], ["expire"], ["report"],
+    ["collect"], ["review"], ["expire"], ["report"], ["plan"],
     ["sandbox", "simulate", "--endpoint", "http://127.0.0.1:9", "--no-progress"],
     ["participants", "export", "AW1"], ["participants", "delete", "AW1"], ["participants", "new-key"],
 ]

@@ -94,6 +94,27 @@ def test_issue_example_radio_groups_short_rows_and_spellings(issue_files):
     assert (tmp / "rep2/tables/table2.csv").read_text() == (tmp / "rep/tables/table2.csv").read_text()
 
 
+def test_tests_intervals_and_mixed_model_use_the_mappings_aspects(issue_files):
+    """The statistics (tests, Holm, intervals, mixed model) name and scale the mapping's own aspects."""
+    from mturk_eval.analysis import analysis, comparisons, load_ratings, mixed_models
+    from mturk_eval.analysis.frames import frame_csv
+
+    tmp, _ = issue_files
+    res = CliRunner().invoke(main, ["report", "--batch-csv", str(tmp / "b.csv"), "--mapping", str(tmp / "m.toml"),
+                                    "--out", str(tmp / "rep"), "-q", "--no-plots"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp / "rep" / "report.json").read_text())
+    assert [t["aspect"] for t in rep["tests"]] == ["coherence"]
+    assert rep["tests"][0]["design"].startswith("unpaired") and rep["tests"][0]["undefined"] == ""
+    assert [m["aspect"] for m in rep["mixed_models"]] == ["coherence"]
+    an = analysis(load_ratings(tmp / "b.csv", mapping=tmp / "m.toml"), seed=rep["settings"]["seed"])
+    lo, hi = an.table2[0]["aspects"]["coherence"]["ci_low"], an.table2[0]["aspects"]["coherence"]["ci_high"]
+    assert 1 <= lo < an.table2[0]["aspects"]["coherence"]["mean"] < hi <= 4
+    assert an.tests[0]["aspect"] == "coherence" and an.mixed_models[0]["aspect"] == "coherence"
+    assert (tmp / "rep" / "mixed_model.csv").read_text() == frame_csv(mixed_models(an))
+    assert (tmp / "rep" / "tests.csv").read_text() == frame_csv(comparisons(an))
+
+
 def test_plain_value_columns_and_table3_bins_from_the_scale(tmp_path):
     rows = []
     for w in range(3):

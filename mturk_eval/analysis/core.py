@@ -11,13 +11,12 @@ The result is a plain :class:`Analysis` of lists and dicts that the renderers (`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mturk_eval.analysis import stats
+from mturk_eval.analysis import inference, stats
 from mturk_eval.analysis.aspects import NAMES as ASPECT_NAMES, PAPER_ASPECTS  # noqa: F401 (ASPECT_NAMES: kept for importers)
 from mturk_eval.analysis.ratings import Ratings, ResponseIndex
 from mturk_eval.config import ASPECTS, EVAL_SETS, METHODS, ExperimentConfig
@@ -79,6 +78,7 @@ class Analysis:
     bins: tuple[str, ...] = BINS                                        # Table 3's bins
     worker_table: list[dict[str, Any]] = field(default_factory=list)    # one row per worker
     aspect_info: tuple = PAPER_ASPECTS                                  # names, scales and tables
+    mixed_models: list[dict[str, Any]] = field(default_factory=list)  # per eval set x aspect (inference.py)
 
     @property
     def table2_aspects(self) -> list[str]:
@@ -301,6 +301,7 @@ def analyze(
     agreement_rows = agreement_stage(p)
     workers, underrated, planned = workers_stage(p, spend)
     worker_table = worker_rows(p)
+    mixed = mixed_model_stage(p)
     rc = cfg.report
     return Analysis(
         experiment=cfg.name, language=cfg.language, systems=p.systems,
@@ -311,9 +312,10 @@ def analyze(
         human_reference=dict(rc.human_reference),
         settings={"bootstrap_samples": rc.bootstrap_samples, "alpha": rc.alpha,
                   "min_attention_pass_rate": rc.min_attention_pass_rate, "duplicates": rc.duplicates,
-                  "seed": p.seed},
+                  "seed": p.seed, "intervals": rc.intervals, "holm_family": rc.holm_family,
+                  "mixed_model": rc.mixed_model, "mixed_model_max_ratings": rc.mixed_model_max_ratings},
         worker_table=worker_table, aspects=r.aspect_names, bins=table3_bins(r.aspects),
-        aspect_info=r.aspects,
+        aspect_info=r.aspects, mixed_models=mixed,
     )
 
 
@@ -404,16 +406,14 @@ def _systems(r: Ratings, cfg: ExperimentConfig, item: np.ndarray) -> tuple[list[
 
 
 def tables_stage(p: Prepared) -> Tables:
-    """Table 2/7 (mean and SD over all answers, items, bootstrap CI of every mean, the persona aspect
+    """Table 2/7 (mean and SD over all answers, items, the interval of every mean, the persona aspect
     too for the plots) and Table 3/8 (each response's persona mean, binned)."""
     S, A = p.S, p.A
     group = p.item_sys[p.item] * A + p.aspect
     n_g, mean_g, sd_g = stats.group_mean_sd(group, p.score, S * A)
     unit_group = p.unit_group
     items_g = np.bincount(unit_group, minlength=S * A)
-    rng = np.random.default_rng(p.seed)
-    ci_lo, ci_hi = stats.cluster_bootstrap_ci(unit_group, p.unit_sum[p.has], p.unit_cnt[p.has], S * A,
-                                              p.cfg.report.bootstrap_samples, rng)
+    ci_lo, ci_hi = inference.mean_intervals(p)
     # Table 3: each response's mean on the Table 3 aspect (persona by default), binned with exact integer
     # comparisons (sum >= k * count) at each point of the scale above its lowest.
     t3 = next((i for i, a in enumerate(p.r.aspects) if a.table3), None)
@@ -432,99 +432,13 @@ def tables_stage(p: Prepared) -> Tables:
 
 
 def tests_stage(p: Prepared, tables: Tables, responses: ResponseIndex | None = None) -> Tests:
-    """Tests between systems of one eval set, per aspect, on per-item means (paired when the responses
-    file pairs their prompts), Holm within each eval set, and the better-than letters."""
-    r, rc, systems, A, S = p.r, p.cfg.report, p.systems, p.A, p.S
-    n_items = len(r.item_ids)
-    unit_item, has = p.unit_item, p.has
-    mean_g = tables.mean
-    item_mean = np.full(p.n_units, np.nan)
-    item_mean[has] = p.unit_sum[has] / p.unit_cnt[has]
-    pair_key: np.ndarray | None = None
-    if responses is not None:
-        keys: dict[tuple, int] = {}
-        pk = np.full(n_items, -1, dtype=np.int64)
-        for i, iid in enumerate(r.item_ids):
-            meta = responses.items.get(iid)
-            if meta is not None and meta.get("pair_id") is not None:
-                pk[i] = keys.setdefault((meta.get("persona_id"), meta["pair_id"]), len(keys))
-        pair_key = pk
-    unit_group = p.unit_group
-    order_units = np.argsort(unit_group, kind="stable")
-    unit_idx = np.flatnonzero(has)[order_units]
-    bounds = np.searchsorted(unit_group[order_units], np.arange(S * A + 1))
+    """Tests between systems of one eval set, per aspect (see :func:`inference.tests_stage`)."""
+    return inference.tests_stage(p, tables, responses)
 
-    def units_of(s: int, a: int) -> np.ndarray:
-        g = s * A + a
-        return unit_idx[bounds[g]:bounds[g + 1]]
 
-    names = r.aspect_names
-    tests: list[dict[str, Any]] = []
-    eval_sets_in = list(dict.fromkeys(s.eval_set for s in systems))
-    for es in eval_sets_in:
-        members = [i for i, s in enumerate(systems) if s.eval_set == es]
-        for a in range(A):
-            for i, j in combinations(members, 2):
-                ua, ub = units_of(i, a), units_of(j, a)
-                paired = False
-                if pair_key is not None and ua.size and ua.size == ub.size:
-                    ka, kb = pair_key[unit_item[ua]], pair_key[unit_item[ub]]
-                    if (ka >= 0).all() and (kb >= 0).all():
-                        sa, sb = np.argsort(ka), np.argsort(kb)
-                        if np.array_equal(ka[sa], kb[sb]) and np.unique(ka).size == ka.size:
-                            paired = True
-                            ua, ub = ua[sa], ub[sb]
-                res = stats.compare(item_mean[ua], item_mean[ub], paired)
-                tests.append({
-                    "eval_set": es, "aspect": names[a],
-                    "a": systems[i].letter, "b": systems[j].letter,
-                    "system_a": systems[i].label, "system_b": systems[j].label,
-                    "mean_a": float(mean_g[i * A + a]), "mean_b": float(mean_g[j * A + a]),
-                    "item_mean_a": float(item_mean[ua].mean()) if ua.size else float("nan"),
-                    "item_mean_b": float(item_mean[ub].mean()) if ub.size else float("nan"),
-                    "test": res.test, "n_a": res.n_a, "n_b": res.n_b,
-                    "statistic": res.statistic, "p": res.p, "direction": res.direction,
-                })
-    # Holm within each eval set (its family: every pair of systems on every aspect).
-    for es in eval_sets_in:
-        idx = [k for k, t in enumerate(tests) if t["eval_set"] == es and np.isfinite(t["p"])]
-        adj = stats.holm([tests[k]["p"] for k in idx])
-        for k, pv in zip(idx, adj):
-            tests[k]["p_holm"] = float(pv)
-    for t in tests:
-        t.setdefault("p_holm", float("nan"))
-        t["significant"] = bool(np.isfinite(t["p_holm"]) and t["p_holm"] < rc.alpha)
-        # The better system is the one the test found higher on the per-item means it was given, not the
-        # one with the higher mean over ratings: with uneven ratings per item the two can disagree.
-        t["better"] = (t["a"] if t["direction"] > 0 else t["b"] if t["direction"] < 0 else "") \
-            if t["significant"] else ""
-
-    better: dict[tuple[int, int], list[str]] = {}
-    by_label = {s.label: k for k, s in enumerate(systems)}
-    for t in tests:
-        if not t["better"]:
-            continue
-        i, j = by_label[t["system_a"]], by_label[t["system_b"]]
-        a = names.index(t["aspect"])
-        hi, lo = (i, j) if t["direction"] > 0 else (j, i)
-        better.setdefault((hi, a), []).append(systems[lo].letter)
-
-    test_summary = []
-    for es in eval_sets_in:
-        ts = [t for t in tests if t["eval_set"] == es]
-        sig = [t for t in ts if t["significant"]]
-        name = eval_set_name(es)
-        if not ts:
-            sentence = f"{name}: only one system, nothing to compare."
-        elif not sig:
-            pmin = min((t["p_holm"] for t in ts if np.isfinite(t["p_holm"])), default=float("nan"))
-            sentence = (f"{name}: no significant differences between systems on any aspect "
-                        f"({len(ts)} tests, smallest Holm-adjusted p = {pmin:.3g} >= {rc.alpha}).")
-        else:
-            parts = [f"{t['aspect']}: ({t['a']}) vs ({t['b']}), p_holm = {t['p_holm']:.3g}" for t in sig]
-            sentence = f"{name}: {len(sig)} of {len(ts)} comparisons significant at {rc.alpha} ({'; '.join(parts)})."
-        test_summary.append({"eval_set": es, "tests": len(ts), "significant": len(sig), "sentence": sentence})
-    return Tests(tests=tests, summary=test_summary, better=better)
+def mixed_model_stage(p: Prepared) -> list[dict[str, Any]]:
+    """The crossed mixed model per eval set and aspect (see :func:`inference.mixed_model_stage`)."""
+    return inference.mixed_model_stage(p)
 
 
 def table2_records(p: Prepared, tables: Tables, tests: Tests) -> list[dict[str, Any]]:
@@ -593,6 +507,7 @@ def workers_stage(p: Prepared, spend: Any = None) -> tuple[dict[str, Any], list[
     plan; adds the under-rated warning to ``p.warnings``."""
     r, cfg = p.r, p.cfg
     workers = _workers(r, p.keep, cfg, p.excluded_workers, spend)
+    p.warnings.extend(_per_assignment_conflicts(r))
     planned = cfg.report.planned_ratings or cfg.hit.assignments_per_hit
     n_items = len(r.item_ids)
     per_item = p.unit_cnt.reshape(n_items, p.A).max(axis=1)
@@ -652,6 +567,31 @@ def worker_rows(p: Prepared) -> list[dict[str, Any]]:
             "median_work_time_s": float(np.median(ts)) if ts.size else float("nan"),
             "excluded": wid in reasons, "reason": reasons.get(wid, ""),
         })
+    return out
+
+
+def _per_assignment_conflicts(r: Ratings) -> list[str]:
+    """Counted warnings for values that must be one per assignment but differ between its rows (work time,
+    reward): the worker figures use each assignment's first row."""
+    out = []
+    order = np.argsort(r.assignment, kind="stable")
+    a_sorted = r.assignment[order]
+    starts = np.flatnonzero(np.r_[True, a_sorted[1:] != a_sorted[:-1]])
+    for name, values, unit in (("work_time_s", r.work_time_s, " s"), ("reward", r.reward, "")):
+        if values is None:
+            continue
+        v = values[order]
+        first = np.repeat(v[starts], np.diff(np.r_[starts, v.size]))
+        differs = ~((v == first) | (np.isnan(v) & np.isnan(first)))
+        bad = np.unique(a_sorted[differs])
+        if bad.size:
+            ex = []
+            for a in bad[:3].tolist():
+                vals = sorted({float(x) for x in values[r.assignment == a].tolist() if x == x})
+                ex.append(f"{r.assignment_ids[a]}: {', '.join(f'{x:g}{unit}' for x in vals)}"
+                          + (" and empty" if np.isnan(values[r.assignment == a]).any() else ""))
+            out.append(f"{bad.size} assignment(s) have different {name} values on different rows (e.g. "
+                       f"{'; '.join(ex)}); the worker figures use each assignment's first row.")
     return out
 
 

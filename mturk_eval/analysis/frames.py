@@ -157,8 +157,8 @@ def analysis(
 def table2(ratings: pd.DataFrame | Analysis, config: Any = None, responses: Any = None, *,
            seed: int | None = None) -> pd.DataFrame:
     """Table 2/7: one row per system (eval_set, method, model, letter) and, per aspect, ``{aspect}_mean``,
-    ``_sd`` (n-1), ``_ci_low``, ``_ci_high`` (bootstrap), ``_n`` (ratings), ``_items``, ``_better_than``
-    (letters of the systems it is significantly better than)."""
+    ``_sd`` (n-1), ``_ci_low``, ``_ci_high`` (the report's interval method), ``_n`` (ratings), ``_items``,
+    ``_better_than`` (letters of the systems it is significantly better than)."""
     an = analysis(ratings, config, responses, seed=seed)
     rows = []
     for r in an.table2:
@@ -190,7 +190,9 @@ def table3(ratings: pd.DataFrame | Analysis, config: Any = None, responses: Any 
 
 
 COMPARISON_COLUMNS = ["eval_set", "aspect", "a", "b", "system_a", "system_b", "mean_a", "mean_b", "test", "n_a",
-                      "n_b", "statistic", "p", "p_holm", "significant", "item_mean_a", "item_mean_b", "better"]
+                      "n_b", "statistic", "p", "p_holm", "significant", "item_mean_a", "item_mean_b", "better",
+                      "method", "n_used", "zeros", "undefined", "design", "difference", "difference_ci_low",
+                      "difference_ci_high"]
 AGREEMENT_COLUMNS = ["scope", "eval_set", "method", "model", "aspect", "alpha_ordinal", "alpha_interval",
                      "loo_spearman", "exact_agreement", "within_one", "units", "pairable_values"]
 
@@ -198,11 +200,43 @@ AGREEMENT_COLUMNS = ["scope", "eval_set", "method", "model", "aspect", "alpha_or
 def comparisons(ratings: pd.DataFrame | Analysis, config: Any = None, responses: Any = None, *,
                 seed: int | None = None) -> pd.DataFrame:
     """Every test between two systems of one eval set on one aspect: the means, the test, its statistic,
-    p, Holm-adjusted p, significance and the better system's letter (``tests.csv``)."""
+    p, Holm-adjusted p, significance and the better system's letter, how p was computed (``method``:
+    exact or normal), the pairs or items used, zero differences dropped, whether the test was undefined,
+    the design and why, and the difference of the means with its interval (``tests.csv``)."""
     an = analysis(ratings, config, responses, seed=seed)
     extra = [k for t in an.tests[:1] for k in t if k not in COMPARISON_COLUMNS and k != "direction"]
     return pd.DataFrame([{k: t.get(k) for k in COMPARISON_COLUMNS + extra} for t in an.tests],
                         columns=COMPARISON_COLUMNS + extra)
+
+
+MIXED_MODEL_COLUMNS = ["eval_set", "aspect", "ratings", "subsampled_from", "items", "raters", "var_item",
+                       "var_item_low", "var_item_high", "var_rater", "var_rater_low", "var_rater_high",
+                       "var_residual", "var_residual_low", "var_residual_high", "a", "b", "estimate", "se",
+                       "ci_low", "ci_high", "p", "not_fitted"]
+
+
+def mixed_models(ratings: pd.DataFrame | Analysis, config: Any = None, responses: Any = None, *,
+                 seed: int | None = None) -> pd.DataFrame:
+    """The crossed mixed model score ~ system + (1 | item) + (1 | rater) per eval set and aspect: one row
+    per difference between two systems (estimate, SE, 95% CI, p) with the fit's ratings (``subsampled_from``
+    the total when fitted on a subsample), items, raters and variance components with their intervals; a
+    fit that could not be made is one row with ``not_fitted`` saying why (``mixed_model.csv``)."""
+    an = analysis(ratings, config, responses, seed=seed)
+    rows = []
+    for m in an.mixed_models:
+        base = {"eval_set": m["eval_set"], "aspect": m["aspect"], "ratings": m["ratings"],
+                "subsampled_from": m.get("subsampled_from", 0), "items": m.get("items"), "raters": m.get("raters")}
+        if "not_fitted" in m:
+            rows.append({**base, "not_fitted": m["not_fitted"]})
+            continue
+        comps = {}
+        for c in ("item", "rater", "residual"):
+            lo, hi = m["variance_ci"][c]
+            comps.update({f"var_{c}": m["variance"][c], f"var_{c}_low": lo, f"var_{c}_high": hi})
+        for d in m["differences"]:
+            rows.append({**base, **comps, **{k: d[k] for k in ("a", "b", "estimate", "se", "ci_low", "ci_high", "p")},
+                         "not_fitted": None})
+    return pd.DataFrame(rows, columns=MIXED_MODEL_COLUMNS)
 
 
 def agreement(ratings: pd.DataFrame | Analysis, config: Any = None, responses: Any = None, *,
@@ -236,4 +270,5 @@ def frame_csv(df: pd.DataFrame, float_format: str | None = None) -> str:
     return df.to_csv(index=False, lineterminator="\n", float_format=float_format, na_rep="nan")
 
 
-__all__ = ["load_ratings", "analysis", "table2", "table3", "comparisons", "agreement", "workers", "read_source"]
+__all__ = ["load_ratings", "analysis", "table2", "table3", "comparisons", "mixed_models", "agreement", "workers",
+           "read_source"]

@@ -43,7 +43,7 @@ def persona_bars(an: Analysis, path: Path) -> None:
 
 
 def means_with_ci(an: Analysis, path: Path) -> None:
-    """Grouped points: each system's mean per aspect with its 95% bootstrap interval."""
+    """Grouped points: each system's mean per aspect with its 95% interval (the report's interval method)."""
     ASPECTS = an.aspects
     n = len(an.table2)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(ASPECTS) * max(n, 1) / 3 + 3), 4.2))
@@ -60,7 +60,8 @@ def means_with_ci(an: Analysis, path: Path) -> None:
     low, high = min(a.low for a in an.aspect_info), max(a.high for a in an.aspect_info)
     ax.set_ylim(low, high)
     ax.set_ylabel(f"mean score ({low}-{high})")
-    ax.set_title("Mean score per aspect with 95% bootstrap CI")
+    how = "items and raters random" if an.settings.get("intervals", "crossed") == "crossed" else "item bootstrap"
+    ax.set_title(f"Mean score per aspect with 95% CI ({how})")
     ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

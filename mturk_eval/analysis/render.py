@@ -131,15 +131,55 @@ def table3_rows(an: Analysis) -> tuple[list[str], list[list[str]]]:
 # Tests, agreement, workers
 
 
+def _test_name(t: dict[str, Any]) -> str:
+    name = "Wilcoxon (paired)" if t["test"] == "wilcoxon" else "Mann-Whitney U"
+    return f"{name}, {t['method']}" if t.get("method") else name
+
+
+def _difference(t: dict[str, Any]) -> str:
+    d = t.get("difference", float("nan"))
+    if d is None or not math.isfinite(d):
+        return "-"
+    return f"{d:+.2f} [{_f2(t['difference_ci_low'])}, {_f2(t['difference_ci_high'])}]"
+
+
 def tests_rows(an: Analysis) -> tuple[list[str], list[list[str]]]:
-    header = ["Eval set", "Aspect", "Systems", "Means of item means", "Test", "n", "p", "p (Holm)", "Sig."]
+    header = ["Eval set", "Aspect", "Systems", "Means of item means", "Difference [95% CI]", "Test", "n", "p",
+              "p (Holm)", "Sig."]
     rows = []
     for t in an.tests:
-        sig = f"yes, ({t['better']}) higher" if t["better"] else "yes" if t["significant"] else "no"
+        if t.get("undefined"):
+            sig = f"undefined ({t['undefined']})"
+        else:
+            sig = f"yes, ({t['better']}) higher" if t["better"] else "yes" if t["significant"] else "no"
         rows.append([t["eval_set"], t["aspect"], f"({t['a']}) vs ({t['b']})",
-                     f"{_f2(t['item_mean_a'])} vs {_f2(t['item_mean_b'])}",
-                     "Wilcoxon (paired)" if t["test"] == "wilcoxon" else "Mann-Whitney U",
+                     f"{_f2(t['item_mean_a'])} vs {_f2(t['item_mean_b'])}", _difference(t), _test_name(t),
                      f"{t['n_a']}/{t['n_b']}", _p(t["p"]), _p(t["p_holm"]), sig])
+    return header, rows
+
+
+def designs_markdown(an: Analysis) -> str:
+    """Which test each comparison used and why (one line per distinct reason and pair of systems)."""
+    seen: dict[tuple[str, str, str], list[str]] = {}
+    for t in an.tests:
+        seen.setdefault((t["eval_set"], f"({t['a']}) vs ({t['b']})", t.get("design", "")), []).append(t["aspect"])
+    return "".join(f"- {es} {pair}: {why} ({', '.join(aspects)})\n" for (es, pair, why), aspects in seen.items())
+
+
+def mixed_model_rows(an: Analysis) -> tuple[list[str], list[list[str]]]:
+    header = ["Eval set", "Aspect", "Ratings", "Items", "Raters", "s2 item [95% CI]", "s2 rater [95% CI]",
+              "s2 residual [95% CI]", "Differences (estimate [95% CI], p)"]
+    rows = []
+    for m in an.mixed_models:
+        n = f"{m['ratings']}" + (f" of {m['subsampled_from']}" if m.get("subsampled_from") else "")
+        if "not_fitted" in m:
+            rows.append([m["eval_set"], m["aspect"], n, "-", "-", "-", "-", "-", f"not fitted: {m['not_fitted']}"])
+            continue
+        comps = [f"{m['variance'][c]:.3f} [{m['variance_ci'][c][0]:.3f}, {m['variance_ci'][c][1]:.3f}]"
+                 for c in ("item", "rater", "residual")]
+        diffs = "; ".join(f"({d['a']})-({d['b']}) {d['estimate']:+.2f} [{_f2(d['ci_low'])}, {_f2(d['ci_high'])}], "
+                          f"p {_p(d['p'])}" for d in m["differences"])
+        rows.append([m["eval_set"], m["aspect"], n, str(m["items"]), str(m["raters"]), *comps, diffs])
     return header, rows
 
 
@@ -274,8 +314,24 @@ def to_json(an: Analysis, automatic: list[dict[str, Any]] | None = None) -> dict
         "human_reference": an.human_reference,
         "table2": an.table2, "table3": an.table3, "tests": an.tests, "test_summary": an.test_summary,
         "agreement": an.agreement, "workers": an.workers, "underrated": an.underrated, "warnings": an.warnings,
+        "mixed_models": an.mixed_models,
         "automatic": automatic,
     })
+
+
+def _interval_note(an: Analysis) -> str:
+    if an.settings.get("intervals", "crossed") == "crossed":
+        return "Confidence intervals treat items and raters as random (`[report] intervals = \"crossed\"`)."
+    return (f"Confidence intervals resample items with replacement, each system and aspect with its own random "
+            f"stream from seed {an.settings['seed']} (`[report] intervals = \"item_bootstrap\"`).")
+
+
+def _interval_caption(an: Analysis) -> str:
+    if an.settings.get("intervals", "crossed") == "crossed":
+        return ("95% confidence intervals of the means, items and raters both random (model-based: variance "
+                "components from pairs of ratings, t with Satterthwaite's df; docs/report.md)")
+    return (f"95% bootstrap confidence intervals of the means ({an.settings['bootstrap_samples']} item "
+            "resamples, percentile method; raters treated as fixed)")
 
 
 def report_markdown(an: Analysis, plots: dict[str, str], automatic_md: str | None, sources: list[str]) -> str:
@@ -301,8 +357,7 @@ def report_markdown(an: Analysis, plots: dict[str, str], automatic_md: str | Non
         ci_rows.append([r["eval_set_name"], f"({r['letter']}) {r['method_name']}", r["model"],
                         *[f"{_f2(r['aspects'][a]['mean'])} [{_f2(r['aspects'][a]['ci_low'])}, "
                           f"{_f2(r['aspects'][a]['ci_high'])}]" for a in an.aspects]])
-    out.append(f"\n95% bootstrap confidence intervals of the means ({an.settings['bootstrap_samples']} item "
-               "resamples, percentile method):\n\n" +
+    out.append(f"\n{_interval_caption(an)}:\n\n" +
                markdown_table(["Eval Dataset", "Training Method", "Model",
                                *[an.aspect_title(a) for a in an.aspects]], ci_rows))
     if "means" in plots:
@@ -317,16 +372,34 @@ def report_markdown(an: Analysis, plots: dict[str, str], automatic_md: str | Non
     if "persona" in plots:
         title = "Persona-consideration" if t3 is None or t3.name == "persona" else t3.title
         out.append(f"\n![{title} distribution per system]({plots['persona']})\n")
+    family = "eval set" if an.settings.get("holm_family", "eval_set") == "eval_set" else "eval set and aspect"
     out.append("\n## Differences between systems\n\n"
-               "Two-sided tests on per-item mean scores between every pair of systems within an eval set, per "
-               "aspect: Wilcoxon signed-rank where both systems answered the same prompts (paired by persona "
-               "and pair id from the responses file), Mann-Whitney U otherwise. p-values are Holm-corrected "
-               "within each eval set.\n\n")
+               "Two-sided tests on exact per-item mean scores between every pair of systems within an eval set, per "
+               "aspect: Wilcoxon signed-rank on the prompts both systems answered (paired by persona and pair id "
+               "from the responses file; prompts only one system answered are left out and named in the "
+               "warnings), Mann-Whitney U only where the design is unpaired. Exact p-values (conditional on "
+               "ties, zero differences dropped) up to 25 non-zero pairs or 50 pooled items, the tie-corrected normal "
+               "approximation with continuity correction beyond. p-values are Holm-corrected within each "
+               f"{family}; undefined tests (no data, every difference zero) are left out of the family. The "
+               "difference is that of the Table 2 means, with the interval method of the table above.\n\n")
     for s in an.test_summary:
         out.append(f"- {s['sentence']}\n")
     if an.tests:
         h, rows = tests_rows(an)
         out.append("\n" + markdown_table(h, rows))
+        out.append("\nWhich test, and why:\n\n" + designs_markdown(an))
+    if an.mixed_models:
+        h, rows = mixed_model_rows(an)
+        sub = [m for m in an.mixed_models if m.get("subsampled_from")]
+        note = (f" Fitted on a random subsample of whole items where an eval set and aspect has more than "
+                f"{an.settings.get('mixed_model_max_ratings')} ratings ({len(sub)} of {len(an.mixed_models)} fits; "
+                "the Ratings column says 'n of N')." if sub else " Fitted on all ratings.")
+        out.append("\n## Mixed-effects model\n\nPer eval set and aspect, score ~ system + (1 | item) + (1 | rater) "
+                   "by REML: the system differences with Wald 95% intervals and p-values (not Holm-corrected), and "
+                   "the variance components (on the aspect's own scale) with 95% intervals (Wald on the log scale). Beside, "
+                   "not instead of, the paper's tables." + note + "\n\n" + markdown_table(h, rows))
+    elif an.settings.get("mixed_model") is False:
+        out.append("\n## Mixed-effects model\n\nNot fitted (`[report] mixed_model = false`).\n")
     h, rows = agreement_rows(an)
     out.append("\n## Agreement between workers\n\nKrippendorff's alpha over items (units) with at least two "
                "ratings, next to the leave-one-out Spearman correlation (each rating against the mean of the "
@@ -338,12 +411,11 @@ def report_markdown(an: Analysis, plots: dict[str, str], automatic_md: str | Non
     if an.warnings:
         out.append("\n## Data warnings\n\n" + "".join(f"- {w}\n" for w in an.warnings))
     out.append("\n## Method notes\n\n"
-               f"- SD is the sample standard deviation (n-1). Confidence intervals resample items with "
-               f"replacement (seed {an.settings['seed']}).\n"
+               f"- SD is the sample standard deviation (n-1). {_interval_note(an)}\n"
                f"- Excluded: rejected assignments, ratings of attention-check items, assignments that failed "
                f"their check, and workers passing fewer than {an.settings['min_attention_pass_rate']:.0%} of their "
                f"checks (rejected assignments included). Duplicate ratings policy: {an.settings['duplicates']}.\n"
-               "- Files: `tables/` (Markdown, LaTeX, CSV, JSON), `tests.csv`, `agreement.csv`, "
+               "- Files: `tables/` (Markdown, LaTeX, CSV, JSON), `tests.csv`, `mixed_model.csv`, `agreement.csv`, "
                "`underrated_items.csv`, `report.json`, `plots/`.\n")
     return "".join(out)
 

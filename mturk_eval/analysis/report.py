@@ -51,6 +51,9 @@ def check_report_config(cfg: ExperimentConfig) -> None:
                         f"got {rc.min_attention_pass_rate}")
     if rc.planned_ratings < 0:
         raise UserError(f"{file}: report.planned_ratings: expected an integer >= 0, got {rc.planned_ratings}")
+    if rc.mixed_model_max_ratings < 0:
+        raise UserError(f"{file}: report.mixed_model_max_ratings: expected an integer >= 0, "
+                        f"got {rc.mixed_model_max_ratings}")
 
 
 def find_ledger(cfg: ExperimentConfig, target: str | None) -> Path:
@@ -225,6 +228,7 @@ def build_report(
             atomic_write_text(tables / f"table{tn['auto']}.md", auto_md)
             atomic_write_text(tables / f"table{tn['auto']}.json", render.dumps(auto_data))
         atomic_write_text(tmp / "tests.csv", frames.frame_csv(frames.comparisons(an)))
+        atomic_write_text(tmp / "mixed_model.csv", frames.frame_csv(frames.mixed_models(an)))
         atomic_write_text(tmp / "agreement.csv", frames.frame_csv(frames.agreement(an)))
         atomic_write_text(tmp / "workers.csv", frames.frame_csv(frames.workers(an)))
         (tmp / "ratings.parquet").write_bytes(parquet.result())

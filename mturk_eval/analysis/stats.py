@@ -5,16 +5,17 @@ Written here rather than imported, and why:
   computed from per-unit value counts with the coincidence-matrix definition (Krippendorff 2011,
   "Computing Krippendorff's alpha-reliability"); the package is used only in tests, as an oracle.
   One pass of ``np.bincount`` per cell of the 5x5 coincidence matrix handles every group at once.
-- Holm's step-down correction: statsmodels is not a dependency and the method is five lines.
-- The item (cluster) bootstrap of a mean: resampling n items with replacement only matters through how
-  many times each distinct (item sum, item count) pair is drawn, which is one multinomial draw over
-  those few categories. That is the same distribution as the textbook resampling loop, at O(B x K)
-  instead of O(B x n): 1,000 resamples of 200,000 items cost milliseconds.
-Mann-Whitney U, Wilcoxon signed-rank and Spearman's rho come from scipy.stats.
+- Holm's step-down correction: five lines, simpler than statsmodels' ``multipletests`` with NaN handling.
+- The rank tests (Wilcoxon signed-rank, Mann-Whitney U): scipy's exact nulls ignore ties and its
+  permutation fallback costs 0.5 s per call; the report needs the exact null *conditional on ties and
+  zeros* for thousands of tests at once (the planner), which a DP over doubled ranks gives. scipy is the
+  oracle where its method is the same (tests/test_rank_tests.py). Spearman's rho comes from scipy.stats.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from scipy import stats as sps
@@ -46,48 +47,6 @@ def group_mean_sd(group: np.ndarray, values: np.ndarray, n_groups: int) -> tuple
         sd = np.sqrt(ss / (n - 1))
     sd[n < 2] = np.nan
     return n.astype(np.int64), mean, sd
-
-
-def cluster_bootstrap_ci(
-    unit_group: np.ndarray,
-    unit_sum: np.ndarray,
-    unit_count: np.ndarray,
-    n_groups: int,
-    samples: int,
-    rng: np.random.Generator,
-    level: float = 0.95,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile CI of each group's mean over all ratings, resampling units (items) with replacement.
-
-    ``unit_sum`` / ``unit_count``: each unit's score sum and number of ratings; the group's mean is
-    sum(sums) / sum(counts). Exact multinomial formulation of the resampling loop (module docstring).
-    """
-    lo = np.full(n_groups, np.nan)
-    hi = np.full(n_groups, np.nan)
-    if samples <= 0 or unit_group.size == 0:
-        return lo, hi
-    # Distinct (group, sum, count) triples and how many units share each.
-    s_max = int(unit_sum.max()) + 1
-    c_max = int(unit_count.max()) + 1
-    key = (unit_group.astype(np.int64) * s_max + unit_sum.astype(np.int64)) * c_max + unit_count.astype(np.int64)
-    uniq, freq = np.unique(key, return_counts=True)
-    g = uniq // (s_max * c_max)
-    s = (uniq // c_max) % s_max
-    c = uniq % c_max
-    bounds = np.searchsorted(g, np.arange(n_groups + 1))
-    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-    for gi in range(n_groups):
-        a, b = bounds[gi], bounds[gi + 1]
-        if b <= a:
-            continue
-        f = freq[a:b]
-        n_units = int(f.sum())
-        if n_units < 2:
-            continue
-        draws = rng.multinomial(n_units, f / n_units, size=samples).astype(np.float64)
-        means = (draws @ s[a:b].astype(np.float64)) / (draws @ c[a:b].astype(np.float64))
-        lo[gi], hi[gi] = np.percentile(means, q)
-    return lo, hi
 
 
 # --------------------------------------------------------------------------------------------------
@@ -233,7 +192,70 @@ def _average_ranks(values: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------
-# Tests between systems
+# Exact values: per-item means and their differences as integers, so that ties are ties
+
+
+def _lcm_fits(counts: np.ndarray, sums: np.ndarray) -> int | None:
+    """The least common multiple of ``counts`` when every ``sum * lcm / count`` fits in an int64 with
+    room for differences; None otherwise."""
+    lcm = 1
+    for c in np.unique(counts[counts > 0]).tolist():
+        lcm = lcm * int(c) // math.gcd(lcm, int(c))
+        if lcm > 2 ** 40:
+            return None
+    top = int(np.abs(sums).max(initial=0)) * lcm
+    return lcm if top < 2 ** 61 else None
+
+
+def mean_keys(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Integers that order and tie exactly as the means ``sums / counts`` do (int64).
+
+    ``sums * (L / counts)`` with L the least common multiple of the counts (so 13/3 and 10/3 + 1 are the
+    same integer, where the floats differ); when that would overflow, the dense rank of the exact
+    :class:`fractions.Fraction` values (still exact, slower)."""
+    sums = np.asarray(sums).astype(np.int64)
+    counts = np.asarray(counts).astype(np.int64)
+    lcm = _lcm_fits(counts, sums)
+    if lcm is not None:
+        return sums * (lcm // np.maximum(counts, 1))
+    fr = [Fraction(int(s), int(c)) for s, c in zip(sums.tolist(), counts.tolist())]
+    order = {v: k for k, v in enumerate(sorted(set(fr)))}
+    return np.array([order[v] for v in fr], dtype=np.int64)
+
+
+def difference_keys(sum_a: np.ndarray, cnt_a: np.ndarray, sum_b: np.ndarray, cnt_b: np.ndarray) -> np.ndarray:
+    """Integers with the sign of ``sum_a/cnt_a - sum_b/cnt_b``, whose absolute values order and tie
+    exactly as the absolute differences do (int64): the differences scaled by the least common multiple
+    of all counts, or (on overflow) signed dense ranks of the exact fractions."""
+    sa, ca = np.asarray(sum_a).astype(np.int64), np.asarray(cnt_a).astype(np.int64)
+    sb, cb = np.asarray(sum_b).astype(np.int64), np.asarray(cnt_b).astype(np.int64)
+    lcm = _lcm_fits(np.concatenate([ca, cb]), np.concatenate([sa, sb]))
+    if lcm is not None:
+        return sa * (lcm // np.maximum(ca, 1)) - sb * (lcm // np.maximum(cb, 1))
+    fr = [Fraction(int(a), int(c)) - Fraction(int(b), int(d))
+          for a, c, b, d in zip(sa.tolist(), ca.tolist(), sb.tolist(), cb.tolist())]
+    order = {v: k + 1 for k, v in enumerate(sorted({abs(x) for x in fr if x != 0}))}
+    return np.array([0 if x == 0 else (order[abs(x)] if x > 0 else -order[abs(x)]) for x in fr], dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------------------
+# Rank tests with exact conditional nulls
+#
+# One rule for both tests and both paths (docs/report.md, "Tests"):
+# - Zero differences (paired) are dropped before ranking (Wilcoxon's rule, scipy's zero_method="wilcox");
+#   the test is undefined when none is left. Unpaired: undefined when a side is empty or all values tie.
+# - Ties get mid-ranks. Ranks are doubled so they are integers, and every computation is on integers.
+# - Exact p-values, conditional on the observed ties (and zeros), by counting sign assignments
+#   (signed-rank) or subsets (rank-sum) with a dynamic programme over the doubled rank sums, up to
+#   EXACT_MAX_PAIRS non-zero pairs / EXACT_MAX_POOLED pooled values; the counts stay exact integers in
+#   float64 (2**50 and C(50, 25) are below 2**53).
+# - Two-sided p = min(1, 2 min(P(T <= t), P(T >= t))): the observed value counts on both tails. The normal
+#   approximation beyond the exact range uses the exact conditional mean and variance (tie-corrected) and
+#   the continuity correction that mirrors counting the observed value: half the spacing between
+#   attainable values of the statistic (0.5 without ties, as in scipy).
+
+EXACT_MAX_PAIRS = 25
+EXACT_MAX_POOLED = 50
 
 
 @dataclass
@@ -241,30 +263,226 @@ class TestResult:
     test: str          # "wilcoxon" (paired) or "mannwhitney"
     n_a: int
     n_b: int
-    statistic: float
-    p: float
+    statistic: float   # Wilcoxon: min(R+, R-) of the non-zero differences; Mann-Whitney: U of a
+    p: float           # NaN when undefined
     # Which side the test found higher: +1 a, -1 b, 0 neither. Wilcoxon: the signed-rank sums R+ vs R-
-    # of a - b; Mann-Whitney: U of a vs n_a n_b / 2. Read off the same per-item means the test uses.
+    # of a - b; Mann-Whitney: U of a vs n_a n_b / 2. Read off the same per-item values the test uses.
     direction: int = 0
+    method: str = ""   # "exact" or "normal"; "" when undefined
+    n_used: int = 0    # pairs with a non-zero difference (Wilcoxon) or pooled values (Mann-Whitney)
+    zeros: int = 0     # zero differences dropped (Wilcoxon)
+    undefined: str = ""  # why the test could not be computed ("" when it could)
+
+    @property
+    def defined(self) -> bool:
+        return not self.undefined
+
+
+@dataclass
+class ManyResults:
+    """Many tests at once (one per row): what :func:`signed_rank_many` and :func:`rank_sum_many` return."""
+
+    statistic: np.ndarray
+    p: np.ndarray          # NaN where undefined
+    direction: np.ndarray  # int8
+    exact: np.ndarray      # bool: exact path used
+    n_used: np.ndarray
+    defined: np.ndarray
+
+
+def _doubled_midranks(sorted_vals: np.ndarray) -> np.ndarray:
+    """Row-wise doubled mid-ranks (int64) of values already sorted along axis 1."""
+    b, n = sorted_vals.shape
+    idx = np.broadcast_to(np.arange(n), (b, n))
+    diff = sorted_vals[:, 1:] != sorted_vals[:, :-1]
+    starts = np.concatenate([np.ones((b, 1), bool), diff], axis=1)
+    ends = np.concatenate([diff, np.ones((b, 1), bool)], axis=1)
+    first = np.maximum.accumulate(np.where(starts, idx, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends, idx, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    return (first + last + 2).astype(np.int64)
+
+
+def _tails(counts: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Two-sided p from null counts (rows) at the observed doubled statistic ``t``."""
+    cum = np.cumsum(counts, axis=1)
+    total = cum[:, -1]
+    rows = np.arange(counts.shape[0])
+    lower = cum[rows, t]
+    upper = total - np.where(t > 0, cum[rows, np.maximum(t - 1, 0)], 0.0)
+    return np.minimum(1.0, 2.0 * np.minimum(lower, upper) / total)
+
+
+def _signed_rank_lower(ranks: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """P(T <= limit) per row, T the doubled sum of the ranks given a + sign, over the 2**n equally likely
+    sign assignments (ranks 0 = not present). Counts only up to each row's limit: the null is symmetric
+    (T and sum(R) - T have the same distribution), so the two-sided p needs the lower tail at
+    min(t, sum(R) - t) only. Rows are processed in blocks of similar limits, one DP pass per position
+    grouped by the rank value there."""
+    b, n = ranks.shape
+    out = np.empty(b)
+    order = np.argsort(limit, kind="stable")
+    for block in np.array_split(order, min(8, b)):
+        if block.size == 0:
+            continue
+        r = ranks[block]
+        width = int(limit[block].max()) + 1
+        counts = np.zeros((block.size, width))
+        counts[:, 0] = 1.0
+        for j in range(n):
+            v = r[:, j]
+            new = counts.copy()
+            for val in np.unique(v[(v > 0) & (v < width)]).tolist():
+                rows = np.flatnonzero(v == val)
+                new[rows, val:] += counts[rows, :width - val]
+            counts = new
+        cum = np.cumsum(counts, axis=1)
+        present = (r > 0).sum(axis=1)
+        out[block] = cum[np.arange(block.size), limit[block]] / np.exp2(present)
+    return out
+
+
+def _rank_sum_null(ranks: np.ndarray, m: int) -> np.ndarray:
+    """Counts of every doubled rank sum of m-subsets of each row's pooled doubled ranks."""
+    b, n = ranks.shape
+    top = int(np.sort(ranks, axis=1)[:, n - m:].sum(axis=1).max(initial=0))
+    counts = np.zeros((b, m + 1, top + 1))
+    counts[:, 0, 0] = 1.0
+    for j in range(n):
+        v = ranks[:, j]
+        new = counts.copy()
+        for val in np.unique(v).tolist():
+            rows = np.flatnonzero(v == val)
+            new[rows, 1:, val:] += counts[rows, :-1, :top + 1 - val]
+        counts = new
+    return counts[:, m, :]
+
+
+def signed_rank_many(d: np.ndarray, exact_max: int = EXACT_MAX_PAIRS) -> ManyResults:
+    """Two-sided Wilcoxon signed-rank tests, one per row of ``d`` (B x n exact integer differences, e.g.
+    from :func:`difference_keys`), by the rules above. Vectorised: the planner runs thousands at once."""
+    d = np.atleast_2d(np.asarray(d, dtype=np.int64))
+    b, n = d.shape
+    absd = np.abs(d)
+    nz = absd > 0
+    n_used = nz.sum(axis=1)
+    sentinel = int(absd.max(initial=0)) + 1
+    key = np.where(nz, absd, sentinel)
+    order = np.argsort(key, axis=1, kind="stable")
+    sk = np.take_along_axis(key, order, axis=1)
+    sign = np.take_along_axis(np.sign(d), order, axis=1)
+    ranks = np.where(sk < sentinel, _doubled_midranks(sk), 0)
+    total = ranks.sum(axis=1)
+    t_plus = (ranks * (sign > 0)).sum(axis=1)          # doubled R+
+    statistic = np.minimum(t_plus, total - t_plus) / 2.0
+    direction = np.sign(2 * t_plus - total).astype(np.int8)
+    defined = n_used > 0
+    p = np.full(b, np.nan)
+    exact = defined & (n_used <= exact_max)
+    if exact.any():
+        low = np.minimum(t_plus[exact], total[exact] - t_plus[exact])
+        p[exact] = np.minimum(1.0, 2.0 * _signed_rank_lower(ranks[exact], low))
+    approx = defined & ~exact
+    if approx.any():
+        r = ranks[approx].astype(np.float64)
+        mu = r.sum(axis=1) / 2.0
+        sd = np.sqrt((r * r).sum(axis=1) / 4.0)
+        half_step = np.gcd.reduce(ranks[approx], axis=1) / 2.0
+        z = np.maximum(np.abs(t_plus[approx] - mu) - half_step, 0.0) / sd
+        p[approx] = np.minimum(1.0, 2.0 * sps.norm.sf(z))
+    return ManyResults(statistic=statistic, p=p, direction=direction, exact=exact, n_used=n_used, defined=defined)
+
+
+def rank_sum_many(x: np.ndarray, y: np.ndarray, exact_max: int = EXACT_MAX_POOLED) -> ManyResults:
+    """Two-sided Mann-Whitney U (rank-sum) tests, one per row of ``x`` (B x m) against ``y`` (B x n),
+    exact integer values (e.g. :func:`mean_keys` of the pooled means), by the rules above."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.int64))
+    y = np.atleast_2d(np.asarray(y, dtype=np.int64))
+    b, m = x.shape
+    n = y.shape[1]
+    stat = np.full(b, np.nan)
+    p = np.full(b, np.nan)
+    zeros_b = np.zeros(b, dtype=bool)
+    if m == 0 or n == 0:
+        return ManyResults(stat, p, np.zeros(b, np.int8), zeros_b, np.full(b, m + n), zeros_b)
+    pooled = np.concatenate([x, y], axis=1)
+    order = np.argsort(pooled, axis=1, kind="stable")
+    sv = np.take_along_axis(pooled, order, axis=1)
+    ranks_sorted = _doubled_midranks(sv)
+    ranks = np.empty_like(ranks_sorted)
+    np.put_along_axis(ranks, order, ranks_sorted, axis=1)
+    w_x = ranks[:, :m].sum(axis=1)                      # doubled rank sum of x
+    u = w_x / 2.0 - m * (m + 1) / 2.0
+    direction = np.sign(2.0 * u - m * n).astype(np.int8)
+    defined = sv[:, 0] != sv[:, -1]
+    big = m + n
+    exact = defined & (big <= exact_max)
+    if exact.any():
+        # Count subsets of the smaller side; the two-sided p is the same from either side.
+        if m <= n:
+            p[exact] = _tails(_rank_sum_null(ranks[exact], m), w_x[exact])
+        else:
+            p[exact] = _tails(_rank_sum_null(ranks[exact], n), ranks[exact][:, m:].sum(axis=1))
+    approx = defined & ~exact
+    if approx.any():
+        r = ranks[approx].astype(np.float64)
+        mu = m * r.sum(axis=1) / big
+        var = m * n / (big * (big - 1.0)) * ((r - r.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        half_step = np.gcd.reduce(ranks[approx] - ranks[approx][:, :1], axis=1) / 2.0
+        z = np.maximum(np.abs(w_x[approx] - mu) - half_step, 0.0) / np.sqrt(var)
+        p[approx] = np.minimum(1.0, 2.0 * sps.norm.sf(z))
+    stat = u
+    return ManyResults(statistic=stat, p=p, direction=direction, exact=exact, n_used=np.full(b, big),
+                       defined=defined)
+
+
+def signed_rank(d: np.ndarray) -> TestResult:
+    """One paired test on exact integer differences (:func:`difference_keys`)."""
+    d = np.asarray(d, dtype=np.int64).reshape(-1)
+    r = signed_rank_many(d[None, :]) if d.size else None
+    zeros = int((d == 0).sum())
+    if r is None or not r.defined[0]:
+        why = "no pairs" if d.size == 0 else "every difference is zero"
+        return TestResult("wilcoxon", int(d.size), int(d.size), float("nan"), float("nan"), 0, "", 0, zeros, why)
+    return TestResult("wilcoxon", int(d.size), int(d.size), float(r.statistic[0]), float(r.p[0]),
+                      int(r.direction[0]), "exact" if r.exact[0] else "normal", int(r.n_used[0]), zeros)
+
+
+def rank_sum(x: np.ndarray, y: np.ndarray) -> TestResult:
+    """One unpaired test on exact integer values (:func:`mean_keys` over both sides together)."""
+    x = np.asarray(x, dtype=np.int64).reshape(-1)
+    y = np.asarray(y, dtype=np.int64).reshape(-1)
+    if x.size == 0 or y.size == 0:
+        return TestResult("mannwhitney", int(x.size), int(y.size), float("nan"), float("nan"), 0, "",
+                          int(x.size + y.size), 0, "a side has no items")
+    r = rank_sum_many(x[None, :], y[None, :])
+    if not r.defined[0]:
+        return TestResult("mannwhitney", int(x.size), int(y.size), float(r.statistic[0]), float("nan"), 0, "",
+                          int(x.size + y.size), 0, "every value is tied")
+    return TestResult("mannwhitney", int(x.size), int(y.size), float(r.statistic[0]), float(r.p[0]),
+                      int(r.direction[0]), "exact" if r.exact[0] else "normal", int(x.size + y.size))
+
+
+def compare_items(sum_a: np.ndarray, cnt_a: np.ndarray, sum_b: np.ndarray, cnt_b: np.ndarray,
+                  paired: bool) -> TestResult:
+    """The report's test between two systems from per-item score sums and counts: Wilcoxon signed-rank on
+    the exact per-prompt differences of means (rows aligned) or Mann-Whitney U on exact per-item means."""
+    if paired:
+        return signed_rank(difference_keys(sum_a, cnt_a, sum_b, cnt_b))
+    keys = mean_keys(np.concatenate([sum_a, sum_b]), np.concatenate([cnt_a, cnt_b]))
+    return rank_sum(keys[:len(sum_a)], keys[len(sum_a):])
 
 
 def compare(a: np.ndarray, b: np.ndarray, paired: bool) -> TestResult:
-    """Two-sided Wilcoxon signed-rank on paired per-prompt means, or Mann-Whitney U on per-item means."""
+    """The tests on values given as floats that are exact (integers or multiples of a common step):
+    kept for callers with plain values; the report uses :func:`compare_items`."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    fr = [Fraction(v).limit_denominator(10 ** 6) for v in np.concatenate([a, b]).tolist()]
+    den = 1
+    for f in fr:
+        den = den * f.denominator // math.gcd(den, f.denominator)
+    ints = np.array([int(f * den) for f in fr], dtype=np.int64)
+    ia, ib = ints[:a.size], ints[a.size:]
     if paired:
-        if a.size < 1 or np.all(a == b):
-            return TestResult("wilcoxon", int(a.size), int(b.size), 0.0, 1.0)
-        d = a - b
-        nz = d[d != 0]
-        # scipy's "auto" falls back to a permutation test for n <= 13 with ties (0.5 s per call);
-        # use the exact null without ties and the tie-corrected normal approximation otherwise.
-        exact = 0 < nz.size <= 50 and np.unique(np.abs(nz)).size == nz.size and nz.size == d.size
-        r = sps.wilcoxon(a, b, zero_method="wilcox", alternative="two-sided",
-                         method="exact" if exact else "approx", correction=not exact)
-        ranks = sps.rankdata(np.abs(nz))
-        direction = int(np.sign(ranks[nz > 0].sum() - ranks[nz < 0].sum()))
-        return TestResult("wilcoxon", int(a.size), int(b.size), float(r.statistic), float(r.pvalue), direction)
-    if a.size < 1 or b.size < 1:
-        return TestResult("mannwhitney", int(a.size), int(b.size), float("nan"), float("nan"))
-    r = sps.mannwhitneyu(a, b, alternative="two-sided")  # statistic: U of a
-    direction = int(np.sign(float(r.statistic) - a.size * b.size / 2.0))
-    return TestResult("mannwhitney", int(a.size), int(b.size), float(r.statistic), float(r.pvalue), direction)
+        return signed_rank(ia - ib)
+    return rank_sum(ia, ib)

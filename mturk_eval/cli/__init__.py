@@ -27,6 +27,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "report": ("mturk_eval.cli.report", "report", "Tables 2/3/7/8, agreement, tests, workers and plots."),
     "serve": ("mturk_eval.cli.serve", "serve", "Run the rating site (invite links, Prolific, MTurk ExternalQuestion)."),
     "mapping": ("mturk_eval.cli.mapping", "mapping", "Suggest a --mapping for another template's MTurk batch file."),
+    "plan": ("mturk_eval.cli.plan", "plan", "Power, sample sizes and cost of a rating study before paying for it."),
     "sandbox": ("mturk_eval.cli.sandbox", "sandbox", "A local MTurk-compatible server, worker site and simulated workers."),
     "invites": ("mturk_eval.cli.invites", "invites", "List the invite links of an experiment, or revoke one."),
     "participants": ("mturk_eval.cli.participants", "participants", "Export or delete what is held about one participant (access and deletion requests)."),

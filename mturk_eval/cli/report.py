@@ -25,14 +25,15 @@ import click
                    "(default: runs/<experiment>/responses.jsonl when it exists).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False),
               help="Output directory (default: runs/<experiment>/report/). Replaced atomically.")
-@click.option("--seed", type=int, help="Bootstrap seed (default: the experiment's seed).")
+@click.option("--seed", type=int, help="Seed of the item bootstrap and the mixed model's subsample (default: the "
+              "experiment's seed).")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the output path, no tables or progress.")
 @click.option("--no-collect", is_flag=True,
               help="Do not collect new submissions first; report what the ledger holds.")
 def report(config_path, ratings_path, batch_csv, mapping, target, responses_path, out_dir, seed, no_plots, quiet,
            no_collect) -> None:
-    """Write the results section: Tables 2/3 (7/8 for Japanese) as Markdown, LaTeX, CSV and JSON, bootstrap
+    """Write the results section: Tables 2/3 (7/8 for Japanese) as Markdown, LaTeX, CSV and JSON,
     confidence intervals, Holm-corrected tests between systems, Krippendorff's alpha, worker figures,
     plots, and report.md (with a banner when any rating was simulated)."""
     from mturk_eval.analysis.report import build_report

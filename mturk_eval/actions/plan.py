@@ -1,0 +1,87 @@
+"""``plan``: read the config and/or pilot, build the rating model, price and simulate the grid, write
+plan.md / plan.json / power_curve.png (the CLI module ``cli/plan.py`` only parses options)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from mturk_eval.config import ExperimentConfig
+from mturk_eval.errors import UserError
+
+DEFAULT_ITEMS = [25, 50, 100, 150, 200, 300]
+DEFAULT_RATERS = [3, 5, 7]
+
+
+@dataclass
+class PlanResult:
+    out: Path
+    terminal: str
+    plan: object
+
+
+def read_pilot(path: str, cfg: ExperimentConfig, responses_path: str | None = None):
+    """Pilot ratings from any source ``report`` reads, through the report's own loader
+    (:func:`mturk_eval.analysis.frames.read_source`): a ledger (.sqlite), an MTurk batch results CSV, or a
+    long ratings file (CSV, JSONL, Parquet), with the config's aspects and scales."""
+    from mturk_eval.analysis.frames import read_source
+    from mturk_eval.analysis.ratings import read_responses
+
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"--pilot: {path}: no such file")
+    responses = read_responses(responses_path) if responses_path else None
+    return read_source(p, responses=responses, config=cfg)[0]
+
+
+def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str | None, effect: float,
+             power: float, items: list[int] | None, raters: list[int] | None, aspect: str | None,
+             systems: int | None, platforms: list[str], studies: int, seed: int | None, out_dir: Path | None,
+             echo: Callable[[str], None] | None = None) -> PlanResult:
+    from mturk_eval.config import find_config, load_config
+    from mturk_eval.planning.cost import check_platforms
+    from mturk_eval.planning.model import default_model, model_from_pilot
+    from mturk_eval.planning.plan import check_inputs, make_plan, summary_lines, terminal_table, write_plan
+
+    if config_path is None:   # $MTURK_EVAL_CONFIG or mturk-eval.toml here or above, as every verb finds it
+        found = find_config(required=False)
+        config_path = str(found) if found else None
+    if config_path is None and pilot is None:
+        raise UserError("--config: expected an experiment config or --pilot ratings, got neither; none found "
+                        "either ($MTURK_EVAL_CONFIG, mturk-eval.toml here or above: `mturk-eval init` writes one)")
+    cfg = load_config(config_path) if config_path else ExperimentConfig(name="plan")
+    items = DEFAULT_ITEMS if items is None else items
+    raters = DEFAULT_RATERS if raters is None else raters
+    check_inputs(effect, power, items, raters, studies)      # before any slow work
+    chosen = check_platforms(platforms, cfg if config_path else None)
+    if out_dir is None:
+        if not config_path:
+            raise UserError("--out: expected an output directory when no --config is given, got none")
+        out_dir = cfg.run_dir / "plan"
+    if pilot is not None:
+        model = model_from_pilot(read_pilot(pilot, cfg, responses_path), cfg, f"pilot `{pilot}`")
+    else:
+        model = default_model()
+    if systems is None:
+        if config_path:
+            systems = len(cfg.methods) * len(cfg.models)
+        else:
+            per_set: dict[str, int] = {}
+            for label in model.systems:
+                es = label.split(" / ")[0]
+                per_set[es] = per_set.get(es, 0) + 1
+            systems = max(per_set.values(), default=2)
+    done = [0]
+    n_designs = len(set(items)) * len(set(raters))
+
+    def progress(d):
+        done[0] += 1
+        if echo:
+            echo(f"  design {done[0]}/{n_designs}: {d.items} items x {d.raters} raters")
+
+    plan = make_plan(cfg, model, effect=effect, power=power, items=items, raters=raters, platforms=chosen,
+                     systems=max(systems, 2), aspect=aspect, studies=studies,
+                     seed=cfg.seed if seed is None else seed, progress=progress)
+    write_plan(plan, out_dir)
+    terminal = terminal_table(plan) + "\n" + "\n".join(summary_lines(plan))
+    return PlanResult(out=out_dir, terminal=terminal, plan=plan)

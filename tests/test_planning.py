@@ -1,0 +1,175 @@
+"""The study planner (issue #14): its simulated analysis is the report's (same p-values on the same data),
+predicted power matches a per-study loop of the report's test, zero effect rejects at alpha, pilots give
+back their variance components within the stated intervals, costs follow the platforms' fee rules, and
+bad inputs are one line with exit status 2."""
+from __future__ import annotations
+
+import json
+from itertools import combinations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mturk_eval.analysis.core import analyze
+from mturk_eval.analysis.ratings import ResponseIndex, ratings_from_records, write_ratings_csv
+from mturk_eval.cli import main
+from mturk_eval.config import ASPECTS, ExperimentConfig
+from mturk_eval.planning import power as pw
+from mturk_eval.planning.model import AspectModel, RatingModel, model_from_pilot
+from helpers.analysis import responses_for
+
+METHODS = ("prompt_tuning", "finetune_none", "finetune_added")
+
+
+def toy_model(excluded=0.0) -> RatingModel:
+    return RatingModel(aspects=[AspectModel(a, 3.2, 0.45, 0.15, 0.6) for a in ASPECTS], source="test",
+                       ratings_per_rater=15, excluded_share=excluded)
+
+
+def study_rows(rng, items, raters, systems, pool, effect_latent=0.0, sd=(0.67, 0.39, 0.77)):
+    rows = []
+    rater_eff = {a: rng.normal(0, sd[1], pool) for a in ASPECTS}
+    for s in range(systems):
+        for i in range(items):
+            start = int(rng.integers(0, pool))
+            item_eff = {a: rng.normal(0, sd[0]) for a in ASPECTS}
+            for w in (start + np.arange(raters)) % pool:
+                for a in ASPECTS:
+                    y = 3.2 + item_eff[a] + rater_eff[a][w] + rng.normal(0, sd[2]) + (effect_latent if s == 0 else 0)
+                    rows.append({"item_id": f"persona.p1.q{i}.{METHODS[s]}.tiny", "eval_set": "persona",
+                                 "method": METHODS[s], "model": "tiny", "persona_id": "p1", "worker_id": f"W{w}",
+                                 "assignment_id": f"A{s}.{i}.{w}", "aspect": a, "score": int(np.clip(np.rint(y), 1, 5)),
+                                 "work_time_s": 40})
+    return rows
+
+
+def test_the_planners_analysis_is_the_reports():
+    """Same ratings -> the planner's vectorised family of tests gives the report's p and Holm p."""
+    rng = np.random.default_rng(3)
+    cfg = ExperimentConfig(name="t", models=["tiny"])
+    cfg.report.mixed_model = False
+    for items in (12, 30):       # exact and normal paths
+        rows = study_rows(rng, items, 3, 3, pool=9, effect_latent=0.4)
+        an = analyze(ratings_from_records(rows, "r"), cfg,
+                     ResponseIndex("x", {r["item_id"]: r for r in responses_for(rows)}))
+        sums = {a: np.zeros((1, 3, items), np.int64) for a in ASPECTS}
+        cnts = {a: np.zeros((1, 3, items), np.int64) for a in ASPECTS}
+        for r in rows:
+            s, i = METHODS.index(r["method"]), int(r["item_id"].split(".")[2][1:])
+            sums[r["aspect"]][0, s, i] += r["score"]
+            cnts[r["aspect"]][0, s, i] += 1
+        setting = pw.Setting(toy_model(), systems=3, aspect="relevance")
+        p, _ = pw._study_pvalues(sums, cnts, setting, pw._lcm_upto(3))
+        adj = pw.holm_many(p)[0]
+        order = [(a, i, j) for a in ["relevance"] + [x for x in ASPECTS if x != "relevance"]
+                 for i, j in combinations(range(3), 2)]
+        for k, (a, i, j) in enumerate(order):
+            (t,) = [t for t in an.tests if t["aspect"] == a and (t["a"], t["b"]) == ("abc"[i], "abc"[j])]
+            assert t["p"] == pytest.approx(p[0, k], abs=1e-12) and t["p_holm"] == pytest.approx(adj[k], abs=1e-12)
+
+
+@pytest.mark.parametrize("items,effect", [(20, 0.75), (40, 0.5)])
+def test_predicted_power_matches_the_report_test_in_a_per_study_loop(items, effect):
+    setting = pw.Setting(toy_model(excluded=0.1), systems=2, aspect="fluency")
+    design = pw.Design(items, 3)
+    predicted = pw.simulate_power(design, setting, effect, studies=2000, seed=5)
+    observed = pw.simulate_power_loop(design, setting, effect, studies=600, seed=6)
+    assert 0.2 < predicted < 0.9                     # a design where the check means something
+    assert abs(predicted - observed) <= 0.05, (predicted, observed)
+    assert abs(pw.analytic_power(design, setting, effect) - predicted) < 0.2
+
+
+def test_zero_effect_rejects_at_alpha():
+    setting = pw.Setting(toy_model(), systems=2, aspect="fluency", family="eval_set_aspect")
+    for design in (pw.Design(20, 3), pw.Design(60, 3)):
+        rate = pw.simulate_power(design, setting, 0.0, studies=4000, seed=2)
+        assert 0.03 <= rate <= 0.07, (design, rate)
+
+
+def test_pilot_components_recovered_within_their_intervals():
+    """Pilots of known components (one aspect, integer ratings): the stated 95% intervals contain the
+    truth in at least 90% of runs. Truth on the rating scale: rounding adds 1/12 to the residual."""
+    rng = np.random.default_rng(9)
+    sd = (0.6, 0.4, 0.7)
+    truth = {"item": sd[0] ** 2, "rater": sd[1] ** 2, "residual": sd[2] ** 2 + 1 / 12}
+    cfg = ExperimentConfig(name="t", models=["tiny"])
+    runs, hits = 60, {k: 0 for k in truth}
+    for _ in range(runs):
+        rows = [r for r in study_rows(rng, 30, 4, 2, pool=24, sd=sd) if r["aspect"] == "fluency"]
+        m = model_from_pilot(ratings_from_records(rows, "pilot"), cfg, "pilot")
+        a = m.aspect("fluency")
+        for k, v in truth.items():
+            lo, hi = a.intervals[k]
+            hits[k] += lo <= v <= hi
+    assert all(h / runs >= 0.9 for h in hits.values()), hits
+
+
+def test_cost_follows_the_platform_rules():
+    from decimal import Decimal
+
+    from mturk_eval.planning.cost import design_cost
+    from mturk_eval.platforms.mturk.fees import estimate
+    from mturk_eval.platforms.prolific.fees import study_cost
+
+    cfg = ExperimentConfig(name="t")
+    cfg.hit.items_per_hit = 5
+    c = design_cost("mturk", cfg, 50, 10, 3)
+    e = estimate(30, 10, cfg.hit.reward)            # 150 responses / 5 per HIT; 10 assignments: +20%
+    assert c["total"] == float(e.total) and c["fees"] == float(e.fees) and e.fee_per_submission == Decimal("0.02")
+    p = design_cost("prolific", cfg, 50, 10, 3)
+    assert p["total"] == float(study_cost(150, 300).major()) and p["places"] == 300
+    assert design_cost("links", cfg, 50, 10, 3)["total"] == 0.0
+
+
+def _pilot_file(tmp_path, rows):
+    path = tmp_path / "pilot.csv"
+    write_ratings_csv(path, rows)
+    return path
+
+
+def test_plan_cli_writes_the_plan(tmp_path):
+    rng = np.random.default_rng(1)
+    pilot = _pilot_file(tmp_path, study_rows(rng, 12, 3, 3, pool=8))
+    out = tmp_path / "plan"
+    res = CliRunner().invoke(main, ["plan", "--pilot", str(pilot), "--items", "20,40", "--raters", "3",
+                                    "--effect", "0.9", "--studies", "200", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in out.iterdir()} == {"plan.md", "plan.json", "power_curve.png"}
+    plan = json.loads((out / "plan.json").read_text())
+    assert [(g["items"], g["raters"]) for g in plan["grid"]] == [(20, 3), (40, 3)]
+    assert plan["setting"]["systems"] == 3 and plan["setting"]["comparisons"] == 12
+    assert plan["model"]["source"] == f"pilot `{pilot}`" and plan["model"]["work_time_s"] == 40
+    assert set(plan["cheapest"]) == {"mturk", "prolific", "links"}
+    reached = [c for c in plan["cheapest"].values() if c]
+    assert reached and all(c["power_if_components_at_upper_bounds"] <= c["power"] + 0.05 for c in reached)
+    assert len(plan["mdd"]) == 2 and all(m["mdd"] > 0 for m in plan["mdd"])
+    assert "| Items | Raters | Power (simulated)" in res.output and "minimum detectable difference" in res.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--effect", "0"], "--effect: expected a difference of mean ratings above 0 and below 4"),
+    (["--effect", "4.5"], "--effect: expected a difference of mean ratings above 0 and below 4"),
+    (["--power", "1"], "--power: expected a probability strictly between 0 and 1, got 1"),
+    (["--items", ""], "--items: expected at least one number of items per system, got an empty grid"),
+    (["--platform", "prolific"], "does not set up prolific (expected a [platform.prolific] section; set up: mturk)"),
+])
+def test_bad_inputs_are_one_line_with_exit_2(tmp_path, repo_root, args, message):
+    out = tmp_path / "plan"
+    res = CliRunner().invoke(main, ["plan", "--config", str(repo_root / "experiments" / "paper_en.toml"),
+                                    "--out", str(out), *args])
+    assert res.exit_code == 2 and message in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_pilot_with_one_rater_on_an_item_is_refused(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = study_rows(rng, 6, 3, 2, pool=6)
+    rows = [r for r in rows if not (r["item_id"] == "persona.p1.q2.prompt_tuning.tiny" and r["worker_id"] != "W0"
+                                    and r["assignment_id"].endswith((".2", ".3", ".4", ".5", ".1")))]
+    pilot = _pilot_file(tmp_path, rows)
+    res = CliRunner().invoke(main, ["plan", "--pilot", str(pilot), "--out", str(tmp_path / "p")])
+    assert res.exit_code == 2, res.output
+    assert "item 'persona.p1.q2.prompt_tuning.tiny' (fluency) has 1 rater after exclusions; expected at least 2" \
+        in res.output
+    assert not (tmp_path / "p").exists()
