@@ -42,7 +42,9 @@ from mturk_eval.tasks import builder
 
 STATUS_TO_LEDGER = {"AWAITING REVIEW": "Submitted", "APPROVED": "Approved", "PARTIALLY APPROVED": "Approved",
                     "REJECTED": "Rejected"}
-FREES_TASK = ("RETURNED", "TIMED-OUT")
+# Ended without rating: the participant's reservation on the site goes back to the pool (RESERVED and
+# ACTIVE are left pending: they may still rate).
+FREES_TASK = ("RETURNED", "TIMED-OUT", "SCREENED OUT")
 _MONEY = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
 
 
