@@ -88,3 +88,28 @@ def test_every_submission_status_through_status_and_collect(tmp_path, monkeypatc
         before = emu.app.calls.get("get-submissions", 0)
         assert sorted(x["id"] for x in plat.client.submissions(study_id)) == sorted(sub_of.values())
         assert emu.app.calls["get-submissions"] - before == 3
+
+
+
+def test_sandbox_participants_set_status(tmp_path):
+    from click.testing import CliRunner
+
+    from mturk_eval.cli import main
+
+    cfg_path = write_config(tmp_path, k=2, per_task=2, attention=0.25)
+    cfg = load(tmp_path, k=2, per_task=2, attention=0.25)
+    responses = write_responses(tmp_path, 6)
+    with emulator() as emu, site_for(cfg) as site:
+        base = ["--config", str(cfg_path), "--platform", "prolific", "--sandbox", "--api-url", emu.url]
+        run("publish", *base, "--responses", str(responses), "--public-url", site.url)
+        sim = ["sandbox", "participants", "--config", str(cfg_path), "--endpoint", emu.url]
+        r = CliRunner().invoke(main, [*sim, "--set-status", "FINISHED=1"])
+        assert r.exit_code == 2 and "--set-status: expected STATUS=N" in r.output
+        assert len(r.output.strip().splitlines()) == 1 and not emu.state()["submissions"]
+        out = run(*sim, "--participants", "8", "--abandon-share", "0.5", "--seed", "1",
+                  "--set-status", "SCREENED OUT=1", "--set-status", "reserved=1", "--set-status", "PARTIALLY_APPROVED=1")
+        assert "set (emulator only) SCREENED OUT 1, RESERVED 1, PARTIALLY APPROVED 1" in out, out
+        out = run("status", *base)
+        assert "SCREENED OUT 1" in out and "RESERVED 1" in out and "PARTIALLY APPROVED 1" in out, out
+        r = CliRunner().invoke(main, [*sim, "--participants", "1", "--set-status", "APPROVED=50"])
+        assert r.exit_code == 2 and "has only" in r.output and "AWAITING REVIEW" in r.output, r.output
