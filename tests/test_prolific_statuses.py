@@ -113,3 +113,33 @@ def test_sandbox_participants_set_status(tmp_path):
         assert "SCREENED OUT 1" in out and "RESERVED 1" in out and "PARTIALLY APPROVED 1" in out, out
         r = CliRunner().invoke(main, [*sim, "--participants", "1", "--set-status", "APPROVED=50"])
         assert r.exit_code == 2 and "has only" in r.output and "AWAITING REVIEW" in r.output, r.output
+
+
+def test_a_submission_returned_after_it_was_collected_is_not_approved(tmp_path):
+    """Prolific lets a participant return an AWAITING REVIEW submission: collect already stored it as
+    Submitted, so the next collect must take it out of review (approving a RETURNED one is refused)."""
+    from mturk_eval.emulators.prolific.participants import simulate_participants, store_items
+
+    cfg_path = write_config(tmp_path, k=2, per_task=2, attention=0.25)
+    cfg = load(tmp_path, k=2, per_task=2, attention=0.25)
+    responses = write_responses(tmp_path, 6)
+    with emulator() as emu, site_for(cfg) as site:
+        base = ["--config", str(cfg_path), "--platform", "prolific", "--sandbox", "--api-url", emu.url]
+        run("publish", *base, "--responses", str(responses), "--public-url", site.url)
+        study_id = emu.state()["studies"][0]["id"]
+        simulate_participants(emu.url, study_id, 3, seed=2, items_of=store_items(site.store))
+        run("collect", *base)
+        first, second, third = [x["id"] for x in emu.state()["submissions"]]
+        assert requests.post(f"{emu.url}/_prolific/submissions/{first}/return").status_code == 200
+        r = requests.post(f"{emu.url}/_prolific/submissions/{second}/status", json={"status": "SCREENED OUT"})
+        assert r.status_code == 200
+        assert "2 stored earlier, now withdrawn (answers dropped)" in run("collect", *base)
+        assert "withdrawn" not in run("collect", *base)
+        with Ledger.open(ledger_file(cfg, True)) as ledger:
+            stored = {a.submission_id: a.status for a in ledger.submissions()}
+            rated = {r["assignment_id"] for r in ledger.ratings()}
+        assert stored == {first: "Returned", second: "Screened out", third: "Submitted"} and rated == {third}
+        out = run("review", *base, "--apply")
+        assert "approve 1," in out
+        subs = {x["id"]: x["status"] for x in emu.state()["submissions"]}
+        assert subs == {first: "RETURNED", second: "SCREENED OUT", third: "APPROVED"}
