@@ -5,6 +5,8 @@ TIMED-OUT and SCREENED OUT, and stores nothing twice. The statuses the simulated
 set through the emulator's admin route ``POST /_prolific/submissions/<id>/status``."""
 from __future__ import annotations
 
+import contextlib
+
 import requests
 from lxml import html
 
@@ -18,15 +20,22 @@ from tests.test_prolific_workflow import run
 ANSWERED = ("AWAITING REVIEW", "APPROVED", "PARTIALLY APPROVED", "REJECTED")
 
 
-def test_every_submission_status_through_status_and_collect(tmp_path, monkeypatch):
-    monkeypatch.setattr(ProlificClient, "submissions_limit", 4)      # 9 submissions: 3 pages each way
-    monkeypatch.setattr(ProlificClient, "submissions_page_size", 4)
-    cfg_path = write_config(tmp_path, k=3, per_task=2, attention=0.25)
-    cfg = load(tmp_path, k=3, per_task=2, attention=0.25)
+@contextlib.contextmanager
+def published(tmp_path, k: int):
+    """6 items + 2 attention checks in 4 tasks of 2, ``k`` participants each, published on a fresh emulator."""
+    cfg_path = write_config(tmp_path, k=k, per_task=2, attention=0.25)
+    cfg = load(tmp_path, k=k, per_task=2, attention=0.25)
     responses = write_responses(tmp_path, 6)
     with emulator() as emu, site_for(cfg) as site:
         base = ["--config", str(cfg_path), "--platform", "prolific", "--sandbox", "--api-url", emu.url]
         run("publish", *base, "--responses", str(responses), "--public-url", site.url)
+        yield cfg, cfg_path, emu, site, base
+
+
+def test_every_submission_status_through_status_and_collect(tmp_path, monkeypatch):
+    monkeypatch.setattr(ProlificClient, "submissions_limit", 4)      # 9 submissions: 3 pages each way
+    monkeypatch.setattr(ProlificClient, "submissions_page_size", 4)
+    with published(tmp_path, k=3) as (cfg, cfg_path, emu, site, base):
         study_id = emu.state()["studies"][0]["id"]
         sub_of: dict[str, str] = {}   # wanted status -> submission id
         for n, wanted in enumerate(contract.SUBMISSION_STATUSES):
@@ -96,12 +105,7 @@ def test_sandbox_participants_set_status(tmp_path):
 
     from mturk_eval.cli import main
 
-    cfg_path = write_config(tmp_path, k=2, per_task=2, attention=0.25)
-    cfg = load(tmp_path, k=2, per_task=2, attention=0.25)
-    responses = write_responses(tmp_path, 6)
-    with emulator() as emu, site_for(cfg) as site:
-        base = ["--config", str(cfg_path), "--platform", "prolific", "--sandbox", "--api-url", emu.url]
-        run("publish", *base, "--responses", str(responses), "--public-url", site.url)
+    with published(tmp_path, k=2) as (cfg, cfg_path, emu, site, base):
         sim = ["sandbox", "participants", "--config", str(cfg_path), "--endpoint", emu.url]
         r = CliRunner().invoke(main, [*sim, "--set-status", "FINISHED=1"])
         assert r.exit_code == 2 and "--set-status: expected STATUS=N" in r.output
@@ -120,12 +124,7 @@ def test_a_submission_returned_after_it_was_collected_is_not_approved(tmp_path):
     Submitted, so the next collect must take it out of review (approving a RETURNED one is refused)."""
     from mturk_eval.emulators.prolific.participants import simulate_participants, store_items
 
-    cfg_path = write_config(tmp_path, k=2, per_task=2, attention=0.25)
-    cfg = load(tmp_path, k=2, per_task=2, attention=0.25)
-    responses = write_responses(tmp_path, 6)
-    with emulator() as emu, site_for(cfg) as site:
-        base = ["--config", str(cfg_path), "--platform", "prolific", "--sandbox", "--api-url", emu.url]
-        run("publish", *base, "--responses", str(responses), "--public-url", site.url)
+    with published(tmp_path, k=2) as (cfg, cfg_path, emu, site, base):
         study_id = emu.state()["studies"][0]["id"]
         simulate_participants(emu.url, study_id, 3, seed=2, items_of=store_items(site.store))
         run("collect", *base)
