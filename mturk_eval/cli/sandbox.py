@@ -432,8 +432,12 @@ def _read_quality(path: str) -> dict[str, dict[str, float]]:
 @click.option("--careless-share", type=click.FloatRange(0.0, 1.0), default=0.1, show_default=True,
               help="Share who answer at random (and so mostly fail attention checks).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the participants and their ratings.")
+@click.option("--set-status", "set_status", multiple=True, metavar="STATUS=N",
+              help="Afterwards put N submissions of each study into STATUS (emulator only, repeatable): APPROVED,"
+                   " PARTIALLY APPROVED, REJECTED from AWAITING REVIEW ones; RESERVED, RETURNED, TIMED-OUT,"
+                   " SCREENED OUT from walk-aways (--abandon-share).")
 def participants(config_path: str, endpoint: str, n: int | None, return_share: float, abandon_share: float,
-                 careless_share: float, seed: int) -> None:
+                 careless_share: float, seed: int, set_status: tuple[str, ...]) -> None:
     """Simulated Prolific participants take the experiment's studies on the local emulator.
 
     Each opens the study (PROLIFIC_PID, STUDY_ID, SESSION_ID), rates a task on the rating site (the one
@@ -443,16 +447,33 @@ def participants(config_path: str, endpoint: str, n: int | None, return_share: f
     """
     from mturk_eval.config import find_config, load_config
 
+    wanted = _parse_set_status(set_status)
     _simulate_prolific(load_config(find_config(config_path)), endpoint, n, return_share, abandon_share,
-                       careless_share, seed)
+                       careless_share, seed, wanted)
+
+
+def _parse_set_status(values: tuple[str, ...]) -> dict[str, int]:
+    from mturk_eval.platforms.prolific import contract
+
+    out: dict[str, int] = {}
+    for v in values:
+        status, _, count = v.rpartition("=")
+        status = status.strip().upper().replace("_", " ")
+        status = "TIMED-OUT" if status == "TIMED OUT" else status
+        if status not in contract.SUBMISSION_STATUSES or status in ("ACTIVE", "AWAITING REVIEW") \
+                or not count.isdigit():
+            raise UserError(f"--set-status: expected STATUS=N with STATUS one of RESERVED, APPROVED, PARTIALLY"
+                            f" APPROVED, REJECTED, RETURNED, TIMED-OUT, SCREENED OUT, got {v!r}")
+        out[status] = out.get(status, 0) + int(count)
+    return out
 
 
 def _simulate_prolific(cfg, endpoint: str | None, n: int | None, return_share: float, abandon_share: float,
-                       careless_share: float, seed: int) -> None:
+                       careless_share: float, seed: int, wanted: dict[str, int] | None = None) -> None:
     """Simulated participants on the Prolific emulator (``endpoint``, default the bundled one) through the
     experiment's rating site (the background one of --sandbox, found or restarted, when there is one)."""
     from mturk_eval.emulators.background import find_site
-    from mturk_eval.emulators.prolific.participants import check_local, simulate_participants, store_items
+    from mturk_eval.emulators.prolific.participants import check_local, set_statuses, simulate_participants, store_items
     from mturk_eval.emulators.simulate import RatingModel
     from mturk_eval.ledger import Ledger
     from mturk_eval.platforms.prolific.records import Records
@@ -479,3 +500,7 @@ def _simulate_prolific(cfg, endpoint: str | None, n: int | None, return_share: f
                                         abandon_share=abandon_share, items_of=store_items(store))
             click.echo(f"study {study_id}: {len(res.completed)} completed, {len(res.returned)} returned,"
                        f" {len(res.abandoned)} walked away, {len(res.refused)} found no place")
+            if wanted:
+                done = set_statuses(endpoint, study_id, wanted)
+                click.echo(f"study {study_id}: set (emulator only) "
+                           + ", ".join(f"{k} {len(v)}" for k, v in done.items()))

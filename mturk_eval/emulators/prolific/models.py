@@ -484,6 +484,20 @@ class ProlificBackend:
         self._settle_study(sub["study_id"])
         return self.submission(submission_id)
 
+    def force_submission_status(self, submission_id: str, status: str, now: float) -> dict:
+        """Emulator admin only (Prolific has no such call): put a submission straight into any of the
+        contract's statuses (§7), as :meth:`return_submission` and the time-out do for theirs, so that
+        tests and ``sandbox participants`` can make the ones the simulated flow never reaches (RESERVED,
+        SCREENED OUT, PARTIALLY APPROVED). A status that ends the submission sets its ``completed_at``."""
+        if status not in contract.SUBMISSION_STATUSES:
+            raise bad({"status": [f"\"{status}\" is not a valid choice ({', '.join(contract.SUBMISSION_STATUSES)})."]})
+        sub = self._submission_row(submission_id)
+        ended = None if status in ("RESERVED", "ACTIVE") else (sub["completed"] or now)
+        self.db.execute("UPDATE submissions SET status=?, completed=? WHERE id=?", (status, ended, submission_id))
+        self._event("forced " + status.lower(), submission_id)
+        self._settle_study(sub["study_id"])
+        return self.submission(submission_id)
+
     # ------------------------------------------------------------------ submissions (§7-§8)
     def _submission_row(self, submission_id: str) -> sqlite3.Row:
         row = self.db.execute("SELECT * FROM submissions WHERE id=?", (submission_id,)).fetchone()

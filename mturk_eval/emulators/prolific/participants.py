@@ -128,6 +128,34 @@ def simulate_participants(emulator_url: str, study_id: str, n: int, *, seed: int
     return out
 
 
+# Statuses a finished (rated) submission may be put in; the others are taken from submissions still ACTIVE.
+AFTER_RATING = ("APPROVED", "PARTIALLY APPROVED", "REJECTED")
+
+
+def set_statuses(emulator_url: str, study_id: str, wanted: dict[str, int]) -> dict[str, list[str]]:
+    """Emulator only: put ``wanted[status]`` of the study's submissions into each status through the admin
+    route ``POST /_prolific/submissions/<id>/status``: APPROVED, PARTIALLY APPROVED and REJECTED from
+    AWAITING REVIEW ones, the rest (RESERVED, RETURNED, TIMED-OUT, SCREENED OUT) from ACTIVE ones (the
+    participants who walked away). Too few to draw from is a UserError naming the status."""
+    base = check_local(emulator_url).rstrip("/")
+    subs = requests.get(f"{base}/_prolific/state", timeout=30).json()["submissions"]
+    pools = {k: [x["id"] for x in subs if x["study_id"] == study_id and x["status"] == k]
+             for k in ("AWAITING REVIEW", "ACTIVE")}
+    out: dict[str, list[str]] = {}
+    for status, n in wanted.items():
+        pool = pools["AWAITING REVIEW" if status in AFTER_RATING else "ACTIVE"]
+        if len(pool) < n:
+            src = "AWAITING REVIEW" if status in AFTER_RATING else "ACTIVE (walked away: --abandon-share)"
+            raise UserError(f"--set-status {status}={n}: study {study_id} has only {len(pool)} {src} submissions"
+                            " left to set")
+        for sid in [pool.pop(0) for _ in range(n)]:
+            r = requests.post(f"{base}/_prolific/submissions/{sid}/status", json={"status": status}, timeout=30)
+            if r.status_code != 200:
+                raise UserError(f"--set-status {status}: the emulator answered {r.status_code}: {r.text[:200]}")
+            out.setdefault(status, []).append(sid)
+    return out
+
+
 def store_items(store) -> Callable[[str], list[dict[str, Any]] | None]:
     """``items_of`` from the rating site's store: a task's items with their attention checks."""
     return lambda task_id: store.task_items(task_id) if task_id else None

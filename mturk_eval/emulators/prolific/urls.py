@@ -13,7 +13,8 @@
   completion redirect target (the real path), ``POST /_prolific/submissions/<id>/return`` returns a
   submission;
 * emulator admin, JSON: ``GET /_prolific/state``, ``POST /_prolific/clock`` ``{"advance_s": N}``,
-  ``POST /_prolific/faults`` (the fault configuration).
+  ``POST /_prolific/faults`` (the fault configuration), ``POST /_prolific/submissions/<id>/status``
+  ``{"status": "SCREENED OUT"}`` (any of the contract's submission statuses, emulator only).
 
 :func:`is_prolific_path` tells the one local server process which requests are for this app.
 """
@@ -82,6 +83,7 @@ url_map = Map([
     Rule("/_prolific/studies/<id>/take", endpoint="take", methods=["GET"]),
     Rule("/submissions/complete", endpoint="complete", methods=["GET"]),
     Rule("/_prolific/submissions/<id>/return", endpoint="return", methods=["POST"]),
+    Rule("/_prolific/submissions/<id>/status", endpoint="admin-status", methods=["POST"]),
     Rule("/_prolific/state", endpoint="admin-state", methods=["GET"]),
     Rule("/_prolific/clock", endpoint="admin-clock", methods=["POST"]),
     Rule("/_prolific/faults", endpoint="admin-faults", methods=["POST"]),
@@ -240,6 +242,18 @@ class ProlificEmulator:
         except (ValueError, KeyError, TypeError) as exc:
             return _error(400, f"expected {{\"advance_s\": seconds}}: {exc}")
         return _json(200, {"now": self.backend.advance_clock(seconds)})
+
+    def on_admin_status(self, request: Request, id: str) -> Response:
+        try:
+            status = json.loads(request.get_data() or b"{}")["status"]
+        except (ValueError, KeyError, TypeError) as exc:
+            return _error(400, f"expected {{\"status\": one of {', '.join(contract.SUBMISSION_STATUSES)}}}: {exc}")
+        try:
+            with self.backend.transaction() as now:
+                sub = self.backend.force_submission_status(id, str(status), now)
+        except ProlificAPIError as exc:
+            return _error(exc.status, exc.detail)
+        return _json(200, sub)
 
     def on_admin_faults(self, request: Request) -> Response:
         try:

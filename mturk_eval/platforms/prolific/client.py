@@ -97,6 +97,10 @@ def error_line(method: str, path: str, status: int, body: bytes | str) -> tuple[
 class ProlificClient:
     """One researcher account's API (``api_url`` ends in ``/api/v1/``)."""
 
+    # Items asked for per page of submissions: ``limit`` (limit/offset paging) and ``page_size`` (page paging).
+    submissions_limit = 200
+    submissions_page_size = 100
+
     def __init__(self, api_url: str, token: str, *, attempts: int = 8, base: float = 0.5, cap: float = 30.0,
                  timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep,
                  rng: random.Random | None = None, session: requests.Session | None = None):
@@ -264,13 +268,13 @@ class ProlificClient:
         return self.request("POST", f"studies/{study_id}/transition/", body={"action": action}, idempotent=True)
 
     def study_submissions(self, study_id: str) -> Iterator[dict]:
-        return self.pages(f"studies/{study_id}/submissions/")
+        return self.pages(f"studies/{study_id}/submissions/", size=self.submissions_limit)
 
     def submissions(self, study_id: str, status: str | None = None) -> Iterator[dict]:
         params = {"study": study_id}
         if status:
             params["status"] = status.replace(" ", "_")
-        return self.pages("submissions/", params, style="page", size=100)
+        return self.pages("submissions/", params, style="page", size=self.submissions_page_size)
 
     def submission(self, submission_id: str) -> dict:
         return self.request("GET", f"submissions/{submission_id}/")

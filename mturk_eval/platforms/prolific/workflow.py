@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
-from mturk_eval.ledger import Ledger
+from mturk_eval.ledger import Ledger, SubmissionRow
 from mturk_eval.platforms.prolific import contract, fees
 from mturk_eval.platforms.prolific.client import EMULATOR_TOKEN, ProlificClient, token_from_env
 from mturk_eval.platforms.prolific.prolific_platform import (ProlificPlatform, check_public_url, completion_codes,
@@ -42,7 +42,11 @@ from mturk_eval.tasks import builder
 
 STATUS_TO_LEDGER = {"AWAITING REVIEW": "Submitted", "APPROVED": "Approved", "PARTIALLY APPROVED": "Approved",
                     "REJECTED": "Rejected"}
-FREES_TASK = ("RETURNED", "TIMED-OUT")
+# Ended without rating: the participant's reservation on the site goes back to the pool (RESERVED and
+# ACTIVE are left pending: they may still rate).
+FREES_TASK = ("RETURNED", "TIMED-OUT", "SCREENED OUT")
+# The ledger status of one of those that collect had already stored (see _withdraw).
+WITHDRAWN = {"RETURNED": "Returned", "TIMED-OUT": "Timed-out", "SCREENED OUT": "Screened out"}
 _MONEY = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
 
 
@@ -297,6 +301,7 @@ class CollectOutcome:
     released: int = 0
     attention_failed: int = 0
     failed_code: int = 0        # of those, handed the FAILED_ATTENTION_CHECK code by the site
+    withdrawn: int = 0          # stored earlier, then RETURNED / SCREENED OUT on Prolific: answers dropped
     statuses: dict[str, int] = field(default_factory=dict)
 
 
@@ -308,6 +313,7 @@ def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None 
     ledger, records = _open(cfg, sandbox, create=False)
     with ledger, _lock(cfg, sandbox, "collect"), SiteStore.open(site_store_path(cfg.run_dir)) as store:
         plat = platform or connect(cfg, sandbox=sandbox, api_url=api_url, echo=echo)
+        known = {a.submission_id: a for a in ledger.submissions()}
         for rec in records.studies():
             if not rec.study_id:
                 continue
@@ -317,6 +323,7 @@ def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None 
                 sid, pid = sub["id"], sub["participant_id"]
                 if st in FREES_TASK:
                     out.released += store.release_rater("prolific", pid, "returned", ref=sid)
+                    out.withdrawn += _withdraw(ledger, known.get(sid), st)
                     continue
                 if st not in STATUS_TO_LEDGER:
                     continue
@@ -343,11 +350,28 @@ def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None 
                     scores=scores, error=error, simulated=a.simulated, attention_passed=passed, fields=a.answers)
                 out.stored += 1
                 out.new += new
+    withdrawn = f"; {out.withdrawn} stored earlier, now withdrawn (answers dropped)" if out.withdrawn else ""
     echo(f"collected {out.stored} submissions with answers ({out.new} new; {out.attention_failed} failed an attention"
-         f" check, {out.failed_code} of them with the FAILED_ATTENTION_CHECK code); {out.without_answers} without answers on the site; {out.declined} declined consent (NO_CONSENT"
-         f" code: ask them in Prolific to return the study); {out.released} tasks freed by returns or"
-         f" time-outs; Prolific statuses: {', '.join(f'{k} {v}' for k, v in sorted(out.statuses.items())) or 'none'}")
+         f" check, {out.failed_code} of them with the FAILED_ATTENTION_CHECK code); {out.without_answers} without"
+         f" answers on the site; {out.declined} declined consent (NO_CONSENT code: ask them in Prolific to return the"
+         f" study); {out.released} tasks freed by returns, time-outs or screen-outs{withdrawn}; Prolific statuses: "
+         + (", ".join(f"{k} {v}" for k, v in sorted(out.statuses.items())) or "none"))
     return out
+
+
+def _withdraw(ledger: Ledger, a: SubmissionRow | None, status: str) -> int:
+    """A submission collect stored earlier (AWAITING REVIEW) that Prolific now shows as RETURNED, TIMED-OUT or
+    SCREENED OUT: the participant withdrew (or was screened out), so it leaves review (approving it would be
+    refused) and its answers leave the ratings; the row stays, with Prolific's status. 1 when it changed."""
+    label = WITHDRAWN[status]
+    if a is None or a.status == label:
+        return 0
+    accept = None if a.submit_time is None or a.work_time_s is None else a.submit_time - a.work_time_s
+    ledger.store_submission(submission_id=a.submission_id, task_id=a.task_id, rater_id=a.rater_id, status=label,
+                            accept_time=accept, submit_time=a.submit_time, raw_answer="", scores=None,
+                            error=f"{status} on Prolific after collect: answers not used", simulated=a.simulated,
+                            attention_passed=None)
+    return 1
 
 
 def collect_before_report(cfg: ExperimentConfig, target: str, echo: Callable[[str], None] = print) -> CollectOutcome:
