@@ -61,7 +61,7 @@ def test_sigkill_during_submits_loses_nothing_and_doubles_nothing(tmp_path):
     store_path = tmp_path / "site.sqlite"
     with SiteStore.open(store_path) as st:
         load_batch(st, n_items=120, items_per_task=2, k=3, reservation_s=RESERVATION_S)  # 60 tasks, 180 places
-        tokens = [i.token for i in st.create_invites(RATERS * 4)]
+        tokens = [i.token for i in st.create_invites(RATERS * 20)]   # walk-aways use up invites
     settings_path = write_settings(SiteSettings(store_path=str(store_path)), tmp_path)
     port = free_port()
     log = open(tmp_path / "gunicorn.log", "wb")
