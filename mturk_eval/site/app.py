@@ -44,16 +44,14 @@ from mturk_eval.config import ASPECTS
 from mturk_eval.site import handback
 from mturk_eval.site.store import (ASSIGNMENT_RE, BATCH_RE, DONE, RATER_RE, TASK_RE, Assignment, SiteStore)
 from mturk_eval.errors import UserError
-
 from mturk_eval.tasks import builder
+from mturk_eval.tasks.answers import SIMULATED_FIELD, WORK_TIME_HEADER, simulated_work_time
 
 SITE_TEMPLATES = Path(__file__).parent / "templates"
 PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
 MTURK_ID_RE = re.compile(r"[A-Z0-9]{1,64}")
 SESSION_RE = re.compile(r"[A-Za-z0-9]{1,64}")
 FIELD_RE = re.compile(r"i(\d{1,3})_([a-z_]{1,32})")
-SIMULATED_FIELD = "mturk_eval_simulated"
-WORK_TIME_HEADER = "X-Mturk-Eval-Work-Time"
 SCORES = ("1", "2", "3", "4", "5")
 # Where an ExternalQuestion may hand back to: MTurk's two sites, and loopback (the local sandbox).
 MTURK_SUBMIT_HOSTS = ("www.mturk.com", "workersandbox.mturk.com")
@@ -494,13 +492,11 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
         if errors:
             raise problem("Nothing was saved: " + listed(errors), 400, link=f"/t/{aid}",
                           link_text=t["back_to_task"])
-        simulated = request.form.get(SIMULATED_FIELD) == "1"
-        work_time = None
-        if simulated and request.headers.get(WORK_TIME_HEADER):
-            try:
-                work_time = float(request.headers[WORK_TIME_HEADER])
-            except ValueError:
-                raise problem(f"{WORK_TIME_HEADER} must be a number of seconds.", 400) from None
+        try:
+            simulated, work_time = simulated_work_time(request.form.get(SIMULATED_FIELD),
+                                                       request.headers.get(WORK_TIME_HEADER))
+        except ValueError:
+            raise problem(f"{WORK_TIME_HEADER} must be a number of seconds.", 400) from None
         res = store.submit(aid, answers, work_time_s=work_time, simulated=simulated, now=settings.clock())
         if not res.stored:
             if res.reason == "already_submitted":

@@ -10,6 +10,16 @@ from typing import Any
 from mturk_eval.config import ASPECTS
 
 SIMULATED_FIELD = "mturk_eval_simulated"
+WORK_TIME_HEADER = "X-Mturk-Eval-Work-Time"   # a simulated rater's work time in seconds (simulated only)
+
+
+def simulated_work_time(simulated_field: str | None, header: str | None) -> tuple[bool, float | None]:
+    """(simulated?, work time) of a submitted form: the time header is read only from simulated raters.
+    Raises ValueError when the header is not a number of seconds."""
+    simulated = simulated_field == "1"
+    if not (simulated and header):
+        return simulated, None
+    return simulated, float(header)
 
 
 @dataclass

@@ -31,13 +31,12 @@ from mturk_eval.emulators.mturk.models import ACCEPTED, SandboxError, new_id
 from mturk_eval.emulators.mturk.qualifications import describe_requirement
 from mturk_eval.emulators.mturk.responses import answers_xml, error_response, hit_json, json_response, \
     validate_question
+from mturk_eval.tasks.answers import SIMULATED_FIELD, WORK_TIME_HEADER, simulated_work_time
 
 if TYPE_CHECKING:
     from mturk_eval.emulators.server import SandboxApp
 
 PREVIEW_ASSIGNMENT = "ASSIGNMENT_ID_NOT_AVAILABLE"
-SIMULATED_FIELD = "mturk_eval_simulated"
-WORK_TIME_HEADER = "X-Mturk-Eval-Work-Time"
 WORKER_ID_RE = re.compile(r"^A[A-Z0-9]{1,63}$")
 
 TEMPLATES = jinja2.Environment(
@@ -194,13 +193,11 @@ def submit(app: SandboxApp, request: Request) -> Response:
     if not aid or aid == PREVIEW_ASSIGNMENT:
         return _problem(request, "This is a preview: accept the HIT before submitting.")
     fields = [(k, "|".join(request.form.getlist(k))) for k in request.form.keys() if k != "assignmentId"]
-    simulated = request.form.get(SIMULATED_FIELD) == "1"
-    work_time = None
-    if simulated and request.headers.get(WORK_TIME_HEADER):
-        try:
-            work_time = float(request.headers[WORK_TIME_HEADER])
-        except ValueError:
-            return _problem(request, f"{WORK_TIME_HEADER} must be a number of seconds.")
+    try:
+        simulated, work_time = simulated_work_time(request.form.get(SIMULATED_FIELD),
+                                                   request.headers.get(WORK_TIME_HEADER))
+    except ValueError:
+        return _problem(request, f"{WORK_TIME_HEADER} must be a number of seconds.")
     with app.store.transaction() as now:
         try:
             a = app.store.worker_assignment(aid, now)

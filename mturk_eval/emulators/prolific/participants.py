@@ -27,9 +27,8 @@ from lxml import html as lxml_html
 
 from mturk_eval.errors import UserError
 from mturk_eval.emulators.simulate import RatingModel, SimWorker, loopback_url as check_local, rate_item, work_time
+from mturk_eval.tasks.answers import SIMULATED_FIELD, WORK_TIME_HEADER
 
-SIMULATED_FIELD = "mturk_eval_simulated"
-WORK_TIME_HEADER = "X-Mturk-Eval-Work-Time"
 
 
 @dataclass

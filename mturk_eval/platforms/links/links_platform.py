@@ -25,8 +25,8 @@ from mturk_eval.errors import UserError
 from mturk_eval.platforms.crowd_platform import (APPROVED, REJECTED, SUBMITTED, TARGETS, CrowdPlatform, Published,
                                                  Submission, TaskSpec, TaskState, TaskType)
 from mturk_eval.site.store import RATER_RE, SiteStore, site_store_path
+from mturk_eval.tasks.answers import SIMULATED_FIELD
 
-SIMULATED_FIELD = "mturk_eval_simulated"
 INVITES_FILE = "invites.csv"
 _STATUS = {"submitted": SUBMITTED, "approved": APPROVED, "rejected": REJECTED}
 
