@@ -132,8 +132,18 @@ def test_a_submission_returned_after_it_was_collected_is_not_approved(tmp_path):
         assert requests.post(f"{emu.url}/_prolific/submissions/{first}/return").status_code == 200
         r = requests.post(f"{emu.url}/_prolific/submissions/{second}/status", json={"status": "SCREENED OUT"})
         assert r.status_code == 200
-        assert "2 stored earlier, now withdrawn (answers dropped)" in run("collect", *base)
-        assert "withdrawn" not in run("collect", *base)
+        freed_before = {sid: site.store.by_ref("prolific", sid).task_id for sid in (first, second)}
+        out = run("collect", *base)
+        assert "2 stored earlier, now withdrawn (answers dropped)" in out and "2 tasks freed" in out, out
+        # Their places on the site are free again (issue #12); the answers stay in the store's history.
+        for sid in (first, second):
+            a = site.store.by_ref("prolific", sid)
+            assert a.state == "returned" and a.answers, (sid, a.state)
+        assert site.store.by_ref("prolific", third).state == "submitted"
+        before = site.store.assignments(batch_id=site.store.batches()[0].batch_id)
+        out = run("collect", *base)
+        assert "withdrawn" not in out and "0 tasks freed" in out, out
+        assert site.store.assignments(batch_id=site.store.batches()[0].batch_id) == before
         with Ledger.open(ledger_file(cfg, True)) as ledger:
             stored = {a.submission_id: a.status for a in ledger.submissions()}
             rated = {r["assignment_id"] for r in ledger.ratings()}
@@ -142,3 +152,28 @@ def test_a_submission_returned_after_it_was_collected_is_not_approved(tmp_path):
         assert "approve 1," in out
         subs = {x["id"]: x["status"] for x in emu.state()["submissions"]}
         assert subs == {first: "RETURNED", second: "SCREENED OUT", third: "APPROVED"}
+        # New participants fill every place, the freed ones included: each item ends with exactly k ratings.
+        # (Prolific still counts the SCREENED OUT one as a taken place: the researcher adds one there.)
+        k = 2
+        plat = connect(cfg, sandbox=True, api_url=emu.url, echo=lambda s: None)
+        plat.client.update_study(study_id, {"total_available_places": 4 * k + 1})
+        late = simulate_participants(emu.url, study_id, 4 * k - 1, seed=3, items_of=store_items(site.store))
+        assert len(late.completed) == 4 * k - 1, late
+        taken = {a.task_id for a in site.store.assignments() if a.state == "submitted" and a.ref not in (first, second)}
+        assert set(freed_before.values()) <= taken
+        assert set(site.store.item_counts().values()) == {k}
+        out = run("collect", *base)
+        assert f"({4 * k - 1} new" in out and "0 tasks freed" in out and "withdrawn" not in out, out
+        with Ledger.open(ledger_file(cfg, True)) as ledger:
+            per_item: dict[str, set] = {}
+            for r in ledger.ratings():
+                if not r["attention_check"]:
+                    per_item.setdefault(r["item_id"], set()).add(r["assignment_id"])
+            n_ratings = len(ledger.ratings())
+        assert len(per_item) == 6 and {len(v) for v in per_item.values()} == {k}, per_item
+        assert not any({first, second} & v for v in per_item.values())
+        out = run("collect", *base)
+        assert "(0 new" in out and "0 tasks freed" in out and "withdrawn" not in out, out
+        with Ledger.open(ledger_file(cfg, True)) as ledger:
+            assert len(ledger.ratings()) == n_ratings
+        assert set(site.store.item_counts().values()) == {k}

@@ -38,8 +38,9 @@ Allocation: ``allocate(platform, rater_id, batch_ids=None, ref=None, extra=None,
 Assignment | None`` (None: no task left for this rater), ``reserve_task(platform, rater_id, task_id,
 ref=None, extra=None, now=None) -> Assignment`` (the task is fixed, e.g. by an MTurk HIT),
 ``current(platform, rater_id)``, ``assignment(aid)``, ``by_ref(platform, ref)``,
-``release(aid, state="returned")``, ``release_rater(platform, rater_id, state="returned")`` (for a
-platform that reports a participant RETURNED or TIMED-OUT), ``expire_lapsed(now)``.
+``release(aid, state="returned")``, ``release_rater(platform, rater_id, state="returned", ref=None,
+submitted=False)`` (for a platform that reports a participant RETURNED or TIMED-OUT; ``submitted=True``
+also frees a submitted, unreviewed assignment with that ref, answers kept), ``expire_lapsed(now)``.
 Submitting: ``submit(aid, answers: dict[field, value], work_time_s=None, simulated=False, now=None) ->
 SubmitResult`` (exactly once: a second submit stores nothing and says ``stored=False``).
 Results: ``submissions(batch_id=None, since=None)``, ``review(aid, "approved" | "rejected", feedback)``,
@@ -692,18 +693,24 @@ class SiteStore:
                              (state, now, assignment_id)).rowcount == 1
 
     def release_rater(self, platform: str, rater_id: str, state: str = "returned", *, ref: str | None = None,
-                      now: float | None = None) -> int:
+                      submitted: bool = False, now: float | None = None) -> int:
         """Release the rater's reservations (only the one with ``ref`` if given): for a platform that
-        reports the participant RETURNED the study or TIMED-OUT. Returns how many were released."""
+        reports the participant RETURNED the study or TIMED-OUT. With ``submitted`` (needs ``ref``) a
+        *submitted* (not yet reviewed) assignment with that ref is freed too: the platform withdrew it
+        after the answers came in. Like a rejected one its answers stay in the store, but it no longer
+        holds a place nor counts as a rating. Returns how many were released (0 on a rerun)."""
         if state not in ("returned", "expired"):
             raise ValueError(state)
+        if submitted and ref is None:
+            raise ValueError("release_rater(submitted=True) needs ref")
         now = time.time() if now is None else now
         with self._write() as c:
             sql, args = "", []
             if ref is not None:
                 sql, args = " AND ref=?", [ref]
+            states = "('reserved', 'submitted')" if submitted else "('reserved')"
             return c.execute(f"UPDATE assignments SET state=?, ended_at=? WHERE platform=? AND rater_id=?"
-                             f" AND state='reserved'{sql}", (state, now, platform, rater_id, *args)).rowcount
+                             f" AND state IN {states}{sql}", (state, now, platform, rater_id, *args)).rowcount
 
     # ------------------------------------------------------------------ submitting
     def submit(self, assignment_id: str, answers: dict[str, str], *, work_time_s: float | None = None,

@@ -322,7 +322,7 @@ def collect(cfg: ExperimentConfig, *, sandbox: bool = True, api_url: str | None 
                 out.statuses[st] = out.statuses.get(st, 0) + 1
                 sid, pid = sub["id"], sub["participant_id"]
                 if st in FREES_TASK:
-                    out.released += store.release_rater("prolific", pid, "returned", ref=sid)
+                    out.released += store.release_rater("prolific", pid, "returned", ref=sid, submitted=True)
                     out.withdrawn += _withdraw(ledger, known.get(sid), st)
                     continue
                 if st not in STATUS_TO_LEDGER:
