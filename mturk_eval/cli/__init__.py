@@ -18,12 +18,12 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "data": ("mturk_eval.cli.data", "data", "Build the persona and general datasets of an experiment."),
     "generate": ("mturk_eval.cli.generate", "generate", "Train prompt-tuned and fine-tuned systems and sample responses."),
     "distinct": ("mturk_eval.cli.generate", "distinct", "Automatic evaluation: distinct-1/2 of a responses file (Tables 1/6)."),
-    "preview": ("mturk_eval.cli.preview", "preview", "Render rating HITs to HTML files (or serve them) to look at before paying."),
-    "publish": ("mturk_eval.cli.publish", "publish", "Publish rating HITs to MTurk (sandbox by default), recorded in the ledger."),
-    "status": ("mturk_eval.cli.status", "status", "HITs and assignments by state, cost so far, time left."),
-    "collect": ("mturk_eval.cli.collect", "collect", "Fetch submitted assignments, validate and store their answers."),
+    "preview": ("mturk_eval.cli.preview", "preview", "Render rating tasks to HTML files (or serve them) to look at before paying."),
+    "publish": ("mturk_eval.cli.publish", "publish", "Publish rating tasks (MTurk-compatible sandbox by default; links, Prolific), recorded in the ledger."),
+    "status": ("mturk_eval.cli.status", "status", "Tasks and submissions by state, cost so far, time left."),
+    "collect": ("mturk_eval.cli.collect", "collect", "Fetch submissions, validate and store their answers."),
     "review": ("mturk_eval.cli.review", "review", "Approve, reject, block and bonus (dry run by default)."),
-    "expire": ("mturk_eval.cli.expire", "expire", "Expire or delete the batch's HITs."),
+    "expire": ("mturk_eval.cli.expire", "expire", "Expire or delete the batch's tasks (a Prolific study: pause or stop)."),
     "report": ("mturk_eval.cli.report", "report", "Tables 2/3/7/8, agreement, tests, workers and plots."),
     "serve": ("mturk_eval.cli.serve", "serve", "Run the rating site (invite links, Prolific, MTurk ExternalQuestion)."),
     "mapping": ("mturk_eval.cli.mapping", "mapping", "Suggest a --mapping for another template's MTurk batch file."),
@@ -56,12 +56,13 @@ def main() -> None:
     """mturk-eval: a persona dialogue study from prompt-tuning to published human-evaluation tables.
 
     \b
-    Typical run:
-      mturk-eval data build --config experiments/paper_en.toml
-      mturk-eval generate   --config experiments/paper_en.toml
-      mturk-eval publish    --config experiments/paper_en.toml --sandbox
-      mturk-eval collect    --config experiments/paper_en.toml
-      mturk-eval report     --config experiments/paper_en.toml
+    Typical run (in a directory with a mturk-eval.toml; `mturk-eval init` writes one):
+      mturk-eval generate           # datasets, prompt-tuned and fine-tuned systems, responses
+      mturk-eval publish --sandbox  # rating tasks on the bundled local sandbox, 5 raters per item
+      mturk-eval report             # collects what is new, then Tables 2/3 (7/8), tests, plots
+
+    MTurk closed for good on 2026-09-30: real raters come through the toolkit's rating site, from
+    Prolific (--platform prolific), invite links (--platform links) or an MTurk-style ExternalQuestion.
     """
 
 
