@@ -652,34 +652,40 @@ def _categorical(codes: np.ndarray, vocab: list[str]) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=cats.astype(str))
 
 
+def _columns(r: Ratings, attention_passed: Any) -> list[tuple[str, np.ndarray | None, list | None, Any]]:
+    """The long format's columns in order, as (name, codes, vocabulary, None) for coded columns and
+    (name, None, None, values) for plain ones; ``attention_passed`` is the writer's own nullable array."""
+    item = r.item
+    coded = [("item_id", item, r.item_ids), ("eval_set", r.item_eval_set[item], r.eval_sets),
+             ("method", r.item_method[item], r.methods), ("model", r.item_model[item], r.models),
+             ("persona_id", r.item_persona[item], r.personas), ("worker_id", r.worker, r.worker_ids),
+             ("assignment_id", r.assignment, r.assignment_ids), ("aspect", r.aspect, r.aspect_names)]
+    cols: list[tuple[str, Any, Any, Any]] = [(n, c, v, None) for n, c, v in coded]
+    cols += [("score", None, None, r.score), ("attention_check", None, None, r.attention_check),
+             ("attention_passed", None, None, attention_passed), ("simulated", None, None, r.simulated),
+             ("work_time_s", None, None, r.work_time_s), ("status", r.status, r.statuses, None)]
+    if r.reward is not None:
+        cols.append(("reward", None, None, r.reward))
+    return cols
+
+
+def _aspect_attrs(r: Ratings) -> dict[str, Any]:
+    """A study's own aspects and scales, carried with a frame (``attrs``) or a Parquet file."""
+    return {"aspects": [{"name": a.name, "scale": [a.low, a.high], "table2": a.table2, "table3": a.table3}
+                        for a in r.aspects]}
+
+
 def ratings_frame(r: Ratings) -> pd.DataFrame:
     """Checked ratings as a long-format DataFrame (docs/architecture.md section 6): string columns as
     categoricals, ``score`` int64, ``attention_check``/``simulated`` bool, ``attention_passed`` a
     nullable boolean (missing: no check in the assignment), ``work_time_s`` float (NaN unknown),
     ``reward`` (batch files only). The index, named ``line``, is each row's line in the source."""
-    item = r.item
-    data: dict[str, Any] = {
-        "item_id": _categorical(item, r.item_ids),
-        "eval_set": _categorical(r.item_eval_set[item], r.eval_sets),
-        "method": _categorical(r.item_method[item], r.methods),
-        "model": _categorical(r.item_model[item], r.models),
-        "persona_id": _categorical(r.item_persona[item], r.personas),
-        "worker_id": _categorical(r.worker, r.worker_ids),
-        "assignment_id": _categorical(r.assignment, r.assignment_ids),
-        "aspect": pd.Categorical.from_codes(r.aspect, categories=r.aspect_names),
-        "score": r.score,
-        "attention_check": r.attention_check,
-        "attention_passed": pd.arrays.BooleanArray(r.attention_passed == 1, r.attention_passed < 0),
-        "simulated": r.simulated,
-        "work_time_s": r.work_time_s,
-        "status": _categorical(r.status, r.statuses),
-    }
-    if r.reward is not None:
-        data["reward"] = r.reward
+    passed = pd.arrays.BooleanArray(r.attention_passed == 1, r.attention_passed < 0)
+    data: dict[str, Any] = {name: (_categorical(codes, vocab) if vocab is not None else values)
+                            for name, codes, vocab, values in _columns(r, passed)}
     df = pd.DataFrame(data, index=pd.Index(r.lines, name="line"))
     if r.aspects != PAPER_ASPECTS:  # so that ratings_from_frame (and ratings.parquet) keep the scales
-        df.attrs["aspects"] = [{"name": a.name, "scale": [a.low, a.high], "table2": a.table2, "table3": a.table3}
-                               for a in r.aspects]
+        df.attrs = _aspect_attrs(r)
     return df
 
 
@@ -698,30 +704,13 @@ def ratings_parquet(r: Ratings) -> bytes:
         return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32, copy=False)),
                                               pa.array(vocab, type=pa.string()))
 
-    item = r.item
-    cols: dict[str, Any] = {
-        "item_id": coded(item, r.item_ids),
-        "eval_set": coded(r.item_eval_set[item], r.eval_sets),
-        "method": coded(r.item_method[item], r.methods),
-        "model": coded(r.item_model[item], r.models),
-        "persona_id": coded(r.item_persona[item], r.personas),
-        "worker_id": coded(r.worker, r.worker_ids),
-        "assignment_id": coded(r.assignment, r.assignment_ids),
-        "aspect": coded(r.aspect, r.aspect_names),
-        "score": pa.array(r.score),
-        "attention_check": pa.array(r.attention_check),
-        "attention_passed": pa.array(r.attention_passed == 1, mask=r.attention_passed < 0),
-        "simulated": pa.array(r.simulated),
-        "work_time_s": pa.array(r.work_time_s),
-        "status": coded(r.status, r.statuses),
-    }
-    if r.reward is not None:
-        cols["reward"] = pa.array(r.reward)
+    passed = pa.array(r.attention_passed == 1, mask=r.attention_passed < 0)
+    cols: dict[str, Any] = {name: (coded(codes, vocab) if vocab is not None else
+                                   values if isinstance(values, pa.Array) else pa.array(values))
+                            for name, codes, vocab, values in _columns(r, passed)}
     table = pa.table(cols)
     if r.aspects != PAPER_ASPECTS:
-        attrs = {"aspects": [{"name": a.name, "scale": [a.low, a.high], "table2": a.table2, "table3": a.table3}
-                             for a in r.aspects]}
-        table = table.replace_schema_metadata({b"PANDAS_ATTRS": json.dumps(attrs).encode()})
+        table = table.replace_schema_metadata({b"PANDAS_ATTRS": json.dumps(_aspect_attrs(r)).encode()})
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="zstd", write_statistics=False)
     return sink.getvalue().to_pybytes()
