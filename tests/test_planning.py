@@ -21,6 +21,13 @@ from helpers.analysis import responses_for
 from helpers.planning import METHODS, study_rows, toy_model
 
 
+@pytest.fixture(autouse=True)
+def _no_prolific_token(monkeypatch):
+    """A developer's PROLIFIC_TOKEN must not make these tests ask the real Prolific (tests that want the
+    calculator give the token to the emulator themselves)."""
+    monkeypatch.delenv("PROLIFIC_TOKEN", raising=False)
+
+
 @pytest.mark.parametrize("design", ["paired", "unpaired"])
 def test_the_planners_analysis_is_the_reports(design):
     """Same ratings -> the planner's vectorised family of tests gives the report's p and Holm p: paired

@@ -20,6 +20,14 @@ from helpers.analysis import responses_for
 from helpers.planning import study_rows
 from helpers.prolific import TOKEN, emulator
 
+
+@pytest.fixture(autouse=True)
+def _no_prolific_token(monkeypatch):
+    """A developer's PROLIFIC_TOKEN must not make these tests ask the real Prolific (tests that want the
+    calculator give the token to the emulator themselves)."""
+    monkeypatch.delenv("PROLIFIC_TOKEN", raising=False)
+
+
 ASPECTS_TOML = """
 [experiment]
 name = "custom"

@@ -80,7 +80,7 @@ class RatingModel:
     work_time_s: float | None = None   # median work time per task in the pilot
     excluded_share: float = 0.0        # share of the kept raters' rating rows the report's exclusions removed
     excluded_worker_share: float = 0.0  # share of the pilot's raters the report excluded whole
-    design: str | None = None          # what the report would run on the pilot: "paired" or "unpaired"
+    design: str | None = None          # what the report would run on the pilot: "paired", "unpaired", None (no pair)
     design_reason: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -201,7 +201,7 @@ def _pilot_pairs(p, responses) -> tuple[str, str, list[tuple[int, np.ndarray, np
                         design, reason = ("paired" if paired else "unpaired"), why
                     if paired:
                         pairs.append((a, ua, ub))
-    return design or "paired", reason, pairs
+    return design, reason, pairs
 
 
 def prompt_shares(p, pairs, rater_var: dict[int, float], item_var: dict[int, float]) -> dict[int, float]:

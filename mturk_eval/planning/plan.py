@@ -138,8 +138,8 @@ def make_plan(cfg: ExperimentConfig, model: RatingModel, *, effect: float, power
 
 
 def design_reason(model: RatingModel, setting: Setting) -> str:
-    if model.design is None:
-        return "no pilot: the toolkit's studies give every system the same prompts" if setting.paired else "--design"
+    if model.design is None:   # no pilot, or one without two systems of an eval set to compare
+        return "the toolkit's studies give every system the same prompts" if setting.paired else "--design"
     if model.design == setting.design:
         return f"as the report would test the pilot ({model.design_reason})"
     return f"--design (the report would test the pilot {model.design}: {model.design_reason})"
