@@ -208,3 +208,28 @@ def test_a_failing_prolific_calculator_is_one_line_and_the_offline_figures_stand
     assert all(g["cost"]["prolific"]["calculator_total"] is None for g in plan["grid"])
     assert plan["grid"][0]["cost"]["prolific"]["total"] == pytest.approx(20 * 0.5 * 4 / 3, abs=0.011)
     assert any("could not be used" in n for n in plan["notes"]) and TOKEN not in res.output
+
+
+def test_a_pilot_on_the_configs_scales_plans_on_them(tmp_path):
+    """A pilot rated on the config's aspects (humour 1-7 among them), read with the config: the model keeps
+    each aspect's scale, and an effect beyond humour's scale is refused."""
+    rng = np.random.default_rng(6)
+    rows = []
+    for r in study_rows(rng, 20, 3, 2, pool=10):
+        if r["aspect"] == "fluency":
+            rows.append(r)
+            rows.append({**r, "aspect": "humour", "score": int(min(7, r["score"] + rng.integers(0, 3)))})
+            rows.append({**r, "aspect": "coherence", "score": int(min(4, r["score"]))})
+    pilot = tmp_path / "pilot.csv"
+    write_ratings_csv(pilot, rows)
+    out = tmp_path / "plan"
+    args = ["--config", _config(tmp_path), "--pilot", str(pilot), "--items", "30", "--raters", "3", "--studies", "100",
+            "--design", "paired", "--aspect", "humour", "--out", str(out)]
+    res = _plan([*args, "--effect", "0.5"])
+    assert res.exit_code == 0, res.output
+    plan = json.loads((out / "plan.json").read_text())
+    assert {a["aspect"]: (a["low"], a["high"]) for a in plan["model"]["aspects"]} == {
+        "fluency": (1, 5), "coherence": (1, 4), "humour": (1, 7)}
+    assert plan["model"]["source"] == f"pilot `{pilot}`" and plan["setting"]["scale"] == [1, 7]
+    res = _plan([*args, "--effect", "6"])
+    assert res.exit_code == 2 and "(the 1-7 scale of humour), got 6" in res.output
