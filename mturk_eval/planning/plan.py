@@ -67,6 +67,9 @@ def make_setting(cfg: ExperimentConfig, model: RatingModel, *, effect: float, sy
     if aspect is None:  # the hardest aspect: the largest total variance
         aspect = max(model.aspects, key=lambda a: a.total).aspect
     check_effect(effect, model.aspect(aspect))
+    if design == "unpaired" and prompt_share:
+        raise UserError(f"--prompt-share: an unpaired design shares no prompts between systems; expected no "
+                        f"--prompt-share with --design unpaired, got {prompt_share:g}")
     return Setting(model, systems=systems, aspect=aspect, alpha=cfg.report.alpha, family=cfg.report.holm_family,
                    design=design, prompt_share=prompt_share)
 
@@ -162,7 +165,8 @@ def terminal_table(plan: Plan) -> str:
 
 def summary_lines(plan: Plan) -> list[str]:
     s = plan.setting
-    out = []
+    out = [f"{s['aspect']} ({s['scale'][0]}-{s['scale'][1]}), {s['design']} design ({s['design_reason']}): the "
+           f"report's {s['test']}, Holm over {s['comparisons']} comparisons"]
     for p, c in plan.cheapest.items():
         if c is None:
             out.append(f"{p}: no design on the grid reaches power {s['power']:g}")
