@@ -236,3 +236,21 @@ def test_a_pilot_on_the_configs_scales_plans_on_them(tmp_path):
     assert plan["model"]["source"] == f"pilot `{pilot}`" and plan["setting"]["scale"] == [1, 7]
     res = _plan([*args, "--effect", "6"])
     assert res.exit_code == 2 and "(the 1-7 scale of humour), got 6" in res.output
+
+
+def test_a_pilots_excluded_workers_are_planned_as_worker_level_exclusions():
+    """A pilot rater who failed their attention checks is excluded whole by the report: the model takes
+    them as the worker-level share (1 of 8 raters) and the other ratings' share stays 0."""
+    rng = np.random.default_rng(8)
+    rows = study_rows(rng, 12, 3, 2, pool=8)
+    for w in range(8):       # one attention-check row per rater's first assignment; W3 fails it
+        first = next(r for r in rows if r["worker_id"] == f"W{w}")
+        rows.append({**first, "item_id": f"check.{w}", "attention_check": 1, "attention_passed": int(w != 3),
+                     "aspect": "fluency", "score": 5})
+    for r in rows:
+        r.setdefault("attention_check", 0)
+    cfg = ExperimentConfig(name="t", models=["tiny"])
+    m = model_from_pilot(ratings_from_records(rows, "pilot"), cfg, "pilot")
+    assert m.excluded_worker_share == pytest.approx(1 / 8) and m.excluded_share == pytest.approx(0.0)
+    setting = pw.Setting(m, systems=2, aspect="fluency", design="unpaired")
+    assert pw._excluded_workers(setting) == pytest.approx(1 / 8)

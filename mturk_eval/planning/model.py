@@ -272,12 +272,15 @@ def model_from_pilot(r, cfg, source: str, responses=None) -> RatingModel:
         w = r.work_time_s[first]
         w = w[np.isfinite(w)]
         wt = float(np.median(w)) if w.size else None
-    c = p.counts
-    bad_workers = sum(1 for w in p.excluded_workers if w["assignments"] > 0 and w["reason"].startswith("passed"))
-    raters_seen = np.unique(r.worker[~r.attention_check]).size
+    # Exclusions split as the report makes them: raters excluded whole (below the attention pass rate),
+    # and the share of the other raters' rating rows dropped (rejected, failed checks, duplicates).
+    code = {w: i for i, w in enumerate(r.worker_ids)}
+    bad = np.zeros(len(r.worker_ids), bool)
+    bad[[code[w["worker_id"]] for w in p.excluded_workers if w["reason"].startswith("passed")]] = True
+    rating_rows = ~r.attention_check
+    others = rating_rows & ~bad[r.worker]
     return RatingModel(aspects=aspects, source=source, systems=[s.label for s in p.systems],
                        ratings_per_rater=float(per_rater[per_rater > 0].mean()), work_time_s=wt,
-                       excluded_share=max(0.0, 1.0 - c["used_rows"] / max(
-                           c["rows"] - c["attention_check_rows"] - c["excluded_worker_rows"], 1)),
-                       excluded_worker_share=bad_workers / max(raters_seen, 1),
+                       excluded_share=max(0.0, 1.0 - float((p.keep & others).sum()) / max(int(others.sum()), 1)),
+                       excluded_worker_share=float(bad[np.unique(r.worker[rating_rows])].mean()),
                        design=design, design_reason=reason, notes=list(p.warnings))
