@@ -194,23 +194,35 @@ def test_prolific_costs_use_its_calculator_once_per_distinct_places(tmp_path, mo
     assert TOKEN not in text and "Prolific's own calculator" in text and "3 call(s)" in text
 
 
-def test_a_failing_prolific_calculator_is_one_line_and_the_offline_figures_stand(tmp_path):
+@pytest.mark.parametrize("how", ["unreachable", "refused", "malformed token"])
+def test_a_failing_prolific_calculator_is_one_line_and_the_offline_figures_stand(tmp_path, how):
+    import contextlib
     import socket
 
-    with socket.socket() as s:                 # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cfg = _config(tmp_path, PROLIFIC.format(api=f"http://127.0.0.1:{port}/api/v1/"))
-    out = tmp_path / "plan"
-    res = _plan(["--config", cfg, "--items", "10", "--raters", "1,2", "--studies", "100", "--effect", "1",
-                 "--design", "paired", "--platform", "prolific", "--out", str(out)], env={"PROLIFIC_TOKEN": TOKEN})
+    token = TOKEN if how != "malformed token" else "short tok"
+    with contextlib.ExitStack() as stack:
+        if how == "unreachable":
+            with socket.socket() as s:                 # a port nothing listens on
+                s.bind(("127.0.0.1", 0))
+                api = f"http://127.0.0.1:{s.getsockname()[1]}/api/v1/"
+        else:
+            emu = stack.enter_context(emulator())
+            emu.backend.tokens = {"another-token-" + "b" * 30}   # the API refuses ours: 401
+            api = emu.api
+        cfg = _config(tmp_path, PROLIFIC.format(api=api))
+        out = tmp_path / "plan"
+        res = _plan(["--config", cfg, "--items", "10", "--raters", "1,2", "--studies", "100", "--effect", "1",
+                     "--design", "paired", "--platform", "prolific", "--out", str(out)], env={"PROLIFIC_TOKEN": token})
+        if how != "unreachable":
+            assert emu.app.calls.get("calculate-study-cost") is None
     assert res.exit_code == 0, res.output
     failed = [line for line in res.output.splitlines() if "cost calculator failed" in line]
-    assert len(failed) == 1 and "the plan uses the offline Prolific figures" in failed[0]
+    assert len(failed) == 1 and "the plan uses the offline Prolific figures" in failed[0], res.output
     plan = json.loads((out / "plan.json").read_text())
     assert all(g["cost"]["prolific"]["calculator_total"] is None for g in plan["grid"])
     assert plan["grid"][0]["cost"]["prolific"]["total"] == pytest.approx(20 * 0.5 * 4 / 3, abs=0.011)
-    assert any("could not be used" in n for n in plan["notes"]) and TOKEN not in res.output
+    assert any("could not be used" in n for n in plan["notes"])
+    assert token not in res.output and token not in (out / "plan.md").read_text()
 
 
 def test_a_pilot_on_the_configs_scales_plans_on_them(tmp_path):
