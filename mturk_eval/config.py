@@ -479,8 +479,11 @@ def _check(cfg: ExperimentConfig, file: str) -> None:
         raise UserError(f"{file}: hit.template_dir: {h.template_dir}: {why}")
 
 
-def parse_config(text: str, file: str = "<config>", base_dir: Path | None = None) -> ExperimentConfig:
-    """Parse TOML text into an :class:`ExperimentConfig`, expanding and resolving data paths."""
+def parse_config(text: str, file: str = "<config>", base_dir: Path | None = None,
+                 data_paths: bool = True) -> ExperimentConfig:
+    """Parse TOML text into an :class:`ExperimentConfig`, expanding and resolving data paths. With
+    ``data_paths=False`` (verbs that read no data, like ``plan``) a data source path whose variables do not
+    resolve is kept as written instead of being an error."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -498,11 +501,19 @@ def parse_config(text: str, file: str = "<config>", base_dir: Path | None = None
     cfg = _build(ExperimentConfig, flat, "", file)
     cfg.platform = PlatformConfig(**platform)
     base = base_dir or Path.cwd()
+    def data_path(value: str, key: str) -> str:
+        try:
+            return expand_path(value, base, key, file)
+        except UserError:
+            if data_paths:
+                raise
+            return value
+
     for group in ("persona_sources", "general_sources"):
         for i, src in enumerate(getattr(cfg.data, group)):
-            src.path = expand_path(src.path, base, f"data.{group}[{i}].path", file)
+            src.path = data_path(src.path, f"data.{group}[{i}].path")
             if src.topics_path:
-                src.topics_path = expand_path(src.topics_path, base, f"data.{group}[{i}].topics_path", file)
+                src.topics_path = data_path(src.topics_path, f"data.{group}[{i}].topics_path")
     if cfg.hit.template_dir:
         cfg.hit.template_dir = expand_path(cfg.hit.template_dir, base, "hit.template_dir", file)
     if cfg.site.consent_file:
@@ -538,10 +549,11 @@ def find_config(explicit: str | os.PathLike | None = None, start: Path | None = 
                     f" directory or a parent (`mturk-eval init` writes one)")
 
 
-def load_config(path: str | os.PathLike) -> ExperimentConfig:
-    """Read an experiment TOML file. Errors name the file and the key."""
+def load_config(path: str | os.PathLike, data_paths: bool = True) -> ExperimentConfig:
+    """Read an experiment TOML file. Errors name the file and the key. ``data_paths=False``: for a verb
+    that reads no data, unresolvable data source paths are not an error (:func:`parse_config`)."""
     path = Path(path)
     text = read_text(path)
-    cfg = parse_config(text, str(path), base_dir=path.parent.resolve())
+    cfg = parse_config(text, str(path), base_dir=path.parent.resolve(), data_paths=data_paths)
     cfg.source_path = str(path)
     return cfg
