@@ -62,7 +62,7 @@ class Analysis:
     language: str
     systems: list[System]
     table2: list[dict[str, Any]]        # per system: per aspect n, items, mean, sd, ci_low, ci_high, better_than
-    table3: list[dict[str, Any]]        # per system: bins counts, n
+    table3: list[dict[str, Any]]        # per system: bins counts, n (the first Table 3 aspect's)
     tests: list[dict[str, Any]]
     test_summary: list[dict[str, Any]]  # per eval set: number of tests, significant ones, a sentence
     agreement: list[dict[str, Any]]
@@ -79,6 +79,7 @@ class Analysis:
     worker_table: list[dict[str, Any]] = field(default_factory=list)    # one row per worker
     aspect_info: tuple = PAPER_ASPECTS                                  # names, scales and tables
     mixed_models: list[dict[str, Any]] = field(default_factory=list)  # per eval set x aspect (inference.py)
+    table3s: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # every Table 3 aspect's rows
 
     @property
     def table2_aspects(self) -> list[str]:
@@ -86,7 +87,13 @@ class Analysis:
 
     @property
     def table3_aspect(self) -> Any:
+        """The first aspect binned as Table 3 (None when none is)."""
         return next((a for a in self.aspect_info if a.table3), None)
+
+    @property
+    def table3_aspects(self) -> list[Any]:
+        """Every aspect binned as Table 3, in the aspects' order: one Table 3 each."""
+        return [a for a in self.aspect_info if a.table3]
 
     def aspect_title(self, name: str) -> str:
         return next((a.title for a in self.aspect_info if a.name == name), name)
@@ -269,7 +276,7 @@ class Tables:
     items: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
-    bins: np.ndarray              # (S, 4)
+    bins: dict[int, np.ndarray]   # per Table 3 aspect (index): (S, bins of its scale)
 
 
 @dataclass
@@ -295,6 +302,7 @@ def analyze(
 
     ``spend`` (:class:`mturk_eval.analysis.cost.Spend`, from the ledger) adds bonuses to the effective
     hourly pay and the total cost to the worker figures."""
+    r = with_table3_aspects(r, cfg)
     p = prepare(r, cfg, seed=seed)
     tables = tables_stage(p)
     tests = tests_stage(p, tables, responses)
@@ -305,7 +313,7 @@ def analyze(
     rc = cfg.report
     return Analysis(
         experiment=cfg.name, language=cfg.language, systems=p.systems,
-        table2=table2_records(p, tables, tests), table3=table3_records(p, tables),
+        table2=table2_records(p, tables, tests), table3=table3_records(p, tables, first_table3(r.aspects)),
         tests=tests.tests, test_summary=tests.summary, agreement=agreement_rows, workers=workers,
         underrated=underrated, planned_ratings=planned, counts=p.counts,
         simulated_rows=int(r.simulated.sum()), warnings=p.warnings,
@@ -316,7 +324,21 @@ def analyze(
                   "mixed_model": rc.mixed_model, "mixed_model_max_ratings": rc.mixed_model_max_ratings},
         worker_table=worker_table, aspects=r.aspect_names, bins=table3_bins(r.aspects),
         aspect_info=r.aspects, mixed_models=mixed,
+        table3s={a.name: table3_records(p, tables, i) for i, a in enumerate(r.aspects) if a.table3},
     )
+
+
+def with_table3_aspects(r: Ratings, cfg: ExperimentConfig) -> Ratings:
+    """``r`` with the aspects ``[report] table3_aspects`` names binned as Table 3 (unset: as marked)."""
+    names = cfg.report.table3_aspects
+    if names is None:
+        return r
+    from dataclasses import replace
+
+    from mturk_eval.analysis.aspects import mark_table3
+
+    return replace(r, aspects=mark_table3(r.aspects, names,
+                                          f"{cfg.source_path or '<config>'}: report.table3_aspects"))
 
 
 def prepare(r: Ratings, cfg: ExperimentConfig, *, seed: int | None = None) -> Prepared:
@@ -414,20 +436,19 @@ def tables_stage(p: Prepared) -> Tables:
     unit_group = p.unit_group
     items_g = np.bincount(unit_group, minlength=S * A)
     ci_lo, ci_hi = inference.mean_intervals(p)
-    # Table 3: each response's mean on the Table 3 aspect (persona by default), binned with exact integer
-    # comparisons (sum >= k * count) at each point of the scale above its lowest.
-    t3 = next((i for i, a in enumerate(p.r.aspects) if a.table3), None)
-    if t3 is None:
-        bins = np.zeros((S, 0), dtype=np.int64)
-    else:
-        asp = p.r.aspects[t3]
+    # Table 3, per marked aspect (persona by default): each response's mean on it, binned with exact
+    # integer comparisons (sum >= k * count) at each point of the aspect's scale above its lowest.
+    bins: dict[int, np.ndarray] = {}
+    for t3, asp in enumerate(p.r.aspects):
+        if not asp.table3:
+            continue
         nb = asp.width - 1
         pu = np.flatnonzero(p.has & (p.unit_aspect == t3))
         ps, pc = p.unit_sum[pu], p.unit_cnt[pu]
         bin_idx = np.zeros(pu.size, dtype=np.int64)
         for k in range(asp.low + 1, asp.high):
             bin_idx += ps >= k * pc
-        bins = np.bincount(p.item_sys[p.unit_item[pu]] * nb + bin_idx, minlength=S * nb).reshape(S, nb)
+        bins[t3] = np.bincount(p.item_sys[p.unit_item[pu]] * nb + bin_idx, minlength=S * nb).reshape(S, nb)
     return Tables(n=n_g, mean=mean_g, sd=sd_g, items=items_g, ci_low=ci_lo, ci_high=ci_hi, bins=bins)
 
 
@@ -457,15 +478,23 @@ def table2_records(p: Prepared, tables: Tables, tests: Tests) -> list[dict[str, 
     return out
 
 
+def first_table3(aspects) -> int | None:
+    """The index of the first aspect binned as Table 3 (None when none is)."""
+    return next((i for i, a in enumerate(aspects) if a.table3), None)
+
+
 def table3_bins(aspects) -> tuple[str, ...]:
-    """The Table 3 aspect's bins (none when no aspect is marked for Table 3)."""
-    return next((a.bins for a in aspects if a.table3), ())
+    """The first Table 3 aspect's bins (none when no aspect is marked for Table 3)."""
+    i = first_table3(aspects)
+    return aspects[i].bins if i is not None else ()
 
 
-def table3_records(p: Prepared, tables: Tables) -> list[dict[str, Any]]:
-    """Per system: its names, the four bin counts and their sum."""
-    bins = table3_bins(p.r.aspects)
-    return [{**s.as_dict(), "bins": dict(zip(bins, tables.bins[k].tolist())), "n": int(tables.bins[k].sum())}
+def table3_records(p: Prepared, tables: Tables, aspect: int | None) -> list[dict[str, Any]]:
+    """Per system: its names, the bin counts of Table 3 aspect ``aspect`` (its index; none for None) and
+    their sum."""
+    bins = p.r.aspects[aspect].bins if aspect is not None else ()
+    counts = tables.bins[aspect] if aspect is not None else np.zeros((p.S, 0), dtype=np.int64)
+    return [{**s.as_dict(), "bins": dict(zip(bins, counts[k].tolist())), "n": int(counts[k].sum())}
             for k, s in enumerate(p.systems)]
 
 
