@@ -28,6 +28,7 @@ from mturk_eval.analysis.aspects import PAPER_ASPECTS, Aspect
 from mturk_eval.config import ASPECTS, EVAL_SETS
 from mturk_eval.errors import UserError, where
 from mturk_eval.io import iter_jsonl, read_text
+from mturk_eval.tasks.answers import SIMULATED_FIELD
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("item_id", "eval_set", "method", "model", "worker_id", "aspect", "score")
 OPTIONAL_COLUMNS: tuple[str, ...] = (
@@ -896,7 +897,7 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
         status = row.get("AssignmentStatus", "").strip()
         if row.get("Reject", "").strip():
             status = "Rejected"
-        simulated = 1 if str(answers.get("mturk_eval_simulated", "")).strip() in ("1", "true") else 0
+        simulated = 1 if str(answers.get(SIMULATED_FIELD, "")).strip() in ("1", "true") else 0
         wt = row.get("WorkTimeInSeconds", "").strip()
         start = len(lines)
         checks: list[bool] = []
