@@ -345,7 +345,7 @@ def prepare(r: Ratings, cfg: ExperimentConfig, *, seed: int | None = None) -> Pr
     """Exclusions (rejected, attention checks, failed checks, excluded workers, duplicates), the systems
     and their letters, and per-unit sums: everything the four stages share."""
     rc = cfg.report
-    warnings: list[str] = list(r.notes)
+    warnings: list[str] = list(r.notes) + _status_and_item_warnings(r)
     table2_aspects = [a.name for a in r.aspects if a.table2]
     for k in rc.human_reference:
         if k not in table2_aspects:
@@ -601,18 +601,27 @@ def worker_rows(p: Prepared) -> list[dict[str, Any]]:
 
 def _per_assignment_conflicts(r: Ratings) -> list[str]:
     """Counted warnings for values that must be one per assignment but differ between its rows (work time,
-    reward): the worker figures use each assignment's first row."""
+    reward, status, worker, attention-check result), and for check rows whose assignment has no result:
+    each says how the report resolved it."""
     out = []
     order = np.argsort(r.assignment, kind="stable")
     a_sorted = r.assignment[order]
     starts = np.flatnonzero(np.r_[True, a_sorted[1:] != a_sorted[:-1]])
+    lengths = np.diff(np.r_[starts, a_sorted.size])
+
+    def differing(values: np.ndarray) -> np.ndarray:
+        """The assignments with a row whose value differs from the assignment's first row's."""
+        v = values[order]
+        first = np.repeat(v[starts], lengths)
+        same = v == first
+        if v.dtype.kind == "f":
+            same |= np.isnan(v) & np.isnan(first)
+        return np.unique(a_sorted[~same])
+
     for name, values, unit in (("work_time_s", r.work_time_s, " s"), ("reward", r.reward, "")):
         if values is None:
             continue
-        v = values[order]
-        first = np.repeat(v[starts], np.diff(np.r_[starts, v.size]))
-        differs = ~((v == first) | (np.isnan(v) & np.isnan(first)))
-        bad = np.unique(a_sorted[differs])
+        bad = differing(values)
         if bad.size:
             ex = []
             for a in bad[:3].tolist():
@@ -621,6 +630,70 @@ def _per_assignment_conflicts(r: Ratings) -> list[str]:
                           + (" and empty" if np.isnan(values[r.assignment == a]).any() else ""))
             out.append(f"{bad.size} assignment(s) have different {name} values on different rows (e.g. "
                        f"{'; '.join(ex)}); the worker figures use each assignment's first row.")
+
+    def coded_examples(bad: np.ndarray, codes: np.ndarray, vocab: list[str]) -> str:
+        ex = []
+        for a in bad[:3].tolist():
+            ex.append(f"{r.assignment_ids[a]}: "
+                      + ", ".join(repr(vocab[c]) for c in pd.unique(codes[r.assignment == a]).tolist()))
+        return "; ".join(ex)
+
+    bad = differing(r.status)
+    if bad.size:
+        out.append(f"{bad.size} assignment(s) have different status values on different rows (e.g. "
+                   f"{coded_examples(bad, r.status, r.statuses)}); only the rows marked Rejected were excluded, "
+                   "and the assignment counts as rejected in the worker figures when its first row is.")
+    bad = differing(r.worker)
+    if bad.size:
+        out.append(f"{bad.size} assignment(s) have rows from different workers (e.g. "
+                   f"{coded_examples(bad, r.worker, r.worker_ids)}); each rating row counts for its own worker, "
+                   "the assignment's attention checks and worker figures for one of them.")
+    # Attention-check results: 1 on some rows and 0 on others; check rows with no result anywhere.
+    n_a = len(r.assignment_ids)
+    lo = np.full(n_a, 2, dtype=np.int8)
+    hi = np.full(n_a, -1, dtype=np.int8)
+    known = r.attention_passed >= 0
+    np.minimum.at(lo, r.assignment[known], r.attention_passed[known])
+    np.maximum.at(hi, r.assignment, r.attention_passed)
+    mixed = np.flatnonzero((lo == 0) & (hi == 1))
+    if mixed.size:
+        out.append(f"{mixed.size} assignment(s) have attention_passed 1 on some rows and 0 on others (e.g. "
+                   f"{', '.join(r.assignment_ids[a] for a in mixed[:3].tolist())}); read as failed (a failure "
+                   "anywhere in the assignment wins).")
+    with_check = np.zeros(n_a, dtype=bool)
+    with_check[r.assignment[r.attention_check]] = True
+    unresolved = np.flatnonzero(with_check & (hi < 0))
+    if unresolved.size:
+        rows = int(np.isin(r.assignment[r.attention_check], unresolved).sum())
+        out.append(f"{unresolved.size} assignment(s) hold attention-check rows ({rows}) but no attention_passed "
+                   f"result (e.g. {', '.join(r.assignment_ids[a] for a in unresolved[:3].tolist())}); the check "
+                   "rows were excluded and the assignments count as unchecked.")
+    return out
+
+
+KNOWN_STATUSES = ("submitted", "approved", "rejected", "")
+
+
+def _status_and_item_warnings(r: Ratings) -> list[str]:
+    """Counted warnings for statuses the report does not know (used as not rejected) and items that are
+    attention checks on some rows only (only the marked rows are excluded)."""
+    out = []
+    unknown = [i for i, v in enumerate(r.statuses) if v.strip().lower() not in KNOWN_STATUSES]
+    if unknown:
+        per = np.bincount(r.status, minlength=len(r.statuses))
+        total = int(per[unknown].sum())
+        ex = ", ".join(f"{r.statuses[i]!r} ({int(per[i])})" for i in sorted(unknown, key=lambda i: -per[i])[:3])
+        out.append(f"{total} rating row(s) have a status other than Submitted, Approved or Rejected ({ex}); they "
+                   "were used as not rejected.")
+    n_items = len(r.item_ids)
+    checks = np.bincount(r.item[r.attention_check], minlength=n_items)
+    others = np.bincount(r.item[~r.attention_check], minlength=n_items)
+    partly = np.flatnonzero((checks > 0) & (others > 0))
+    if partly.size:
+        out.append(f"{partly.size} item(s) are attention checks on some rows and not on others (e.g. "
+                   f"{', '.join(repr(r.item_ids[i]) for i in partly[:3].tolist())}); only the rows marked "
+                   f"attention_check were excluded ({int(others[partly].sum())} unmarked rows of them count as "
+                   "ratings).")
     return out
 
 

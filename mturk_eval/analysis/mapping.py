@@ -45,9 +45,9 @@ from mturk_eval.analysis.batch_csv import BATCH_FIXED_COLUMNS, TRAILING_COLUMNS,
 from mturk_eval.analysis.ratings import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
+    BatchNotes,
     Ratings,
     ResponseIndex,
-    _parse_reward,
     _score_value,
     ratings_from_columns,
 )
@@ -414,13 +414,11 @@ def _load_function(m: Mapping) -> Callable[[dict[str, str]], Any]:
     return fn
 
 
-def _fixed(row: dict[str, str], simulated: bool = False) -> dict[str, Any]:
-    status = row.get("AssignmentStatus", "").strip()
-    if row.get("Reject", "").strip():
-        status = "Rejected"
+def _fixed(row: dict[str, str], seen: BatchNotes, simulated: bool = False) -> dict[str, Any]:
+    """The columns every rating of one batch row shares (``reward`` parsed once per row)."""
     return {"worker_id": row.get("WorkerId", "").strip(), "assignment_id": row.get("AssignmentId", "").strip(),
-            "status": status, "work_time_s": row.get("WorkTimeInSeconds", "").strip(), "simulated": int(simulated),
-            "attention_check": 0, "attention_passed": None}
+            "status": seen.status(row), "work_time_s": row.get("WorkTimeInSeconds", "").strip(),
+            "simulated": int(simulated), "attention_check": 0, "attention_passed": None, "reward": seen.reward(row)}
 
 
 def _check_marker_column(m: Mapping, name: str, key: str, columns: set[str], path: str, task_answers: bool) -> None:
@@ -445,10 +443,12 @@ def ratings_from_mapping(batch: BatchCSV, mapping: Mapping, responses: ResponseI
     rewards: list[Any] = []
     skipped = 0
 
+    seen = BatchNotes()
+
     def add(item: dict[str, Any], fixed: dict[str, Any], row: dict[str, str], line: int) -> None:
         for c in out:
             out[c].append(item.get(c, fixed.get(c)))
-        rewards.append(_parse_reward(row.get("Reward", "")))
+        rewards.append(fixed["reward"])
         lines.append(line)
 
     ac = m.attention_check
@@ -472,7 +472,7 @@ def ratings_from_mapping(batch: BatchCSV, mapping: Mapping, responses: ResponseI
         need = ("item_id", "eval_set", "method", "model", "aspect", "score")
         for n, (row, line) in enumerate(zip(batch.rows, batch.lines), start=1):
             sim, whole = markers(row, line)
-            fixed = _fixed(row, sim)
+            fixed = _fixed(row, seen, sim)
             if whole:
                 fixed["attention_check"] = 1
             try:
@@ -512,22 +512,27 @@ def ratings_from_mapping(batch: BatchCSV, mapping: Mapping, responses: ResponseI
         for row, line in zip(batch.rows, batch.lines):
             answers = _Answers(row, columns, path, line, task_answers)
             sim, whole = markers(row, line, answers)
-            fixed = _fixed(row, sim)
+            fixed = _fixed(row, seen, sim)
             for s in slots:
                 t = id_t[s]
                 if t.columns and not any(row.get(c, "").strip() for c in t.columns):
                     if len(slots) > 1:
+                        seen.empty_slots += 1
                         continue  # a HIT with fewer items than slots leaves the rest empty
                     raise UserError(f"{where(path, line)}: {t.columns[0]}: expected a value for item_id, got an "
                                     "empty cell")
                 iid = t.render(row)
                 meta: dict[str, Any] = {}
-                if responses is not None and iid in responses.items:
-                    meta.update(responses.items[iid])
+                known = responses.items.get(iid, {}) if responses is not None else {}
+                meta.update(known)
                 for f, ts in sys_t.items():
                     meta[f] = ts[s].render(row)
+                    if known:
+                        seen.compare(iid, f, meta[f], known)
                 if persona_t is not None:
                     meta["persona_id"] = persona_t[s].render(row)
+                    if known:
+                        seen.compare(iid, "persona_id", meta["persona_id"], known)
                 for f in SYSTEM_FIELDS:
                     if not meta.get(f):
                         why = ("the responses file has no such item" if responses is not None
@@ -556,6 +561,7 @@ def ratings_from_mapping(batch: BatchCSV, mapping: Mapping, responses: ResponseI
     if not lines:
         raise UserError(f"{path}: expected at least one rating from the mapping {m.path}, got none")
     r = ratings_from_columns(out, path, lines, reward=rewards, aspects=m.aspect_specs)
+    r.notes.extend(seen.notes(batch))
     if skipped:
         r.notes.append(f"{skipped} missing answer(s) (an empty cell, or no true cell in a radio group) were "
                        f"skipped, as the mapping's missing = \"skip\" asks.")

@@ -450,7 +450,45 @@ def ratings_from_columns(
         lines=line_arr,
         reward=rew,
         aspects=aspects,
+        notes=_reader_notes(asp_codes, asp_vocab, names, item_ids, worker_ids),
     )
+
+
+_PADDED = None
+
+
+def _padded_ids(ids: list[str]) -> list[str]:
+    """The ids that begin or end with white space: one regular expression over the joined ids (in C)."""
+    import re
+
+    global _PADDED
+    if _PADDED is None:
+        _PADDED = re.compile(r"(?:^|(?<=\x00))(?:\s[^\x00]*|[^\x00]*\s)(?=\x00|$)")
+    return _PADDED.findall("\x00".join(ids))
+
+
+def _reader_notes(asp_codes: np.ndarray, asp_vocab: list[Any], names: list[str], item_ids: list[str],
+                  worker_ids: list[str]) -> list[str]:
+    """Counted warnings for what the long-format reader resolved on its own: aspects spelled otherwise
+    than their name (read as it), and item or worker ids with surrounding white space (kept as written)."""
+    out = []
+    respelled = [i for i, v in enumerate(asp_vocab) if v not in names]
+    if respelled:
+        per = np.bincount(asp_codes, minlength=len(asp_vocab))
+        ex = ", ".join(f"{asp_vocab[i]!r} as {asp_vocab[i].strip().lower()}" for i in respelled[:4])
+        out.append(f"{int(per[respelled].sum())} rating row(s) spell the aspect otherwise than its name ({ex}); "
+                   "read as the named aspect.")
+    for what, ids in (("item", item_ids), ("worker", worker_ids)):
+        padded = _padded_ids(ids)
+        if padded:
+            known = set(ids)
+            also = sum(p.strip() in known for p in padded)
+            # No worker id in the text: the report pseudonymises raters after reading (mturk_eval.privacy).
+            example = f" (e.g. {padded[0]!r})" if what == "item" else ""
+            out.append(f"{len(padded)} {what} id(s) begin or end with white space{example}; kept as written, so "
+                       f"they are other {what}s than the same ids without it"
+                       + (f" ({also} of them also occur without it)." if also else "."))
+    return out
 
 
 def ratings_from_records(records: list[dict[str, Any]], source: str, lines: Iterable[int] | None = None,
@@ -834,6 +872,61 @@ def _parse_reward(text: str) -> float | None:
         return None
 
 
+@dataclass
+class BatchNotes:
+    """What a batch reader (the toolkit's own layout or a mapping) resolves on its own while it reads the
+    rows, counted for the report's warnings (:meth:`notes`)."""
+
+    reject_cells: dict[str, int] = field(default_factory=dict)   # AssignmentStatus overridden -> rows
+    bad_rewards: dict[str, int] = field(default_factory=dict)    # Reward cell not an amount -> rows
+    empty_slots: int = 0
+    conflicts: dict[str, set] = field(default_factory=dict)      # field -> items whose batch value differs
+
+    def status(self, row: dict[str, str]) -> str:
+        """The row's status: ``Rejected`` when its Reject cell is filled (the website's rejection column)."""
+        status = row.get("AssignmentStatus", "").strip()
+        if row.get("Reject", "").strip():
+            if status.lower() != "rejected":
+                self.reject_cells[status] = self.reject_cells.get(status, 0) + 1
+            status = "Rejected"
+        return status
+
+    def reward(self, row: dict[str, str]) -> float | None:
+        raw = row.get("Reward", "")
+        value = _parse_reward(raw)
+        if value is None and raw.strip():
+            self.bad_rewards[raw.strip()] = self.bad_rewards.get(raw.strip(), 0) + 1
+        return value
+
+    def compare(self, item_id: str, field_name: str, batch_value: Any, responses_meta: dict[str, Any]) -> None:
+        """Note an item whose batch value of ``field_name`` differs from the responses file's."""
+        known = responses_meta.get(field_name)
+        if known not in (None, "") and batch_value != known:
+            self.conflicts.setdefault(field_name, set()).add(item_id)
+
+    def notes(self, batch: Any) -> list[str]:
+        out = []
+        if self.reject_cells:
+            ex = ", ".join(f"{k or 'empty'!s} ({v})" for k, v in sorted(self.reject_cells.items()))
+            out.append(f"{sum(self.reject_cells.values())} batch row(s) have a filled Reject cell but another "
+                       f"AssignmentStatus ({ex}); read as Rejected and excluded.")
+        if self.bad_rewards:
+            ex = ", ".join(repr(k) for k in list(self.bad_rewards)[:3])
+            out.append(f"{sum(self.bad_rewards.values())} batch row(s) have a Reward that is not an amount ({ex}); "
+                       "read as unknown (the worker figures use the other rows' reward, or hit.reward).")
+        if self.empty_slots:
+            out.append(f"{self.empty_slots} empty item slot(s) (no item id in a HIT with fewer items than slots) "
+                       "were skipped.")
+        for name, items in sorted(self.conflicts.items()):
+            ex = ", ".join(repr(i) for i in sorted(items)[:3])
+            out.append(f"{len(items)} item(s) have a {name} in the batch file other than the responses file's "
+                       f"(e.g. {ex}); the batch file's was used.")
+        if getattr(batch, "short_rows", 0):
+            out.append(f"{batch.short_rows} batch row(s) are shorter than the header by more than the trailing "
+                       "Approve/Reject cells; their missing cells were read as empty.")
+        return out
+
+
 def _not_our_layout(batch) -> str:
     """The tail of the message for a batch file in another layout: what it holds, and what to run."""
     answers = batch.answer_columns
@@ -881,6 +974,7 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
     out: dict[str, list[Any]] = {c: [] for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
     lines: list[int] = []
     rewards: list[Any] = []
+    seen = BatchNotes()
     for row, line in zip(batch.rows, batch.lines):
         answers: dict[str, Any] = {c[7:]: v for c, v in row.items() if c.startswith("Answer.")}
         if task_answers:
@@ -894,9 +988,8 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
             if not isinstance(parsed, list) or not parsed or not isinstance(parsed[0], dict):
                 raise UserError(f"{where(path, line)}: Answer.taskAnswers: expected a JSON array of one object, got {raw[:40]!r}")
             answers.update({str(kk): _answer_value(v) for kk, v in parsed[0].items()})
-        status = row.get("AssignmentStatus", "").strip()
-        if row.get("Reject", "").strip():
-            status = "Rejected"
+        status = seen.status(row)
+        reward = seen.reward(row)
         simulated = 1 if str(answers.get(SIMULATED_FIELD, "")).strip() in ("1", "true") else 0
         wt = row.get("WorkTimeInSeconds", "").strip()
         start = len(lines)
@@ -905,15 +998,18 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
             iid = row.get(f"Input.{prefix}item_id", "").strip()
             if not iid:
                 if prefix:
+                    seen.empty_slots += 1
                     continue  # a HIT with fewer items than slots leaves the rest empty
                 raise UserError(f"{where(path, line)}: Input.item_id: expected an item id, got an empty cell")
             meta: dict[str, Any] = {}
-            if responses is not None and iid in responses.items:
-                meta.update(responses.items[iid])
+            known = responses.items.get(iid, {}) if responses is not None else {}
+            meta.update(known)
             for f in ITEM_COLUMNS:
                 v = row.get(f"Input.{prefix}{f}")
                 if v is not None and v.strip():
                     meta[f] = v.strip()
+                    if known:
+                        seen.compare(iid, f, meta[f], known)
             for f in ("eval_set", "method", "model"):
                 if not meta.get(f):
                     why = "the responses file has no such item" if responses is not None else "no --responses file was given"
@@ -955,7 +1051,7 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
                 out["work_time_s"].append(wt)
                 out["status"].append(status)
                 out["attention_passed"].append(None)
-                rewards.append(_parse_reward(row.get("Reward", "")))
+                rewards.append(reward)
                 lines.append(line)
             if check:
                 n = len(ASPECTS)
@@ -972,4 +1068,6 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
                 out["attention_passed"][j] = passed
     if not lines:
         raise UserError(f"{path}: expected at least one assignment row, got none")
-    return ratings_from_columns(out, path, lines, reward=rewards)
+    r = ratings_from_columns(out, path, lines, reward=rewards)
+    r.notes.extend(seen.notes(batch))
+    return r
