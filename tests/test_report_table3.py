@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from helpers.analysis import make_rows
+from helpers.analysis import make_rows, two_scale_study
 from mturk_eval.analysis import analysis, load_ratings, table3
 from mturk_eval.analysis.batch_csv import write_batch_csv
 from mturk_eval.analysis.frames import frame_csv
@@ -27,18 +27,8 @@ COHERENCE_BINS = ["[1,2)", "[2,3)", "[3,4]"]
 
 @pytest.fixture
 def two_scales(tmp_path):
-    """Three items rated by two workers on humour (1-7) and coherence (1-4), both binned as Table 3."""
-    rows = []
-    for i, (humour, coh) in enumerate([([1, 2], [4, 4]), ([7, 6], [1, 2]), ([4, 4], [3, 2])]):
-        for w in range(2):
-            base = {"item_id": f"i{i}", "eval_set": "persona", "method": "m", "model": "t", "worker_id": f"W{w}"}
-            rows += [{**base, "aspect": "humour", "score": humour[w]}, {**base, "aspect": "coherence", "score": coh[w]}]
-    write_ratings_csv(tmp_path / "r.csv", rows)
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[experiment]\nname = "x"\nruns_dir = "{tmp_path}/runs"\n[report]\nbootstrap_samples = 50\n'
-                   'mixed_model = false\n'
-                   '[[report.aspects]]\nname = "humour"\nscale = [1, 7]\ntable3 = true\n'
-                   '[[report.aspects]]\nname = "coherence"\nscale = [1, 4]\ntable3 = true\n', encoding="utf-8")
+    """Humour (1-7) and coherence (1-4), both binned as Table 3."""
+    _, cfg = two_scale_study(tmp_path, coherence_table3=True)
     return tmp_path, cfg
 
 
