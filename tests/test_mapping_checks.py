@@ -12,9 +12,10 @@ from click.testing import CliRunner
 from mturk_eval.analysis.batch_csv import BatchCSV, read_batch_csv, write_batch_csv
 from mturk_eval.analysis.core import analyze
 from mturk_eval.analysis.mapping import load_mapping, ratings_from_batch, suggest_mapping
-from mturk_eval.analysis.ratings import ratings_from_records
+from mturk_eval.analysis.ratings import ResponseIndex, ratings_from_records
 from mturk_eval.cli import main
 from mturk_eval.config import ExperimentConfig
+from mturk_eval.errors import UserError
 from test_bad_inputs import fails_cleanly
 
 BASE = '''items_per_hit = 3
@@ -116,6 +117,23 @@ def test_marker_column_gold_answers_and_simulated_raters_through_the_cli(tmp_pat
     assert "SIMULATED RATINGS" in (tmp_path / "rep/report.md").read_text()
     assert rep["workers"]["attention_checks"] == 4 and rep["workers"]["attention_passed"] == 3
     assert [t["aspects"]["quality"]["n"] for t in rep["table2"]] == [t["aspects"]["quality"]["n"] for t in own.table2]
+
+
+def test_check_items_need_no_system_from_the_responses_file(tmp_path):
+    rows = check_rows()
+    write_batch_csv(tmp_path / "b.csv", rows)
+    (tmp_path / "m.toml").write_text(BY_ID.replace('method = "{Input.cond}"\n', ""), encoding="utf-8")
+    responses = ResponseIndex("responses.jsonl", {f"r{h}{x}": {"eval_set": "e", "method": ["base", "ours", "base"][h],
+                                                               "model": "t", "persona_id": None, "pair_id": None}
+                                                  for h in range(3) for x in "abc"})
+    r = ratings_from_batch(read_batch_csv(tmp_path / "b.csv"), responses, load_mapping(tmp_path / "m.toml"))
+    assert int(r.attention_check.sum()) == 4 and {r.methods[c] for c in r.item_method} == {"base", "ours", "-"}
+    an = analyze(r, cfg(), seed=1)
+    assert {s.method for s in an.systems} == {"base", "ours"}
+    # An ordinary item the responses file lacks is still an error.
+    responses.items.pop("r0a")
+    with pytest.raises(UserError, match="system.method: expected the item's method"):
+        ratings_from_batch(read_batch_csv(tmp_path / "b.csv"), responses, load_mapping(tmp_path / "m.toml"))
 
 
 def test_a_range_and_a_skipped_check_answer(tmp_path):

@@ -115,6 +115,15 @@ def test_a_mapping_marks_several_aspects(tmp_path):
     h = list(csv.reader(open(tmp_path / "rep/tables/table3_humour.csv")))
     assert q[1] == ["e", "m", "t", "0", "1", "0", "1"]                       # mean 2
     assert h[1] == ["e", "m", "t", "0", "0", "0", "0", "0", "1", "1"]        # mean 6
+    # [report] table3_aspects chooses among the mapping's aspects too.
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[experiment]\nname = "x"\nruns_dir = "{tmp_path}/runs"\n[report]\ntable3_aspects = ["humour"]\n',
+                   encoding="utf-8")
+    res = CliRunner().invoke(main, ["report", "--config", str(cfg), "--batch-csv", str(tmp_path / "b.csv"), "--mapping",
+                                    str(tmp_path / "m.toml"), "--out", str(tmp_path / "one"), "-q", "--no-plots"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "one/tables").glob("table3*.csv")) == ["table3.csv"]
+    assert list(csv.reader(open(tmp_path / "one/tables/table3.csv"))) == h
 
 
 @pytest.mark.parametrize("value,needle", [

@@ -509,6 +509,7 @@ def ratings_from_mapping(batch: BatchCSV, mapping: Mapping, responses: ResponseI
                  for s in slots}
         if exp_t:
             expected_raw = []
+        check_pattern = re.compile(ac.item_id) if ac is not None and ac.item_id is not None else None
         for row, line in zip(batch.rows, batch.lines):
             answers = _Answers(row, columns, path, line, task_answers)
             sim, whole = markers(row, line, answers)
@@ -533,13 +534,17 @@ def ratings_from_mapping(batch: BatchCSV, mapping: Mapping, responses: ResponseI
                     meta["persona_id"] = persona_t[s].render(row)
                     if known:
                         seen.compare(iid, "persona_id", meta["persona_id"], known)
+                is_check = (whole or (slot_check is not None and _marked(answers, slot_check[s], path, line))
+                            or (check_pattern is not None and check_pattern.search(iid) is not None))
                 for f in SYSTEM_FIELDS:
                     if not meta.get(f):
+                        if is_check:  # a check item is no system's output: it needs no system (never tabled)
+                            meta[f] = "-"
+                            continue
                         why = ("the responses file has no such item" if responses is not None
                                else "no --responses file was given")
                         raise UserError(f"{where(path, line)}: system.{f}: expected the item's {f} (from the mapping "
                                         f"{m.path} or the responses file), got none for item {iid!r} ({why})")
-                is_check = whole or (slot_check is not None and _marked(answers, slot_check[s], path, line))
                 for i, am in enumerate(m.aspects):
                     score = _score_of(am.aspect, am.answer, s, answers, path, line, outside[(i, s)])
                     if score is None:
