@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from helpers.analysis import make_rows
@@ -17,6 +18,7 @@ from mturk_eval.analysis.ratings import ratings_from_batch as own_layout, rating
 from mturk_eval.analysis.ratings import write_ratings_csv
 from mturk_eval.cli import main
 from mturk_eval.config import ASPECTS, ExperimentConfig
+from test_bad_inputs import fails_cleanly
 
 
 def cfg():
@@ -178,3 +180,21 @@ def test_long_csv_with_a_respelled_aspect_through_the_cli(tmp_path):
     assert res.exit_code == 0, res.output
     assert "1 rating row(s) spell the aspect otherwise than its name ('FLUENCY' as fluency)" in (
         tmp_path / "rep/report.md").read_text()
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ('{"aspects": {"relevence": 2}}', "got 'relevence': 2"),
+    ('{"aspects": {"fluency": "low"}}', "got 'fluency': 'low'"),
+    ('{"aspects": {}}', "got none"),
+])
+def test_an_own_layout_check_that_everyone_would_pass_is_an_error(tmp_path, spec, needle):
+    """Formerly resolved silently: limits on unknown aspects were ignored (the check always passed)."""
+    rows = own_rows()
+    for row in rows:
+        row.pop("Reject", None)
+        row["Reward"] = "$0.10"
+        row["Input.i0_attention_check"] = spec
+    write_batch_csv(tmp_path / "b.csv", rows)
+    fails_cleanly(["report", "--batch-csv", str(tmp_path / "b.csv"), "--out", str(tmp_path / "rep"), "-q"], tmp_path,
+                  "b.csv:2: Input.i0_attention_check: expected the highest passing score (1 to 5) of one or more of "
+                  f"fluency, engagingness, relevance, persona, {needle}")

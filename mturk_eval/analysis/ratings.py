@@ -1026,6 +1026,14 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
                         f"{where(path, line)}: Input.{prefix}attention_check: expected JSON like "
                         f'{{"aspects": {{"relevance": 2}}}}, got {check[:40]!r}'
                     ) from None
+                # A limit on no aspect, or on one not rated, would let every answer pass: bad input.
+                bad = [k for k, v in limits.items() if k not in ASPECTS or _score_value(v) is None]
+                if bad or not limits:
+                    got = f"{bad[0]!r}: {limits[bad[0]]!r}" if bad else "none"
+                    raise UserError(
+                        f"{where(path, line)}: Input.{prefix}attention_check: expected the highest passing score "
+                        f"(1 to 5) of one or more of {', '.join(ASPECTS)}, got {got}"
+                    )
             for a in ASPECTS:
                 v = answers.get(f"{prefix}{a}")
                 if v is None and prefix == "":
@@ -1053,10 +1061,9 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
             if check:
                 n = len(ASPECTS)
                 try:
-                    ok = all(float(out["score"][-n + ASPECTS.index(a)]) <= float(lim)
-                             for a, lim in limits.items() if a in ASPECTS)
+                    ok = all(float(out["score"][-n + ASPECTS.index(a)]) <= float(lim) for a, lim in limits.items())
                 except (TypeError, ValueError):
-                    ok = False
+                    ok = False  # the score itself is checked (and refused) with the others
                 checks.append(ok)
         if checks:
             # The assignment's check result applies to every row of that assignment.
