@@ -186,6 +186,11 @@ def test_suggest_proposes_checks_and_the_simulated_marker(tmp_path):
     # Without a gold column the section is written commented out, to be filled in.
     plain = suggest_mapping(read_batch_csv_rows(tmp_path, check_rows()))
     assert "# [attention_check]" in plain and "# item_id = '^attn-'" in plain and "\n[attention_check]" not in plain
+    question = suggest_mapping(BatchCSV("b.csv", ["HITId", "Input.item", "Answer.q1", "Answer.attention"],
+                                        [{"HITId": "H", "Input.item": "x", "Answer.q1": "3", "Answer.attention": "2"}],
+                                        [2]))
+    assert "# Answer.attention: an attention question outside the rated items, not read" in question
+    assert "[attention_check]" not in question and 'name = "attention"' not in question
     nothing = suggest_mapping(BatchCSV("b.csv", ["HITId", "Input.item", "Answer.q1"],
                                        [{"HITId": "H", "Input.item": "x", "Answer.q1": "3"}], [2]))
     assert "attention_check" not in nothing and "simulated" not in nothing

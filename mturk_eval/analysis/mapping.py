@@ -778,15 +778,18 @@ def _suggest_checks(batch: BatchCSV, inputs: list[str], answers: list[str], slot
             return _fill(shape, ["{slot}"] * shape.count("{}"))
         return next((c for c in cols if not _NUM.search(c[6:])), None) if cols else None
 
-    flag_cols = [c for c in [*inputs, *answers] if _CHECK_FLAG.search(c) and not _GOLD.search(c)]
+    flag_cols = [c for c in inputs if _CHECK_FLAG.search(c) and not _GOLD.search(c)]
     gold_cols = [c for c in inputs if _GOLD.search(c)]
-    column = slot_form([c for c in flag_cols if c.startswith("Input.")]) or slot_form(flag_cols)
+    questions = [c for c in answers if _CHECK_FLAG.search(c)]
+    note = ([f"# {', '.join(questions[:3])}: an attention question outside the rated items, not read (a mapping "
+             "function can grade it)."] if questions else [])
+    column = slot_form(flag_cols)
     gold = slot_form(gold_cols)
     id_cols = [c for c in inputs if id_slot is not None and _NUM.sub("{}", c) == id_slot] or ([id_col] if id_col else [])
     prefixes = sorted({m.group(0) for row in batch.rows[:500] for c in id_cols
                        for m in [_CHECK_ID.match(row.get(c, "").strip())] if m})
     if column is None and not prefixes:
-        return []
+        return [""] + note if note else []
     body = ["[attention_check]"]
     if column is not None:
         body.append(f'column = "{column}"')
@@ -798,8 +801,8 @@ def _suggest_checks(batch: BatchCSV, inputs: list[str], answers: list[str], slot
     body.append(f'{aspect} = "{{{gold}}}"' if gold else f"{aspect} = 1")
     seen = ", ".join(x for x in (column, f"item ids starting {', '.join(prefixes)}" if prefixes else None) if x)
     if gold:
-        return ["", f"# Attention checks ({seen}); the expected answer from {gold}: check the aspect.", *body]
-    return ["", f"# Attention checks ({seen}): say what a careful rater answers on them, then uncomment.",
+        return ["", f"# Attention checks ({seen}); the expected answer from {gold}: check the aspect.", *note, *body]
+    return ["", f"# Attention checks ({seen}): say what a careful rater answers on them, then uncomment.", *note,
             *[f"# {x}" for x in body]]
 
 
