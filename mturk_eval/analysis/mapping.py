@@ -617,8 +617,8 @@ def apply_attention_checks(r: Ratings, ac: AttentionCheck, expected_raw: list[An
     codes, uniq = pd.factorize(unit[check])
     n_exp = len(ac.expected)
     answered = np.bincount(codes[graded[check]], minlength=len(uniq))
-    good = np.bincount(codes[(graded & ok)[check]], minlength=len(uniq))
-    unit_pass = (answered == n_exp) & (good == n_exp)
+    wrong = np.bincount(codes[(graded & ~ok)[check]], minlength=len(uniq))
+    unit_pass = (answered >= n_exp) & (wrong == 0)   # >=: an item twice in one HIT is answered twice
     passed = np.full(len(r.assignment_ids), 2, dtype=np.int8)      # 2: no check in the assignment
     np.minimum.at(passed, (uniq // len(r.item_ids)).astype(np.int64), unit_pass.astype(np.int8))
     if skipped:
