@@ -87,6 +87,8 @@ def test_table3_aspects_marks_the_papers_aspects_by_name(tmp_path):
     rel = pd.read_csv(two / "table3_relevance.csv")
     assert list(rel.columns) == ["eval_set", "method", "model", "[1,2)", "[2,3)", "[3,4)", "[4,5]", "n"]
     assert rel["n"].tolist() == [4] * 6
+    assert (two / "table3_relevance.csv").read_text() == frame_csv(
+        table3(load_ratings(tmp_path / "r.csv"), tmp_path / "two.toml", aspect="relevance"))
     assert not list((tmp_path / "none/tables").glob("table3*"))
     assert "(Table 3)" not in (tmp_path / "none/report.md").read_text()
 
