@@ -609,13 +609,15 @@ def _per_assignment_conflicts(r: Ratings) -> list[str]:
     starts = np.flatnonzero(np.r_[True, a_sorted[1:] != a_sorted[:-1]])
     lengths = np.diff(np.r_[starts, a_sorted.size])
 
+    same_run = a_sorted[1:] == a_sorted[:-1]
+
     def differing(values: np.ndarray) -> np.ndarray:
         """The assignments with a row whose value differs from the assignment's first row's."""
         v = values[order]
+        if v.dtype.kind != "f":  # integer codes: two neighbours in one assignment's run differ
+            return np.unique(a_sorted[1:][same_run & (v[1:] != v[:-1])])
         first = np.repeat(v[starts], lengths)
-        same = v == first
-        if v.dtype.kind == "f":
-            same |= np.isnan(v) & np.isnan(first)
+        same = (v == first) | (np.isnan(v) & np.isnan(first))
         return np.unique(a_sorted[~same])
 
     for name, values, unit in (("work_time_s", r.work_time_s, " s"), ("reward", r.reward, "")):
@@ -650,19 +652,15 @@ def _per_assignment_conflicts(r: Ratings) -> list[str]:
                    "the assignment's attention checks and worker figures for one of them.")
     # Attention-check results: 1 on some rows and 0 on others; check rows with no result anywhere.
     n_a = len(r.assignment_ids)
-    lo = np.full(n_a, 2, dtype=np.int8)
-    hi = np.full(n_a, -1, dtype=np.int8)
-    known = r.attention_passed >= 0
-    np.minimum.at(lo, r.assignment[known], r.attention_passed[known])
-    np.maximum.at(hi, r.assignment, r.attention_passed)
-    mixed = np.flatnonzero((lo == 0) & (hi == 1))
+    failed = np.bincount(r.assignment[r.attention_passed == 0], minlength=n_a) > 0
+    passed = np.bincount(r.assignment[r.attention_passed == 1], minlength=n_a) > 0
+    mixed = np.flatnonzero(failed & passed)
     if mixed.size:
         out.append(f"{mixed.size} assignment(s) have attention_passed 1 on some rows and 0 on others (e.g. "
                    f"{', '.join(r.assignment_ids[a] for a in mixed[:3].tolist())}); read as failed (a failure "
                    "anywhere in the assignment wins).")
-    with_check = np.zeros(n_a, dtype=bool)
-    with_check[r.assignment[r.attention_check]] = True
-    unresolved = np.flatnonzero(with_check & (hi < 0))
+    with_check = np.bincount(r.assignment[r.attention_check], minlength=n_a) > 0
+    unresolved = np.flatnonzero(with_check & ~failed & ~passed)
     if unresolved.size:
         rows = int(np.isin(r.assignment[r.attention_check], unresolved).sum())
         out.append(f"{unresolved.size} assignment(s) hold attention-check rows ({rows}) but no attention_passed "
