@@ -198,3 +198,27 @@ def test_an_own_layout_check_that_everyone_would_pass_is_an_error(tmp_path, spec
     fails_cleanly(["report", "--batch-csv", str(tmp_path / "b.csv"), "--out", str(tmp_path / "rep"), "-q"], tmp_path,
                   "b.csv:2: Input.i0_attention_check: expected the highest passing score (1 to 5) of one or more of "
                   f"fluency, engagingness, relevance, persona, {needle}")
+
+
+def test_invalid_ledger_submissions_are_counted(tmp_path):
+    from mturk_eval.ledger import Ledger, ledger_path
+    from test_report_cli import _fill_ledger
+    from test_bad_inputs import write_config
+
+    rows = make_rows(n_prompts=2, seed=3)
+    cfg_path = write_config(tmp_path)
+    cfg = _fill_ledger(cfg_path, rows)
+    res = CliRunner().invoke(main, ["report", "--config", str(cfg_path), "-q", "--no-plots"])
+    assert res.exit_code == 0, res.output
+    report = tmp_path / "runs/exp1/report/report.json"
+    assert not [w for w in json.loads(report.read_text())["warnings"] if "could not be read" in w]
+    with Ledger.open(ledger_path(cfg, "local")) as led:
+        led.store_submission(submission_id="ASG-bad", task_id="HIT0", rater_id="AW1", status="Submitted",
+                             accept_time=1000.0, submit_time=1040.0, raw_answer="<QuestionFormAnswers/>",
+                             scores=None, error="i0_fluency: expected an integer from 1 to 5, got 'x'",
+                             simulated=True, attention_passed=None)
+    res = CliRunner().invoke(main, ["report", "--config", str(cfg_path), "-q", "--no-plots"])
+    assert res.exit_code == 0, res.output
+    (w,) = [w for w in json.loads(report.read_text())["warnings"] if "could not be read" in w]
+    assert w == ("1 submission(s) in the ledger could not be read (e.g. i0_fluency: expected an integer from 1 to 5, "
+                 "got 'x'); they hold no ratings and count nowhere in this report (`mturk-eval status` counts them).")

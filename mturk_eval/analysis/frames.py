@@ -103,9 +103,15 @@ def read_ledger(path: Path, aspects: tuple[Aspect, ...] | None = None) -> tuple[
         raise UserError(f"{path}: file not found")
     with Ledger.open(path, create=False) as led:
         rows = led.ratings()
+        invalid, errors = led.invalid_submissions()
     if not rows:
         raise UserError(f"{path}: expected collected ratings, got none; run `mturk-eval collect` first")
-    return ratings_from_records(rows, str(path), aspects=aspects), f"ledger `{path}`"
+    r = ratings_from_records(rows, str(path), aspects=aspects)
+    if invalid:
+        ex = f" (e.g. {'; '.join(errors)})" if errors else ""
+        r.notes.append(f"{invalid} submission(s) in the ledger could not be read{ex}; they hold no ratings and "
+                       "count nowhere in this report (`mturk-eval status` counts them).")
+    return r, f"ledger `{path}`"
 
 
 def load_ratings(
