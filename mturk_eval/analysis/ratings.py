@@ -987,7 +987,7 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
             answers.update({str(kk): _answer_value(v) for kk, v in parsed[0].items()})
         status = seen.status(row)
         reward = seen.reward(row)
-        simulated = 1 if str(answers.get(SIMULATED_FIELD, "")).strip() in ("1", "true") else 0
+        simulated = 1 if str(answers.get(SIMULATED_FIELD, "")).strip().lower() in ("1", "true") else 0  # JSON true too
         wt = row.get("WorkTimeInSeconds", "").strip()
         start = len(lines)
         checks: list[bool] = []
