@@ -19,8 +19,9 @@ reward always come from the fixed columns. Without a mapping, the toolkit's own 
 
 Attention checks and simulated raters, as the toolkit's own layout has them: ``[attention_check]`` says
 which slots are checks (``item_id``, a regular expression searched in each item id, and/or ``column``, a
-column name with ``{slot}`` whose true/on/1 cell marks the slot, or without it the whole row) and what a careful rater answers (``[attention_check.expected]``,
-per aspect an integer, an inclusive ``[low, high]`` or a template such as ``"{Input.gold_{slot}}"``).
+column name with ``{slot}`` whose true/on/1 cell marks the slot, or without it the whole row) and what a
+careful rater answers (``[attention_check.expected]``, per aspect an integer, an inclusive
+``[low, high]`` or a template such as ``"{Input.gold_{slot}}"``).
 Check rows are marked ``attention_check`` and each assignment's result ``attention_passed`` (every
 check in it answered as expected), so the report excludes and counts them exactly as its own checks
 (:func:`apply_attention_checks`, vectorised over the ratings). ``simulated = "Answer.<column>"`` names the
@@ -785,7 +786,8 @@ def _suggest_checks(batch: BatchCSV, inputs: list[str], answers: list[str], slot
              "function can grade it)."] if questions else [])
     column = slot_form(flag_cols)
     gold = slot_form(gold_cols)
-    id_cols = [c for c in inputs if id_slot is not None and _NUM.sub("{}", c) == id_slot] or ([id_col] if id_col else [])
+    id_cols = ([c for c in inputs if id_slot is not None and _NUM.sub("{}", c) == id_slot]
+               or ([id_col] if id_col else []))
     prefixes = sorted({m.group(0) for row in batch.rows[:500] for c in id_cols
                        for m in [_CHECK_ID.match(row.get(c, "").strip())] if m})
     if column is None and not prefixes:
