@@ -222,3 +222,29 @@ def test_invalid_ledger_submissions_are_counted(tmp_path):
     (w,) = [w for w in json.loads(report.read_text())["warnings"] if "could not be read" in w]
     assert w == ("1 submission(s) in the ledger could not be read (e.g. i0_fluency: expected an integer from 1 to 5, "
                  "got 'x'); they hold no ratings and count nowhere in this report (`mturk-eval status` counts them).")
+
+
+def test_columns_the_long_format_does_not_read_are_counted(tmp_path):
+    import pandas as pd
+
+    from mturk_eval.analysis import load_ratings
+    from mturk_eval.analysis.ratings import ratings_from_frame, read_ratings
+    from mturk_eval.io import write_jsonl
+
+    rows = make_rows(n_prompts=2, seed=4)
+    for r in rows:
+        r["simulate"] = r.pop("simulated")   # misspelt: every rating would silently count as a person's
+        r["notes"] = "x"
+    pd.DataFrame(rows).to_csv(tmp_path / "r.csv", index=False)   # write_ratings_csv writes known columns only
+    write_jsonl(tmp_path / "r.jsonl", rows)
+    pd.DataFrame(rows).to_parquet(tmp_path / "r.parquet")
+    expected = "2 column(s) not in the long format were ignored ('simulate', 'notes'); it reads item_id, eval_set,"
+    for name in ("r.csv", "r.jsonl", "r.parquet"):
+        assert one(read_ratings(tmp_path / name).notes, "not in the long format").startswith(expected), name
+    (tmp_path / "blank.csv").write_text((tmp_path / "r.csv").read_text() + "\n")  # the careful CSV reader
+    assert one(read_ratings(tmp_path / "blank.csv").notes, "not in the long format").startswith(expected)
+    assert one(analyze(ratings_from_records(rows, "r"), cfg()).warnings, "not in the long format").startswith(expected)
+    assert one(analyze(ratings_from_frame(pd.DataFrame(rows)), cfg()).warnings,
+               "not in the long format").startswith(expected)
+    # The frame load_ratings gives (and the report's ratings.parquet) holds only columns it reads.
+    assert not [n for n in ratings_from_frame(load_ratings(tmp_path / "r.csv")).notes if "long format" in n]

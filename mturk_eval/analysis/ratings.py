@@ -488,6 +488,18 @@ def _reader_notes(asp_codes: np.ndarray, asp_vocab: list[Any], names: list[str],
     return out
 
 
+def _ignored_columns(names: Iterable[Any], also_read: tuple[str, ...] = ()) -> list[str]:
+    """A counted warning for the columns a long-format reader did not read (a misspelt ``simulate`` would
+    otherwise leave every rating unflagged without a word)."""
+    known = {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *also_read}
+    extra = [str(n) for n in dict.fromkeys(names) if str(n) not in known]
+    if not extra:
+        return []
+    shown = ", ".join(repr(x) for x in extra[:6]) + (", ..." if len(extra) > 6 else "")
+    return [f"{len(extra)} column(s) not in the long format were ignored ({shown}); it reads "
+            f"{', '.join((*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *also_read))}."]
+
+
 def ratings_from_records(records: list[dict[str, Any]], source: str, lines: Iterable[int] | None = None,
                          aspects: tuple[Aspect, ...] | None = None) -> Ratings:
     """Long-format rows as dicts (``Ledger.ratings()``, JSONL) -> :class:`Ratings`."""
@@ -507,7 +519,9 @@ def ratings_from_records(records: list[dict[str, Any]], source: str, lines: Iter
             i = cols[k].index(None)
             got = "null" if k in records[i] else "no such key"
             raise UserError(f"{where(source, line_list[i])}: {k}: expected a value, got {got}")
-    return ratings_from_columns(cols, source, line_list, aspects=aspects)
+    r = ratings_from_columns(cols, source, line_list, aspects=aspects)
+    r.notes.extend(_ignored_columns(k for rec in (*records[:1000], records[-1]) for k in rec))
+    return r
 
 
 def read_ratings(path: str | os.PathLike, aspects: tuple[Aspect, ...] | None = None) -> Ratings:
@@ -649,6 +663,7 @@ def read_ratings_parquet(path: str | os.PathLike, aspects: tuple[Aspect, ...] | 
     for f in table.schema:
         if f.name in kinds and not kinds[f.name][1](f.type):
             raise UserError(f"{path}: {f.name}: expected a Parquet column of {kinds[f.name][0]}, got {f.type}")
+    ignored = _ignored_columns(table.column_names, ("reward",))
     table = table.select([c for c in table.column_names if c in kinds])
     for i, name in enumerate(table.column_names):
         col = table.column(i)
@@ -658,7 +673,9 @@ def read_ratings_parquet(path: str | os.PathLike, aspects: tuple[Aspect, ...] | 
     reward = cols.pop("reward", None)
     if table.num_rows == 0:
         raise UserError(f"{path}: expected at least one rating row, got none")
-    return ratings_from_columns(cols, str(path), np.arange(1, table.num_rows + 1), reward=reward, aspects=aspects)
+    r = ratings_from_columns(cols, str(path), np.arange(1, table.num_rows + 1), reward=reward, aspects=aspects)
+    r.notes.extend(ignored)
+    return r
 
 
 def ratings_from_frame(df: pd.DataFrame, source: str = "DataFrame",
@@ -677,7 +694,9 @@ def ratings_from_frame(df: pd.DataFrame, source: str = "DataFrame",
         from mturk_eval.analysis.aspects import check_aspects
 
         aspects = check_aspects(df.attrs["aspects"], f"{source}: attrs['aspects']")
-    return ratings_from_columns(cols, source, lines, reward=reward, aspects=aspects)
+    r = ratings_from_columns(cols, source, lines, reward=reward, aspects=aspects)
+    r.notes.extend(_ignored_columns(df.columns, ("reward",)))
+    return r
 
 
 def _categorical(codes: np.ndarray, vocab: list[str]) -> pd.Categorical:
@@ -761,7 +780,9 @@ def _read_ratings(path: Path, aspects: tuple[Aspect, ...] | None = None) -> Rati
         return ratings_from_records(recs, str(path), lines, aspects)
     fast = _read_csv_arrow(path)
     if fast is not None:
-        return ratings_from_columns(fast, str(path), None, aspects=aspects)
+        r = ratings_from_columns(fast, str(path), None, aspects=aspects)
+        r.notes.extend(_ignored_columns(fast))
+        return r
     # The careful way: exact messages for a bad header, blank lines, ragged rows and bad bytes.
     text = read_text(path, encoding="utf-8-sig")
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -794,7 +815,9 @@ def _read_ratings(path: Path, aspects: tuple[Aspect, ...] | None = None) -> Rati
     columns = list(zip(*body))
     del body
     cols = {h: list(columns[j]) for j, h in enumerate(header)}
-    return ratings_from_columns(cols, str(path), lines, aspects=aspects)
+    r = ratings_from_columns(cols, str(path), lines, aspects=aspects)
+    r.notes.extend(_ignored_columns(header))
+    return r
 
 
 def write_ratings_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
