@@ -239,3 +239,21 @@ def test_bad_check_specs(tmp_path, case):
     (tmp_path / "m.toml").write_text(text, encoding="utf-8")
     fails_cleanly(["report", "--batch-csv", str(tmp_path / "b.csv"), "--mapping", str(tmp_path / "m.toml"),
                    "--out", str(tmp_path / "rep"), "-q"], tmp_path, needle)
+
+
+def test_crowd_form_task_answers_carry_the_simulated_mark_and_the_check_answer(tmp_path):
+    rows = []
+    for w, (score, check, sim) in enumerate([(4, 1, "1"), (2, 3, ""), (5, 1, True)]):
+        answers = {"q_1": str(score), "q_2": str(check), "mturk_eval_simulated": sim}
+        rows.append({"HITId": "H", "AssignmentId": f"A{w}", "WorkerId": f"W{w}", "AssignmentStatus": "Approved",
+                     "Input.cond": "base", "Input.id_1": "r1", "Input.id_2": "attn-1",
+                     "Answer.taskAnswers": json.dumps([answers])})
+    write_batch_csv(tmp_path / "b.csv", rows)
+    text = suggest_mapping(read_batch_csv(tmp_path / "b.csv"))
+    assert 'simulated = "Answer.mturk_eval_simulated"' in text and 'name = "mturk_eval_simulated"' not in text
+    (tmp_path / "m.toml").write_text('simulated = "Answer.mturk_eval_simulated"\n'
+                                     + BY_ID.replace("items_per_hit = 3", "items_per_hit = 2"), encoding="utf-8")
+    r = ratings_from_batch(read_batch_csv(tmp_path / "b.csv"), None, load_mapping(tmp_path / "m.toml"))
+    assert {r.worker_ids[w]: bool(s) for w, s in zip(r.worker, r.simulated)} == {"W0": True, "W1": False, "W2": True}
+    assert {r.assignment_ids[a]: int(p) for a, p in zip(r.assignment, r.attention_passed)} == {
+        "A0": 1, "A1": 0, "A2": 1}
