@@ -141,7 +141,7 @@ class AspectConfig:
     name: str
     scale: list[int] = field(default_factory=lambda: [1, 5])
     table2: bool = True   # a column of Table 2/7 (means)
-    table3: bool = False  # binned like Table 3/8 (at most one aspect)
+    table3: bool = False  # binned like Table 3/8 (any number of aspects, one Table 3 each)
 
 
 @dataclass
@@ -161,6 +161,9 @@ class ReportConfig:
     planned_ratings: int = 0
     # The rated aspects and their scales; empty = the paper's four on 1-5 (persona in Table 3).
     aspects: list[AspectConfig] = field(default_factory=list)
+    # The aspects binned as Table 3/8, one table each, by name (these aspects of the config, the mapping
+    # or the paper); unset = each aspect's own table3 mark, [] = no Table 3.
+    table3_aspects: list[str] | None = None
     # Statistics (docs/report.md, "Tests" and "Confidence intervals"). Holm's family: every comparison of
     # one eval set (the paper's claims are per eval set) or of one eval set and aspect.
     holm_family: Literal["eval_set", "eval_set_aspect"] = "eval_set"
