@@ -556,7 +556,7 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
         if a.state in ("returned", "expired") or not a.live(settings.clock()):
             raise problem("This task was given back or its time ran out, so your place went to someone else.",
                           410, link=again_link(a), link_text=t["next_task"])
-        if store.batch(a.batch_id).state != "open" or store.task(a.task_id)["state"] != "open":
+        if not store.task_open(a.task_id):
             raise problem("This batch of tasks is closed.", 410)
         return task_page(a)
 

@@ -36,7 +36,7 @@ Batches: ``add_batch(batch_id, items, tasks, k, reservation_s, language, setting
 ``batches()``, ``close_batch(id)``, ``reopen_batch(id)``, ``update_settings(id, **settings)``;
 ``add_task(batch_id, task_key, items, k, reservation_s, request_token, annotation) -> (task_id, created)``
 (task by task, exactly once per request token), ``tasks_by_annotation(set)``, ``close_task(task_id)``,
-``task(task_id)``, ``task_items(task_id)``, ``task_ids(batch_id)``.
+``task(task_id)``, ``task_open(task_id)``, ``task_items(task_id)``, ``task_ids(batch_id)``.
 Invites: ``create_invites(n) -> [Invite]``, ``invite(token)``, ``invites()``, ``revoke_invite(token)``.
 Raters: ``rater(platform, rater_id)``, ``block_rater(platform, rater_id, reason)``, ``unblock_rater``.
 Allocation: ``allocate(platform, rater_id, batch_ids=None, ref=None, extra=None, now=None) ->
@@ -71,7 +71,7 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -495,6 +495,12 @@ class SiteStore:
         r = self._conn().execute("SELECT * FROM tasks WHERE task_id=?", (task_id,)).fetchone()
         return dict(r) if r else None
 
+    def task_open(self, task_id: str) -> bool:
+        """Whether the task takes reservations and submissions: it and its batch are open."""
+        r = self._conn().execute("SELECT t.state = 'open' AND b.state = 'open' FROM tasks t JOIN batches b"
+                                 " USING (batch_id) WHERE t.task_id=?", (task_id,)).fetchone()
+        return bool(r and r[0])
+
     def task_ids(self, batch_id: str) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT task_id FROM tasks WHERE batch_id=? ORDER BY seq",
                                                    (batch_id,))]
@@ -584,14 +590,14 @@ class SiteStore:
 
     def _new_assignment(self, c: sqlite3.Connection, task: sqlite3.Row, platform: str, rater_id: str,
                         ref: str | None, extra: dict[str, Any] | None, now: float) -> Assignment:
-        reservation_s = c.execute("SELECT reservation_s FROM batches WHERE batch_id=?",
-                                  (task["batch_id"],)).fetchone()[0]
-        aid = secrets.token_hex(12)
+        """Reserve a place on ``task`` (a row with ``task_id``, ``batch_id`` and its batch's ``reservation_s``)."""
+        aid, extra_json = secrets.token_hex(12), json.dumps(extra or {})
+        expires = now + task["reservation_s"]
         c.execute("INSERT INTO assignments (assignment_id, task_id, batch_id, platform, rater_id, ref, state,"
                   " reserved_at, expires_at, extra) VALUES (?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?)",
-                  (aid, task["task_id"], task["batch_id"], platform, rater_id, ref, now, now + reservation_s,
-                   json.dumps(extra or {})))
-        return _row_assignment(c.execute("SELECT * FROM assignments WHERE assignment_id=?", (aid,)).fetchone())
+                  (aid, task["task_id"], task["batch_id"], platform, rater_id, ref, now, expires, extra_json))
+        return Assignment(aid, task["task_id"], task["batch_id"], platform, rater_id, ref, "reserved", now, expires,
+                          None, None, None, False, json.loads(extra_json), None, None)
 
     def _blocked(self, c: sqlite3.Connection, platform: str, rater_id: str) -> bool:
         r = c.execute("SELECT blocked FROM raters WHERE platform=? AND rater_id=?", (platform, rater_id)).fetchone()
@@ -623,15 +629,17 @@ class SiteStore:
             if held is not None:
                 return _row_assignment(held)
             task = c.execute(
-                "SELECT t.*, (SELECT COUNT(*) FROM assignments a WHERE a.task_id = t.task_id"
+                "SELECT t.*, b.reservation_s, (SELECT COUNT(*) FROM assignments a WHERE a.task_id = t.task_id"
                 "   AND a.state IN ('reserved', 'submitted', 'approved')) AS used"
                 " FROM tasks t JOIN batches b ON b.batch_id = t.batch_id"
                 f" WHERE b.state = 'open' AND t.state = 'open'{batch_sql}"
                 "   AND used < t.k"
-                "   AND NOT EXISTS (SELECT 1 FROM task_slots s JOIN task_slots s2 ON s2.item_id = s.item_id"
-                "     JOIN assignments a ON a.task_id = s2.task_id"
-                "     WHERE s.task_id = t.task_id AND a.platform = ? AND a.rater_id = ?"
-                "       AND a.state IN ('reserved', 'submitted', 'approved', 'rejected'))"
+                # no task sharing an item with one the rater holds or did: the rater's items are looked up
+                # once (a handful), not per candidate task
+                "   AND t.task_id NOT IN (SELECT s.task_id FROM task_slots s WHERE s.item_id IN ("
+                "     SELECT s2.item_id FROM assignments a JOIN task_slots s2 ON s2.task_id = a.task_id"
+                "     WHERE a.platform = ? AND a.rater_id = ?"
+                "       AND a.state IN ('reserved', 'submitted', 'approved', 'rejected')))"
                 " ORDER BY b.seq, used DESC, t.seq LIMIT 1", (*args, platform, rater_id)).fetchone()
             if task is None:
                 return None
@@ -653,8 +661,8 @@ class SiteStore:
                     if old["task_id"] != task_id or old["rater_id"] != rater_id:
                         raise UserError("this assignment belongs to another task or rater")
                     return _row_assignment(old)
-            task = c.execute("SELECT t.*, b.state AS batch_state FROM tasks t JOIN batches b USING (batch_id)"
-                             " WHERE t.task_id=?", (task_id,)).fetchone()
+            task = c.execute("SELECT t.*, b.state AS batch_state, b.reservation_s FROM tasks t JOIN batches b"
+                             " USING (batch_id) WHERE t.task_id=?", (task_id,)).fetchone()
             if task is None:
                 raise UserError(f"task {task_id!r}: no such task")
             if task["batch_state"] != "open" or task["state"] != "open":
@@ -771,11 +779,12 @@ class SiteStore:
                                   (assignment_id,))
                     return SubmitResult(False, a, "full")
             wt = work_time_s if work_time_s is not None else max(0.0, now - a.reserved_at)
+            answers_json = json.dumps(answers, ensure_ascii=False)
             c.execute("UPDATE assignments SET state='submitted', submitted_at=?, work_time_s=?, answers=?,"
                       " simulated=?, ended_at=NULL WHERE assignment_id=?",
-                      (now, wt, json.dumps(answers, ensure_ascii=False), int(simulated), assignment_id))
-            return SubmitResult(True, _row_assignment(
-                c.execute("SELECT * FROM assignments WHERE assignment_id=?", (assignment_id,)).fetchone()))
+                      (now, wt, answers_json, int(simulated), assignment_id))
+            return SubmitResult(True, replace(a, state="submitted", submitted_at=now, work_time_s=wt,
+                                              answers=json.loads(answers_json), simulated=bool(simulated)))
 
     # ------------------------------------------------------------------ results
     def submissions(self, batch_id: str | None = None, platform: str | None = None,
