@@ -30,6 +30,11 @@ from mturk_eval.site.app import SiteSettings, create_app
 from mturk_eval.site.store import SiteStore, site_store_path
 
 SETTINGS_FILE = "site.settings.json"
+# gunicorn for real studies and the benchmark alike: gthread workers (kept-alive connections wait in the
+# worker's poller, not in a thread), one per core, and few threads each: with 8 or 16 the threads of a
+# worker queue for its GIL and a burst of 200 raters was slower (docs/benchmarks.md, rating site).
+WORKERS = 2
+THREADS = 4
 
 
 def consent_html(path: str | Path) -> str:
@@ -163,8 +168,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def gunicorn_command(settings_path: str | Path, host: str, port: int, workers: int = 2,
-                     threads: int = 8) -> tuple[list[str], dict[str, str]]:
+def gunicorn_command(settings_path: str | Path, host: str, port: int, workers: int = WORKERS,
+                     threads: int = THREADS) -> tuple[list[str], dict[str, str]]:
     """The gunicorn command line and environment serving the site described by ``settings_path``."""
     cmd = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads),
            "--worker-class", "gthread", "--bind", f"{host}:{port}", "--graceful-timeout", "5",
@@ -191,8 +196,8 @@ def wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float 
     raise UserError(f"the rating site did not answer on {url} within {timeout:.0f} s")
 
 
-def start_production(settings_path: str | Path, host: str = "127.0.0.1", port: int = 0, workers: int = 2,
-                     threads: int = 8, log: Any = subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
+def start_production(settings_path: str | Path, host: str = "127.0.0.1", port: int = 0, workers: int = WORKERS,
+                     threads: int = THREADS, log: Any = subprocess.DEVNULL) -> tuple[subprocess.Popen, str]:
     """Start gunicorn as a subprocess (its own process group) and wait until it answers."""
     port = port or free_port(host)
     cmd, env = gunicorn_command(settings_path, host, port, workers, threads)
