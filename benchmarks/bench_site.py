@@ -22,7 +22,7 @@ from the moment it is sent (connecting included) to the whole response read. CPU
 of the generator and of the server's processes are printed for each phase.
 
 Run: .venv/bin/python benchmarks/bench_site.py [--raters 200] [--server gunicorn|dev] [--workers 2] [--threads 4]
-[--only burst|spread]
+[--shared-socket] [--only burst|spread]
 """
 from __future__ import annotations
 
@@ -216,9 +216,11 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
         tokens = [i.token for i in st.create_invites(n)]
     settings = SiteSettings(store_path=str(store_path))
     if args.server == "gunicorn":
-        proc, url = start_production(write_settings(settings, tmp), workers=args.workers, threads=args.threads)
+        proc, url = start_production(write_settings(settings, tmp), workers=args.workers, threads=args.threads,
+                                     reuse_port=not args.shared_socket)
         stop, pgid = (lambda: stop_process(proc)), proc.pid  # noqa: E731
-        label = f"gunicorn, {args.workers} workers x {args.threads} threads"
+        label = (f"gunicorn, {args.workers} workers x {args.threads} threads"
+                 + (", one shared listening socket" if args.shared_socket else ", a listening socket per worker"))
     else:
         site = start_site(settings)
         url, stop, pgid, label = site.url, site.stop, None, "werkzeug threaded development server (in this process)"
@@ -274,6 +276,9 @@ def main() -> None:
     ap.add_argument("--server", choices=["gunicorn", "dev"], default="gunicorn")
     ap.add_argument("--workers", type=int, default=WORKERS, help="gunicorn workers (default: as mturk-eval serve)")
     ap.add_argument("--threads", type=int, default=THREADS, help="threads per worker (default: as mturk-eval serve)")
+    ap.add_argument("--shared-socket", action="store_true",
+                    help="one listening socket for all workers (gunicorn without --reuse-port; mturk-eval serve gives"
+                         " each worker its own, see serving.gunicorn_command)")
     ap.add_argument("--window", type=float, default=10.0, help="seconds over which spread arrivals come")
     ap.add_argument("--only", choices=["burst", "spread"], default=None)
     args = ap.parse_args()
