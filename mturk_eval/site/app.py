@@ -115,7 +115,7 @@ class TaskPages:
     twice, with different markers: unless the two are the same page but for the markers (a custom
     template that transforms the form's action or token, say), every page is rendered per request
     instead. A task's items never change and templates are read once per process (:func:`site_env`),
-    so a kept page never goes stale; the least recently used go beyond ``SIZE`` tasks."""
+    so a kept page never goes stale; beyond ``SIZE`` tasks the least recently used are dropped."""
 
     SIZE = 512   # tasks kept per process (about 13 kB each)
 
