@@ -332,8 +332,8 @@ def _signed_rank_lower(ranks: np.ndarray, limit: np.ndarray) -> np.ndarray:
 
 
 # Rows per block of the exact rank-sum count (``_rank_sum_count``): enough to spread the per-position Python
-# work over many tests, few enough that a block's live states stay small (measured at 20 + 20 items: 128 rows
-# per block 0.13-0.25 ms per test, 32 or 512 rows up to 1.4x slower).
+# work over many tests, few enough that a block's live states stay small (measured at 20 + 20 items, against
+# 128: 32-row blocks up to 1.3x slower, 400-800-row blocks up to 1.6x; docs/benchmarks.md, study planner).
 RANK_SUM_BLOCK = 128
 
 
