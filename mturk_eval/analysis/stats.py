@@ -346,10 +346,11 @@ def _rank_sum_count(rs: np.ndarray, k: int, limit: np.ndarray) -> tuple[np.ndarr
     counted: at position j a state can still end at or below the limit only if S plus the k - c smallest
     ranks from j on is <= limit, and it is non-zero only if S is at most the c largest ranks before j; each
     step covers the c and t of those states (the block's widest) and nothing else. A live state's
-    predecessors are live, so the counts outside that window, never read, cannot reach a live one.
-    Choosing rank v moves (c, t) to (c + 1, t + v - 2(c + 1)): one fixed memory offset if row c + 1 is
-    addressed with a stride two shorter than a row, so one array operation (on the rows of the block whose
-    rank at j is v) updates every c at once, in place."""
+    predecessors are live, so a state left out (or miscounted for want of one left out) never reaches a
+    live one, and only live counts are read at the end. Choosing rank v moves (c, t) to
+    (c + 1, t + v - 2(c + 1)): one fixed memory offset if row c + 1 is addressed with a stride two shorter
+    than a row, so one array operation (on the rows of the block whose rank at j is v) updates every c at
+    once, in place; what a step moves past a row's window lands in that row's unread margin."""
     b, n = rs.shape
     at_most, equal = np.empty(b), np.empty(b)
     jj = np.arange(n)[:, None]
@@ -378,7 +379,7 @@ def _rank_sum_count(rs: np.ndarray, k: int, limit: np.ndarray) -> tuple[np.ndarr
             span = int(live[j, lo:hi + 1].max()) + 1
             src = counts[:, lo:hi + 1, :span]
             shape = (nb, hi - lo + 1, span)
-            base = (lo + 1) * (row - 2)            # + v: where (c = lo + 1, t = v - 2(lo + 1)) lies in a block row
+            base = (lo + 1) * (row - 2)            # + v: the offset in a block row where (lo, 0) moves to
             v = r[:, j]
             if (v == v[0]).all():
                 dst = np.ndarray(shape, np.float64, counts, (base + int(v[0])) * 8, strides)
