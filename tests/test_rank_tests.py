@@ -145,3 +145,72 @@ def test_many_equals_one_at_a_time():
     many = stats.rank_sum_many(x, y)
     for k in range(10):
         assert stats.rank_sum(x[k], y[k]).p == many.p[k]
+
+
+def full_null_rank_sum_p(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Test oracle: the exact rank-sum p-values as stats computed them before the live-window count, from
+    every doubled rank sum of the smaller side's subsets (a dense DP over all sums, one copy per item)."""
+    pooled = np.concatenate([x, y], axis=1)
+    ranks = np.rint(2 * sps.rankdata(pooled, axis=1)).astype(np.int64)   # doubled mid-ranks
+    m, n = x.shape[1], y.shape[1]
+    side = ranks[:, :m] if m <= n else ranks[:, m:]
+    k = side.shape[1]
+    top = int(np.sort(ranks, axis=1)[:, -k:].sum(axis=1).max())
+    counts = np.zeros((len(ranks), k + 1, top + 1))
+    counts[:, 0, 0] = 1.0
+    for j in range(ranks.shape[1]):
+        v = ranks[:, j]
+        new = counts.copy()
+        for val in np.unique(v).tolist():
+            rows = np.flatnonzero(v == val)
+            new[rows, 1:, val:] += counts[rows, :-1, :top + 1 - val]
+        counts = new
+    cum = np.cumsum(counts[:, k, :], axis=1)
+    t, total, rows = side.sum(axis=1), cum[:, -1], np.arange(len(ranks))
+    lower = cum[rows, t]
+    upper = total - np.where(t > 0, cum[rows, np.maximum(t - 1, 0)], 0.0)
+    p = np.minimum(1.0, 2.0 * np.minimum(lower, upper) / total)
+    return np.where(pooled.min(axis=1) == pooled.max(axis=1), np.nan, p)
+
+
+@pytest.mark.parametrize("m, n, levels, rows", [
+    (20, 20, 21, 2 * stats.RANK_SUM_BLOCK + 7),   # the planner's 20 + 20 items, item means of 5 ratings; 3 blocks
+    (20, 20, 5, 60),                              # 1 rating per item: few, large tie groups
+    (25, 25, 9, 40),                              # pooled count at the exact limit
+    (31, 19, 11, 40),                             # m > n at the limit: counts the other side
+    (3, 30, 6, 80), (30, 3, 6, 80),               # very unequal sides
+    (1, 12, 4, 50), (12, 1, 4, 50), (1, 1, 2, 20),
+    (8, 9, 2, 150),                               # two values only
+    (20, 20, 10 ** 6, 1),                         # one row, no ties
+    (13, 17, 3, 1),
+])
+def test_rank_sum_exact_p_bit_identical_to_the_full_null(m, n, levels, rows):
+    rng = np.random.default_rng(1000 * m + n)
+    x = rng.integers(0, levels, (rows, m))
+    y = rng.integers(0, levels, (rows, n)) + rng.integers(0, 2, (rows, 1)) * max(1, levels // 4)  # some shifted
+    if rows > 2:
+        x[0], y[0] = 1, 1                         # an all-tied row: undefined
+        x[1], y[1] = 1, 1
+        y[1, -1] = 0                              # all tied but one
+    many = stats.rank_sum_many(x, y)
+    ref = full_null_rank_sum_p(x, y)
+    assert (many.exact == many.defined).all() and many.defined[-1]
+    if rows > 2:
+        assert not many.defined[0] and many.defined[1]
+    assert np.array_equal(many.p, ref, equal_nan=True)   # bit for bit, NaN where undefined
+    if rows >= 40 and min(m, n) >= 3:
+        # both tails counted (reflected ranks when the side's sum is above the null's mean), small and large p
+        assert set(many.direction[1:].tolist()) >= {-1, 1}
+        assert (many.p < 0.05).any() and (many.p > 0.5).any()
+
+
+@pytest.mark.parametrize("m, n", [(7, 3), (3, 7), (5, 6), (9, 2)])
+def test_rank_sum_exact_matches_enumeration_either_side_smaller(m, n):
+    rng = np.random.default_rng(10 * m + n)
+    sa, ca = item_means(rng, m)
+    sb, cb = item_means(rng, n)
+    x = [Fraction(int(a), int(c)) for a, c in zip(sa, ca)]
+    y = [Fraction(int(a), int(c)) for a, c in zip(sb, cb)]
+    r = stats.compare_items(sa, ca, sb, cb, paired=False)
+    assert r.method == "exact"
+    assert r.p == pytest.approx(brute_rank_sum(x, y), abs=1e-12)

@@ -33,7 +33,7 @@ from mturk_eval.planning.model import AspectModel, RatingModel, latent_mean_for,
 from mturk_eval.errors import UserError
 
 DESIGNS = ("paired", "unpaired")
-# Rows per rank_sum_many call: its exact path (<= 50 pooled items) holds rows x (m + 1) x (rank sum) counts.
+# Rows per rank_sum_many call (its exact path, <= 50 pooled items, counts in blocks of stats.RANK_SUM_BLOCK).
 RANK_SUM_ROWS = 100
 
 
