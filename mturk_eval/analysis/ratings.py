@@ -547,7 +547,8 @@ def _arrow_columns(table, in_order: bool = False) -> dict[str, pd.Series | Coded
         if not chunks:
             out[name] = Coded(np.zeros(0, dtype=np.int64), [])
             continue
-        codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks])
+        # int64 in the one copy that joins the chunks (every later stage computes with int64 codes).
+        codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks], dtype=np.int64)
         nulls = col.null_count
         if nulls:
             codes = np.where(pa.chunked_array([c.is_null() for c in chunks]).to_numpy(zero_copy_only=False), -1, codes)
