@@ -482,22 +482,25 @@ def agreement_stage(p: Prepared) -> list[dict[str, Any]]:
     low = np.array([a.low for a in p.r.aspects])
     K = max(a.width for a in p.r.aspects)
     counts_u = stats.unit_value_counts(p.unit, p.r.score[p.keep] - low[p.aspect] + 1, p.n_units, K)
-    ag_sys = stats.agreement(counts_u[has], p.unit_group, S * A)
-    ag_all = stats.agreement(counts_u[has], p.unit_aspect[has], A)
+    ag_sys, ag_all = stats.agreement_by(counts_u[has], [(p.unit_group, S * A), (p.unit_aspect[has], A)])
+    # Each rating and the mean of the other ratings of its unit, once for the pooled and the per-system
+    # figures (leave_one_out_spearman computes the same values group by group).
+    m_row = p.unit_cnt[p.unit]
+    paired = m_row >= 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rest = (p.unit_sum[p.unit] - p.score) / (m_row - 1)
     _, order_r, rb = inference.rows_by_group(p)   # the tests' grouping of the rows, made once
-
-    def rows_of(g: int) -> np.ndarray:
-        return order_r[rb[g]:rb[g + 1]]
+    score_g, rest_g, paired_g = p.score[order_r], rest[order_r], paired[order_r]
     rows = []
     for a, name in enumerate(p.r.aspect_names):
-        sel = p.aspect == a
-        rho = stats.leave_one_out_spearman(p.unit[sel], p.score[sel], p.unit_sum, p.unit_cnt)
+        sel = (p.aspect == a) & paired
+        rho = stats.spearman_of_ratings(p.score[sel], rest[sel])
         rows.append(_agreement_row("all systems", None, name, ag_all, a, rho))
     for k, s in enumerate(p.systems):
         for a, name in enumerate(p.r.aspect_names):
             g = k * A + a
-            rows_g = rows_of(g)
-            rho = stats.leave_one_out_spearman(p.unit[rows_g], p.score[rows_g], p.unit_sum, p.unit_cnt)
+            ok = paired_g[rb[g]:rb[g + 1]]
+            rho = stats.spearman_of_ratings(score_g[rb[g]:rb[g + 1]][ok], rest_g[rb[g]:rb[g + 1]][ok])
             rows.append(_agreement_row(s.label, s, name, ag_sys, g, rho))
     return rows
 
@@ -555,17 +558,23 @@ def worker_rows(p: Prepared) -> list[dict[str, Any]]:
     order = np.lexsort((wt[ok], a_worker[ok]))
     w_sorted, t_sorted = a_worker[ok][order], wt[ok][order]
     bounds = np.searchsorted(w_sorted, np.arange(n_w + 1))
+    # Each worker's median from the two middle values of its sorted times, all workers at once: the
+    # (a + b) / 2 that np.median gives (a == b for an odd number), without one call per worker.
+    size = np.diff(bounds)
+    has = size > 0
+    median = np.full(n_w, np.nan)
+    start = bounds[:-1][has]
+    median[has] = (t_sorted[start + (size[has] - 1) // 2] + t_sorted[start + size[has] // 2]) / 2
+    median = median.tolist()
     reasons = {e["worker_id"]: e["reason"] for e in p.excluded_workers}
     out = []
-    for w in range(n_w):
-        ts = t_sorted[bounds[w]:bounds[w + 1]]
-        wid = r.worker_ids[w]
+    for wid, n_a, n_rej, n_read, n_used, n_chk, n_pass, med in zip(
+            r.worker_ids, assignments.tolist(), rejected.tolist(), rows_read.tolist(), rows_used.tolist(),
+            checks.tolist(), passed.tolist(), median):
         out.append({
-            "worker_id": wid, "assignments": int(assignments[w]), "rejected_assignments": int(rejected[w]),
-            "rating_rows": int(rows_read[w]), "rows_used": int(rows_used[w]),
-            "attention_checks": int(checks[w]), "attention_passed": int(passed[w]),
-            "median_work_time_s": float(np.median(ts)) if ts.size else float("nan"),
-            "excluded": wid in reasons, "reason": reasons.get(wid, ""),
+            "worker_id": wid, "assignments": n_a, "rejected_assignments": n_rej,
+            "rating_rows": n_read, "rows_used": n_used, "attention_checks": n_chk, "attention_passed": n_pass,
+            "median_work_time_s": med, "excluded": wid in reasons, "reason": reasons.get(wid, ""),
         })
     return out
 
@@ -574,16 +583,16 @@ def _per_assignment_conflicts(r: Ratings) -> list[str]:
     """Counted warnings for values that must be one per assignment but differ between its rows (work time,
     reward): the worker figures use each assignment's first row."""
     out = []
-    order = np.argsort(r.assignment, kind="stable")
-    a_sorted = r.assignment[order]
-    starts = np.flatnonzero(np.r_[True, a_sorted[1:] != a_sorted[:-1]])
+    # Each row against its assignment's first row (no sort: the first row of every assignment code).
+    first_row = np.full(len(r.assignment_ids), -1, dtype=np.int64)
+    first_row[r.assignment[::-1]] = np.arange(len(r) - 1, -1, -1)
+    first_of_row = first_row[r.assignment]
     for name, values, unit in (("work_time_s", r.work_time_s, " s"), ("reward", r.reward, "")):
         if values is None:
             continue
-        v = values[order]
-        first = np.repeat(v[starts], np.diff(np.r_[starts, v.size]))
-        differs = ~((v == first) | (np.isnan(v) & np.isnan(first)))
-        bad = np.unique(a_sorted[differs])
+        first = values[first_of_row]
+        differs = ~((values == first) | (np.isnan(values) & np.isnan(first)))
+        bad = np.unique(r.assignment[differs])
         if bad.size:
             ex = []
             for a in bad[:3].tolist():
@@ -667,7 +676,7 @@ def _workers(r: Ratings, keep: np.ndarray, cfg: ExperimentConfig, excluded: list
         "attention_passed": int(passed.sum()),
         "attention_pass_rate": float(passed.sum() / checked.sum()) if checked.sum() else float("nan"),
         "excluded_workers": excluded,
-        "workers_used": int(np.unique(r.worker[keep]).size),
+        "workers_used": int(np.count_nonzero(w_rows_used)),
         "unchecked_workers": unchecked_workers,
         **pay,
     }
