@@ -60,8 +60,11 @@ def rows_by_group(p: "Prepared") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _bootstrap_draws(p: "Prepared", g: int, units: np.ndarray) -> np.ndarray:
-    return intervals.item_bootstrap_draws(p.unit_sum[units], p.unit_cnt[units].astype(np.float64),
-                                          p.cfg.report.bootstrap_samples, intervals.stream(p.seed, group_key(p, g)))
+    """Group g's bootstrap means, drawn once: the group's own stream gives the same draws for its
+    interval and for every difference it is in."""
+    return _cached(p, f"bootstrap/{g}", lambda: intervals.item_bootstrap_draws(
+        p.unit_sum[units], p.unit_cnt[units].astype(np.float64), p.cfg.report.bootstrap_samples,
+        intervals.stream(p.seed, group_key(p, g))))
 
 
 def _units_by_group(p: "Prepared"):
