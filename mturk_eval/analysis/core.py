@@ -490,7 +490,7 @@ def agreement_stage(p: Prepared) -> list[dict[str, Any]]:
     with np.errstate(invalid="ignore", divide="ignore"):
         rest = (p.unit_sum[p.unit] - p.score) / (m_row - 1)
     _, order_r, rb = inference.rows_by_group(p)   # the tests' grouping of the rows, made once
-    score_g, rest_g, paired_g = p.score[order_r], rest[order_r], paired[order_r]
+    score_g, rest_g, paired_g = inference.group_ordered(p)[2], rest[order_r], paired[order_r]
     rows = []
     for a, name in enumerate(p.r.aspect_names):
         sel = (p.aspect == a) & paired

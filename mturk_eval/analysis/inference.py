@@ -59,6 +59,15 @@ def rows_by_group(p: "Prepared") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _cached(p, "rows", make)
 
 
+def group_ordered(p: "Prepared") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kept rows' item, rater and score laid out in group order (:func:`rows_by_group`), made once:
+    a group's rows are then one slice, the same values in the same order as gathering them."""
+    def make():
+        _, order, _ = rows_by_group(p)
+        return p.item[order], _raters(p)[order], p.score[order]
+    return _cached(p, "group_ordered", make)
+
+
 def _bootstrap_draws(p: "Prepared", g: int, units: np.ndarray) -> np.ndarray:
     """Group g's bootstrap means, drawn once: the group's own stream gives the same draws for its
     interval and for every difference it is in."""
@@ -144,11 +153,9 @@ def _difference_interval(p: "Prepared", i: int, j: int, a: int, rows, units_of) 
     _, order, bounds = rows
     ri, rj = order[bounds[gi]:bounds[gi + 1]], order[bounds[gj]:bounds[gj + 1]]
     if rc.intervals == "crossed":
-        # The rows' item, rater and score laid out in group order once; each pair's rows are then two
-        # slices (the same values in the same order as gathering them pair by pair).
-        cols = _cached(p, "group_ordered", lambda: (p.item[order], _raters(p)[order], p.score[order]))
+        # Each pair's rows: two slices of the group-ordered columns.
         item, rater, score = (np.concatenate([c[bounds[gi]:bounds[gi + 1]], c[bounds[gj]:bounds[gj + 1]]])
-                              for c in cols)
+                              for c in group_ordered(p))
         side = np.r_[np.ones(ri.size, bool), np.zeros(rj.size, bool)]
         d, lo, hi, _, _ = intervals.crossed_difference_ci(item, rater, score, side)
         return d, lo, hi
