@@ -525,12 +525,18 @@ def workers_stage(p: Prepared, spend: Any = None) -> tuple[dict[str, Any], list[
     return workers, underrated, planned
 
 
+def _first_rows(r: Ratings) -> np.ndarray:
+    """Per assignment code: its first row (-1 for a code without rows)."""
+    first = np.full(len(r.assignment_ids), -1, dtype=np.int64)
+    first[r.assignment[::-1]] = np.arange(len(r) - 1, -1, -1)
+    return first
+
+
 def _per_assignment(r: Ratings) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per assignment present in ``r``: its first row, the presence mask over assignment codes, its
     worker, whether it was rejected, and its check result (2 no check, 1 passed, 0 failed)."""
     n_assign = len(r.assignment_ids)
-    first = np.full(n_assign, -1, dtype=np.int64)
-    first[r.assignment[::-1]] = np.arange(len(r) - 1, -1, -1)
+    first = _first_rows(r)
     present = first >= 0
     fa = first[present]
     rejected_codes = [i for i, s in enumerate(r.statuses) if s.strip().lower() == "rejected"]
@@ -583,10 +589,8 @@ def _per_assignment_conflicts(r: Ratings) -> list[str]:
     """Counted warnings for values that must be one per assignment but differ between its rows (work time,
     reward): the worker figures use each assignment's first row."""
     out = []
-    # Each row against its assignment's first row (no sort: the first row of every assignment code).
-    first_row = np.full(len(r.assignment_ids), -1, dtype=np.int64)
-    first_row[r.assignment[::-1]] = np.arange(len(r) - 1, -1, -1)
-    first_of_row = first_row[r.assignment]
+    # Each row against its assignment's first row (no sort needed).
+    first_of_row = _first_rows(r)[r.assignment]
     for name, values, unit in (("work_time_s", r.work_time_s, " s"), ("reward", r.reward, "")):
         if values is None:
             continue

@@ -412,6 +412,9 @@ def ratings_from_columns(
         codes, vocab = _factorize(values, source, name, line_arr)
         strs = _strings(codes, vocab, source, name, line_arr, name in REQUIRED_COLUMNS)
         item_code = codes[first]
+        if len(vocab) == 1:      # one value in the whole file (one model, one persona): nothing can differ
+            per_item[name] = (item_code, strs)
+            continue
         diff = codes != item_code[item]
         if diff.any():
             j = _first_bad(diff)
