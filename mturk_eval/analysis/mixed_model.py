@@ -95,6 +95,14 @@ class _Crossed:
         self.pattern = None
         if min(self.I, self.J) > SPARSE_ABOVE:
             self.pattern = self._sparse_pattern()
+            from scipy import sparse
+            nnz, _, _, _, rows, indptr = self.pattern
+            m = min(self.I, self.J)
+            # One matrix per fit whose values are overwritten each evaluation: its structure is checked
+            # once, not at every factorisation.
+            self.S = sparse.csc_matrix((np.zeros(nnz), rows, indptr), shape=(m, m))
+            self.S.has_canonical_format = True
+            self.Cm, self.CmT = (self.C_T, self.C) if self.swap else (self.C, self.C_T)
         elif not self.swap:
             # C' diag(w) C as one bincount over the pairs of raters within each item (no sparse overhead).
             order = np.argsort(self.item, kind="stable")
@@ -138,17 +146,18 @@ class _Crossed:
             # Many items and many raters (a subsample of a big study, each rater on a few items): the Schur
             # complement is sparse, and a sparse LU costs milliseconds where a dense Cholesky of the same
             # size costs a tenth of a second per evaluation.
-            from scipy import sparse
             from scipy.sparse import linalg as spla
 
             nnz, entry, unit, diag_pos, rows, indptr = self.pattern
             if not self.swap:
-                u1, u2, d1, d2, Cm = self.ZtW_i, self.ZtW_r, d_i, d_r, self.C
+                u1, u2, d1, d2 = self.ZtW_i, self.ZtW_r, d_i, d_r
             else:
-                u1, u2, d1, d2, Cm = self.ZtW_r, self.ZtW_i, d_r, d_i, self.C_T
+                u1, u2, d1, d2 = self.ZtW_r, self.ZtW_i, d_r, d_i
+            Cm = self.Cm
             data = -np.bincount(entry, weights=1.0 / d1[unit], minlength=nnz)
             data[diag_pos] += d2
-            S = sparse.csc_matrix((data, rows, indptr), shape=(d2.size, d2.size))
+            S = self.S
+            S.data[:] = data
             try:
                 lu = spla.splu(S, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0)
             except RuntimeError as e:          # singular: not positive definite
@@ -156,7 +165,7 @@ class _Crossed:
             diag_u = lu.U.diagonal()
             if not (diag_u > 0).all():
                 raise np.linalg.LinAlgError("not positive definite")
-            rhs = u2 - Cm.T @ (u1 / d1[:, None])
+            rhs = u2 - self.CmT @ (u1 / d1[:, None])
             x2 = lu.solve(np.asarray(rhs))
             logdet_s = float(np.log(diag_u).sum())
         else:
