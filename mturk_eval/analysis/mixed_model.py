@@ -333,8 +333,11 @@ def _newton(model: "_Crossed", u0: np.ndarray, max_iter: int = 50) -> _Stencil |
             # value, so the step still goes downhill.
             w = np.maximum(np.abs(w), 1e-8 * max(np.abs(w).max(), 1e-300))
             d[free] = -(V @ ((V.T @ gf) / w))
-        # Converged: the step changes neither parameter by more than 1e-7 in log theta.
-        if not free.any() or np.abs(2 * np.log(np.clip(t + d, lo, hi) / t)).max() < 1e-7:
+        # Converged: the step changes neither parameter by more than 1e-7 in log theta, or it would
+        # lower the criterion by less than 1e-12 (a nearly flat direction, where the stencil's rounding
+        # moves the step about at the 1e-6 level without changing any estimate).
+        if (not free.any() or np.abs(2 * np.log(np.clip(t + d, lo, hi) / t)).max() < 1e-7
+                or -float(g @ d) < 1e-12):
             return st
         alpha = 1.0
         for _ in range(40):
