@@ -114,14 +114,15 @@ def child(what: str, path: str, out_dir: str) -> None:
 
 def stage_seconds(path: str) -> dict:
     """CPU seconds of each stage of the default report, run one after the other in this process (the
-    report itself encodes the Parquet file in a thread while the statistics run)."""
+    report itself encodes the Parquet file in a thread while the statistics run), with numpy's arrays on
+    ordinary pages as in the report (``ratings.small_pages``)."""
     import pyarrow.csv  # noqa: F401  (imported before the clock, as for the report)
     import pyarrow.parquet  # noqa: F401
     import scipy.sparse.linalg  # noqa: F401
     import scipy.stats  # noqa: F401
 
     from mturk_eval.analysis import core
-    from mturk_eval.analysis.ratings import ratings_parquet, read_ratings
+    from mturk_eval.analysis.ratings import ratings_parquet, read_ratings, small_pages
     from mturk_eval.config import ExperimentConfig
     from mturk_eval.privacy import report_privacy
 
@@ -134,15 +135,16 @@ def stage_seconds(path: str) -> dict:
         out[name] = round(time.process_time() - c, 3)
         return value
 
-    r = timed("read_ratings", read_ratings, path)
-    timed("privacy", report_privacy, r, cfg, None)
-    timed("parquet", ratings_parquet, r)
-    p = timed("exclusions", core.prepare, r, cfg)
-    tables = timed("tables_intervals", core.tables_stage, p)
-    timed("tests", core.tests_stage, p, tables, None)
-    timed("agreement", core.agreement_stage, p)
-    timed("workers", lambda: (core.workers_stage(p), core.worker_rows(p)))
-    timed("mixed_model", core.mixed_model_stage, p)
+    with small_pages():
+        r = timed("read_ratings", read_ratings, path)
+        timed("privacy", report_privacy, r, cfg, None)
+        timed("parquet", ratings_parquet, r)
+        p = timed("exclusions", core.prepare, r, cfg)
+        tables = timed("tables_intervals", core.tables_stage, p)
+        timed("tests", core.tests_stage, p, tables, None)
+        timed("agreement", core.agreement_stage, p)
+        timed("workers", lambda: (core.workers_stage(p), core.worker_rows(p)))
+        timed("mixed_model", core.mixed_model_stage, p)
     return out
 
 
