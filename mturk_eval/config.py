@@ -141,7 +141,7 @@ class AspectConfig:
     name: str
     scale: list[int] = field(default_factory=lambda: [1, 5])
     table2: bool = True   # a column of Table 2/7 (means)
-    table3: bool = False  # binned like Table 3/8 (at most one aspect)
+    table3: bool = False  # binned like Table 3/8 (any number of aspects, one Table 3 each)
 
 
 @dataclass
@@ -161,6 +161,9 @@ class ReportConfig:
     planned_ratings: int = 0
     # The rated aspects and their scales; empty = the paper's four on 1-5 (persona in Table 3).
     aspects: list[AspectConfig] = field(default_factory=list)
+    # The aspects binned as Table 3/8, one table each, by name (these aspects of the config, the mapping
+    # or the paper); unset = each aspect's own table3 mark, [] = no Table 3.
+    table3_aspects: list[str] | None = None
     # Statistics (docs/report.md, "Tests" and "Confidence intervals"). Holm's family: every comparison of
     # one eval set (the paper's claims are per eval set) or of one eval set and aspect.
     holm_family: Literal["eval_set", "eval_set_aspect"] = "eval_set"
@@ -479,8 +482,11 @@ def _check(cfg: ExperimentConfig, file: str) -> None:
         raise UserError(f"{file}: hit.template_dir: {h.template_dir}: {why}")
 
 
-def parse_config(text: str, file: str = "<config>", base_dir: Path | None = None) -> ExperimentConfig:
-    """Parse TOML text into an :class:`ExperimentConfig`, expanding and resolving data paths."""
+def parse_config(text: str, file: str = "<config>", base_dir: Path | None = None,
+                 data_paths: bool = True) -> ExperimentConfig:
+    """Parse TOML text into an :class:`ExperimentConfig`, expanding and resolving data paths. With
+    ``data_paths=False`` (verbs that read no data, like ``plan``) a data source path whose variables do not
+    resolve is kept as written instead of being an error."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -498,11 +504,19 @@ def parse_config(text: str, file: str = "<config>", base_dir: Path | None = None
     cfg = _build(ExperimentConfig, flat, "", file)
     cfg.platform = PlatformConfig(**platform)
     base = base_dir or Path.cwd()
+    def data_path(value: str, key: str) -> str:
+        try:
+            return expand_path(value, base, key, file)
+        except UserError:
+            if data_paths:
+                raise
+            return value
+
     for group in ("persona_sources", "general_sources"):
         for i, src in enumerate(getattr(cfg.data, group)):
-            src.path = expand_path(src.path, base, f"data.{group}[{i}].path", file)
+            src.path = data_path(src.path, f"data.{group}[{i}].path")
             if src.topics_path:
-                src.topics_path = expand_path(src.topics_path, base, f"data.{group}[{i}].topics_path", file)
+                src.topics_path = data_path(src.topics_path, f"data.{group}[{i}].topics_path")
     if cfg.hit.template_dir:
         cfg.hit.template_dir = expand_path(cfg.hit.template_dir, base, "hit.template_dir", file)
     if cfg.site.consent_file:
@@ -538,10 +552,11 @@ def find_config(explicit: str | os.PathLike | None = None, start: Path | None = 
                     f" directory or a parent (`mturk-eval init` writes one)")
 
 
-def load_config(path: str | os.PathLike) -> ExperimentConfig:
-    """Read an experiment TOML file. Errors name the file and the key."""
+def load_config(path: str | os.PathLike, data_paths: bool = True) -> ExperimentConfig:
+    """Read an experiment TOML file. Errors name the file and the key. ``data_paths=False``: for a verb
+    that reads no data, unresolvable data source paths are not an error (:func:`parse_config`)."""
     path = Path(path)
     text = read_text(path)
-    cfg = parse_config(text, str(path), base_dir=path.parent.resolve())
+    cfg = parse_config(text, str(path), base_dir=path.parent.resolve(), data_paths=data_paths)
     cfg.source_path = str(path)
     return cfg

@@ -540,6 +540,14 @@ class Ledger:
                       " state=excluded.state, reason=excluded.reason", (rater_id, reason, state, time.time()))
 
     # ------------------------------------------------------------------ analysis view
+    def invalid_submissions(self) -> tuple[int, list[str]]:
+        """Submissions whose answers could not be read (``valid = 0``, no ratings): their number and up to
+        three of their errors, for the report's warnings."""
+        n = self.conn.execute("SELECT COUNT(*) FROM submissions WHERE valid = 0").fetchone()[0]
+        errors = [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT error FROM submissions WHERE valid = 0 AND error IS NOT NULL LIMIT 3")]
+        return int(n), errors
+
     def ratings(self) -> list[dict[str, Any]]:
         """One row per (submission x item x aspect), the long format of docs/architecture.md section 6.
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from helpers.analysis import make_rows, responses_for
+from helpers.analysis import make_rows, responses_for, two_scale_study
 from mturk_eval.analysis import agreement, analysis, comparisons, load_ratings, mixed_models, table2, table3, workers
 from mturk_eval.analysis.frames import COMPARISON_COLUMNS, frame_csv
 from mturk_eval.analysis.ratings import read_ratings, write_ratings_csv
@@ -127,16 +127,7 @@ def test_not_parquet_is_one_line(tmp_path):
 
 
 def test_config_aspects_with_their_own_scales(tmp_path):
-    rows = []
-    for i, (humour, coh) in enumerate([([1, 2], [4, 4]), ([7, 6], [1, 2]), ([4, 4], [3, 3])]):
-        for w in range(2):
-            base = {"item_id": f"i{i}", "eval_set": "persona", "method": "m", "model": "t", "worker_id": f"W{w}"}
-            rows += [{**base, "aspect": "humour", "score": humour[w]}, {**base, "aspect": "coherence", "score": coh[w]}]
-    write_ratings_csv(tmp_path / "r.csv", rows)
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[experiment]\nname = "x"\nruns_dir = "{tmp_path}/runs"\n[report]\nbootstrap_samples = 50\n'
-                   '[[report.aspects]]\nname = "humour"\nscale = [1, 7]\ntable3 = true\n'
-                   '[[report.aspects]]\nname = "coherence"\nscale = [1, 4]\n', encoding="utf-8")
+    rows, cfg = two_scale_study(tmp_path)
     res = CliRunner().invoke(main, ["report", "--config", str(cfg), "--ratings", str(tmp_path / "r.csv"), "-q",
                                     "--no-plots"])
     assert res.exit_code == 0, res.output

@@ -57,21 +57,9 @@ def test_config_is_found_in_the_nearest_parent_or_the_environment(tmp_path):
 
 def _commands_with_a_config():
     """Every command of `mturk-eval` (groups walked) that takes --config: read from the CLI, not listed."""
-    import click
+    from helpers.commands import all_commands
 
-    ctx = click.Context(main)
-    out = []
-
-    def walk(group, path):
-        for name in group.list_commands(ctx):
-            cmd = group.get_command(ctx, name)
-            if isinstance(cmd, click.Group):
-                walk(cmd, [*path, name])
-            elif any("--config" in p.opts for p in cmd.params):
-                out.append([*path, name])
-
-    walk(main, [])
-    return out
+    return [path for path, cmd in all_commands(main) if any("--config" in p.opts for p in cmd.params)]
 
 
 @pytest.mark.parametrize("verb", _commands_with_a_config(), ids=" ".join)

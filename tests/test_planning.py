@@ -16,50 +16,37 @@ from mturk_eval.analysis.ratings import ResponseIndex, ratings_from_records, wri
 from mturk_eval.cli import main
 from mturk_eval.config import ASPECTS, ExperimentConfig
 from mturk_eval.planning import power as pw
-from mturk_eval.planning.model import AspectModel, RatingModel, model_from_pilot
+from mturk_eval.planning.model import model_from_pilot
 from helpers.analysis import responses_for
-
-METHODS = ("prompt_tuning", "finetune_none", "finetune_added")
-
-
-def toy_model(excluded=0.0) -> RatingModel:
-    return RatingModel(aspects=[AspectModel(a, 3.2, 0.45, 0.15, 0.6) for a in ASPECTS], source="test",
-                       ratings_per_rater=15, excluded_share=excluded)
+from helpers.planning import METHODS, study_rows, toy_model
 
 
-def study_rows(rng, items, raters, systems, pool, effect_latent=0.0, sd=(0.67, 0.39, 0.77)):
-    rows = []
-    rater_eff = {a: rng.normal(0, sd[1], pool) for a in ASPECTS}
-    for s in range(systems):
-        for i in range(items):
-            start = int(rng.integers(0, pool))
-            item_eff = {a: rng.normal(0, sd[0]) for a in ASPECTS}
-            for w in (start + np.arange(raters)) % pool:
-                for a in ASPECTS:
-                    y = 3.2 + item_eff[a] + rater_eff[a][w] + rng.normal(0, sd[2]) + (effect_latent if s == 0 else 0)
-                    rows.append({"item_id": f"persona.p1.q{i}.{METHODS[s]}.tiny", "eval_set": "persona",
-                                 "method": METHODS[s], "model": "tiny", "persona_id": "p1", "worker_id": f"W{w}",
-                                 "assignment_id": f"A{s}.{i}.{w}", "aspect": a, "score": int(np.clip(np.rint(y), 1, 5)),
-                                 "work_time_s": 40})
-    return rows
+@pytest.fixture(autouse=True)
+def _no_prolific_token(monkeypatch):
+    """A developer's PROLIFIC_TOKEN must not make these tests ask the real Prolific (tests that want the
+    calculator give the token to the emulator themselves)."""
+    monkeypatch.delenv("PROLIFIC_TOKEN", raising=False)
 
 
-def test_the_planners_analysis_is_the_reports():
-    """Same ratings -> the planner's vectorised family of tests gives the report's p and Holm p."""
+@pytest.mark.parametrize("design", ["paired", "unpaired"])
+def test_the_planners_analysis_is_the_reports(design):
+    """Same ratings -> the planner's vectorised family of tests gives the report's p and Holm p: paired
+    (a responses file pairs the prompts: Wilcoxon) and unpaired (none: the report runs Mann-Whitney)."""
     rng = np.random.default_rng(3)
     cfg = ExperimentConfig(name="t", models=["tiny"])
     cfg.report.mixed_model = False
     for items in (12, 30):       # exact and normal paths
         rows = study_rows(rng, items, 3, 3, pool=9, effect_latent=0.4)
-        an = analyze(ratings_from_records(rows, "r"), cfg,
-                     ResponseIndex("x", {r["item_id"]: r for r in responses_for(rows)}))
+        responses = ResponseIndex("x", {r["item_id"]: r for r in responses_for(rows)}) if design == "paired" else None
+        an = analyze(ratings_from_records(rows, "r"), cfg, responses)
+        assert {t["test"] for t in an.tests} == {"wilcoxon" if design == "paired" else "mannwhitney"}
         sums = {a: np.zeros((1, 3, items), np.int64) for a in ASPECTS}
         cnts = {a: np.zeros((1, 3, items), np.int64) for a in ASPECTS}
         for r in rows:
             s, i = METHODS.index(r["method"]), int(r["item_id"].split(".")[2][1:])
             sums[r["aspect"]][0, s, i] += r["score"]
             cnts[r["aspect"]][0, s, i] += 1
-        setting = pw.Setting(toy_model(), systems=3, aspect="relevance")
+        setting = pw.Setting(toy_model(), systems=3, aspect="relevance", design=design)
         p, _ = pw._study_pvalues(sums, cnts, setting, pw._lcm_upto(3))
         adj = pw.holm_many(p)[0]
         order = [(a, i, j) for a in ["relevance"] + [x for x in ASPECTS if x != "relevance"]
@@ -69,9 +56,19 @@ def test_the_planners_analysis_is_the_reports():
             assert t["p"] == pytest.approx(p[0, k], abs=1e-12) and t["p_holm"] == pytest.approx(adj[k], abs=1e-12)
 
 
-@pytest.mark.parametrize("items,effect", [(20, 0.75), (40, 0.5)])
-def test_predicted_power_matches_the_report_test_in_a_per_study_loop(items, effect):
-    setting = pw.Setting(toy_model(excluded=0.1), systems=2, aspect="fluency")
+@pytest.mark.parametrize("items,effect,model,design,prompt", [
+    (20, 0.75, toy_model(excluded=0.1), "paired", None),
+    (40, 0.5, toy_model(excluded=0.1), "paired", None),
+    # worker-level exclusions and a prompt part shared by the systems (paired)
+    (30, 0.5, toy_model(excluded=0.05, workers=0.15), "paired", 0.5),
+    # unpaired: Mann-Whitney, exact (12 + 12 items) and normal (30 + 30)
+    (12, 1.0, toy_model(excluded=0.1), "unpaired", None),
+    (30, 0.6, toy_model(workers=0.1), "unpaired", None),
+    # a 1-7 scale
+    (25, 0.9, toy_model(excluded=0.1, low=1, high=7, mean=5.0), "paired", None),
+])
+def test_predicted_power_matches_the_report_test_in_a_per_study_loop(items, effect, model, design, prompt):
+    setting = pw.Setting(model, systems=2, aspect="fluency", design=design, prompt_share=prompt)
     design = pw.Design(items, 3)
     predicted = pw.simulate_power(design, setting, effect, studies=2000, seed=5)
     observed = pw.simulate_power_loop(design, setting, effect, studies=600, seed=6)
@@ -80,9 +77,10 @@ def test_predicted_power_matches_the_report_test_in_a_per_study_loop(items, effe
     assert abs(pw.analytic_power(design, setting, effect) - predicted) < 0.2
 
 
-def test_zero_effect_rejects_at_alpha():
-    setting = pw.Setting(toy_model(), systems=2, aspect="fluency", family="eval_set_aspect")
-    for design in (pw.Design(20, 3), pw.Design(60, 3)):
+@pytest.mark.parametrize("kind", ["paired", "unpaired"])
+def test_zero_effect_rejects_at_alpha(kind):
+    setting = pw.Setting(toy_model(), systems=2, aspect="fluency", family="eval_set_aspect", design=kind)
+    for design in (pw.Design(20 if kind == "paired" else 15, 3), pw.Design(60, 3)):   # exact and normal paths
         rate = pw.simulate_power(design, setting, 0.0, studies=4000, seed=2)
         assert 0.03 <= rate <= 0.07, (design, rate)
 
@@ -133,12 +131,14 @@ def test_plan_cli_writes_the_plan(tmp_path):
     pilot = _pilot_file(tmp_path, study_rows(rng, 12, 3, 3, pool=8))
     out = tmp_path / "plan"
     res = CliRunner().invoke(main, ["plan", "--pilot", str(pilot), "--items", "20,40", "--raters", "3",
-                                    "--effect", "0.9", "--studies", "200", "--out", str(out)])
+                                    "--effect", "0.9", "--studies", "200", "--design", "paired", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert {p.name for p in out.iterdir()} == {"plan.md", "plan.json", "power_curve.png"}
     plan = json.loads((out / "plan.json").read_text())
     assert [(g["items"], g["raters"]) for g in plan["grid"]] == [(20, 3), (40, 3)]
     assert plan["setting"]["systems"] == 3 and plan["setting"]["comparisons"] == 12
+    # the pilot has no responses file, so the report would test it unpaired; --design paired overrides
+    assert plan["setting"]["design"] == "paired" and "no responses file" in plan["setting"]["design_reason"]
     assert plan["model"]["source"] == f"pilot `{pilot}`" and plan["model"]["work_time_s"] == 40
     assert set(plan["cheapest"]) == {"mturk", "prolific", "links"}
     reached = [c for c in plan["cheapest"].values() if c]
@@ -148,8 +148,13 @@ def test_plan_cli_writes_the_plan(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--effect", "0"], "--effect: expected a difference of mean ratings above 0 and below 4"),
-    (["--effect", "4.5"], "--effect: expected a difference of mean ratings above 0 and below 4"),
+    (["--effect", "0"], "--effect: expected a difference of mean ratings above 0, got 0"),
+    (["--effect", "4.5"], "--effect: expected a difference of mean ratings above 0 and below 4 (the 1-5 scale of "),
+    (["--effect", "3.5", "--aspect", "fluency"], "--effect: fluency (scale 1-5) has mean rating 4.31, so a difference "
+     "of 3.5 fits neither above nor below it; expected at most 3.30"),
+    (["--design", "crossed"], "--design: expected one of auto, paired, unpaired, got 'crossed'"),
+    (["--prompt-share", "1"], "--prompt-share: expected a share of the item variance from 0 to below 1, got 1"),
+    (["--aspect", "humour"], "--aspect: expected one of fluency, engagingness, relevance, persona, got 'humour'"),
     (["--power", "1"], "--power: expected a probability strictly between 0 and 1, got 1"),
     (["--items", ""], "--items: expected at least one number of items per system, got an empty grid"),
     (["--platform", "prolific"], "does not set up prolific (expected a [platform.prolific] section; set up: mturk)"),

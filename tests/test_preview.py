@@ -131,3 +131,29 @@ def test_preview_default_shows_each_system(tmp_path):
                                   "--responses", str(responses), "--out", str(out), "--count", "1"])
     assert r.exit_code == 0, r.output
     assert "note: this HIT shows 2 of the 8 eval_set/method/model groups; --count 4 shows each" in r.output
+
+
+def test_preview_with_external_questions_writes_the_external_question(tmp_path):
+    """[platform.mturk] question = "external": MTurk gets an ExternalQuestion pointing at the rating site,
+    not an HTMLQuestion; the page beside it is what the frame shows."""
+    responses = write_responses(tmp_path / "r.jsonl", 4)
+    out = tmp_path / "pv"
+    conf = _conf(tmp_path, '[hit]\nitems_per_hit = 2\n[platform.mturk]\nquestion = "external"\n'
+                           '[site]\npublic_url = "https://rate.example.org"\n')
+    r = CliRunner().invoke(main, ["preview", "--config", str(conf), "--responses", str(responses), "--out", str(out),
+                                  "--count", "2"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["hit-001.html", "hit-001.xml", "hit-002.html", "hit-002.xml",
+                                                     "index.html"]
+    doc = etree.parse(str(out / "hit-001.xml"))
+    assert etree.XMLSchema(etree.parse(str(SCHEMAS / "ExternalQuestion-2006-07-14.xsd"))).validate(doc)
+    assert not etree.XMLSchema(etree.parse(str(SCHEMAS / "HTMLQuestion.xsd"))).validate(doc)
+    url = doc.getroot().find("{*}ExternalURL").text
+    assert url == "https://rate.example.org/mturk/PREVIEW-001"
+    assert response_row(0)["response"] in (out / "hit-001.html").read_text()
+    # Without a public URL (the bundled sandbox starts the site at publish) a placeholder stands in.
+    conf2 = _conf(tmp_path, '[hit]\nitems_per_hit = 2\n[platform.mturk]\nquestion = "external"\n')
+    out2 = tmp_path / "pv2"
+    r = CliRunner().invoke(main, ["preview", "--config", str(conf2), "--responses", str(responses), "--out", str(out2)])
+    assert r.exit_code == 0, r.output
+    assert pv.EXTERNAL_SITE_PLACEHOLDER in (out2 / "hit-001.xml").read_text()

@@ -316,3 +316,41 @@ def test_japanese_site_pages(tmp_path):
             english = re.findall(r"\b(?:the|this|is|not|was|expected|unanswered|nothing|please|link)\b", text, re.I)
             assert not english and re.search("[\u3040-\u30ff]", text), (page.status_code, text)
         assert _stored(site) == 0
+
+
+def test_raters_of_one_task_get_its_page_with_their_own_action_and_token(site):
+    """The task page is rendered once per task (site.app.TaskPages): a second rater's page is the first's
+    with only the assignment id and the signed token changed, and both submit."""
+    (s1, url1), (s2, url2) = _task(site), _task(site)
+    p1, p2 = s1.get(url1).text, s2.get(url2).text
+    (a1, h1, g1), (a2, h2, g2) = form_of(p1), form_of(p2)
+    assert h1["task"] == h2["task"] and g1 == g2 and h1["csrf"] != h2["csrf"]
+    assert (a1, a2) == (url1.removeprefix(site.url), url2.removeprefix(site.url))
+    assert p2 == p1.replace(h1["csrf"], h2["csrf"]).replace(assignment_id(url1), assignment_id(url2))
+    for s, url, hidden in ((s1, url1, h1), (s2, url2, h2)):
+        assert s.post(url, data={**hidden, **_answers()}, allow_redirects=False).status_code == 303
+    assert _stored(site) == 2
+
+
+@pytest.mark.parametrize("action", ["{{ action }}", "{{ action|upper }}", "{{ action[3] }}"])
+def test_task_pages_are_what_a_render_per_rater_gives(action):
+    """Whatever the template does with the form's action and token, a kept page is byte for byte the
+    page rendered for that rater: markers in place (checked once per process by rendering twice), or a
+    render per request when the template transforms them."""
+    import jinja2
+    from mturk_eval.site.app import TaskPages
+
+    tpl = jinja2.Environment(autoescape=True).from_string(
+        f'<form action="{action}"><input name="csrf" value="{{{{ hidden.csrf }}}}">{{{{ task_id }}}}</form>')
+    calls = []
+
+    def render(task_id, action, hidden):
+        calls.append(task_id)
+        return tpl.render(task_id=task_id, action=action, hidden=hidden)
+
+    pages = TaskPages(render)
+    for n in range(6):
+        task_id, aid, csrf = f"t{n % 2}", f"{n:024x}", f"{n * 7:032x}"
+        assert pages.page(task_id, aid, csrf) == render(task_id, f"/t/{aid}", {"csrf": csrf, "task": task_id})
+    # markers in place: the first task rendered twice, the second once, then never again (plus the 6 checks)
+    assert len(calls) == (3 + 6 if action == "{{ action }}" else 2 + 6 + 6)

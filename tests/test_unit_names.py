@@ -64,3 +64,17 @@ public_url = "https://rate.example.org"
     assert r.exit_code == 2 and "a rejected rater must be told why" in r.output, r.output
     for verb, out in outputs.items():
         assert not MTURK_WORDS.search(out.replace("hit.", "")), (verb, out)
+
+
+def test_neutral_verbs_help_names_mturk_units_only_as_mturk_s():
+    """Every verb but `sandbox` (the local MTurk) serves every platform, so its --help speaks of tasks,
+    submissions and raters; an MTurk word appears only where the line says it is MTurk's."""
+    from helpers.commands import all_commands
+
+    verbs = [path for path, _ in all_commands(main) if path[0] != "sandbox"]
+    assert len(verbs) > 10
+    for verb in verbs:
+        text = CliRunner().invoke(main, [*verb, "--help"], terminal_width=400).output
+        for line in text.splitlines():
+            if MTURK_WORDS.search(line) and "gunicorn" not in line:  # serve --workers: server processes
+                assert "MTurk" in line, f"{' '.join(verb)} --help: {line.strip()!r}"

@@ -21,9 +21,9 @@ class PlanResult:
 
 
 def read_pilot(path: str, cfg: ExperimentConfig, responses_path: str | None = None):
-    """Pilot ratings from any source ``report`` reads, through the report's own loader
-    (:func:`mturk_eval.analysis.frames.read_source`): a ledger (.sqlite), an MTurk batch results CSV, or a
-    long ratings file (CSV, JSONL, Parquet), with the config's aspects and scales."""
+    """(ratings, responses index or None): pilot ratings from any source ``report`` reads, through the
+    report's own loader (:func:`mturk_eval.analysis.frames.read_source`): a ledger (.sqlite), an MTurk batch
+    results CSV, or a long ratings file (CSV, JSONL, Parquet), with the config's aspects and scales."""
     from mturk_eval.analysis.frames import read_source
     from mturk_eval.analysis.ratings import read_responses
 
@@ -31,17 +31,26 @@ def read_pilot(path: str, cfg: ExperimentConfig, responses_path: str | None = No
     if not p.exists():
         raise UserError(f"--pilot: {path}: no such file")
     responses = read_responses(responses_path) if responses_path else None
-    return read_source(p, responses=responses, config=cfg)[0]
+    return read_source(p, responses=responses, config=cfg)[0], responses
+
+
+DESIGN_CHOICES = ("auto", "paired", "unpaired")
 
 
 def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str | None, effect: float,
              power: float, items: list[int] | None, raters: list[int] | None, aspect: str | None,
              systems: int | None, platforms: list[str], studies: int, seed: int | None, out_dir: Path | None,
+             design: str = "auto", prompt_share: float | None = None,
              echo: Callable[[str], None] | None = None) -> PlanResult:
+    from mturk_eval.analysis.aspects import config_aspects
     from mturk_eval.config import find_config, load_config
-    from mturk_eval.planning.cost import check_platforms
+    from mturk_eval.planning.cost import ProlificCalculator, check_platforms
     from mturk_eval.planning.model import default_model, model_from_pilot
-    from mturk_eval.planning.plan import check_inputs, make_plan, summary_lines, terminal_table, write_plan
+    from mturk_eval.planning.plan import (check_inputs, make_plan, make_setting, summary_lines, terminal_table,
+                                          write_plan)
+
+    if design not in DESIGN_CHOICES:
+        raise UserError(f"--design: expected one of {', '.join(DESIGN_CHOICES)}, got {design!r}")
 
     if config_path is None:   # $MTURK_EVAL_CONFIG or mturk-eval.toml here or above, as every verb finds it
         found = find_config(required=False)
@@ -49,7 +58,8 @@ def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str 
     if config_path is None and pilot is None:
         raise UserError("--config: expected an experiment config or --pilot ratings, got neither; none found "
                         "either ($MTURK_EVAL_CONFIG, mturk-eval.toml here or above: `mturk-eval init` writes one)")
-    cfg = load_config(config_path) if config_path else ExperimentConfig(name="plan")
+    # The plan reads no data: the config's data paths need not resolve (every verb that reads them checks).
+    cfg = load_config(config_path, data_paths=False) if config_path else ExperimentConfig(name="plan")
     items = DEFAULT_ITEMS if items is None else items
     raters = DEFAULT_RATERS if raters is None else raters
     check_inputs(effect, power, items, raters, studies)      # before any slow work
@@ -59,9 +69,12 @@ def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str 
             raise UserError("--out: expected an output directory when no --config is given, got none")
         out_dir = cfg.run_dir / "plan"
     if pilot is not None:
-        model = model_from_pilot(read_pilot(pilot, cfg, responses_path), cfg, f"pilot `{pilot}`")
+        ratings, responses = read_pilot(pilot, cfg, responses_path)
+        model = model_from_pilot(ratings, cfg, f"pilot `{pilot}`", responses)
     else:
-        model = default_model()
+        model = default_model(config_aspects(cfg))
+    if design == "auto":   # what the report would run: on the pilot, its own rule; else the toolkit's paired studies
+        design = model.design or "paired"
     if systems is None:
         if config_path:
             systems = len(cfg.methods) * len(cfg.models)
@@ -71,6 +84,11 @@ def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str 
                 es = label.split(" / ")[0]
                 per_set[es] = per_set.get(es, 0) + 1
             systems = max(per_set.values(), default=2)
+    make_setting(cfg, model, effect=effect, systems=max(systems, 2), aspect=aspect, design=design,
+                 prompt_share=prompt_share)   # every input checked before any slow work or call
+    calculator = None
+    if "prolific" in chosen and ProlificCalculator.wanted():
+        calculator = ProlificCalculator(cfg, echo=echo)
     done = [0]
     n_designs = len(set(items)) * len(set(raters))
 
@@ -80,8 +98,9 @@ def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str 
             echo(f"  design {done[0]}/{n_designs}: {d.items} items x {d.raters} raters")
 
     plan = make_plan(cfg, model, effect=effect, power=power, items=items, raters=raters, platforms=chosen,
-                     systems=max(systems, 2), aspect=aspect, studies=studies,
-                     seed=cfg.seed if seed is None else seed, progress=progress)
+                     systems=max(systems, 2), aspect=aspect, design=design, prompt_share=prompt_share,
+                     studies=studies, seed=cfg.seed if seed is None else seed, progress=progress,
+                     calculator=calculator)
     write_plan(plan, out_dir)
     terminal = terminal_table(plan) + "\n" + "\n".join(summary_lines(plan))
     return PlanResult(out=out_dir, terminal=terminal, plan=plan)

@@ -37,10 +37,24 @@ def spread(items: list[dict]) -> list[dict]:
     return _round_robin([_round_robin(list(by_persona.values())) for by_persona in groups.values()])
 
 
+EXTERNAL_SITE_PLACEHOLDER = "http://127.0.0.1:SITE-PORT"
+
+
+def _external_question_url(cfg: ExperimentConfig) -> str | None:
+    """The rating site's address for MTurk ExternalQuestions ([platform.mturk] question = "external"), or
+    None when the platform sends its pages itself. Without a public URL (the bundled sandbox starts the site
+    at publish, on a port not known yet) a placeholder stands in."""
+    if cfg.platform.name != "mturk" or cfg.platform.settings.get("mturk", {}).get("question", "html") != "external":
+        return None
+    settings = registry.settings_for(cfg, "mturk")  # validated as publish validates it
+    return settings.public_url or settings.site_public_url or EXTERNAL_SITE_PLACEHOLDER
+
+
 def preview(cfg: ExperimentConfig, responses_path: str | Path, out_dir: str | Path, *,
             item_ids: tuple[str, ...] = (), count: int = 3, attention: bool = False,
             echo: Callable[[str], None] | None = None) -> list[Path]:
-    """Write ``hit-NNN.html`` (the worker's page), ``hit-NNN.xml`` (the HTMLQuestion) and ``index.html``.
+    """Write ``hit-NNN.html`` (the worker's page), ``hit-NNN.xml`` (for MTurk: the HTMLQuestion, or with
+    ``question = "external"`` the ExternalQuestion pointing at the rating site) and ``index.html``.
 
     Without ``item_ids`` the ``count`` HITs hold a spread of the items (:func:`spread`: each
     eval_set/method/model and persona in turn), not just the first ones of the file; ``echo`` is told
@@ -77,14 +91,21 @@ def preview(cfg: ExperimentConfig, responses_path: str | Path, out_dir: str | Pa
     links = []
     n_per = cfg.hit.items_per_hit
     plat = registry.get_platform(cfg.platform.name)  # its class: its document format and limits
+    external = _external_question_url(cfg)
     # Render everything first: a template error or a question over 64 KB leaves no files behind.
     for n, start in enumerate(range(0, len(chosen), n_per), start=1):
         group = chosen[start:start + n_per]
-        xml = plat.task_document(group, cfg, plat.preview_submit_url)  # the platform's limits apply
         page = builder.render_html(group, cfg.language, plat.preview_submit_url, cfg.hit.template_dir)
+        if external is not None:  # MTurk gets an ExternalQuestion; the page is what its frame shows
+            from mturk_eval.platforms.mturk.external import external_question
+
+            xml = external_question(external, f"PREVIEW-{n:03d}")
+        else:
+            xml = plat.task_document(group, cfg, plat.preview_submit_url)  # the platform's limits apply
         files[out / f"hit-{n:03d}.html"] = page
-        if plat.document_suffix != ".html":
-            files[out / f"hit-{n:03d}{plat.document_suffix}"] = xml
+        suffix = ".xml" if external is not None else plat.document_suffix
+        if suffix != ".html":
+            files[out / f"hit-{n:03d}{suffix}"] = xml
         ids = ", ".join(html.escape(it["item_id"]) for it in group)
         links.append(f'<li><a href="hit-{n:03d}.html">HIT {n}</a> ({ids}; {len(xml.encode())} bytes;'
                      f' <a href="hit-{n:03d}.html?assignmentId=PREVIEW_ANSWERING&amp;turkSubmitTo=about:blank">'

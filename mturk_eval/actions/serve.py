@@ -15,15 +15,15 @@ from typing import Callable
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.io import atomic_write_text
-from mturk_eval.site.serving import (_bind_check, dev_server, free_port, gunicorn_command, serve_dev,
-                                     settings_from_config, stop_process, wait_healthy, write_settings)
+from mturk_eval.site.serving import (THREADS, WORKERS, _bind_check, dev_server, free_port, gunicorn_command,
+                                     serve_dev, settings_from_config, stop_process, wait_healthy, write_settings)
 from mturk_eval.site.store import SiteStore
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def serve(cfg: ExperimentConfig, *, host: str = "127.0.0.1", port: int = 8000, public_url: str | None = None,
-          production: bool = False, workers: int = 2, threads: int = 8, echo: Callable[[str], None] = print,
+          production: bool = False, workers: int = WORKERS, threads: int = THREADS, echo: Callable[[str], None] = print,
           ready_file: str | None = None) -> None:
     """``port`` 0 picks a free one; ``ready_file`` gets the site's URL once it serves (the background site
     of ``--sandbox``, :func:`mturk_eval.emulators.background.ensure_site`, waits for it)."""

@@ -1,10 +1,12 @@
 """The rated aspects of a study: names, scales, and which appear in Table 2/7 (means) and Table 3/8
-(per-response means in bins). The paper's four on 1-5 are the default; a config's ``[[report.aspects]]``
-or a batch mapping's ``[[aspects]]`` name others (``coherence`` on 1-4, ``humour`` on 1-7)."""
+(per-response means in bins, one Table 3 per marked aspect). The paper's four on 1-5 are the default
+(persona consideration alone in Table 3); a config's ``[[report.aspects]]`` or a batch mapping's
+``[[aspects]]`` name others (``coherence`` on 1-4, ``humour`` on 1-7), and ``[report] table3_aspects``
+chooses the binned ones by name (:func:`mark_table3`)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 from mturk_eval.config import ASPECTS
@@ -71,11 +73,26 @@ def check_aspects(specs: Iterable[Any], where: str) -> tuple[Aspect, ...]:
         out.append(Aspect(name.lower(), int(scale[0]), int(scale[1]), t2, t3))
     if not out:
         raise UserError(f"{where}: expected at least one aspect, got none")
-    if sum(a.table3 for a in out) > 1:
-        names = ", ".join(a.name for a in out if a.table3)
-        raise UserError(f"{where}: table3: expected at most one aspect in Table 3, got {names}")
     return tuple(out)
 
+
+def mark_table3(aspects: tuple[Aspect, ...], names: Any, where: str) -> tuple[Aspect, ...]:
+    """``aspects`` with exactly ``names`` binned as Table 3 (``[report] table3_aspects``); ``None`` keeps
+    the aspects' own ``table3`` marks. ``where`` names the file and key for messages."""
+    if names is None:
+        return aspects
+    known = [a.name for a in aspects]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise UserError(f"{where}: expected a list of aspect names, got {names!r}")
+    wanted: list[str] = []
+    for n in names:
+        name = n.strip().lower()
+        if name not in known:
+            raise UserError(f"{where}: expected names among the rated aspects ({', '.join(known)}), got {n!r}")
+        if name in wanted:
+            raise UserError(f"{where}: expected each aspect once, got {n!r} again")
+        wanted.append(name)
+    return tuple(replace(a, table3=a.name in wanted) for a in aspects)
 
 def config_aspects(cfg: Any) -> tuple[Aspect, ...]:
     """The aspects of an experiment: ``[[report.aspects]]``, or the paper's four."""

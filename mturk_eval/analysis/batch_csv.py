@@ -64,6 +64,8 @@ class BatchCSV:
     columns: list[str]
     rows: list[dict[str, str]] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
+    # Rows shorter than the header by more than the trailing Approve/Reject cells (read as empty cells).
+    short_rows: int = 0
 
     @property
     def input_columns(self) -> list[str]:
@@ -171,6 +173,8 @@ def read_batch_csv(
             if lost:
                 raise UserError(f"{where(path, line)}: row: expected {n} cells as in the header, got {len(cells)} "
                                 f"(no {', '.join(lost)})")
+            if any(c not in TRAILING_COLUMNS for c in header[len(cells):]):
+                out.short_rows += 1
             cells = cells + [""] * (n - len(cells))
         elif len(cells) > n:
             raise UserError(f"{where(path, line)}: row: expected {n} cells as in the header, got {len(cells)}")

@@ -62,7 +62,7 @@ class Analysis:
     language: str
     systems: list[System]
     table2: list[dict[str, Any]]        # per system: per aspect n, items, mean, sd, ci_low, ci_high, better_than
-    table3: list[dict[str, Any]]        # per system: bins counts, n
+    table3: list[dict[str, Any]]        # per system: bins counts, n (the first Table 3 aspect's)
     tests: list[dict[str, Any]]
     test_summary: list[dict[str, Any]]  # per eval set: number of tests, significant ones, a sentence
     agreement: list[dict[str, Any]]
@@ -79,6 +79,7 @@ class Analysis:
     worker_table: list[dict[str, Any]] = field(default_factory=list)    # one row per worker
     aspect_info: tuple = PAPER_ASPECTS                                  # names, scales and tables
     mixed_models: list[dict[str, Any]] = field(default_factory=list)  # per eval set x aspect (inference.py)
+    table3s: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # every Table 3 aspect's rows
 
     @property
     def table2_aspects(self) -> list[str]:
@@ -86,7 +87,13 @@ class Analysis:
 
     @property
     def table3_aspect(self) -> Any:
+        """The first aspect binned as Table 3 (None when none is)."""
         return next((a for a in self.aspect_info if a.table3), None)
+
+    @property
+    def table3_aspects(self) -> list[Any]:
+        """Every aspect binned as Table 3, in the aspects' order: one Table 3 each."""
+        return [a for a in self.aspect_info if a.table3]
 
     def aspect_title(self, name: str) -> str:
         return next((a.title for a in self.aspect_info if a.name == name), name)
@@ -275,7 +282,7 @@ class Tables:
     items: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
-    bins: np.ndarray              # (S, 4)
+    bins: dict[int, np.ndarray]   # per Table 3 aspect (index): (S, bins of its scale)
 
 
 @dataclass
@@ -301,6 +308,7 @@ def analyze(
 
     ``spend`` (:class:`mturk_eval.analysis.cost.Spend`, from the ledger) adds bonuses to the effective
     hourly pay and the total cost to the worker figures."""
+    r = with_table3_aspects(r, cfg)
     p = prepare(r, cfg, seed=seed)
     tables = tables_stage(p)
     tests = tests_stage(p, tables, responses)
@@ -311,7 +319,7 @@ def analyze(
     rc = cfg.report
     return Analysis(
         experiment=cfg.name, language=cfg.language, systems=p.systems,
-        table2=table2_records(p, tables, tests), table3=table3_records(p, tables),
+        table2=table2_records(p, tables, tests), table3=table3_records(p, tables, first_table3(r.aspects)),
         tests=tests.tests, test_summary=tests.summary, agreement=agreement_rows, workers=workers,
         underrated=underrated, planned_ratings=planned, counts=p.counts,
         simulated_rows=int(r.simulated.sum()), warnings=p.warnings,
@@ -322,14 +330,28 @@ def analyze(
                   "mixed_model": rc.mixed_model, "mixed_model_max_ratings": rc.mixed_model_max_ratings},
         worker_table=worker_table, aspects=r.aspect_names, bins=table3_bins(r.aspects),
         aspect_info=r.aspects, mixed_models=mixed,
+        table3s={a.name: table3_records(p, tables, i) for i, a in enumerate(r.aspects) if a.table3},
     )
+
+
+def with_table3_aspects(r: Ratings, cfg: ExperimentConfig) -> Ratings:
+    """``r`` with the aspects ``[report] table3_aspects`` names binned as Table 3 (unset: as marked)."""
+    names = cfg.report.table3_aspects
+    if names is None:
+        return r
+    from dataclasses import replace
+
+    from mturk_eval.analysis.aspects import mark_table3
+
+    return replace(r, aspects=mark_table3(r.aspects, names,
+                                          f"{cfg.source_path or '<config>'}: report.table3_aspects"))
 
 
 def prepare(r: Ratings, cfg: ExperimentConfig, *, seed: int | None = None) -> Prepared:
     """Exclusions (rejected, attention checks, failed checks, excluded workers, duplicates), the systems
     and their letters, and per-unit sums: everything the four stages share."""
     rc = cfg.report
-    warnings: list[str] = list(r.notes)
+    warnings: list[str] = list(r.notes) + _status_and_item_warnings(r)
     table2_aspects = [a.name for a in r.aspects if a.table2]
     for k in rc.human_reference:
         if k not in table2_aspects:
@@ -420,20 +442,19 @@ def tables_stage(p: Prepared) -> Tables:
     unit_group = p.unit_group
     items_g = np.bincount(unit_group, minlength=S * A)
     ci_lo, ci_hi = inference.mean_intervals(p)
-    # Table 3: each response's mean on the Table 3 aspect (persona by default), binned with exact integer
-    # comparisons (sum >= k * count) at each point of the scale above its lowest.
-    t3 = next((i for i, a in enumerate(p.r.aspects) if a.table3), None)
-    if t3 is None:
-        bins = np.zeros((S, 0), dtype=np.int64)
-    else:
-        asp = p.r.aspects[t3]
+    # Table 3, per marked aspect (persona by default): each response's mean on it, binned with exact
+    # integer comparisons (sum >= k * count) at each point of the aspect's scale above its lowest.
+    bins: dict[int, np.ndarray] = {}
+    for t3, asp in enumerate(p.r.aspects):
+        if not asp.table3:
+            continue
         nb = asp.width - 1
         pu = np.flatnonzero(p.has & (p.unit_aspect == t3))
         ps, pc = p.unit_sum[pu], p.unit_cnt[pu]
         bin_idx = np.zeros(pu.size, dtype=np.int64)
         for k in range(asp.low + 1, asp.high):
             bin_idx += ps >= k * pc
-        bins = np.bincount(p.item_sys[p.unit_item[pu]] * nb + bin_idx, minlength=S * nb).reshape(S, nb)
+        bins[t3] = np.bincount(p.item_sys[p.unit_item[pu]] * nb + bin_idx, minlength=S * nb).reshape(S, nb)
     return Tables(n=n_g, mean=mean_g, sd=sd_g, items=items_g, ci_low=ci_lo, ci_high=ci_hi, bins=bins)
 
 
@@ -463,15 +484,23 @@ def table2_records(p: Prepared, tables: Tables, tests: Tests) -> list[dict[str, 
     return out
 
 
+def first_table3(aspects) -> int | None:
+    """The index of the first aspect binned as Table 3 (None when none is)."""
+    return next((i for i, a in enumerate(aspects) if a.table3), None)
+
+
 def table3_bins(aspects) -> tuple[str, ...]:
-    """The Table 3 aspect's bins (none when no aspect is marked for Table 3)."""
-    return next((a.bins for a in aspects if a.table3), ())
+    """The first Table 3 aspect's bins (none when no aspect is marked for Table 3)."""
+    i = first_table3(aspects)
+    return aspects[i].bins if i is not None else ()
 
 
-def table3_records(p: Prepared, tables: Tables) -> list[dict[str, Any]]:
-    """Per system: its names, the four bin counts and their sum."""
-    bins = table3_bins(p.r.aspects)
-    return [{**s.as_dict(), "bins": dict(zip(bins, tables.bins[k].tolist())), "n": int(tables.bins[k].sum())}
+def table3_records(p: Prepared, tables: Tables, aspect: int | None) -> list[dict[str, Any]]:
+    """Per system: its names, the bin counts of Table 3 aspect ``aspect`` (its index; none for None) and
+    their sum."""
+    bins = p.r.aspects[aspect].bins if aspect is not None else ()
+    counts = tables.bins[aspect] if aspect is not None else np.zeros((p.S, 0), dtype=np.int64)
+    return [{**s.as_dict(), "bins": dict(zip(bins, counts[k].tolist())), "n": int(counts[k].sum())}
             for k, s in enumerate(p.systems)]
 
 
@@ -587,16 +616,24 @@ def worker_rows(p: Prepared) -> list[dict[str, Any]]:
 
 def _per_assignment_conflicts(r: Ratings) -> list[str]:
     """Counted warnings for values that must be one per assignment but differ between its rows (work time,
-    reward): the worker figures use each assignment's first row."""
+    reward, status, worker, attention-check result), and for check rows whose assignment has no result:
+    each says how the report resolved it."""
     out = []
-    # Each row against its assignment's first row (no sort needed).
+    # Each row against its assignment's first row (no sort: every assignment code's first row).
     first_of_row = _first_rows(r)[r.assignment]
+
+    def differing(values: np.ndarray) -> np.ndarray:
+        """The assignments with a row whose value differs from the assignment's first row's."""
+        first = values[first_of_row]
+        same = values == first
+        if values.dtype.kind == "f":
+            same |= np.isnan(values) & np.isnan(first)
+        return np.unique(r.assignment[~same])
+
     for name, values, unit in (("work_time_s", r.work_time_s, " s"), ("reward", r.reward, "")):
         if values is None:
             continue
-        first = values[first_of_row]
-        differs = ~((values == first) | (np.isnan(values) & np.isnan(first)))
-        bad = np.unique(r.assignment[differs])
+        bad = differing(values)
         if bad.size:
             ex = []
             for a in bad[:3].tolist():
@@ -605,6 +642,66 @@ def _per_assignment_conflicts(r: Ratings) -> list[str]:
                           + (" and empty" if np.isnan(values[r.assignment == a]).any() else ""))
             out.append(f"{bad.size} assignment(s) have different {name} values on different rows (e.g. "
                        f"{'; '.join(ex)}); the worker figures use each assignment's first row.")
+
+    def coded_examples(bad: np.ndarray, codes: np.ndarray, vocab: list[str]) -> str:
+        ex = []
+        for a in bad[:3].tolist():
+            ex.append(f"{r.assignment_ids[a]}: "
+                      + ", ".join(repr(vocab[c]) for c in pd.unique(codes[r.assignment == a]).tolist()))
+        return "; ".join(ex)
+
+    bad = differing(r.status)
+    if bad.size:
+        out.append(f"{bad.size} assignment(s) have different status values on different rows (e.g. "
+                   f"{coded_examples(bad, r.status, r.statuses)}); only the rows marked Rejected were excluded, "
+                   "and the assignment counts as rejected in the worker figures when its first row is.")
+    bad = differing(r.worker)
+    if bad.size:
+        out.append(f"{bad.size} assignment(s) have rows from different workers (e.g. "
+                   f"{coded_examples(bad, r.worker, r.worker_ids)}); each rating row counts for its own worker, "
+                   "the assignment's attention checks and worker figures for one of them.")
+    # Attention-check results: 1 on some rows and 0 on others; check rows with no result anywhere.
+    n_a = len(r.assignment_ids)
+    failed = np.bincount(r.assignment[r.attention_passed == 0], minlength=n_a) > 0
+    passed = np.bincount(r.assignment[r.attention_passed == 1], minlength=n_a) > 0
+    mixed = np.flatnonzero(failed & passed)
+    if mixed.size:
+        out.append(f"{mixed.size} assignment(s) have attention_passed 1 on some rows and 0 on others (e.g. "
+                   f"{', '.join(r.assignment_ids[a] for a in mixed[:3].tolist())}); read as failed (a failure "
+                   "anywhere in the assignment wins).")
+    with_check = np.bincount(r.assignment[r.attention_check], minlength=n_a) > 0
+    unresolved = np.flatnonzero(with_check & ~failed & ~passed)
+    if unresolved.size:
+        rows = int(np.isin(r.assignment[r.attention_check], unresolved).sum())
+        out.append(f"{unresolved.size} assignment(s) hold attention-check rows ({rows}) but no attention_passed "
+                   f"result (e.g. {', '.join(r.assignment_ids[a] for a in unresolved[:3].tolist())}); the check "
+                   "rows were excluded and the assignments count as unchecked.")
+    return out
+
+
+KNOWN_STATUSES = ("submitted", "approved", "rejected", "")
+
+
+def _status_and_item_warnings(r: Ratings) -> list[str]:
+    """Counted warnings for statuses the report does not know (used as not rejected) and items that are
+    attention checks on some rows only (only the marked rows are excluded)."""
+    out = []
+    unknown = [i for i, v in enumerate(r.statuses) if v.strip().lower() not in KNOWN_STATUSES]
+    if unknown:
+        per = np.bincount(r.status, minlength=len(r.statuses))
+        total = int(per[unknown].sum())
+        ex = ", ".join(f"{r.statuses[i]!r} ({int(per[i])})" for i in sorted(unknown, key=lambda i: -per[i])[:3])
+        out.append(f"{total} rating row(s) have a status other than Submitted, Approved or Rejected ({ex}); they "
+                   "were used as not rejected.")
+    n_items = len(r.item_ids)
+    checks = np.bincount(r.item[r.attention_check], minlength=n_items)
+    others = np.bincount(r.item[~r.attention_check], minlength=n_items)
+    partly = np.flatnonzero((checks > 0) & (others > 0))
+    if partly.size:
+        out.append(f"{partly.size} item(s) are attention checks on some rows and not on others (e.g. "
+                   f"{', '.join(repr(r.item_ids[i]) for i in partly[:3].tolist())}); only the rows marked "
+                   f"attention_check were excluded ({int(others[partly].sum())} unmarked rows of them count as "
+                   "ratings).")
     return out
 
 

@@ -103,9 +103,15 @@ def read_ledger(path: Path, aspects: tuple[Aspect, ...] | None = None) -> tuple[
         raise UserError(f"{path}: file not found")
     with Ledger.open(path, create=False) as led:
         rows = led.ratings()
+        invalid, errors = led.invalid_submissions()
     if not rows:
         raise UserError(f"{path}: expected collected ratings, got none; run `mturk-eval collect` first")
-    return ratings_from_records(rows, str(path), aspects=aspects), f"ledger `{path}`"
+    r = ratings_from_records(rows, str(path), aspects=aspects)
+    if invalid:
+        ex = f" (e.g. {'; '.join(errors)})" if errors else ""
+        r.notes.append(f"{invalid} submission(s) in the ledger could not be read{ex}; they hold no ratings and "
+                       "count nowhere in this report (`mturk-eval status` counts them).")
+    return r, f"ledger `{path}`"
 
 
 def load_ratings(
@@ -180,13 +186,17 @@ def _table2_columns(an: Analysis) -> list[str]:
 
 
 def table3(ratings: pd.DataFrame | Analysis, config: Any = None, responses: Any = None, *,
-           seed: int | None = None) -> pd.DataFrame:
-    """Table 3/8: per system, how many responses' mean score on the Table 3 aspect (persona
-    consideration by default) falls in each bin of its scale, and their number ``n``."""
+           seed: int | None = None, aspect: str | None = None) -> pd.DataFrame:
+    """Table 3/8: per system, how many responses' mean score on a Table 3 aspect falls in each bin of its
+    scale, and their number ``n``. ``aspect``: one of the aspects binned as Table 3 (persona consideration
+    by default; several with ``table3 = true`` or ``[report] table3_aspects``), default the first one."""
+    from mturk_eval.analysis.render import table3_of
+
     an = analysis(ratings, config, responses, seed=seed)
-    cols = ["eval_set", "method", "model", *an.bins, "n"]
-    return pd.DataFrame([[r["eval_set"], r["method"], r["model"], *[r["bins"][b] for b in an.bins], r["n"]]
-                         for r in an.table3], columns=cols)
+    records, bins = table3_of(an, aspect)
+    cols = ["eval_set", "method", "model", *bins, "n"]
+    return pd.DataFrame([[r["eval_set"], r["method"], r["model"], *[r["bins"][b] for b in bins], r["n"]]
+                         for r in records], columns=cols)
 
 
 COMPARISON_COLUMNS = ["eval_set", "aspect", "a", "b", "system_a", "system_b", "mean_a", "mean_b", "test", "n_a",

@@ -13,9 +13,19 @@ or constants, and names each aspect with its scale and where its answer is:
 
 For layouts no template can express, ``function = "my_mapping.py:ratings"`` names a Python function
 called with each row as ``dict[str, str]`` and yielding long-format rows (item_id, eval_set, method,
-model, aspect, score; optional persona_id). Worker, assignment, status, work time and reward always come
-from the fixed columns. Without a mapping, the toolkit's own layout is read
+model, aspect, score; optional persona_id, attention_check). Worker, assignment, status, work time and
+reward always come from the fixed columns. Without a mapping, the toolkit's own layout is read
 (:func:`mturk_eval.analysis.ratings.ratings_from_batch`).
+
+Attention checks and simulated raters, as the toolkit's own layout has them: ``[attention_check]`` says
+which slots are checks (``item_id``, a regular expression searched in each item id, and/or ``column``, a
+column name with ``{slot}`` whose true/on/1 cell marks the slot, or without it the whole row) and what a
+careful rater answers (``[attention_check.expected]``, per aspect an integer, an inclusive
+``[low, high]`` or a template such as ``"{Input.gold_{slot}}"``).
+Check rows are marked ``attention_check`` and each assignment's result ``attention_passed`` (every
+check in it answered as expected), so the report excludes and counts them exactly as its own checks
+(:func:`apply_attention_checks`, vectorised over the ratings). ``simulated = "Answer.<column>"`` names the
+column whose true/1 cell marks a simulated rater (the toolkit's own is ``Answer.`` + ``SIMULATED_FIELD``).
 
 :func:`suggest_mapping` writes a starting mapping from the columns a file has (``mturk-eval mapping suggest``).
 """
@@ -36,9 +46,9 @@ from mturk_eval.analysis.batch_csv import BATCH_FIXED_COLUMNS, TRAILING_COLUMNS,
 from mturk_eval.analysis.ratings import (
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
+    BatchNotes,
     Ratings,
     ResponseIndex,
-    _parse_reward,
     _score_value,
     ratings_from_columns,
 )
@@ -49,8 +59,10 @@ from mturk_eval.io import read_text
 TRUE = {"true", "on", "1", "yes", "checked"}      # compared lower-case: True, TRUE, On ...
 FALSE = {"", "false", "off", "0", "no"}
 SYSTEM_FIELDS = ("eval_set", "method", "model")
-TOP_KEYS = ("items_per_hit", "slot_base", "item_id", "persona_id", "system", "aspects", "function", "missing")
+TOP_KEYS = ("items_per_hit", "slot_base", "item_id", "persona_id", "system", "aspects", "function", "missing",
+            "simulated", "attention_check")
 ASPECT_KEYS = ("name", "scale", "answer", "table2", "table3")
+CHECK_KEYS = ("item_id", "column", "expected")
 _FIELD = re.compile(r"\{([^{}]*)\}")
 
 
@@ -58,6 +70,18 @@ _FIELD = re.compile(r"\{([^{}]*)\}")
 class AspectMap:
     aspect: Aspect
     answer: str | None  # template of the answer column; None with a mapping function
+
+
+@dataclass
+class AttentionCheck:
+    """``[attention_check]``: which slots are checks and the answer each aspect must get there.
+
+    ``expected`` maps an aspect name to ``(low, high)`` (an exact value is ``low == high``) or to a
+    template string rendered per slot to the expected integer."""
+
+    item_id: str | None = None       # a regular expression searched in each item id
+    column: str | None = None        # a column name ({slot} allowed): a true/on/1 cell marks a check
+    expected: dict[str, tuple[int, int] | str] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +97,8 @@ class Mapping:
     aspects: list[AspectMap] = field(default_factory=list)
     function: str | None = None
     missing: str = "error"   # a missing answer: "error" (as the toolkit's own layout) or "skip" (counted)
+    simulated: str | None = None    # the column whose true/1 cell marks a simulated rater
+    attention_check: AttentionCheck | None = None
 
     def __post_init__(self) -> None:
         key = f"{self.path}"
@@ -90,6 +116,12 @@ class Mapping:
                 if not isinstance(a.answer, str) or not a.answer:
                     raise UserError(f"{key}: aspects[{i}].answer: expected a column template such as "
                                     f"\"Answer.q{{slot}}\", got {a.answer!r}")
+        if self.simulated is not None and (not isinstance(self.simulated, str) or _FIELD.search(self.simulated)
+                                           or not self.simulated.strip()):
+            raise UserError(f"{key}: simulated: expected a column name such as \"Answer.mturk_eval_simulated\" "
+                            f"(no template fields), got {self.simulated!r}")
+        if self.attention_check is not None:
+            _check_attention_spec(self, key)
         for k, v in self.system.items():
             if k not in (*SYSTEM_FIELDS,):
                 raise UserError(f"{key}: system.{k}: unknown key (expected {', '.join(SYSTEM_FIELDS)})")
@@ -135,7 +167,76 @@ def load_mapping(path: str | os.PathLike) -> Mapping:
     aspects = [AspectMap(s, a.get("answer")) for s, a in zip(specs, raw_aspects)]
     return Mapping(path=str(path), item_id=data.get("item_id", ""), items_per_hit=data.get("items_per_hit", 1),
                    slot_base=data.get("slot_base", 0), persona_id=data.get("persona_id"), system=system,
-                   aspects=aspects, function=function, missing=data.get("missing", "error"))
+                   aspects=aspects, function=function, missing=data.get("missing", "error"),
+                   simulated=data.get("simulated"), attention_check=_attention_table(data, path))
+
+
+def _attention_table(data: dict[str, Any], path: Path) -> AttentionCheck | None:
+    """``[attention_check]`` as read from TOML (keys and shapes; values are checked by the Mapping)."""
+    raw = data.get("attention_check")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: attention_check: expected a table ([attention_check]), got {raw!r}")
+    for k in raw:
+        if k not in CHECK_KEYS:
+            raise UserError(f"{path}: attention_check: unknown key {k!r} (expected {', '.join(CHECK_KEYS)})")
+    expected = raw.get("expected", {})
+    if not isinstance(expected, dict):
+        raise UserError(f"{path}: attention_check.expected: expected a table ([attention_check.expected], aspect = "
+                        f"answer), got {expected!r}")
+    return AttentionCheck(item_id=raw.get("item_id"), column=raw.get("column"), expected=dict(expected))
+
+
+def _check_attention_spec(m: Mapping, key: str) -> None:
+    """``[attention_check]``: a way to find the checks, a valid pattern, and an expected answer on each
+    named aspect's scale (templates only where there are slots to render them for)."""
+    ac = m.attention_check
+    k = f"{key}: attention_check"
+    if ac.item_id is None and ac.column is None:
+        raise UserError(f"{k}: expected item_id (a pattern of the check items' ids) or column (a cell marking a "
+                        "check), got neither")
+    if ac.item_id is not None:
+        if not isinstance(ac.item_id, str) or not ac.item_id:
+            raise UserError(f"{k}.item_id: expected a regular expression such as \"^attn-\", got {ac.item_id!r}")
+        try:
+            re.compile(ac.item_id)
+        except re.error as exc:
+            raise UserError(f"{k}.item_id: expected a regular expression, got {ac.item_id!r} ({exc})") from None
+    if ac.column is not None:
+        if (not isinstance(ac.column, str) or not ac.column.startswith(("Input.", "Answer."))
+                or set(_FIELD.findall(ac.column)) - {"slot"}):
+            raise UserError(f"{k}.column: expected an Input.* or Answer.* column name, {{slot}} its only field "
+                            f"(\"Input.is_check_{{slot}}\"), got {ac.column!r}")
+        if m.function is not None and "{slot}" in ac.column:
+            raise UserError(f"{k}.column: expected a column without {{slot}} with a mapping function (it marks "
+                            f"whole rows), got {ac.column!r}")
+    if not ac.expected:
+        raise UserError(f"{k}.expected: expected the answer a careful rater gives, per aspect "
+                        "([attention_check.expected] coherence = 1), got none")
+    scales = {a.name: a for a in m.aspect_specs}
+    for name, v in list(ac.expected.items()):
+        a = scales.get(name.lower())
+        ek = f"{k}.expected.{name}"
+        if a is None:
+            raise UserError(f"{ek}: expected an aspect of the mapping ({', '.join(scales)}), got an unknown aspect")
+        if isinstance(v, str):
+            if m.function is not None:
+                raise UserError(f"{ek}: expected an integer or [low, high] with a mapping function, got {v!r}")
+            if not _FIELD.search(v):
+                raise UserError(f"{ek}: expected an integer, [low, high] or a column template such as "
+                                f"\"{{Input.gold_{{slot}}}}\", got {v!r}")
+            spec: tuple[int, int] | str = v
+        else:
+            pair = [v, v] if isinstance(v, int) and not isinstance(v, bool) else v
+            if (not isinstance(pair, list) or len(pair) != 2
+                    or not all(isinstance(x, int) and not isinstance(x, bool) for x in pair)
+                    or not a.low <= pair[0] <= pair[1] <= a.high):
+                raise UserError(f"{ek}: expected an integer or [low, high] within {a.name}'s scale {a.low} to "
+                                f"{a.high}, got {v!r}")
+            spec = (pair[0], pair[1])
+        del ac.expected[name]
+        ac.expected[a.name] = spec
 
 
 # --------------------------------------------------------------------------------------------------
@@ -192,17 +293,17 @@ def _answer_name(template: str, slot: int, value: int | None = None) -> str:
 # Applying a mapping
 
 
-def _truth(v: Any, name: str, path: str, line: int) -> bool:
+def _truth(v: Any, name: str, path: str, line: int, what: str = "a radio-group option") -> bool:
     if isinstance(v, bool):
         return v
     if isinstance(v, dict):  # crowd-form checkbox/radio option: {"on": true}
-        return any(_truth(x, name, path, line) for x in v.values())
+        return any(_truth(x, name, path, line, what) for x in v.values())
     t = "" if v is None else str(v).strip().lower()
     if t in TRUE:
         return True
     if t in FALSE:
         return False
-    raise UserError(f"{where(path, line)}: {name}: expected true/on/1 or an empty cell (a radio-group option), got {v!r}")
+    raise UserError(f"{where(path, line)}: {name}: expected true/on/1 or an empty cell ({what}), got {v!r}")
 
 
 class _Answers:
@@ -314,13 +415,22 @@ def _load_function(m: Mapping) -> Callable[[dict[str, str]], Any]:
     return fn
 
 
-def _fixed(row: dict[str, str]) -> dict[str, Any]:
-    status = row.get("AssignmentStatus", "").strip()
-    if row.get("Reject", "").strip():
-        status = "Rejected"
+def _fixed(row: dict[str, str], seen: BatchNotes, simulated: bool = False) -> dict[str, Any]:
+    """The columns every rating of one batch row shares (``reward`` parsed once per row)."""
     return {"worker_id": row.get("WorkerId", "").strip(), "assignment_id": row.get("AssignmentId", "").strip(),
-            "status": status, "work_time_s": row.get("WorkTimeInSeconds", "").strip(), "simulated": 0,
-            "attention_check": 0, "attention_passed": None}
+            "status": seen.status(row), "work_time_s": row.get("WorkTimeInSeconds", "").strip(),
+            "simulated": int(simulated), "attention_check": 0, "attention_passed": None, "reward": seen.reward(row)}
+
+
+def _check_marker_column(m: Mapping, name: str, key: str, columns: set[str], path: str, task_answers: bool) -> None:
+    """A marker column (``simulated``, a row-level ``attention_check.column``) the file must have."""
+    if name not in columns and not (task_answers and name.startswith("Answer.")):
+        raise UserError(f"{m.path}: {key}: {name!r} names the column {name!r}, which {path} lacks")
+
+
+def _marked(answers: Any, name: str, path: str, line: int) -> bool:
+    """A marker cell: true/on/1 (a JSON true) marks; empty, false, off, 0 do not."""
+    return _truth(answers.get(name), name, path, line, "a marker")
 
 
 def ratings_from_mapping(batch: BatchCSV, mapping: Mapping, responses: ResponseIndex | None = None) -> Ratings:
@@ -334,17 +444,38 @@ def ratings_from_mapping(batch: BatchCSV, mapping: Mapping, responses: ResponseI
     rewards: list[Any] = []
     skipped = 0
 
+    seen = BatchNotes()
+
     def add(item: dict[str, Any], fixed: dict[str, Any], row: dict[str, str], line: int) -> None:
         for c in out:
             out[c].append(item.get(c, fixed.get(c)))
-        rewards.append(_parse_reward(row.get("Reward", "")))
+        rewards.append(fixed["reward"])
         lines.append(line)
+
+    ac = m.attention_check
+    expected_raw: list[Any] | None = None   # per rating row: the rendered expected-answer template, if any
+    skipped_checks: list[tuple[str, str, bool]] = []   # skipped answers a check expects: assignment, item, marked
+    if m.simulated is not None:
+        _check_marker_column(m, m.simulated, "simulated", columns, path, task_answers)
+    row_check = ac.column if ac is not None and ac.column and "{slot}" not in ac.column else None
+    if row_check is not None:
+        _check_marker_column(m, row_check, "attention_check.column", columns, path, task_answers)
+
+    def markers(row: dict[str, str], line: int, answers: Any = None) -> tuple[bool, bool]:
+        """(simulated?, the whole row a check?) of one batch row."""
+        if answers is None and (m.simulated is not None or row_check is not None):
+            answers = _Answers(row, columns, path, line, task_answers)
+        return (m.simulated is not None and _marked(answers, m.simulated, path, line),
+                row_check is not None and _marked(answers, row_check, path, line))
 
     if m.function is not None:
         fn = _load_function(m)
         need = ("item_id", "eval_set", "method", "model", "aspect", "score")
         for n, (row, line) in enumerate(zip(batch.rows, batch.lines), start=1):
-            fixed = _fixed(row)
+            sim, whole = markers(row, line)
+            fixed = _fixed(row, seen, sim)
+            if whole:
+                fixed["attention_check"] = 1
             try:
                 produced = list(fn(dict(row)) or [])
             except Exception as exc:  # noqa: BLE001 - the user's code: its message, with the row
@@ -354,7 +485,10 @@ def ratings_from_mapping(batch: BatchCSV, mapping: Mapping, responses: ResponseI
                 if not isinstance(item, dict) or any(k not in item for k in need):
                     raise UserError(f"{where(path, line)}: mapping function {m.function}: expected dicts with "
                                     f"{', '.join(need)}, got {item!r} (batch row {n})")
-                add({k: item[k] for k in (*need, "persona_id") if k in item}, fixed, row, line)
+                entry = {k: item[k] for k in (*need, "persona_id") if k in item}
+                if item.get("attention_check"):
+                    entry["attention_check"] = 1
+                add(entry, fixed, row, line)
     else:
         key = f"{m.path}"
         slots = list(m.slots)
@@ -366,26 +500,48 @@ def ratings_from_mapping(batch: BatchCSV, mapping: Mapping, responses: ResponseI
         _check_answer_columns(m, columns, path, task_answers)
         outside = {(i, s): _radio_outside(am.answer, s, columns, am.aspect) if "{value}" in am.answer else []
                    for i, am in enumerate(m.aspects) for s in slots}
+        slot_check = ({s: _answer_name(ac.column, s) for s in slots}
+                      if ac is not None and ac.column and "{slot}" in ac.column else None)
+        if slot_check is not None:
+            for s, name in slot_check.items():
+                _check_marker_column(m, name, "attention_check.column", columns, path, task_answers)
+        exp_t = {(name, s): compile_template(t, f"{key}: attention_check.expected.{name}", columns, path, s)
+                 for name, t in (ac.expected.items() if ac is not None else ()) if isinstance(t, str)
+                 for s in slots}
+        if exp_t:
+            expected_raw = []
+        check_pattern = re.compile(ac.item_id) if ac is not None and ac.item_id is not None else None
         for row, line in zip(batch.rows, batch.lines):
-            fixed = _fixed(row)
             answers = _Answers(row, columns, path, line, task_answers)
+            sim, whole = markers(row, line, answers)
+            fixed = _fixed(row, seen, sim)
             for s in slots:
                 t = id_t[s]
                 if t.columns and not any(row.get(c, "").strip() for c in t.columns):
                     if len(slots) > 1:
+                        seen.empty_slots += 1
                         continue  # a HIT with fewer items than slots leaves the rest empty
                     raise UserError(f"{where(path, line)}: {t.columns[0]}: expected a value for item_id, got an "
                                     "empty cell")
                 iid = t.render(row)
                 meta: dict[str, Any] = {}
-                if responses is not None and iid in responses.items:
-                    meta.update(responses.items[iid])
+                known = responses.items.get(iid, {}) if responses is not None else {}
+                meta.update(known)
                 for f, ts in sys_t.items():
                     meta[f] = ts[s].render(row)
+                    if known:
+                        seen.compare(iid, f, meta[f], known)
                 if persona_t is not None:
                     meta["persona_id"] = persona_t[s].render(row)
+                    if known:
+                        seen.compare(iid, "persona_id", meta["persona_id"], known)
+                is_check = (whole or (slot_check is not None and _marked(answers, slot_check[s], path, line))
+                            or (check_pattern is not None and check_pattern.search(iid) is not None))
                 for f in SYSTEM_FIELDS:
                     if not meta.get(f):
+                        if is_check:  # a check item is no system's output: it needs no system (never tabled)
+                            meta[f] = "-"
+                            continue
                         why = ("the responses file has no such item" if responses is not None
                                else "no --responses file was given")
                         raise UserError(f"{where(path, line)}: system.{f}: expected the item's {f} (from the mapping "
@@ -395,6 +551,8 @@ def ratings_from_mapping(batch: BatchCSV, mapping: Mapping, responses: ResponseI
                     if score is None:
                         if m.missing == "skip":
                             skipped += 1
+                            if ac is not None and am.aspect.name in ac.expected:
+                                skipped_checks.append((fixed["assignment_id"], iid, is_check))
                             continue
                         name = _answer_name(am.answer, s, am.aspect.low if "{value}" in am.answer else None)
                         raise UserError(f"{where(path, line)}: {name}: expected a score from {am.aspect.low} to "
@@ -402,14 +560,76 @@ def ratings_from_mapping(batch: BatchCSV, mapping: Mapping, responses: ResponseI
                                         + (" (no true cell in the radio group)" if "{value}" in am.answer else ""))
                     add({"item_id": iid, "eval_set": meta["eval_set"], "method": meta["method"],
                          "model": meta["model"], "persona_id": meta.get("persona_id"), "aspect": am.aspect.name,
-                         "score": score}, fixed, row, line)
+                         "score": score, "attention_check": int(is_check)}, fixed, row, line)
+                    if expected_raw is not None:
+                        t = exp_t.get((am.aspect.name, s))
+                        expected_raw.append(t.render(row) if t is not None else None)
     if not lines:
         raise UserError(f"{path}: expected at least one rating from the mapping {m.path}, got none")
     r = ratings_from_columns(out, path, lines, reward=rewards, aspects=m.aspect_specs)
+    r.notes.extend(seen.notes(batch))
     if skipped:
         r.notes.append(f"{skipped} missing answer(s) (an empty cell, or no true cell in a radio group) were "
                        f"skipped, as the mapping's missing = \"skip\" asks.")
+    if ac is not None:
+        apply_attention_checks(r, ac, expected_raw, skipped_checks)
     return r
+
+
+def apply_attention_checks(r: Ratings, ac: AttentionCheck, expected_raw: list[Any] | None = None,
+                           skipped: list[tuple[str, str, bool]] = ()) -> None:
+    """Mark the check rows of ``r`` (``ac.item_id`` matching the item id, or already marked by a column)
+    and give every row of an assignment holding a check its result, in place and vectorised: a check item
+    passes when each aspect ``ac.expected`` names was answered within its expected range; an assignment
+    passes when all its checks pass (the toolkit's own rule). ``skipped``: (assignment id, item id, marked
+    as a check) of answers a check expects that ``missing = "skip"`` left out: their assignments fail."""
+    import numpy as np
+    import pandas as pd
+
+    check = r.attention_check.copy()
+    pattern = re.compile(ac.item_id) if ac.item_id is not None else None
+    if pattern is not None:  # once per distinct item id
+        check |= np.fromiter(map(bool, map(pattern.search, r.item_ids)), dtype=bool, count=len(r.item_ids))[r.item]
+    n = len(r)
+    names = r.aspect_names
+    lo = np.full(n, np.nan)
+    hi = np.full(n, np.nan)
+    for name, spec in ac.expected.items():
+        if isinstance(spec, tuple):
+            on = r.aspect == names.index(name)
+            lo[on], hi[on] = spec
+    if expected_raw is not None:  # templates: the rendered value on check rows must be an integer on the scale
+        raw = pd.Series(expected_raw, dtype=object)
+        has = raw.notna().to_numpy() & check
+        val = pd.to_numeric(raw.where(has), errors="coerce").to_numpy(dtype=np.float64)
+        lows = np.array([a.low for a in r.aspects])[r.aspect]
+        highs = np.array([a.high for a in r.aspects])[r.aspect]
+        bad = has & ~((val == np.round(val)) & (val >= lows) & (val <= highs))
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            a = r.aspects[int(r.aspect[j])]
+            raise UserError(f"{where(r.source, int(r.lines[j]))}: attention_check.expected.{a.name}: expected an "
+                            f"integer from {a.low} to {a.high} ({a.name}'s scale), got {expected_raw[j]!r}")
+        lo[has], hi[has] = val[has], val[has]
+    graded = check & ~np.isnan(lo)
+    ok = (r.score >= lo) & (r.score <= hi)
+    # Per (assignment, item) check unit: every expected aspect answered, each as expected.
+    unit = r.assignment.astype(np.int64) * len(r.item_ids) + r.item
+    codes, uniq = pd.factorize(unit[check])
+    n_exp = len(ac.expected)
+    answered = np.bincount(codes[graded[check]], minlength=len(uniq))
+    wrong = np.bincount(codes[(graded & ~ok)[check]], minlength=len(uniq))
+    unit_pass = (answered >= n_exp) & (wrong == 0)   # >=: an item twice in one HIT is answered twice
+    passed = np.full(len(r.assignment_ids), 2, dtype=np.int8)      # 2: no check in the assignment
+    np.minimum.at(passed, (uniq // len(r.item_ids)).astype(np.int64), unit_pass.astype(np.int8))
+    if skipped:
+        code = {a: i for i, a in enumerate(r.assignment_ids)}
+        for aid, iid, marked in skipped:
+            if (marked or (pattern is not None and pattern.search(iid))) and aid in code:
+                passed[code[aid]] = 0
+    ap = passed[r.assignment]
+    r.attention_check = check
+    r.attention_passed = np.where(ap == 2, np.int8(-1), ap).astype(np.int8)
 
 
 def ratings_from_batch(batch: BatchCSV, responses: ResponseIndex | None = None,
@@ -425,6 +645,10 @@ def ratings_from_batch(batch: BatchCSV, responses: ResponseIndex | None = None,
 
 
 _NUM = re.compile(r"\d+")
+_SIMULATED = re.compile(r"simulat|is_?bot|synthetic", re.I)
+_CHECK_FLAG = re.compile(r"attention|attn|catch|trap|is_?check|check_?item", re.I)
+_GOLD = re.compile(r"gold|expected|correct", re.I)
+_CHECK_ID = re.compile(r"^(attn|attention|check|catch|trap|gold)[-_.]?", re.I)
 
 
 def _families(names: list[str]) -> dict[str, list[tuple[int, ...]]]:
@@ -455,7 +679,7 @@ def suggest_mapping(batch: BatchCSV) -> str:
     ``Answer.taskAnswers`` keys. Raises a one-line error when no column looks like a rating."""
     answers = [c for c in batch.columns if c.startswith("Answer.")]
     values: dict[str, list[Any]] = defaultdict(list)
-    names = list(answers)
+    names = [c for c in answers if not _SIMULATED.search(c) and not _CHECK_FLAG.search(c)]
     if "Answer.taskAnswers" in answers:
         names.remove("Answer.taskAnswers")
         for row in batch.rows[:200]:
@@ -467,6 +691,10 @@ def suggest_mapping(batch: BatchCSV) -> str:
                 parsed if isinstance(parsed, dict) else {}
             for k, v in obj.items():
                 n = f"Answer.{k}"
+                if _SIMULATED.search(k) or _CHECK_FLAG.search(k):
+                    if n not in answers:
+                        answers.append(n)
+                    continue
                 if n not in names:
                     names.append(n)
                 if isinstance(v, dict):
@@ -517,7 +745,8 @@ def suggest_mapping(batch: BatchCSV) -> str:
         item_id = "{" + id_col + "}" + ("-{slot}" if items > 1 else "")
     else:
         item_id = "{HITId}" + ("-{slot}" if items > 1 else "")
-    cond = next((c for c in plain_inputs if re.search(r"cond|method|system|model|variant|arm", c, re.I)), None)
+    cond = next((c for c in plain_inputs if re.search(r"cond|method|system|model|variant|arm", c, re.I)
+                 and not _CHECK_FLAG.search(c)), None)
     lines = [f"# Mapping suggested by `mturk-eval mapping suggest` for {Path(batch.path).name}: check every line.",
              f"# Answer columns found: {', '.join(answers[:12])}{', ...' if len(answers) > 12 else ''}",
              f"items_per_hit = {items}"]
@@ -526,12 +755,57 @@ def suggest_mapping(batch: BatchCSV) -> str:
     lines += [f'item_id = "{item_id}"', "", "[system]                           # what names the rated system; constants allowed",
               f'method = "{{{cond}}}"' if cond else 'method = "FILL-ME"                  # e.g. "{Input.condition}"',
               'eval_set = "main"', 'model = "-"']
+    simulated = next((c for c in answers if _SIMULATED.search(c)), None)
+    if simulated is not None:
+        lines.insert(3, f'simulated = "{simulated}"   # its true/1 cells mark simulated raters')
     for a in aspects:
         name = _aspect_name(a["template"])
         lines += ["", "[[aspects]]", f'name = "{name}"', f"scale = [{a['scale'][0]}, {a['scale'][1]}]"
                   + ("                   # the values seen; widen to the form's scale" if "{value}" not in a["template"] else ""),
                   f'answer = "{a["template"]}"']
+    lines += _suggest_checks(batch, inputs, answers, items > 1, id_slot, id_col, _aspect_name(aspects[0]["template"]))
     return "\n".join(lines) + "\n"
+
+
+def _suggest_checks(batch: BatchCSV, inputs: list[str], answers: list[str], slotted: bool, id_slot: str | None,
+                    id_col: str | None, aspect: str) -> list[str]:
+    """An ``[attention_check]`` section for the columns and ids that look like attention checks: a flag
+    column (``Input.is_check_{slot}``), check-like item ids (``attn-...``), a gold-answer column. Written
+    ready to use when a gold column gives the expected answer, commented out (to fill in) otherwise."""
+    def slot_form(cols: list[str]) -> str | None:
+        fam = _families(cols)
+        shape = next((f for f in fam if f.count("{}") >= 1), None) if slotted else None
+        if shape is not None:
+            return _fill(shape, ["{slot}"] * shape.count("{}"))
+        return next((c for c in cols if not _NUM.search(c[6:])), None) if cols else None
+
+    flag_cols = [c for c in inputs if _CHECK_FLAG.search(c) and not _GOLD.search(c)]
+    gold_cols = [c for c in inputs if _GOLD.search(c)]
+    questions = [c for c in answers if _CHECK_FLAG.search(c)]
+    note = ([f"# {', '.join(questions[:3])}: an attention question outside the rated items, not read (a mapping "
+             "function can grade it)."] if questions else [])
+    column = slot_form(flag_cols)
+    gold = slot_form(gold_cols)
+    id_cols = ([c for c in inputs if id_slot is not None and _NUM.sub("{}", c) == id_slot]
+               or ([id_col] if id_col else []))
+    prefixes = sorted({m.group(0) for row in batch.rows[:500] for c in id_cols
+                       for m in [_CHECK_ID.match(row.get(c, "").strip())] if m})
+    if column is None and not prefixes:
+        return [""] + note if note else []
+    body = ["[attention_check]"]
+    if column is not None:
+        body.append(f'column = "{column}"')
+    if prefixes:
+        alts = [re.escape(p).replace("\\-", "-") for p in prefixes]
+        # A TOML literal string: no escapes.
+        body.append(f"item_id = '^{alts[0]}'" if len(alts) == 1 else f"item_id = '^(?:{'|'.join(alts)})'")
+    body.append("[attention_check.expected]")
+    body.append(f'{aspect} = "{{{gold}}}"' if gold else f"{aspect} = 1")
+    seen = ", ".join(x for x in (column, f"item ids starting {', '.join(prefixes)}" if prefixes else None) if x)
+    if gold:
+        return ["", f"# Attention checks ({seen}); the expected answer from {gold}: check the aspect.", *note, *body]
+    return ["", f"# Attention checks ({seen}): say what a careful rater answers on them, then uncomment.", *note,
+            *[f"# {x}" for x in body]]
 
 
 def _fill(shape: str, parts: list[str]) -> str:

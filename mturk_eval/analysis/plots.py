@@ -1,5 +1,5 @@
-"""The report's PNG plots (matplotlib, Agg backend): persona-consideration distributions as stacked
-bars per system, and per-aspect means with their 95% confidence intervals."""
+"""The report's PNG plots (matplotlib, Agg backend): persona-consideration distributions (each Table 3
+aspect's) as stacked bars per system, and per-aspect means with their 95% confidence intervals."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,14 +13,18 @@ import numpy as np  # noqa: E402
 from mturk_eval.analysis.core import Analysis  # noqa: E402
 
 
-def _labels(an: Analysis) -> list[str]:
-    return [f"{r['eval_set_name']}\n{r['method_name']}\n{r['model']}" for r in an.table3]
+def _labels(records: list[dict]) -> list[str]:
+    return [f"{r['eval_set_name']}\n{r['method_name']}\n{r['model']}" for r in records]
 
 
-def persona_bars(an: Analysis, path: Path) -> None:
-    """Stacked bars: for each system, the share of responses in each bin of the Table 3 aspect."""
-    BINS = an.bins
-    counts = np.array([[r["bins"][b] for b in BINS] for r in an.table3], dtype=float).reshape(len(an.table3), len(BINS))
+def persona_bars(an: Analysis, path: Path, aspect: str | None = None) -> None:
+    """Stacked bars: for each system, the share of responses in each bin of a Table 3 aspect (the first
+    one by default)."""
+    from mturk_eval.analysis.render import table3_of
+
+    records, BINS = table3_of(an, aspect)
+    title = an.aspect_title(aspect) if aspect is not None else an.table3_aspect.title
+    counts = np.array([[r["bins"][b] for b in BINS] for r in records], dtype=float).reshape(len(records), len(BINS))
     totals = counts.sum(axis=1, keepdims=True)
     share = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(counts) + 2), 4.2))
@@ -32,10 +36,10 @@ def persona_bars(an: Analysis, path: Path) -> None:
         bottom += share[:, j]
     for i, t in enumerate(totals[:, 0]):
         ax.text(i, 1.01, f"n={int(t)}", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(x, _labels(an), fontsize=7)
+    ax.set_xticks(x, _labels(records), fontsize=7)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel("share of responses")
-    ax.set_title(f"{an.table3_aspect.title}: each response's mean score")
+    ax.set_title(f"{title}: each response's mean score")
     ax.legend(title="mean score", bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -70,11 +74,20 @@ def means_with_ci(an: Analysis, path: Path) -> None:
 
 
 def write_plots(an: Analysis, out_dir: Path) -> dict[str, str]:
-    """Write both plots into ``out_dir/plots``; returns their paths relative to ``out_dir``."""
+    """Write the plots into ``out_dir/plots``; returns their paths relative to ``out_dir``: ``means``,
+    and ``persona`` (``persona_consideration.png``) for the one Table 3 aspect, or ``table3:<aspect>``
+    (``bins_<aspect>.png``) for each of several."""
     d = out_dir / "plots"
     d.mkdir(parents=True, exist_ok=True)
     means_with_ci(an, d / "means_ci.png")
-    if an.table3_aspect is None:
+    marked = an.table3_aspects
+    if not marked:
         return {"means": "plots/means_ci.png"}
-    persona_bars(an, d / "persona_consideration.png")
-    return {"persona": "plots/persona_consideration.png", "means": "plots/means_ci.png"}
+    if len(marked) == 1:
+        persona_bars(an, d / "persona_consideration.png")
+        return {"persona": "plots/persona_consideration.png", "means": "plots/means_ci.png"}
+    out = {}
+    for a in marked:
+        persona_bars(an, d / f"bins_{a.name}.png", a.name)
+        out[f"table3:{a.name}"] = f"plots/bins_{a.name}.png"
+    return out | {"means": "plots/means_ci.png"}

@@ -28,6 +28,7 @@ from mturk_eval.analysis.aspects import PAPER_ASPECTS, Aspect
 from mturk_eval.config import ASPECTS, EVAL_SETS
 from mturk_eval.errors import UserError, where
 from mturk_eval.io import iter_jsonl, read_text
+from mturk_eval.tasks.answers import SIMULATED_FIELD
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("item_id", "eval_set", "method", "model", "worker_id", "aspect", "score")
 OPTIONAL_COLUMNS: tuple[str, ...] = (
@@ -481,7 +482,54 @@ def ratings_from_columns(
         lines=line_arr,
         reward=rew,
         aspects=aspects,
+        notes=_reader_notes(asp_codes, asp_vocab, names, item_ids, worker_ids),
     )
+
+
+def _padded_ids(ids: list[str]) -> list[str]:
+    """The ids that begin or end with white space. One search over the joined ids (in C) answers the usual
+    case, none; only then is each id looked at."""
+    import re
+
+    if not re.search(r"\x00\s|\s\x00", "\x00" + "\x00".join(ids) + "\x00"):
+        return []
+    return [i for i in ids if i != i.strip()]
+
+
+def _reader_notes(asp_codes: np.ndarray, asp_vocab: list[Any], names: list[str], item_ids: list[str],
+                  worker_ids: list[str]) -> list[str]:
+    """Counted warnings for what the long-format reader resolved on its own: aspects spelled otherwise
+    than their name (read as it), and item or worker ids with surrounding white space (kept as written)."""
+    out = []
+    respelled = [i for i, v in enumerate(asp_vocab) if v not in names]
+    if respelled:
+        per = np.bincount(asp_codes, minlength=len(asp_vocab))
+        ex = ", ".join(f"{asp_vocab[i]!r} as {asp_vocab[i].strip().lower()}" for i in respelled[:4])
+        out.append(f"{int(per[respelled].sum())} rating row(s) spell the aspect otherwise than its name ({ex}); "
+                   "read as the named aspect.")
+    for what, ids in (("item", item_ids), ("worker", worker_ids)):
+        padded = _padded_ids(ids)
+        if padded:
+            known = set(ids)
+            also = sum(p.strip() in known for p in padded)
+            # No worker id in the text: the report pseudonymises raters after reading (mturk_eval.privacy).
+            example = f" (e.g. {padded[0]!r})" if what == "item" else ""
+            out.append(f"{len(padded)} {what} id(s) begin or end with white space{example}; kept as written, so "
+                       f"they are other {what}s than the same ids without it"
+                       + (f" ({also} of them also occur without it)." if also else "."))
+    return out
+
+
+def _ignored_columns(names: Iterable[Any], also_read: tuple[str, ...] = ()) -> list[str]:
+    """A counted warning for the columns a long-format reader did not read (a misspelt ``simulate`` would
+    otherwise leave every rating unflagged without a word)."""
+    known = {*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *also_read}
+    extra = [str(n) for n in dict.fromkeys(names) if str(n) not in known]
+    if not extra:
+        return []
+    shown = ", ".join(repr(x) for x in extra[:6]) + (", ..." if len(extra) > 6 else "")
+    return [f"{len(extra)} column(s) not in the long format were ignored ({shown}); it reads "
+            f"{', '.join((*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *also_read))}."]
 
 
 def ratings_from_records(records: list[dict[str, Any]], source: str, lines: Iterable[int] | None = None,
@@ -503,7 +551,9 @@ def ratings_from_records(records: list[dict[str, Any]], source: str, lines: Iter
             i = cols[k].index(None)
             got = "null" if k in records[i] else "no such key"
             raise UserError(f"{where(source, line_list[i])}: {k}: expected a value, got {got}")
-    return ratings_from_columns(cols, source, line_list, aspects=aspects)
+    r = ratings_from_columns(cols, source, line_list, aspects=aspects)
+    r.notes.extend(_ignored_columns(k for rec in (*records[:1000], records[-1]) for k in rec))
+    return r
 
 
 def read_ratings(path: str | os.PathLike, aspects: tuple[Aspect, ...] | None = None) -> Ratings:
@@ -652,6 +702,7 @@ def read_ratings_parquet(path: str | os.PathLike, aspects: tuple[Aspect, ...] | 
     for f in table.schema:
         if f.name in kinds and not kinds[f.name][1](f.type):
             raise UserError(f"{path}: {f.name}: expected a Parquet column of {kinds[f.name][0]}, got {f.type}")
+    ignored = _ignored_columns(table.column_names, ("reward",))
     table = table.select([c for c in table.column_names if c in kinds])
     for i, name in enumerate(table.column_names):
         col = table.column(i)
@@ -661,7 +712,9 @@ def read_ratings_parquet(path: str | os.PathLike, aspects: tuple[Aspect, ...] | 
     reward = cols.pop("reward", None)
     if table.num_rows == 0:
         raise UserError(f"{path}: expected at least one rating row, got none")
-    return ratings_from_columns(cols, str(path), np.arange(1, table.num_rows + 1), reward=reward, aspects=aspects)
+    r = ratings_from_columns(cols, str(path), np.arange(1, table.num_rows + 1), reward=reward, aspects=aspects)
+    r.notes.extend(ignored)
+    return r
 
 
 def ratings_from_frame(df: pd.DataFrame, source: str = "DataFrame",
@@ -680,7 +733,9 @@ def ratings_from_frame(df: pd.DataFrame, source: str = "DataFrame",
         from mturk_eval.analysis.aspects import check_aspects
 
         aspects = check_aspects(df.attrs["aspects"], f"{source}: attrs['aspects']")
-    return ratings_from_columns(cols, source, lines, reward=reward, aspects=aspects)
+    r = ratings_from_columns(cols, source, lines, reward=reward, aspects=aspects)
+    r.notes.extend(_ignored_columns(df.columns, ("reward",)))
+    return r
 
 
 def _categorical(codes: np.ndarray, vocab: list[str]) -> pd.Categorical:
@@ -764,7 +819,9 @@ def _read_ratings(path: Path, aspects: tuple[Aspect, ...] | None = None) -> Rati
         return ratings_from_records(recs, str(path), lines, aspects)
     fast = _read_csv_arrow(path)
     if fast is not None:
-        return ratings_from_columns(fast, str(path), None, aspects=aspects)
+        r = ratings_from_columns(fast, str(path), None, aspects=aspects)
+        r.notes.extend(_ignored_columns(fast))
+        return r
     # The careful way: exact messages for a bad header, blank lines, ragged rows and bad bytes.
     text = read_text(path, encoding="utf-8-sig")
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -797,7 +854,9 @@ def _read_ratings(path: Path, aspects: tuple[Aspect, ...] | None = None) -> Rati
     columns = list(zip(*body))
     del body
     cols = {h: list(columns[j]) for j, h in enumerate(header)}
-    return ratings_from_columns(cols, str(path), lines, aspects=aspects)
+    r = ratings_from_columns(cols, str(path), lines, aspects=aspects)
+    r.notes.extend(_ignored_columns(header))
+    return r
 
 
 def write_ratings_csv(path: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
@@ -872,6 +931,61 @@ def _parse_reward(text: str) -> float | None:
         return None
 
 
+@dataclass
+class BatchNotes:
+    """What a batch reader (the toolkit's own layout or a mapping) resolves on its own while it reads the
+    rows, counted for the report's warnings (:meth:`notes`)."""
+
+    reject_cells: dict[str, int] = field(default_factory=dict)   # AssignmentStatus overridden -> rows
+    bad_rewards: dict[str, int] = field(default_factory=dict)    # Reward cell not an amount -> rows
+    empty_slots: int = 0
+    conflicts: dict[str, set] = field(default_factory=dict)      # field -> items whose batch value differs
+
+    def status(self, row: dict[str, str]) -> str:
+        """The row's status: ``Rejected`` when its Reject cell is filled (the website's rejection column)."""
+        status = row.get("AssignmentStatus", "").strip()
+        if row.get("Reject", "").strip():
+            if status.lower() != "rejected":
+                self.reject_cells[status] = self.reject_cells.get(status, 0) + 1
+            status = "Rejected"
+        return status
+
+    def reward(self, row: dict[str, str]) -> float | None:
+        raw = row.get("Reward", "")
+        value = _parse_reward(raw)
+        if value is None and raw.strip():
+            self.bad_rewards[raw.strip()] = self.bad_rewards.get(raw.strip(), 0) + 1
+        return value
+
+    def compare(self, item_id: str, field_name: str, batch_value: Any, responses_meta: dict[str, Any]) -> None:
+        """Note an item whose batch value of ``field_name`` differs from the responses file's."""
+        known = responses_meta.get(field_name)
+        if known not in (None, "") and batch_value != known:
+            self.conflicts.setdefault(field_name, set()).add(item_id)
+
+    def notes(self, batch: Any) -> list[str]:
+        out = []
+        if self.reject_cells:
+            ex = ", ".join(f"{k or 'empty'!s} ({v})" for k, v in sorted(self.reject_cells.items()))
+            out.append(f"{sum(self.reject_cells.values())} batch row(s) have a filled Reject cell but another "
+                       f"AssignmentStatus ({ex}); read as Rejected and excluded.")
+        if self.bad_rewards:
+            ex = ", ".join(repr(k) for k in list(self.bad_rewards)[:3])
+            out.append(f"{sum(self.bad_rewards.values())} batch row(s) have a Reward that is not an amount ({ex}); "
+                       "read as unknown (the worker figures use the other rows' reward, or hit.reward).")
+        if self.empty_slots:
+            out.append(f"{self.empty_slots} empty item slot(s) (no item id in a HIT with fewer items than slots) "
+                       "were skipped.")
+        for name, items in sorted(self.conflicts.items()):
+            ex = ", ".join(repr(i) for i in sorted(items)[:3])
+            out.append(f"{len(items)} item(s) have a {name} in the batch file other than the responses file's "
+                       f"(e.g. {ex}); the batch file's was used.")
+        if getattr(batch, "short_rows", 0):
+            out.append(f"{batch.short_rows} batch row(s) are shorter than the header by more than the trailing "
+                       "Approve/Reject cells; their missing cells were read as empty.")
+        return out
+
+
 def _not_our_layout(batch) -> str:
     """The tail of the message for a batch file in another layout: what it holds, and what to run."""
     answers = batch.answer_columns
@@ -919,6 +1033,7 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
     out: dict[str, list[Any]] = {c: [] for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)}
     lines: list[int] = []
     rewards: list[Any] = []
+    seen = BatchNotes()
     for row, line in zip(batch.rows, batch.lines):
         answers: dict[str, Any] = {c[7:]: v for c, v in row.items() if c.startswith("Answer.")}
         if task_answers:
@@ -932,10 +1047,9 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
             if not isinstance(parsed, list) or not parsed or not isinstance(parsed[0], dict):
                 raise UserError(f"{where(path, line)}: Answer.taskAnswers: expected a JSON array of one object, got {raw[:40]!r}")
             answers.update({str(kk): _answer_value(v) for kk, v in parsed[0].items()})
-        status = row.get("AssignmentStatus", "").strip()
-        if row.get("Reject", "").strip():
-            status = "Rejected"
-        simulated = 1 if str(answers.get("mturk_eval_simulated", "")).strip() in ("1", "true") else 0
+        status = seen.status(row)
+        reward = seen.reward(row)
+        simulated = 1 if str(answers.get(SIMULATED_FIELD, "")).strip().lower() in ("1", "true") else 0  # JSON true too
         wt = row.get("WorkTimeInSeconds", "").strip()
         start = len(lines)
         checks: list[bool] = []
@@ -943,15 +1057,18 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
             iid = row.get(f"Input.{prefix}item_id", "").strip()
             if not iid:
                 if prefix:
+                    seen.empty_slots += 1
                     continue  # a HIT with fewer items than slots leaves the rest empty
                 raise UserError(f"{where(path, line)}: Input.item_id: expected an item id, got an empty cell")
             meta: dict[str, Any] = {}
-            if responses is not None and iid in responses.items:
-                meta.update(responses.items[iid])
+            known = responses.items.get(iid, {}) if responses is not None else {}
+            meta.update(known)
             for f in ITEM_COLUMNS:
                 v = row.get(f"Input.{prefix}{f}")
                 if v is not None and v.strip():
                     meta[f] = v.strip()
+                    if known:
+                        seen.compare(iid, f, meta[f], known)
             for f in ("eval_set", "method", "model"):
                 if not meta.get(f):
                     why = "the responses file has no such item" if responses is not None else "no --responses file was given"
@@ -971,6 +1088,14 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
                         f"{where(path, line)}: Input.{prefix}attention_check: expected JSON like "
                         f'{{"aspects": {{"relevance": 2}}}}, got {check[:40]!r}'
                     ) from None
+                # A limit on no aspect, or on one not rated, would let every answer pass: bad input.
+                bad = [k for k, v in limits.items() if k not in ASPECTS or _score_value(v) is None]
+                if bad or not limits:
+                    got = f"{bad[0]!r}: {limits[bad[0]]!r}" if bad else "none"
+                    raise UserError(
+                        f"{where(path, line)}: Input.{prefix}attention_check: expected the highest passing score "
+                        f"(1 to 5) of one or more of {', '.join(ASPECTS)}, got {got}"
+                    )
             for a in ASPECTS:
                 v = answers.get(f"{prefix}{a}")
                 if v is None and prefix == "":
@@ -993,15 +1118,14 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
                 out["work_time_s"].append(wt)
                 out["status"].append(status)
                 out["attention_passed"].append(None)
-                rewards.append(_parse_reward(row.get("Reward", "")))
+                rewards.append(reward)
                 lines.append(line)
             if check:
                 n = len(ASPECTS)
                 try:
-                    ok = all(float(out["score"][-n + ASPECTS.index(a)]) <= float(lim)
-                             for a, lim in limits.items() if a in ASPECTS)
+                    ok = all(float(out["score"][-n + ASPECTS.index(a)]) <= float(lim) for a, lim in limits.items())
                 except (TypeError, ValueError):
-                    ok = False
+                    ok = False  # the score itself is checked (and refused) with the others
                 checks.append(ok)
         if checks:
             # The assignment's check result applies to every row of that assignment.
@@ -1010,4 +1134,6 @@ def ratings_from_batch(batch, responses: ResponseIndex | None = None) -> Ratings
                 out["attention_passed"][j] = passed
     if not lines:
         raise UserError(f"{path}: expected at least one assignment row, got none")
-    return ratings_from_columns(out, path, lines, reward=rewards)
+    r = ratings_from_columns(out, path, lines, reward=rewards)
+    r.notes.extend(seen.notes(batch))
+    return r

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from mturk_eval.analysis.core import Analysis
+from mturk_eval.errors import UserError
 
 BANNER = ("> **SIMULATED RATINGS.** {n} of the rating rows come from simulated workers, not people. "
           "These figures test the pipeline; they are not results.")
@@ -113,16 +114,39 @@ def table2_rows(an: Analysis, latex: bool = False) -> tuple[list[str], list[list
 # Table 3 / 8
 
 
-def table3_rows(an: Analysis) -> tuple[list[str], list[list[str]]]:
-    header = ["Eval Dataset", "Training Method", "Model", *an.bins, "Sample count"]
+def table3_rows(an: Analysis, aspect: str | None = None) -> tuple[list[str], list[list[str]]]:
+    """Table 3's header and rows for the Table 3 aspect ``aspect`` (default the first one)."""
+    records, bins = table3_of(an, aspect)
+    header = ["Eval Dataset", "Training Method", "Model", *bins, "Sample count"]
     rows = []
     prev_es = None
-    for row in an.table3:
+    for row in records:
         es = row["eval_set_name"] if row["eval_set"] != prev_es else ""
         prev_es = row["eval_set"]
         rows.append([es, f"({row['letter']}) {row['method_name']}", row["model"],
-                     *[str(row["bins"][b]) for b in an.bins], str(row["n"])])
+                     *[str(row["bins"][b]) for b in bins], str(row["n"])])
     return header, rows
+
+
+def table3_of(an: Analysis, aspect: str | None = None) -> tuple[list[dict[str, Any]], tuple[str, ...]]:
+    """The per-system rows and the bins of one Table 3: the aspect named (one marked for Table 3), or
+    the first marked one (``an.table3``) when ``aspect`` is None."""
+    if aspect is None:
+        return an.table3, an.bins
+    marked = an.table3_aspects
+    a = next((x for x in marked if x.name == aspect), None)
+    if a is None:
+        raise UserError(f"table3: aspect: expected one of the aspects binned as Table 3 "
+                        f"({', '.join(x.name for x in marked) or 'none'}), got {aspect!r}")
+    return an.table3s[a.name], a.bins
+
+
+def table3_files(an: Analysis) -> list[tuple[Any, str]]:
+    """Each Table 3 aspect with the stem of its files: ``table3`` (``table8``) when one aspect is binned,
+    ``table3_<aspect>`` each when several are."""
+    n = an.table_numbers["persona"]
+    marked = an.table3_aspects
+    return [(a, f"table{n}" if len(marked) == 1 else f"table{n}_{a.name}") for a in marked]
 
 
 
@@ -316,6 +340,8 @@ def to_json(an: Analysis, automatic: list[dict[str, Any]] | None = None) -> dict
         "agreement": an.agreement, "workers": an.workers, "underrated": an.underrated, "warnings": an.warnings,
         "mixed_models": an.mixed_models,
         "automatic": automatic,
+        # Several Table 3 aspects: each one's rows ("table3" above is the first one's).
+        **({"table3_by_aspect": an.table3s} if len(an.table3s) > 1 else {}),
     })
 
 
@@ -362,16 +388,16 @@ def report_markdown(an: Analysis, plots: dict[str, str], automatic_md: str | Non
                                *[an.aspect_title(a) for a in an.aspects]], ci_rows))
     if "means" in plots:
         out.append(f"\n![Per-aspect means with 95% confidence intervals]({plots['means']})\n")
-    t3 = an.table3_aspect
-    if t3 is not None:
-        h, rows = table3_rows(an)
+    for t3 in an.table3_aspects:
+        h, rows = table3_rows(an, t3.name)
         what = "persona-consideration" if t3.name == "persona" else t3.title.lower()
         out.append(f"\n## {t3.title} (Table {tn['persona']})\n\nEach response's mean {what} "
                    f"score over its workers, counted in bins (a mean of exactly {t3.high} falls in the last bin).\n\n"
                    + markdown_table(h, rows))
-    if "persona" in plots:
-        title = "Persona-consideration" if t3 is None or t3.name == "persona" else t3.title
-        out.append(f"\n![{title} distribution per system]({plots['persona']})\n")
+        plot = plots.get("persona") if len(an.table3_aspects) == 1 else plots.get(f"table3:{t3.name}")
+        if plot:
+            title = "Persona-consideration" if t3.name == "persona" else t3.title
+            out.append(f"\n![{title} distribution per system]({plot})\n")
     family = "eval set" if an.settings.get("holm_family", "eval_set") == "eval_set" else "eval set and aspect"
     out.append("\n## Differences between systems\n\n"
                "Two-sided tests on exact per-item mean scores between every pair of systems within an eval set, per "

@@ -5,11 +5,12 @@ Output directory::
 
     report.md                 the results section (tables, plots, tests, agreement, workers, warnings)
     report.json               everything as data
-    tables/table2.{md,tex,csv,json}, tables/table3.{md,tex,csv,json}   (7/8 for Japanese experiments)
+    tables/table2.{md,tex,csv,json}, tables/table3.{md,tex,csv,json}   (7/8 for Japanese experiments;
+                              table3_<aspect>.* each when several aspects are binned as Table 3)
     tables/table1.{md,json}   automatic metrics (6 for Japanese), when a responses file is available
     tests.csv, agreement.csv, workers.csv, underrated_items.csv
     ratings.parquet           the checked ratings in the long format (mturk_eval.analysis.load_ratings reads it)
-    plots/persona_consideration.png, plots/means_ci.png
+    plots/persona_consideration.png, plots/means_ci.png   (bins_<aspect>.png each for several Table 3 aspects)
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from mturk_eval.analysis import frames, render
-from mturk_eval.analysis.core import Analysis, analyze
+from mturk_eval.analysis.core import Analysis, analyze, with_table3_aspects
 from mturk_eval.analysis.ratings import Ratings, ResponseIndex, ratings_parquet, read_responses, small_pages
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
@@ -165,6 +166,7 @@ def _build_report(cfg: ExperimentConfig, *, ratings_path, batch_csv, mapping, ta
     stages.set_postfix_str("loading ratings")
     ratings, source = report_ratings(cfg, ratings_path=ratings_path, batch_csv=batch_csv, mapping=mapping,
                                      target=target, responses=responses)
+    ratings = with_table3_aspects(ratings, cfg)  # a bad name stops here, before anything is written
     # Privacy (mturk_eval/privacy.py, docs/participants.md): rater and submission ids are pseudonyms from
     # here on, before anything is computed, encoded or written (tables, ratings files, report.json/.md).
     privacy = report_privacy(ratings, cfg, find_ledger(cfg, target) if ratings_path is None and batch_csv is None
@@ -196,11 +198,10 @@ def _build_report(cfg: ExperimentConfig, *, ratings_path, batch_csv, mapping, ta
     sources = [source] + ([f"responses `{responses_path}`"] if responses_path is not None else [])
     tn = an.table_numbers
     h2, r2 = render.table2_rows(an)
-    h3, r3 = render.table3_rows(an)
-    t3 = an.table3_aspect
+    table3s = [(a, stem, *render.table3_rows(an, a.name)) for a, stem in render.table3_files(an)]
     terminal = (f"Table {tn['human']}: human evaluation, mean (SD)\n" + render.markdown_table(h2, r2)
-                + (f"\nTable {tn['persona']}: {t3.title.lower()}, per-response mean in bins\n"
-                   + render.markdown_table(h3, r3) if t3 is not None else "")
+                + "".join(f"\nTable {tn['persona']}: {a.title.lower()}, per-response mean in bins\n"
+                          + render.markdown_table(h3, r3) for a, _, h3, r3 in table3s)
                 + "\n" + "".join(s["sentence"] + "\n" for s in an.test_summary))
     if an.simulated_rows:
         terminal = render.BANNER.format(n=an.simulated_rows).lstrip("> ") + "\n\n" + terminal
@@ -225,13 +226,13 @@ def _build_report(cfg: ExperimentConfig, *, ratings_path, batch_csv, mapping, ta
             f"tab:human-{an.experiment}", raw_cols=set(range(3, 3 + len(an.table2_aspects)))))
         atomic_write_text(tables / f"table{tn['human']}.csv", frames.frame_csv(frames.table2(an), "%.6g"))
         atomic_write_text(tables / f"table{tn['human']}.json", render.dumps(render.to_json(an)["table2"]))
-        if an.table3_aspect is not None:
-            atomic_write_text(tables / f"table{tn['persona']}.md", render.markdown_table(h3, r3))
-            atomic_write_text(tables / f"table{tn['persona']}.tex", render.latex_table(
-                h3, r3, f"{an.table3_aspect.title}: per-response mean score in bins ({an.experiment}).",
-                f"tab:persona-{an.experiment}"))
-            atomic_write_text(tables / f"table{tn['persona']}.csv", frames.frame_csv(frames.table3(an)))
-            atomic_write_text(tables / f"table{tn['persona']}.json", render.dumps(an.table3))
+        for a, stem, h3, r3 in table3s:
+            label = f"tab:persona-{an.experiment}" + ("" if len(table3s) == 1 else f"-{a.name}")
+            atomic_write_text(tables / f"{stem}.md", render.markdown_table(h3, r3))
+            atomic_write_text(tables / f"{stem}.tex", render.latex_table(
+                h3, r3, f"{a.title}: per-response mean score in bins ({an.experiment}).", label))
+            atomic_write_text(tables / f"{stem}.csv", frames.frame_csv(frames.table3(an, aspect=a.name)))
+            atomic_write_text(tables / f"{stem}.json", render.dumps(an.table3s[a.name]))
         auto_md = None
         if auto is not None:
             auto_md, auto_data = auto

@@ -17,9 +17,9 @@ from mturk_eval.cli.options import target_options, batch_filter_option, setup
 @click.option("--export-csv", type=click.Path(dir_okay=False), default=None,
               help="Also write the ledger as an MTurk batch-results CSV to this file.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@batch_filter_option("--export-csv then holds only their assignments.")
+@batch_filter_option("--export-csv then holds only their submissions.")
 def collect(config_path, platform_name, sandbox, endpoint_url, api_url, export_csv, no_progress, batches):
-    """Fetch submitted assignments, validate and store their answers (safe to rerun).
+    """Fetch submissions (MTurk: assignments), validate and store their answers (safe to rerun).
 
     Says which batches were collected (all of them unless --batch is given).
     """

@@ -14,11 +14,11 @@ from mturk_eval.cli.options import target_options, batch_filter_option, setup
 @prolific_options
 @click.option("--stop", is_flag=True, help="Prolific: STOP the studies (final: they can never restart); default PAUSE.")
 @click.option("--yes", is_flag=True, help="Prolific: do not ask before --stop.")
-@click.option("--delete", is_flag=True, help="Delete the HITs MTurk allows to (reviewed, nothing in progress).")
+@click.option("--delete", is_flag=True, help="MTurk: delete the HITs MTurk allows to (reviewed, nothing in progress).")
 @click.option("--dry-run", is_flag=True, help="List what would be expired or deleted.")
 @batch_filter_option("")
 def expire(config_path, platform_name, sandbox, endpoint_url, api_url, stop, yes, delete, dry_run, batches):
-    """Expire (stop) or delete the HITs of every batch, or of the --batch given.
+    """Expire (stop) or delete the tasks (MTurk: HITs) of every batch, or of the --batch given.
 
     The first line names the batches acted on (all of them unless --batch is given).
     """

@@ -15,8 +15,8 @@ def mapping() -> None:
 @click.option("--out", "out_path", type=click.Path(dir_okay=False),
               help="Write the mapping to this file (refused if it exists) instead of printing it.")
 def suggest(batch_csv, out_path) -> None:
-    """Print a mapping suggested from BATCH_CSV's columns: items per HIT and slot numbers, an item id
-    template, the system, and one [[aspects]] table per rating question found (radio groups, plain
+    """Print a mapping suggested from an MTurk batch results file's columns: items per HIT and slot
+    numbers, an item id template, the system, and one [[aspects]] table per rating question found (radio groups, plain
     integer answers, crowd-form taskAnswers keys) with the scale seen. Check it, then pass it to
     `mturk-eval report --batch-csv BATCH_CSV --mapping FILE`."""
     from pathlib import Path

@@ -36,7 +36,7 @@ def _check_batches(ctx, param, value):
 def batch_filter_option(what: str):
     return click.option(
         "--batch", "batches", multiple=True, metavar="LABEL", callback=_check_batches,
-        help=f"Only the HITs of this batch (as given to publish --batch; repeatable); default every batch."
+        help=f"Only the tasks of this batch (as given to publish --batch; repeatable); default every batch."
              f" {what}".rstrip())
 
 

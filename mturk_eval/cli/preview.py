@@ -16,15 +16,15 @@ from mturk_eval.cli.options import responses_option, responses_path
               help="Folder for the HTML files (default runs/<experiment>/preview).")
 @click.option("--item", "item_ids", multiple=True, help="An item_id to render (repeatable); default a spread: one item of each eval_set/method/model"
                    " (and persona) in turn.")
-@click.option("--count", default=3, show_default=True, help="How many HITs to render when no --item is given.")
+@click.option("--count", default=3, show_default=True, help="How many tasks to render when no --item is given.")
 @click.option("--attention", is_flag=True, help="Also render one attention-check item.")
 @click.option("--serve", is_flag=True, help="Serve the files on http://127.0.0.1:PORT until Ctrl-C.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
               help="Port for --serve (0 picks a free one).")
 def preview(config_path, responses, out_dir, item_ids, count, attention, serve, port):
-    """Render rating HITs to HTML files (or serve them) to look at before paying.
+    """Render rating tasks (MTurk: HITs) to HTML files (or serve them) to look at before paying.
 
-    Without --item the --count HITs take items round-robin over the (eval_set, method, model) groups,
+    Without --item the --count tasks take items round-robin over the (eval_set, method, model) groups,
     and over each group's personas, so every system is seen (a note says when --count is too small).
     """
     from mturk_eval.actions.preview import preview as run, serve as serve_dir

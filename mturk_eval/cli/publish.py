@@ -20,13 +20,13 @@ from mturk_eval.cli.options import responses_option, target_options, setup, resp
                    " [platform.mturk] question = \"external\"); default [site] public_url; https:// for a real study."
                    " With --sandbox and no address the site is started in the background on 127.0.0.1.")
 @click.option("--batch", default="main", show_default=True,
-              help="Batch label: the same items in a new batch get new HITs (e.g. more workers).")
+              help="Batch label: the same items in a new batch get new tasks (e.g. more raters).")
 @click.option("--max-cost", type=float, default=None,
               help="Refuse to publish when this run would cost more dollars (default hit.max_cost).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation before publishing on --live.")
 @click.option("--dry-run", is_flag=True, help="Show the plan and cost; write and publish nothing.")
 @click.option("--allow-empty", is_flag=True,
-              help="Publish responses that are empty or only whitespace (refused otherwise: workers would"
+              help="Publish responses that are empty or only whitespace (refused otherwise: raters would"
                    " rate a blank reply).")
 @click.option("--raters", type=click.IntRange(0), default=None, metavar="N",
               help="Invite links (--platform links): make sure N links exist, one rater each; printed and written"

@@ -16,7 +16,7 @@ import click
 @click.option("--batch-csv", "batch_csv", type=click.Path(dir_okay=False),
               help="MTurk batch results CSV (website download or `collect --export-csv`) instead of the ledger.")
 @click.option("--mapping", "mapping", type=click.Path(dir_okay=False),
-              help="TOML mapping for a batch CSV from another template (items per HIT, item ids, systems, aspects "
+              help="TOML mapping for an MTurk batch CSV from another template (items per HIT, item ids, systems, aspects "
                    "with their scales and answer columns); `mturk-eval mapping suggest FILE` writes a first one.")
 @click.option("--target", type=click.Choice(["sandbox", "live", "local", "links", "prolific", "prolific-emulator"]),
               help="Which ledger to read (default: the only one that exists).")
@@ -34,7 +34,7 @@ import click
 def report(config_path, ratings_path, batch_csv, mapping, target, responses_path, out_dir, seed, no_plots, quiet,
            no_collect) -> None:
     """Write the results section: Tables 2/3 (7/8 for Japanese) as Markdown, LaTeX, CSV and JSON,
-    confidence intervals, Holm-corrected tests between systems, Krippendorff's alpha, worker figures,
+    confidence intervals, Holm-corrected tests between systems, Krippendorff's alpha, rater figures,
     plots, and report.md (with a banner when any rating was simulated)."""
     from mturk_eval.analysis.report import build_report
     from mturk_eval.config import ExperimentConfig, find_config, load_config

@@ -16,15 +16,15 @@ from mturk_eval.cli.options import target_options, batch_filter_option, setup
 @prolific_options
 @click.option("--apply", is_flag=True, help="Carry the actions out (without it: a dry run that lists them).")
 @click.option("--reject-failed-attention", is_flag=True,
-              help="Reject assignments that failed an attention check (otherwise they are approved).")
-@click.option("--feedback", default=None, help="The reason rejected workers read (a clear default is used).")
-@click.option("--block", "block_workers", multiple=True, metavar="WORKER_ID", help="Block this worker (repeatable).")
-@click.option("--block-failed-attention", is_flag=True, help="Block every worker who failed an attention check.")
+              help="Reject submissions (MTurk: assignments) that failed an attention check (otherwise they are approved).")
+@click.option("--feedback", default=None, help="The reason rejected raters read (a clear default is used).")
+@click.option("--block", "block_workers", multiple=True, metavar="WORKER_ID", help="Block this rater (repeatable).")
+@click.option("--block-failed-attention", is_flag=True, help="Block every rater who failed an attention check.")
 @click.option("--block-reason", default=None, help="Reason recorded with blocks.")
-@click.option("--bonus", default=None, metavar="DOLLARS", help="Pay this bonus once per approved assignment.")
-@click.option("--bonus-reason", default="", help="The message workers get with the bonus (required with --bonus).")
+@click.option("--bonus", default=None, metavar="DOLLARS", help="Pay this bonus once per approved submission.")
+@click.option("--bonus-reason", default="", help="The message raters get with the bonus (required with --bonus).")
 @click.option("--bonus-label", default="bonus", show_default=True,
-              help="Bonuses with the same label are paid at most once per assignment, whatever the amount.")
+              help="Bonuses with the same label are paid at most once per submission, whatever the amount.")
 @click.option("--yes", is_flag=True, help="Do not ask before paying bonuses on --live.")
 @click.option("--rejection", default=None,
               help="Prolific: the [platform.prolific.rejections] template (category + message of >= 100 characters);"
@@ -38,11 +38,11 @@ from mturk_eval.cli.options import target_options, batch_filter_option, setup
               help="Prolific: pay this bulk bonus again (you checked Prolific did not pay it after a crash).")
 @click.option("--max-cost", type=float, default=None, help="Prolific: refuse bonuses costing more than this.")
 @batch_filter_option("Approvals, rejections, bonuses and --block-failed-attention then concern only their"
-                     " assignments (--block WORKER_ID blocks whatever the batch).")
+                     " submissions (--block WORKER_ID blocks whatever the batch).")
 def review(config_path, platform_name, sandbox, endpoint_url, api_url, apply, reject_failed_attention, feedback,
            block_workers, block_failed_attention, block_reason, bonus, bonus_reason, bonus_label, yes, rejection,
            rejection_category, rejection_message, bonus_paid, bonus_unpaid, max_cost, batches):
-    """Approve stored assignments, optionally reject attention-check failures, block, bonus.
+    """Approve stored submissions (MTurk: assignments), optionally reject attention-check failures, block, bonus.
 
     A dry run by default: it prints what it would do; --apply does it. Paying bonuses on --live shows
     their total cost first and needs --yes or a confirmation. The first line names the batches

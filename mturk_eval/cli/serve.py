@@ -17,7 +17,7 @@ from mturk_eval.cli import config_option
 @click.option("--production", is_flag=True, help="Serve with gunicorn (for a real study) instead of Flask's"
               " development server.")
 @click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
-@click.option("--threads", default=8, show_default=True, type=int, help="Threads per gunicorn worker.")
+@click.option("--threads", default=4, show_default=True, type=int, help="Threads per gunicorn worker.")
 @click.option("--ready-file", type=click.Path(dir_okay=False), default=None,
               help="Write the site's URL to this file once it serves (scripts; the background site of --sandbox).")
 def serve(config_path, host, port, public_url, production, workers, threads, ready_file):

@@ -12,10 +12,10 @@ from mturk_eval.cli.options import target_options, batch_filter_option, setup
 @config_option
 @target_options
 @prolific_options
-@click.option("--offline", is_flag=True, help="Read the ledger only; do not ask MTurk for fresh HIT states.")
+@click.option("--offline", is_flag=True, help="Read the ledger only; do not ask the platform for fresh task states.")
 @batch_filter_option("Counts, costs and the estimate are then those of the batches given.")
 def status(config_path, platform_name, sandbox, endpoint_url, api_url, offline, batches):
-    """HITs and assignments by state, cost so far, estimated time left.
+    """Tasks and submissions (MTurk: HITs and assignments) by state, cost so far, estimated time left.
 
     The first line names the target and the batches counted (all of them unless --batch is given).
     """

@@ -5,15 +5,18 @@
   responses and ``raters`` assignments per HIT, reward ``hit.reward``.
 - Prolific: ``platforms.prolific.fees.study_cost`` (participants' rewards + the service fee + VAT on the
   fee, the ``[platform.prolific]`` fee_rate and vat_rate), one place per task of ``hit.items_per_hit``
-  responses, reward ``platform.prolific.reward``; Prolific's own calculator is used by ``publish`` when a token is present,
-  the planner prices offline.
+  responses, reward ``platform.prolific.reward``. With ``PROLIFIC_TOKEN`` in the environment,
+  :class:`ProlificCalculator` also asks Prolific's own calculator (POST /study-cost-calculator/: a read,
+  nothing is created or paid) once per distinct (reward, places) and the design is priced, as ``publish``
+  counts it, at the higher of the two figures; a failed call is one line and the offline figures stand.
 - Invite links: nothing is paid through the tool (raters you invite yourself), cost 0.
 """
 from __future__ import annotations
 
 import math
-from decimal import Decimal
-from typing import Any
+import os
+from decimal import ROUND_CEILING, Decimal
+from typing import Any, Callable
 
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
@@ -88,3 +91,77 @@ def design_cost(platform: str, cfg: ExperimentConfig, items: int, raters: int, s
         return {"platform": "links", "currency": "", "total": 0.0, "rewards": 0.0, "fees": 0.0, "tasks": tasks,
                 "places": places, "rule": "invite links: nothing paid through the tool"}
     raise UserError(f"--platform: expected one of {', '.join(PLATFORMS)}, got {platform!r}")
+
+
+class ProlificCalculator:
+    """Prolific's own figure for each design's places (POST /study-cost-calculator/, read-only) beside the
+    offline one, with the token from ``PROLIFIC_TOKEN`` (never shown); one call per distinct (reward,
+    places). The first failure (a malformed token, an unreachable or refusing API) is one line through
+    ``echo``; from then on every design keeps its offline figure, and the plan says so."""
+
+    def __init__(self, cfg: ExperimentConfig, echo: Callable[[str], None] | None = None,
+                 env: dict | None = None, api_url: str | None = None):
+        from mturk_eval.platforms.prolific.workflow import settings_of
+
+        self.settings = settings_of(cfg)
+        self.api_url = api_url or self.settings.api_url
+        self.env = os.environ if env is None else env
+        self.echo = echo or (lambda line: None)
+        self.cache: dict[tuple[int, int], Decimal] = {}
+        self.calls = 0
+        self.failure: str | None = None
+        self._client = None
+
+    @staticmethod
+    def wanted(env: dict | None = None) -> bool:
+        from mturk_eval.platforms.prolific.client import TOKEN_ENV
+
+        return bool(((os.environ if env is None else env).get(TOKEN_ENV) or "").strip())
+
+    def _connect(self):
+        from mturk_eval.platforms.prolific.client import ProlificClient, token_from_env
+
+        s = self.settings
+        url = self.api_url if self.api_url.rstrip("/").endswith("/api/v1") else self.api_url.rstrip("/") + "/api/v1/"
+        # A plan must not hang on a failing API: few attempts, short waits (the call is only a quote).
+        return ProlificClient(url, token_from_env(s.token_pattern, self.env), attempts=min(s.retry_attempts, 3),
+                              base=min(s.retry_base_s, 0.5), cap=min(s.retry_cap_s, 2.0), timeout=15.0)
+
+    def quote(self, reward_minor: int, places: int) -> Decimal | None:
+        """Prolific's total for ``places`` places at ``reward_minor`` (minor units), or None after a failure."""
+        if self.failure is not None:
+            return None
+        key = (reward_minor, places)
+        if key not in self.cache:
+            try:
+                if self._client is None:
+                    self._client = self._connect()
+                self.calls += 1
+                self.cache[key] = Decimal(str(self._client.cost_calculator(reward_minor, places)))
+            except UserError as exc:
+                self.failure = exc.message
+                self.echo(f"Prolific's cost calculator failed ({exc.message}); the plan uses the offline Prolific "
+                          "figures")
+                return None
+        return self.cache[key]
+
+    def price(self, cost: dict[str, Any]) -> None:
+        """Adds Prolific's figure to one design's Prolific cost (from :func:`design_cost`) and prices it at
+        the higher of the two, as ``publish`` counts a run."""
+        reward_minor = int((Decimal(str(self.settings.reward)) * 100).to_integral_value())
+        cost["offline_total"] = cost["total"]
+        total = self.quote(reward_minor, cost["places"])
+        if total is None:
+            cost["calculator_total"] = None
+            return
+        major = float((total / 100).quantize(Decimal("0.01"), rounding=ROUND_CEILING))
+        cost["calculator_total"] = major
+        cost["total"] = max(cost["offline_total"], major)
+        cost["rule"] += f"; Prolific's calculator: {major:,.2f} (counted: the higher)"
+
+    def notes(self) -> list[str]:
+        if self.failure is not None:
+            return [f"Prolific's cost calculator could not be used ({self.failure}): Prolific costs are the offline "
+                    "figures (reward + fee_rate + vat_rate)."]
+        return [f"Prolific costs: the higher of the offline figure and Prolific's own calculator at {self.api_url} "
+                f"({self.calls} call(s), one per distinct number of places; a quote, nothing was created or paid)."]

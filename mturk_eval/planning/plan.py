@@ -10,20 +10,26 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-from mturk_eval.config import ASPECTS, ExperimentConfig
+from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.planning.cost import design_cost
-from mturk_eval.planning.model import RatingModel
+from mturk_eval.planning.model import AspectModel, RatingModel
 from mturk_eval.planning.power import (Design, Setting, analytic_mdd, analytic_power, simulate_power,
-                                       simulated_mdd)
+                                       simulated_mdd, target_shift)
 
-SCALE_RANGE = 4.0   # 1..5
+
+def check_effect(effect: float, am: AspectModel) -> None:
+    """An effect above 0 and inside the target aspect's scale, with room for it beside the aspect's mean."""
+    width = am.high - am.low
+    if not 0 < effect < width:
+        raise UserError(f"--effect: expected a difference of mean ratings above 0 and below {width:g} (the "
+                        f"{am.low}-{am.high} scale of {am.aspect}), got {effect:g}")
+    target_shift(am, effect)
 
 
 def check_inputs(effect: float, power: float, items: list[int], raters: list[int], studies: int) -> None:
-    if not (0 < abs(effect) < SCALE_RANGE) or effect <= 0:
-        raise UserError(f"--effect: expected a difference of mean ratings above 0 and below {SCALE_RANGE:g} "
-                        f"(the 1-5 scale), got {effect:g}")
+    if not effect > 0:
+        raise UserError(f"--effect: expected a difference of mean ratings above 0, got {effect:g}")
     if not 0 < power < 1:
         raise UserError(f"--power: expected a probability strictly between 0 and 1, got {power:g}")
     if not items:
@@ -53,24 +59,41 @@ class Plan:
                 "cheapest": self.cheapest, "mdd": self.mdd, "platforms": self.platforms, "notes": self.notes}
 
 
-def make_plan(cfg: ExperimentConfig, model: RatingModel, *, effect: float, power: float, items: list[int],
-              raters: list[int], platforms: list[str], systems: int, eval_sets: int = 1, aspect: str | None = None,
-              studies: int = 1000, seed: int = 0, progress=None) -> Plan:
-    check_inputs(effect, power, items, raters, studies)
+def make_setting(cfg: ExperimentConfig, model: RatingModel, *, effect: float, systems: int,
+                 aspect: str | None = None, design: str = "paired", prompt_share: float | None = None) -> Setting:
+    """The simulated analysis for ``model`` with every input checked (before any slow work)."""
     if systems < 2:
         raise UserError(f"systems: expected at least 2 systems to compare, got {systems}")
     if aspect is None:  # the hardest aspect: the largest total variance
         aspect = max(model.aspects, key=lambda a: a.total).aspect
-    model.aspect(aspect)
-    setting = Setting(model, systems=systems, aspect=aspect, alpha=cfg.report.alpha, family=cfg.report.holm_family)
+    check_effect(effect, model.aspect(aspect))
+    if design == "unpaired" and prompt_share:
+        raise UserError(f"--prompt-share: an unpaired design shares no prompts between systems; expected no "
+                        f"--prompt-share with --design unpaired, got {prompt_share:g}")
+    return Setting(model, systems=systems, aspect=aspect, alpha=cfg.report.alpha, family=cfg.report.holm_family,
+                   design=design, prompt_share=prompt_share)
+
+
+def make_plan(cfg: ExperimentConfig, model: RatingModel, *, effect: float, power: float, items: list[int],
+              raters: list[int], platforms: list[str], systems: int, eval_sets: int = 1, aspect: str | None = None,
+              design: str = "paired", prompt_share: float | None = None, studies: int = 1000, seed: int = 0,
+              progress=None, calculator=None) -> Plan:
+    """The plan. ``calculator`` (optional): a :class:`~mturk_eval.planning.cost.ProlificCalculator` pricing
+    each design's Prolific places with Prolific's own figure beside the offline one."""
+    check_inputs(effect, power, items, raters, studies)
+    setting = make_setting(cfg, model, effect=effect, systems=systems, aspect=aspect, design=design,
+                           prompt_share=prompt_share)
+    aspect = setting.aspect
     designs = [Design(i, k) for i in sorted(set(items)) for k in sorted(set(raters))]
     grid = []
     for d in designs:
         sim = simulate_power(d, setting, effect, studies, seed)
         row = {"items": d.items, "raters": d.raters, "power": sim, "power_analytic": analytic_power(d, setting, effect),
                "mdd_analytic": analytic_mdd(d, setting, power),
-               "ratings": d.ratings(systems, len(ASPECTS)) * eval_sets,
+               "ratings": d.ratings(systems, len(model.aspects)) * eval_sets,
                "cost": {p: design_cost(p, cfg, d.items, d.raters, systems, eval_sets) for p in platforms}}
+        if calculator is not None and "prolific" in row["cost"]:
+            calculator.price(row["cost"]["prolific"])
         if model.work_time_s:
             row["rater_hours"] = row["cost"][platforms[0]]["places"] * model.work_time_s / 3600.0
         grid.append(row)
@@ -89,7 +112,8 @@ def make_plan(cfg: ExperimentConfig, model: RatingModel, *, effect: float, power
     notes = []
     worst = model.pessimistic()
     if worst is not None:   # the pilot's uncertainty: the chosen designs with the components at their upper bounds
-        wset = Setting(worst, systems=systems, aspect=aspect, alpha=cfg.report.alpha, family=cfg.report.holm_family)
+        wset = Setting(worst, systems=systems, aspect=aspect, alpha=cfg.report.alpha, family=cfg.report.holm_family,
+                       design=setting.design, prompt_share=0.0 if setting.paired else None)
         for p, c in cheapest.items():
             if c is not None:
                 c["power_if_components_at_upper_bounds"] = simulate_power(Design(c["items"], c["raters"]), wset,
@@ -99,13 +123,29 @@ def make_plan(cfg: ExperimentConfig, model: RatingModel, *, effect: float, power
         notes.append(f"No design on the grid reaches power {power:g} for a difference of {effect:g}; the best is "
                      f"{best['items']} items x {best['raters']} raters at {best['power']:.2f}. Add larger designs "
                      "or plan for a larger difference.")
-    info = {"effect": effect, "power": power, "alpha": cfg.report.alpha, "aspect": aspect, "systems": systems,
+    if calculator is not None:
+        notes.extend(calculator.notes())
+    am = model.aspect(aspect)
+    info = {"effect": effect, "power": power, "alpha": cfg.report.alpha, "aspect": aspect,
+            "scale": [am.low, am.high], "systems": systems, "design": setting.design,
+            "test": "wilcoxon signed-rank (paired)" if setting.paired else "mann-whitney rank-sum (unpaired)",
+            "design_reason": design_reason(model, setting),
+            "prompt_share": {a: setting.prompt(a) for a in setting.aspects},
             "eval_sets": eval_sets, "comparisons": setting.comparisons,
             "holm_family": cfg.report.holm_family, "studies": studies, "seed": seed,
             "pairs": [list(p) for p in combinations(range(systems), 2)],
-            "excluded_share": model.excluded_share, "ratings_per_rater": model.ratings_per_rater,
+            "excluded_share": model.excluded_share, "excluded_worker_share": model.excluded_worker_share,
+            "ratings_per_rater": model.ratings_per_rater,
             "work_time_s": model.work_time_s}
     return Plan(model=model, setting=info, grid=grid, cheapest=cheapest, mdd=mdd, platforms=platforms, notes=notes)
+
+
+def design_reason(model: RatingModel, setting: Setting) -> str:
+    if model.design is None:   # no pilot, or one without two systems of an eval set to compare
+        return "the toolkit's studies give every system the same prompts" if setting.paired else "--design"
+    if model.design == setting.design:
+        return f"as the report would test the pilot ({model.design_reason})"
+    return f"--design (the report would test the pilot {model.design}: {model.design_reason})"
 
 
 def _money(c: dict[str, Any]) -> str:
@@ -125,7 +165,8 @@ def terminal_table(plan: Plan) -> str:
 
 def summary_lines(plan: Plan) -> list[str]:
     s = plan.setting
-    out = []
+    out = [f"{s['aspect']} ({s['scale'][0]}-{s['scale'][1]}), {s['design']} design ({s['design_reason']}): the "
+           f"report's {s['test']}, Holm over {s['comparisons']} comparisons"]
     for p, c in plan.cheapest.items():
         if c is None:
             out.append(f"{p}: no design on the grid reaches power {s['power']:g}")
@@ -145,20 +186,31 @@ def plan_markdown(plan: Plan) -> str:
     s = plan.setting
     m = plan.model
     lines = [f"# Study plan\n", f"Rating model: {m.source}.\n"]
-    comp = ["| Aspect | Mean | s2 item | s2 rater | s2 residual | intervals (95%) |", "|---|---|---|---|---|---|"]
+    comp = ["| Aspect | Scale | Mean | s2 item | s2 rater | s2 residual | prompt share | intervals (95%) |",
+            "|---|---|---|---|---|---|---|---|"]
     for a in m.aspects:
         iv = "; ".join(f"{k} [{lo:.3f}, {hi:.3f}]" for k, (lo, hi) in a.intervals.items()) if a.intervals else "-"
-        comp.append(f"| {a.aspect} | {a.mean:.2f} | {a.item:.3f} | {a.rater:.3f} | {a.residual:.3f} | {iv} |")
+        comp.append(f"| {a.aspect} | {a.low}-{a.high} | {a.mean:.2f} | {a.item:.3f} | {a.rater:.3f} | {a.residual:.3f} "
+                    f"| {a.prompt_share:.2f} | {iv} |")
     lines.append("\n".join(comp) + "\n")
+    if s["design"] == "paired":
+        shares = sorted(set(s["prompt_share"].values()))
+        share = f"{shares[0]:.2f}" if len(shares) == 1 else "per aspect as above"
+        how = ("each prompt answered by every system; the report's paired Wilcoxon signed-rank test on exact "
+               f"per-prompt differences of item means (exact up to 25 pairs); prompt share of the item variance "
+               f"{share}")
+    else:
+        how = ("each system answering its own prompts; the report's Mann-Whitney rank-sum test on exact item "
+               "means (exact up to 50 items of the two systems together)")
     lines.append(
-        f"\nQuestion: can the report find system (a) better than (b) on **{s['aspect']}** when the true difference "
-        f"of mean ratings is {s['effect']:g}, with {s['systems']} systems per eval set (Holm over {s['comparisons']} "
-        f"comparisons, family `{s['holm_family']}`, alpha {s['alpha']:g}), each prompt answered by every system? "
-        f"Power is the share of {s['studies']} simulated studies per design (seed {s['seed']}) in which the "
-        "report's own test (paired Wilcoxon signed-rank on exact per-prompt item means, exact up to 25 pairs) "
-        f"finds it; {s['excluded_share']:.0%} of ratings lost to the report's exclusions (the pilot's share; 0 without "
-        "a pilot); raters drawn from a pool "
-        f"in which each rates about {s['ratings_per_rater']:.0f} items. The analytic column is a normal "
+        f"\nQuestion: can the report find system (a) different from (b) on **{s['aspect']}** (scale "
+        f"{s['scale'][0]}-{s['scale'][1]}) when the true difference of mean ratings is {s['effect']:g}, with "
+        f"{s['systems']} systems per eval set (Holm over {s['comparisons']} comparisons, family `{s['holm_family']}`, "
+        f"alpha {s['alpha']:g})? Design: **{s['design']}** ({s['design_reason']}): {how}. "
+        f"Power is the share of {s['studies']} simulated studies per design (seed {s['seed']}) in which that test "
+        f"finds it; {s['excluded_worker_share']:.0%} of raters excluded whole and {s['excluded_share']:.0%} of the "
+        "other ratings lost to the report's exclusions (the pilot's shares; 0 without a pilot); raters drawn from "
+        f"a pool in which each rates about {s['ratings_per_rater']:.0f} items. The analytic column is a normal "
         "approximation (3/pi efficiency, Bonferroni's first Holm step) for a quick check.\n")
     lines.append("\n" + terminal_table(plan))
     lines.append("\n" + "".join(f"- {x}\n" for x in summary_lines(plan)))

@@ -5,6 +5,11 @@ ExternalQuestion workers do their tasks, so this file holds what a crowd platfor
 tasks and who may still take them, never the analysis (that is the ledger's). Everything that changes
 state runs in one SQLite write transaction (``BEGIN IMMEDIATE``), so concurrent arrivals, several
 gunicorn workers and a process killed half-way never over-allocate a task or store an answer set twice.
+Write transactions queue on a lock of their own before SQLite sees them (a thread lock, then
+``fcntl.flock`` on ``site.sqlite.lock`` beside the store, across processes): a waiting writer wakes the
+moment the lock is free, where SQLite's busy handler would sleep-poll in steps of up to 100 ms. Commits
+use ``synchronous=NORMAL`` in WAL mode: durable when a process is killed at any point, not against a
+power loss or an operating-system crash, which can lose the last commits (docs/architecture.md, section 8).
 
 Words used here:
 
@@ -31,7 +36,7 @@ Batches: ``add_batch(batch_id, items, tasks, k, reservation_s, language, setting
 ``batches()``, ``close_batch(id)``, ``reopen_batch(id)``, ``update_settings(id, **settings)``;
 ``add_task(batch_id, task_key, items, k, reservation_s, request_token, annotation) -> (task_id, created)``
 (task by task, exactly once per request token), ``tasks_by_annotation(set)``, ``close_task(task_id)``,
-``task(task_id)``, ``task_items(task_id)``, ``task_ids(batch_id)``.
+``task(task_id)``, ``task_open(task_id)``, ``task_items(task_id)``, ``task_ids(batch_id)``.
 Invites: ``create_invites(n) -> [Invite]``, ``invite(token)``, ``invites()``, ``revoke_invite(token)``.
 Raters: ``rater(platform, rater_id)``, ``block_rater(platform, rater_id, reason)``, ``unblock_rater``.
 Allocation: ``allocate(platform, rater_id, batch_ids=None, ref=None, extra=None, now=None) ->
@@ -55,8 +60,10 @@ docs/architecture.md). Times are Unix seconds; every method takes ``now`` so tes
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import re
 import secrets
 import sqlite3
@@ -64,7 +71,7 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -263,6 +270,9 @@ class SiteStore:
         self._local = threading.local()
         self._conns: weakref.WeakSet = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()        # this process's writers, one at a time
+        self._lock_fd: int | None = None           # site.sqlite.lock, flock'ed by the writer (all processes)
+        self._lock_pid = 0                         # the process that opened it (a fork opens its own)
 
     @classmethod
     def open(cls, path: str | Path, create: bool = True) -> "SiteStore":
@@ -293,7 +303,7 @@ class SiteStore:
                                    factory=_Connection)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
             with self._lock:
@@ -306,6 +316,10 @@ class SiteStore:
                 c.close()
             self._conns = weakref.WeakSet()
         self._local = threading.local()
+        with self._write_lock:
+            if self._lock_fd is not None and self._lock_pid == os.getpid():
+                os.close(self._lock_fd)
+            self._lock_fd = None
 
     def __enter__(self) -> "SiteStore":
         return self
@@ -315,15 +329,26 @@ class SiteStore:
 
     @contextmanager
     def _write(self, conn: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken before any read (BEGIN IMMEDIATE): no two writers interleave."""
+        """One write transaction, taken before any read (BEGIN IMMEDIATE): no two writers interleave.
+        Writers queue on the thread lock and the lock file first, so SQLite never finds the database
+        busy with another of our writers (its busy handler sleeps instead of waking when the lock is
+        free). The kernel drops a killed process's flock, so a crash never leaves the lock held."""
         conn = conn or self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._write_lock:
+            if self._lock_fd is None or self._lock_pid != os.getpid():
+                self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._lock_pid = os.getpid()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     # ------------------------------------------------------------------ secrets
     def secret(self, name: str) -> str:
@@ -470,6 +495,12 @@ class SiteStore:
         r = self._conn().execute("SELECT * FROM tasks WHERE task_id=?", (task_id,)).fetchone()
         return dict(r) if r else None
 
+    def task_open(self, task_id: str) -> bool:
+        """Whether the task takes reservations and submissions: it and its batch are open."""
+        r = self._conn().execute("SELECT t.state = 'open' AND b.state = 'open' FROM tasks t JOIN batches b"
+                                 " USING (batch_id) WHERE t.task_id=?", (task_id,)).fetchone()
+        return bool(r and r[0])
+
     def task_ids(self, batch_id: str) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT task_id FROM tasks WHERE batch_id=? ORDER BY seq",
                                                    (batch_id,))]
@@ -559,14 +590,14 @@ class SiteStore:
 
     def _new_assignment(self, c: sqlite3.Connection, task: sqlite3.Row, platform: str, rater_id: str,
                         ref: str | None, extra: dict[str, Any] | None, now: float) -> Assignment:
-        reservation_s = c.execute("SELECT reservation_s FROM batches WHERE batch_id=?",
-                                  (task["batch_id"],)).fetchone()[0]
-        aid = secrets.token_hex(12)
+        """Reserve a place on ``task`` (a row with ``task_id``, ``batch_id`` and its batch's ``reservation_s``)."""
+        aid, extra_json = secrets.token_hex(12), json.dumps(extra or {})
+        expires = now + task["reservation_s"]
         c.execute("INSERT INTO assignments (assignment_id, task_id, batch_id, platform, rater_id, ref, state,"
                   " reserved_at, expires_at, extra) VALUES (?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?)",
-                  (aid, task["task_id"], task["batch_id"], platform, rater_id, ref, now, now + reservation_s,
-                   json.dumps(extra or {})))
-        return _row_assignment(c.execute("SELECT * FROM assignments WHERE assignment_id=?", (aid,)).fetchone())
+                  (aid, task["task_id"], task["batch_id"], platform, rater_id, ref, now, expires, extra_json))
+        return Assignment(aid, task["task_id"], task["batch_id"], platform, rater_id, ref, "reserved", now, expires,
+                          None, None, None, False, json.loads(extra_json), None, None)
 
     def _blocked(self, c: sqlite3.Connection, platform: str, rater_id: str) -> bool:
         r = c.execute("SELECT blocked FROM raters WHERE platform=? AND rater_id=?", (platform, rater_id)).fetchone()
@@ -598,15 +629,17 @@ class SiteStore:
             if held is not None:
                 return _row_assignment(held)
             task = c.execute(
-                "SELECT t.*, (SELECT COUNT(*) FROM assignments a WHERE a.task_id = t.task_id"
+                "SELECT t.*, b.reservation_s, (SELECT COUNT(*) FROM assignments a WHERE a.task_id = t.task_id"
                 "   AND a.state IN ('reserved', 'submitted', 'approved')) AS used"
                 " FROM tasks t JOIN batches b ON b.batch_id = t.batch_id"
                 f" WHERE b.state = 'open' AND t.state = 'open'{batch_sql}"
                 "   AND used < t.k"
-                "   AND NOT EXISTS (SELECT 1 FROM task_slots s JOIN task_slots s2 ON s2.item_id = s.item_id"
-                "     JOIN assignments a ON a.task_id = s2.task_id"
-                "     WHERE s.task_id = t.task_id AND a.platform = ? AND a.rater_id = ?"
-                "       AND a.state IN ('reserved', 'submitted', 'approved', 'rejected'))"
+                # no task sharing an item with one the rater holds or did: the rater's items are looked up
+                # once (a handful), not per candidate task
+                "   AND t.task_id NOT IN (SELECT s.task_id FROM task_slots s WHERE s.item_id IN ("
+                "     SELECT s2.item_id FROM assignments a JOIN task_slots s2 ON s2.task_id = a.task_id"
+                "     WHERE a.platform = ? AND a.rater_id = ?"
+                "       AND a.state IN ('reserved', 'submitted', 'approved', 'rejected')))"
                 " ORDER BY b.seq, used DESC, t.seq LIMIT 1", (*args, platform, rater_id)).fetchone()
             if task is None:
                 return None
@@ -628,8 +661,8 @@ class SiteStore:
                     if old["task_id"] != task_id or old["rater_id"] != rater_id:
                         raise UserError("this assignment belongs to another task or rater")
                     return _row_assignment(old)
-            task = c.execute("SELECT t.*, b.state AS batch_state FROM tasks t JOIN batches b USING (batch_id)"
-                             " WHERE t.task_id=?", (task_id,)).fetchone()
+            task = c.execute("SELECT t.*, b.state AS batch_state, b.reservation_s FROM tasks t JOIN batches b"
+                             " USING (batch_id) WHERE t.task_id=?", (task_id,)).fetchone()
             if task is None:
                 raise UserError(f"task {task_id!r}: no such task")
             if task["batch_state"] != "open" or task["state"] != "open":
@@ -746,11 +779,12 @@ class SiteStore:
                                   (assignment_id,))
                     return SubmitResult(False, a, "full")
             wt = work_time_s if work_time_s is not None else max(0.0, now - a.reserved_at)
+            answers_json = json.dumps(answers, ensure_ascii=False)
             c.execute("UPDATE assignments SET state='submitted', submitted_at=?, work_time_s=?, answers=?,"
                       " simulated=?, ended_at=NULL WHERE assignment_id=?",
-                      (now, wt, json.dumps(answers, ensure_ascii=False), int(simulated), assignment_id))
-            return SubmitResult(True, _row_assignment(
-                c.execute("SELECT * FROM assignments WHERE assignment_id=?", (assignment_id,)).fetchone()))
+                      (now, wt, answers_json, int(simulated), assignment_id))
+            return SubmitResult(True, replace(a, state="submitted", submitted_at=now, work_time_s=wt,
+                                              answers=json.loads(answers_json), simulated=bool(simulated)))
 
     # ------------------------------------------------------------------ results
     def submissions(self, batch_id: str | None = None, platform: str | None = None,

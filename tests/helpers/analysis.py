@@ -1,6 +1,7 @@
 """Synthetic long-format ratings for the analysis tests and benchmarks/bench_report.py."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,3 +83,23 @@ def make_arrays(n_rows: int, workers_per_item: int = 5, all_aspects: bool = Fals
         "score": score.tolist(),
         "work_time_s": (20 + worker % 40).tolist(),
     }
+
+
+def two_scale_study(tmp_path: Path, coherence_table3: bool = False) -> tuple[list[dict[str, Any]], Path]:
+    """Three items rated by two workers on humour (1-7, binned as Table 3) and coherence (1-4; binned too
+    with ``coherence_table3``): ``r.csv`` and the config ``c.toml`` naming both aspects. Humour means
+    1.5, 6.5, 4; coherence means 4, 1.5, 2.5."""
+    from mturk_eval.analysis.ratings import write_ratings_csv
+
+    rows = []
+    for i, (humour, coh) in enumerate([([1, 2], [4, 4]), ([7, 6], [1, 2]), ([4, 4], [3, 2])]):
+        for w in range(2):
+            base = {"item_id": f"i{i}", "eval_set": "persona", "method": "m", "model": "t", "worker_id": f"W{w}"}
+            rows += [{**base, "aspect": "humour", "score": humour[w]}, {**base, "aspect": "coherence", "score": coh[w]}]
+    write_ratings_csv(tmp_path / "r.csv", rows)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[experiment]\nname = "x"\nruns_dir = "{tmp_path}/runs"\n[report]\nbootstrap_samples = 50\n'
+                   '[[report.aspects]]\nname = "humour"\nscale = [1, 7]\ntable3 = true\n'
+                   '[[report.aspects]]\nname = "coherence"\nscale = [1, 4]\n'
+                   + ("table3 = true\n" if coherence_table3 else ""), encoding="utf-8")
+    return rows, cfg
