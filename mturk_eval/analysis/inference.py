@@ -68,20 +68,25 @@ def group_ordered(p: "Prepared") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _cached(p, "group_ordered", make)
 
 
-def _bootstrap_draws(p: "Prepared", g: int, units: np.ndarray) -> np.ndarray:
-    """Group g's bootstrap means, drawn once: the group's own stream gives the same draws for its
-    interval and for every difference it is in."""
-    return _cached(p, f"bootstrap/{g}", lambda: intervals.item_bootstrap_draws(
-        p.unit_sum[units], p.unit_cnt[units].astype(np.float64), p.cfg.report.bootstrap_samples,
-        intervals.stream(p.seed, group_key(p, g))))
+def _bootstrap_draws(p: "Prepared", g: int) -> np.ndarray:
+    """Group g's bootstrap means over its items, drawn once: the group's own stream gives the same draws
+    for its interval and for every difference it is in."""
+    def make():
+        units = _units_by_group(p)(g)
+        return intervals.item_bootstrap_draws(p.unit_sum[units], p.unit_cnt[units].astype(np.float64),
+                                              p.cfg.report.bootstrap_samples, intervals.stream(p.seed, group_key(p, g)))
+    return _cached(p, f"bootstrap/{g}", make)
 
 
 def _units_by_group(p: "Prepared"):
-    unit_group = p.unit_group
-    order = stable_order(unit_group, p.S * p.A)
-    unit_idx = np.flatnonzero(p.has)[order]
-    bounds = np.searchsorted(unit_group[order], np.arange(p.S * p.A + 1))
-    return lambda g: unit_idx[bounds[g]:bounds[g + 1]]
+    """A function from group to its units (item x aspect codes with ratings), the grouping made once."""
+    def make():
+        unit_group = p.unit_group
+        order = stable_order(unit_group, p.S * p.A)
+        unit_idx = np.flatnonzero(p.has)[order]
+        bounds = np.searchsorted(unit_group[order], np.arange(p.S * p.A + 1))
+        return lambda g: unit_idx[bounds[g]:bounds[g + 1]]
+    return _cached(p, "units_by_group", make)
 
 
 def mean_intervals(p: "Prepared") -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +105,7 @@ def mean_intervals(p: "Prepared") -> tuple[np.ndarray, np.ndarray]:
     for g in range(n_groups):
         units = units_of(g)
         if units.size >= 2:
-            lo[g], hi[g] = intervals.percentile_ci(_bootstrap_draws(p, g, units))
+            lo[g], hi[g] = intervals.percentile_ci(_bootstrap_draws(p, g))
     return lo, hi
 
 
@@ -163,7 +168,7 @@ def _difference_interval(p: "Prepared", i: int, j: int, a: int, rows, units_of) 
     ui, uj = units_of(gi), units_of(gj)
     if rc.bootstrap_samples <= 0 or ui.size < 2 or uj.size < 2:
         return d, float("nan"), float("nan")
-    lo, hi = intervals.percentile_ci(_bootstrap_draws(p, gi, ui) - _bootstrap_draws(p, gj, uj))
+    lo, hi = intervals.percentile_ci(_bootstrap_draws(p, gi) - _bootstrap_draws(p, gj))
     return d, lo, hi
 
 
