@@ -182,6 +182,20 @@ def test_worker_figures_by_hand():
     assert w["hourly_pay_overall"] == pytest.approx(0.05 * 4 * 3600 / 150)
 
 
+def test_worker_table_medians_per_worker():
+    """Each worker's median work time over its assignments: odd and even numbers of them, unsorted,
+    unknown times left out, and a worker with none known."""
+    rows = []
+    times = {"AW1": [60, 20, 40], "AW2": [30, 10, 50, 25], "AW3": [None, 7], "AW4": [None]}
+    for w, ts in times.items():
+        for k, t in enumerate(ts):
+            rows += full(f"x{k}", w, [3, 4, 3, 4], **({} if t is None else {"work_time_s": t}))
+    an = analyze(ratings_from_records(rows, "r"), cfg())
+    med = {row["worker_id"]: row["median_work_time_s"] for row in an.worker_table}
+    assert med["AW1"] == 40 and med["AW2"] == statistics.median([30, 10, 50, 25]) == 27.5 and med["AW3"] == 7
+    assert med["AW4"] != med["AW4"]   # NaN
+
+
 def test_simulated_rows_counted_and_human_reference_checked():
     rows = full("x1", "AW1", [3, 3, 3, 3], simulated=1) + full("x1", "AW2", [4, 4, 4, 4])
     an = analyze(ratings_from_records(rows, "r"), cfg(human_reference={"fluency": "4.31 (1.07)"}))

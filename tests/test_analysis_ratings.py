@@ -267,3 +267,18 @@ def test_factorize_by_hash_matches_dict_and_detects_collisions():
             return self.v == other.v
 
     assert _factorize_hash([Same(1), Same(2), Same(1)]) is None
+
+
+def test_small_pages_switches_numpys_huge_pages_off_and_back():
+    from mturk_eval.analysis.ratings import small_pages
+
+    mod = pytest.importorskip("numpy._core.multiarray")
+    if not hasattr(mod, "_get_madvise_hugepage"):
+        pytest.skip("this numpy has no huge-page switch")
+    before = mod._get_madvise_hugepage()
+    with small_pages():
+        assert mod._get_madvise_hugepage() is False
+        with small_pages():
+            assert mod._get_madvise_hugepage() is False
+        assert mod._get_madvise_hugepage() is False
+    assert mod._get_madvise_hugepage() is before

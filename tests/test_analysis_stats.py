@@ -218,3 +218,31 @@ def test_compare_direction_by_counting():
     assert stats.compare(x, y, paired=True).direction == 1
     assert stats.compare(y, x, paired=True).direction == -1
     assert stats.compare(x, x, paired=True).direction == 0
+
+
+def test_agreement_by_gives_each_groupings_agreement_exactly():
+    """The per-unit work shared between groupings changes no figure: every array equals a separate
+    :func:`stats.agreement` call bit for bit."""
+    rng = np.random.default_rng(3)
+    unit = np.repeat(np.arange(300), rng.integers(1, 6, 300))
+    counts = stats.unit_value_counts(unit, rng.integers(1, 6, unit.size), 300)
+    by_sys, by_aspect = rng.integers(0, 12, 300), rng.integers(0, 4, 300)
+    for got, (grp, n) in zip(stats.agreement_by(counts, [(by_sys, 12), (by_aspect, 4)]), [(by_sys, 12), (by_aspect, 4)]):
+        want = stats.agreement(counts, grp, n)
+        for name in ("alpha_ordinal", "alpha_interval", "units", "pairable", "exact", "within_one"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+
+
+def test_integer_ranks_are_scipys_average_ranks():
+    rng = np.random.default_rng(4)
+    x = rng.integers(-2, 5, 1000).astype(np.float64)
+    np.testing.assert_array_equal(stats._average_ranks(x, integers=True), sps.rankdata(x))
+    np.testing.assert_array_equal(stats._average_ranks(x, integers=True), stats._average_ranks(x))
+
+
+@pytest.mark.parametrize("n_keys", [10, 300, 70_000])
+def test_stable_order_is_a_stable_argsort(n_keys):
+    from mturk_eval.analysis.inference import stable_order
+
+    keys = np.random.default_rng(5).integers(0, n_keys, 20_000)
+    np.testing.assert_array_equal(stable_order(keys, n_keys), np.argsort(keys, kind="stable"))

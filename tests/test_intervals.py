@@ -120,3 +120,18 @@ def test_streams_depend_only_on_seed_and_key():
     assert (a == intervals.stream(42, "persona/prompt_tuning/tiny/fluency").random(3)).all()
     assert not (a == intervals.stream(42, "persona/finetune_none/tiny/fluency").random(3)).any()
     assert not (a == intervals.stream(43, "persona/prompt_tuning/tiny/fluency").random(3)).any()
+
+
+@pytest.mark.parametrize("low", [1, -3])
+def test_distinct_pairs_are_numpys_unique_rows(low):
+    """The bootstrap's distinct (item sum, item count) pairs by one integer key: the rows and
+    frequencies of np.unique(axis=0), also for negative sums and non-integer values (the fallback)."""
+    from mturk_eval.analysis.intervals import _distinct_pairs
+
+    rng = np.random.default_rng(0)
+    count = rng.integers(1, 6, 500).astype(np.float64)
+    total = np.array([rng.integers(low, low + 5, int(c)).sum() for c in count], dtype=np.float64)
+    for s, c in ((total, count), (total + 0.5, count)):
+        want, want_freq = np.unique(np.stack([s, c], axis=1), axis=0, return_counts=True)
+        got, got_freq = _distinct_pairs(s, c)
+        assert got.dtype == want.dtype and np.array_equal(got, want) and np.array_equal(got_freq, want_freq)

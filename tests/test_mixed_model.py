@@ -87,3 +87,47 @@ def test_sparse_factorisation_gives_the_dense_fit(monkeypatch):
     for c in mm.COMPONENTS:
         assert abs(sparse_fit.variance[c] - dense_fit.variance[c]) < 1e-5
         np.testing.assert_allclose(sparse_fit.variance_ci[c], dense_fit.variance_ci[c], atol=1e-4)
+
+
+@pytest.mark.parametrize("sd", [(0.7, 0.5, 0.8), (0.7, 0.0, 0.8), (0.0, 0.4, 0.8)])
+def test_newton_finds_powells_optimum_or_better(monkeypatch, sd):
+    """The projected Newton method (the default) reaches the REML optimum that the Powell fallback
+    finds, components at the boundary (sd 0) included, with the same estimates and intervals."""
+    from mturk_eval.analysis import mixed_model as mm
+
+    rng = np.random.default_rng(4)
+    sys, item, rater, y = simulate_pilot(rng, systems=3, items=30, raters=12, per_item=4, sd=sd, discrete=True)
+    newton = mm.fit_crossed(y, sys, item, rater)
+    assert newton.converged
+    monkeypatch.setattr(mm, "_newton", lambda *a, **k: None)
+    powell = mm.fit_crossed(y, sys, item, rater)
+
+    def criterion(f):
+        X = np.column_stack([np.ones(y.size)] + [(sys == s).astype(float) for s in (1, 2)])
+        u = np.log([f.variance["item"] / f.variance["residual"], f.variance["rater"] / f.variance["residual"]])
+        return mm._Crossed(y, X, item, rater).profiled(u)
+
+    assert criterion(newton) <= criterion(powell) + 1e-8
+    np.testing.assert_allclose(newton.beta, powell.beta, atol=1e-5)
+    for c in mm.COMPONENTS:
+        assert abs(newton.variance[c] - powell.variance[c]) < 1e-4
+        if newton.variance[c] > 1e-3:       # interior: the same Wald interval
+            np.testing.assert_allclose(newton.variance_ci[c], powell.variance_ci[c], rtol=1e-3)
+        else:                               # boundary: an interval from about 0 to far above the data's range
+            assert newton.variance_ci[c][0] < 1e-3 < np.var(y) < newton.variance_ci[c][1]
+
+
+def test_information_from_the_stencil_is_the_hessian_of_the_full_criterion():
+    """The observed information comes from the last Newton stencil by the chain rule; it equals the
+    finite-difference Hessian of the full three-parameter criterion."""
+    from mturk_eval.analysis import mixed_model as mm
+
+    rng = np.random.default_rng(6)
+    sys, item, rater, y = simulate_pilot(rng, systems=2, items=40, raters=15, per_item=4)
+    X = np.column_stack([np.ones(y.size), (sys == 1).astype(float)])
+    model = mm._Crossed(y, X, item, rater)
+    st = mm._newton(model, np.log([0.7, 0.3]))
+    dof = model.n - model.p
+    s2 = st.R[0] / dof
+    lv = np.log([np.exp(st.u[0]) * s2, np.exp(st.u[1]) * s2, s2])
+    np.testing.assert_allclose(st.full_hessian(dof), mm._hessian(model.full, lv), rtol=1e-4, atol=1e-3)

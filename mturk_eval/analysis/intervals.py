@@ -208,9 +208,22 @@ def item_bootstrap_draws(unit_sum: np.ndarray, unit_count: np.ndarray, samples: 
     replacement: one multinomial draw over the distinct (sum, count) pairs (see ``stats``)."""
     if unit_sum.size < 2 or samples <= 0:
         return np.full(max(samples, 0), np.nan)
-    pairs, freq = np.unique(np.stack([unit_sum, unit_count], axis=1), axis=0, return_counts=True)
+    pairs, freq = _distinct_pairs(unit_sum, unit_count)
     draws = rng.multinomial(unit_sum.size, freq / unit_sum.size, size=samples).astype(np.float64)
     return (draws @ pairs[:, 0]) / (draws @ pairs[:, 1])
+
+
+def _distinct_pairs(unit_sum: np.ndarray, unit_count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique`` of the (sum, count) rows with their frequencies, rows in lexicographic order. Integer
+    sums and counts (scores are scale points) are unique'd as one int64 key each, which orders the same
+    way at a fraction of the cost of sorting rows."""
+    lo = unit_sum.min()
+    span = unit_count.max() + 1
+    if (np.all(unit_sum == np.round(unit_sum)) and np.all(unit_count == np.round(unit_count))
+            and unit_count.min() >= 0 and (unit_sum.max() - lo + 1) * span < 2 ** 52):
+        keys, freq = np.unique(((unit_sum - lo) * span + unit_count).astype(np.int64), return_counts=True)
+        return np.stack([keys // int(span) + lo, (keys % int(span)).astype(np.float64)], axis=1), freq
+    return np.unique(np.stack([unit_sum, unit_count], axis=1), axis=0, return_counts=True)
 
 
 def percentile_ci(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from mturk_eval.analysis import frames, render
 from mturk_eval.analysis.core import Analysis, analyze, with_table3_aspects
-from mturk_eval.analysis.ratings import Ratings, ResponseIndex, ratings_parquet, read_responses
+from mturk_eval.analysis.ratings import Ratings, ResponseIndex, ratings_parquet, read_responses, small_pages
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.io import atomic_directory, atomic_write_text
@@ -146,6 +146,16 @@ def build_report(
     ``responses_path`` is given and it exists.
     """
     check_report_config(cfg)
+    # Ordinary pages for numpy's arrays while the report runs (see ratings.small_pages: huge pages cost
+    # more than a second of the kernel's compaction at 4e6 rows on a machine whose memory is fragmented).
+    with small_pages():
+        return _build_report(cfg, ratings_path=ratings_path, batch_csv=batch_csv, mapping=mapping, target=target,
+                             responses_path=responses_path, out_dir=out_dir, seed=seed, plots=plots,
+                             progress=progress, default_responses=default_responses)
+
+
+def _build_report(cfg: ExperimentConfig, *, ratings_path, batch_csv, mapping, target, responses_path, out_dir, seed,
+                  plots, progress, default_responses) -> ReportResult:
     timings: dict[str, float] = {}
     # disable=None: progress only on a terminal, so logs and captured output stay clean.
     stages = tqdm(total=4, desc="report", unit="step", disable=None if progress else True, leave=False)

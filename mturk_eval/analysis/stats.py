@@ -76,19 +76,27 @@ def unit_value_counts(unit: np.ndarray, score: np.ndarray, n_units: int, values:
 def coincidences(counts: np.ndarray, unit_group: np.ndarray, n_groups: int) -> np.ndarray:
     """Per group, the 5x5 coincidence matrix o_ck = sum_u n_uc (n_uk - [c=k]) / (m_u - 1) over units
     with m_u >= 2 values. Returns shape (n_groups, K, K) for K = counts.shape[1] scale points."""
+    return coincidences_by(counts, [(unit_group, n_groups)])[0]
+
+
+def coincidences_by(counts: np.ndarray, groupings: list[tuple[np.ndarray, int]]) -> list[np.ndarray]:
+    """:func:`coincidences` for several groupings (unit_group, n_groups) of the same units: each unit's
+    term is computed once and summed per grouping."""
     m = counts.sum(axis=1)
     keep = m >= 2
     cnt = counts[keep].astype(np.float64)
-    grp = unit_group[keep]
     w = 1.0 / (m[keep] - 1)
     K = counts.shape[1]
-    o = np.zeros((n_groups, K, K))
+    grps = [(unit_group[keep], n_groups) for unit_group, n_groups in groupings]
+    out = [np.zeros((n_groups, K, K)) for _, n_groups in groupings]
     for c in range(K):
         for k in range(c, K):
             prod = cnt[:, c] * cnt[:, k] if c != k else cnt[:, c] * (cnt[:, c] - 1)
-            o[:, c, k] = np.bincount(grp, weights=prod * w, minlength=n_groups)
-            o[:, k, c] = o[:, c, k]
-    return o
+            term = prod * w
+            for o, (grp, n_groups) in zip(out, grps):
+                o[:, c, k] = np.bincount(grp, weights=term, minlength=n_groups)
+                o[:, k, c] = o[:, c, k]
+    return out
 
 
 def _delta2(n_c: np.ndarray, metric: str) -> np.ndarray:
@@ -126,33 +134,41 @@ def alpha_from_coincidences(o: np.ndarray, metric: str) -> float:
 
 def agreement(counts: np.ndarray, unit_group: np.ndarray, n_groups: int) -> Agreement:
     """Krippendorff's alpha and pairwise agreement rates for each group of units."""
-    o = coincidences(counts, unit_group, n_groups)
+    return agreement_by(counts, [(unit_group, n_groups)])[0]
+
+
+def agreement_by(counts: np.ndarray, groupings: list[tuple[np.ndarray, int]]) -> list[Agreement]:
+    """:func:`agreement` for several groupings (unit_group, n_groups) of the same units, the per-unit
+    work done once (the report groups its units by system x aspect and by aspect)."""
+    coinc = coincidences_by(counts, groupings)
     m = counts.sum(axis=1)
     keep = m >= 2
-    units = np.bincount(unit_group[keep], minlength=n_groups)
-    pairable = np.bincount(unit_group[keep], weights=m[keep], minlength=n_groups).astype(np.int64)
     # Share of unordered rating pairs within a unit, every pair counted once (not the 1/(m_u - 1)
     # weighting of the coincidence matrix, which would weigh a unit's pairs by its number of ratings):
     # per unit, m(m-1)/2 pairs, sum_c n_c(n_c-1)/2 equal, plus sum_c n_c n_(c+1) one point apart.
     cnt = counts[keep].astype(np.float64)
-    grp = unit_group[keep]
     mk = m[keep].astype(np.float64)
     same_u = (cnt * (cnt - 1)).sum(axis=1) / 2.0
     near_u = same_u + (cnt[:, :-1] * cnt[:, 1:]).sum(axis=1)
-    total = np.bincount(grp, weights=mk * (mk - 1) / 2.0, minlength=n_groups)
-    same = np.bincount(grp, weights=same_u, minlength=n_groups)
-    near = np.bincount(grp, weights=near_u, minlength=n_groups)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        exact = same / total
-        within = near / total
-    return Agreement(
-        alpha_ordinal=np.array([alpha_from_coincidences(o[g], "ordinal") for g in range(n_groups)]),
-        alpha_interval=np.array([alpha_from_coincidences(o[g], "interval") for g in range(n_groups)]),
-        units=units,
-        pairable=pairable,
-        exact=exact,
-        within_one=within,
-    )
+    pairs_u = mk * (mk - 1) / 2.0
+    out = []
+    for o, (unit_group, n_groups) in zip(coinc, groupings):
+        grp = unit_group[keep]
+        total = np.bincount(grp, weights=pairs_u, minlength=n_groups)
+        same = np.bincount(grp, weights=same_u, minlength=n_groups)
+        near = np.bincount(grp, weights=near_u, minlength=n_groups)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            exact = same / total
+            within = near / total
+        out.append(Agreement(
+            alpha_ordinal=np.array([alpha_from_coincidences(o[g], "ordinal") for g in range(n_groups)]),
+            alpha_interval=np.array([alpha_from_coincidences(o[g], "interval") for g in range(n_groups)]),
+            units=np.bincount(grp, minlength=n_groups),
+            pairable=np.bincount(grp, weights=m[keep], minlength=n_groups).astype(np.int64),
+            exact=exact,
+            within_one=within,
+        ))
+    return out
 
 
 def leave_one_out_spearman(rating_unit: np.ndarray, score: np.ndarray, unit_sum: np.ndarray,
@@ -163,22 +179,37 @@ def leave_one_out_spearman(rating_unit: np.ndarray, score: np.ndarray, unit_sum:
     """
     m = unit_count[rating_unit]
     keep = m >= 2
-    if keep.sum() < 3:
-        return float("nan")
     x = score[keep].astype(np.float64)
     rest = (unit_sum[rating_unit][keep] - x) / (m[keep] - 1)
+    return spearman_of_ratings(x, rest)
+
+
+def spearman_of_ratings(x: np.ndarray, rest: np.ndarray) -> float:
+    """Spearman's rho of ratings ``x`` (integer points of a scale, as floats) against ``rest`` (the mean of
+    the other ratings of each one's unit), as :func:`leave_one_out_spearman` computes it from the units;
+    NaN below three ratings or when either side is constant."""
+    if x.size < 3:
+        return float("nan")
     if np.all(x == x[0]) or np.all(rest == rest[0]):
         return float("nan")
     # scipy's spearmanr is np.corrcoef of the two rankdata(average) columns; the ranks here are the same
-    # floats, found by hashing the few distinct values instead of sorting millions of them.
+    # floats, found by counting the few distinct values instead of sorting millions of them.
     # (n, 2) laid out as np.apply_along_axis leaves it in spearmanr, so the sums run in the same order.
-    ranked = np.vstack((_average_ranks(x), _average_ranks(rest))).T
+    ranked = np.vstack((_average_ranks(x, integers=True), _average_ranks(rest))).T
     return float(np.corrcoef(ranked, rowvar=False)[1, 0])
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
+def _average_ranks(values: np.ndarray, integers: bool = False) -> np.ndarray:
     """``scipy.stats.rankdata(values)`` (ties get their average rank) in O(n) for data with few
-    distinct values: 0.5 * (c_k + c_(k-1) + 1) from the cumulative counts, as rankdata computes it."""
+    distinct values: 0.5 * (c_k + c_(k-1) + 1) from the cumulative counts, as rankdata computes it.
+    ``integers``: the values are integers (scale points), counted by ``np.bincount`` over their range
+    (values that do not occur add nothing to the counts), else found by hashing."""
+    if integers:
+        low = values.min()
+        codes = (values - low).astype(np.int64)
+        counts = np.bincount(codes)
+        cum = np.cumsum(counts)
+        return (0.5 * (cum + (cum - counts) + 1))[codes]
     import pandas as pd
 
     codes, uniq = pd.factorize(values)
