@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from mturk_eval.errors import UserError
+from mturk_eval.tasks.answers import SIMULATED_FIELD
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -319,7 +320,7 @@ def pseudonymise_batch_rows(rows: list[dict[str, Any]], p: Pseudonymiser) -> lis
 
 RATING_FIELD_RE = re.compile(r"^i\d+_[A-Za-z0-9_]+$")
 # Fields the toolkit's own pages send that carry no participant text.
-MACHINE_FIELDS = frozenset({"assignmentId", "mturk_eval_simulated", "csrf_token", "hitId", "workerId",
+MACHINE_FIELDS = frozenset({"assignmentId", SIMULATED_FIELD, "csrf_token", "hitId", "workerId",
                             "turkSubmitTo"})
 
 

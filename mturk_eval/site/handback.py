@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from mturk_eval.site.store import Assignment, SiteStore
+from mturk_eval.tasks.answers import SIMULATED_FIELD
 
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete"
 
@@ -58,7 +59,7 @@ class MTurkHandBack(HandBack):
             return None
         fields = {"assignmentId": a.ref, **(a.answers or {})}
         if a.simulated:   # the sandbox marks simulated assignments by this field (collect reads it)
-            fields["mturk_eval_simulated"] = "1"
+            fields[SIMULATED_FIELD] = "1"
         return Back(post_url=submit_to + "/mturk/externalSubmit", fields=fields, label="mturk_back")
 
 
