@@ -208,14 +208,19 @@ async def phases(url: str, tokens: list[str], delays: list[float] | None, think:
     return out
 
 
-def floor_report(ph: dict, n: int, label: str) -> bool:
-    """The ``--floor`` run's figures: CPU per phase and per rater; no store to check."""
-    print(f"\n{n} raters, each /healthz three times on its connection (--floor); {label}")
+def print_cpu(ph: dict, n: int, note: str) -> None:
+    """CPU seconds of generator and server for each phase, and the server's per rater."""
     for name in ("baseline", "raters"):
         p = ph[name]
         print(f"CPU s, {name}: load generator {p['generator_cpu']:.2f}, server {p['server_cpu']:.2f}"
               f" ({len(p['results'])} in {p['wall']:.2f} s wall)")
-    print(f"server CPU per rater: {ph['raters']['server_cpu'] / n * 1000:.2f} ms (3 requests, no site work)")
+    print(f"server CPU per rater: {ph['raters']['server_cpu'] / n * 1000:.2f} ms ({note})")
+
+
+def floor_report(ph: dict, n: int, label: str) -> bool:
+    """The ``--floor`` run's figures: CPU per phase and per rater; no store to check."""
+    print(f"\n{n} raters, each /healthz three times on its connection (--floor); {label}")
+    print_cpu(ph, n, "3 requests, no site work")
     failed = [r for name in ("baseline", "raters") for r in ph[name]["results"] if isinstance(r, Exception)]
     for exc in failed[:3]:
         print(f"  failed: {exc!r}")
@@ -270,11 +275,7 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
     for name, xs in (("baseline /healthz", healthz), ("task page (invite -> task)", page), ("submit", submit)):
         if xs:
             print(f"{name:<28}{pct(xs, 50):>9.1f}{pct(xs, 95):>9.1f}{pct(xs, 99):>9.1f}{max(xs):>9.1f}")
-    for name in ("baseline", "raters"):
-        p = ph[name]
-        print(f"CPU s, {name}: load generator {p['generator_cpu']:.2f}, server {p['server_cpu']:.2f}"
-              f" ({len(p['results'])} in {p['wall']:.2f} s wall)")
-    print(f"server CPU per rater: {ph['raters']['server_cpu'] / n * 1000:.2f} ms (3 requests)")
+    print_cpu(ph, n, "3 requests")
     print(f"tasks/s: {len(ok) / wall:.1f} ({len(ok)} tasks in {wall:.2f} s); failed raters: {len(failed)}")
     for exc in failed[:3]:
         print(f"  failed: {exc!r}")
