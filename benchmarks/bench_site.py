@@ -22,7 +22,7 @@ from the moment it is sent (connecting included) to the whole response read. CPU
 of the generator and of the server's processes are printed for each phase.
 
 Run: .venv/bin/python benchmarks/bench_site.py [--raters 200] [--server gunicorn|dev] [--workers 2] [--threads 4]
-[--shared-socket] [--only burst|spread]
+[--shared-socket] [--only burst|spread] [--floor]
 """
 from __future__ import annotations
 
@@ -162,8 +162,10 @@ async def arrive_together(url: str, n: int, work, delays: list[float] | None = N
 
 
 async def phases(url: str, tokens: list[str], delays: list[float] | None, think: list[float],
-                 server_pgid: int | None) -> dict:
-    """The baseline (``/healthz``) and then the raters, each phase released at once."""
+                 server_pgid: int | None, floor: bool = False) -> dict:
+    """The baseline (``/healthz``) and then the raters, each phase released at once. ``floor``: each rater
+    sends ``/healthz`` three times instead of its three requests (what the server costs before the site
+    does any work)."""
     async def health(i: int, c: HTTPConnection) -> float:
         t0 = time.perf_counter()
         status, _, _ = await c.request("GET", "/healthz")
@@ -194,13 +196,35 @@ async def phases(url: str, tokens: list[str], delays: list[float] | None, think:
         assert status == 303, status
         return {"aid": task_path.rsplit("/", 1)[1], "answers": answers, "page": t1 - t0, "submit": t2 - t1b}
 
+    async def floor_rater(i: int, c: HTTPConnection) -> float:
+        return sum([await health(i, c) for _ in range(3)])
+
     out: dict = {"first_page": first_page}
-    for name, work in (("baseline", health), ("raters", rater)):
+    for name, work in (("baseline", health), ("raters", floor_rater if floor else rater)):
         s0 = group_cpu(server_pgid)
         results, wall, gen_cpu = await arrive_together(url, len(tokens), work, delays)
         out[name] = {"results": results, "wall": wall, "generator_cpu": gen_cpu,
                      "server_cpu": group_cpu(server_pgid) - s0}
     return out
+
+
+def print_cpu(ph: dict, n: int, note: str) -> None:
+    """CPU seconds of generator and server for each phase, and the server's per rater."""
+    for name in ("baseline", "raters"):
+        p = ph[name]
+        print(f"CPU s, {name}: load generator {p['generator_cpu']:.2f}, server {p['server_cpu']:.2f}"
+              f" ({len(p['results'])} in {p['wall']:.2f} s wall)")
+    print(f"server CPU per rater: {ph['raters']['server_cpu'] / n * 1000:.2f} ms ({note})")
+
+
+def floor_report(ph: dict, n: int, label: str) -> bool:
+    """The ``--floor`` run's figures: CPU per phase and per rater; no store to check."""
+    print(f"\n{n} raters, each /healthz three times on its connection (--floor); {label}")
+    print_cpu(ph, n, "3 requests, no site work")
+    failed = [r for name in ("baseline", "raters") for r in ph[name]["results"] if isinstance(r, Exception)]
+    for exc in failed[:3]:
+        print(f"  failed: {exc!r}")
+    return not failed
 
 
 def scenario(args: argparse.Namespace, spread: bool) -> bool:
@@ -225,9 +249,11 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
         site = start_site(settings)
         url, stop, pgid, label = site.url, site.stop, None, "werkzeug threaded development server (in this process)"
     try:
-        ph = asyncio.run(phases(url, tokens, delays, think, pgid))
+        ph = asyncio.run(phases(url, tokens, delays, think, pgid, args.floor))
     finally:
         stop()
+    if args.floor:
+        return floor_report(ph, n, label)
     results, wall = ph["raters"]["results"], ph["raters"]["wall"]
     if ph["first_page"]:     # the generator's quick reading of the form is lxml's
         _, hidden, groups = form_of(ph["first_page"][0])
@@ -249,10 +275,7 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
     for name, xs in (("baseline /healthz", healthz), ("task page (invite -> task)", page), ("submit", submit)):
         if xs:
             print(f"{name:<28}{pct(xs, 50):>9.1f}{pct(xs, 95):>9.1f}{pct(xs, 99):>9.1f}{max(xs):>9.1f}")
-    for name in ("baseline", "raters"):
-        p = ph[name]
-        print(f"CPU s, {name}: load generator {p['generator_cpu']:.2f}, server {p['server_cpu']:.2f}"
-              f" ({len(p['results'])} in {p['wall']:.2f} s wall)")
+    print_cpu(ph, n, "3 requests")
     print(f"tasks/s: {len(ok) / wall:.1f} ({len(ok)} tasks in {wall:.2f} s); failed raters: {len(failed)}")
     for exc in failed[:3]:
         print(f"  failed: {exc!r}")
@@ -281,6 +304,9 @@ def main() -> None:
                          " each worker its own, see serving.gunicorn_command)")
     ap.add_argument("--window", type=float, default=10.0, help="seconds over which spread arrivals come")
     ap.add_argument("--only", choices=["burst", "spread"], default=None)
+    ap.add_argument("--floor", action="store_true",
+                    help="each rater sends /healthz three times instead of its requests: the server's and Flask's"
+                         " CPU per rater before the site does any work")
     args = ap.parse_args()
     ok = True
     for spread in (False, True):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 
 import pytest
 from lxml import html
@@ -354,3 +355,56 @@ def test_task_pages_are_what_a_render_per_rater_gives(action):
         assert pages.page(task_id, aid, csrf) == render(task_id, f"/t/{aid}", {"csrf": csrf, "task": task_id})
     # markers in place: the first task rendered twice, the second once, then never again (plus the 6 checks)
     assert len(calls) == (3 + 6 if action == "{{ action }}" else 2 + 6 + 6)
+
+
+def test_raters_arriving_together_on_one_task_wait_for_one_render():
+    """Threads that miss the page cache for the same task at once render it once between them (a burst's
+    raters of a task arrive together), and each gets its own page."""
+    from concurrent.futures import ThreadPoolExecutor
+    from mturk_eval.site.app import TaskPages
+
+    calls = []
+
+    def render(task_id, action, hidden):
+        calls.append(task_id)
+        time.sleep(0.05)        # the others arrive while this render runs
+        return f'<form action="{action}"><input name="csrf" value="{hidden["csrf"]}">{task_id}</form>'
+
+    pages = TaskPages(render)
+    pages.page("t0", "0" * 24, "0" * 32)             # the once-per-process check: two renders
+    calls.clear()
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda n: pages.page("t1", f"{n:024x}", f"{n:032x}"), range(8)))
+    assert calls == ["t1"]
+    assert got == [render("t1", f"/t/{n:024x}", {"csrf": f"{n:032x}"}) for n in range(8)]
+
+
+def test_pages_warmed_at_start_are_served_without_a_render(tmp_path):
+    """The site renders the pages of the tasks that can take raters when it starts (TaskPages.warm):
+    a task page is then a kept page, also for the first rater; a full task is not warmed."""
+    from mturk_eval.site.app import SiteSettings, TaskPages, create_app
+
+    with SiteStore.open(tmp_path / "site.sqlite") as st:
+        load_batch(st, n_items=6, items_per_task=2, k=1)
+        tasks = st.task_ids(st.batches()[0].batch_id)
+        st.allocate("links", "r0999")                        # the first task is full (k = 1)
+        assert st.task_ids_open() == tasks[1:]
+    renders = []
+    real = TaskPages._with_markers
+
+    def counted(self, task_id):
+        renders.append(task_id)
+        return real(self, task_id)
+
+    TaskPages._with_markers = counted
+    try:
+        app = create_app(SiteSettings(store_path=str(tmp_path / "site.sqlite")))
+        assert renders == tasks[1:]
+        with app.test_client() as client:
+            for token in [i.token for i in app.extensions["mturk_eval_site"]["store"].create_invites(2)]:
+                page = client.get(client.get(f"/i/{token}").headers["Location"])
+                assert page.status_code == 200 and 'type="radio"' in page.text
+        assert renders == tasks[1:]
+    finally:
+        TaskPages._with_markers = real
+        app.extensions["mturk_eval_site"]["store"].close()

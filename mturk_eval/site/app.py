@@ -123,25 +123,51 @@ class TaskPages:
         self._render = render
         self._pages: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
         self._lock = threading.Lock()
+        # One render at a time per process: a render holds the GIL throughout, so threads rendering at
+        # once gain nothing, and the raters of a task arrive together (allocation fills the fullest task
+        # first): in a burst of 200 raters on 40 tasks, threads that missed the cache together rendered
+        # 134 pages in two processes instead of at most 80.
+        self._render_lock = threading.Lock()
         self._verified: bool | None = None     # None: not checked yet in this process
 
-    def page(self, task_id: str, aid: str, csrf: str) -> str:
-        if self._verified is False:
-            return self._render(task_id, f"/t/{aid}", {"csrf": csrf, "task": task_id})
+    def _cached(self, task_id: str) -> tuple[str, str, str] | None:
         with self._lock:
             entry = self._pages.get(task_id)
             if entry is not None:
                 self._pages.move_to_end(task_id)
+            return entry
+
+    def page(self, task_id: str, aid: str, csrf: str) -> str:
+        entry = None if self._verified is False else self._cached(task_id) or self._keep(task_id)
         if entry is None:
-            entry = self._with_markers(task_id)
-            if entry is None:
-                return self.page(task_id, aid, csrf)
-            with self._lock:
-                self._pages[task_id] = entry
-                if len(self._pages) > self.SIZE:
-                    self._pages.popitem(last=False)
+            return self._render(task_id, f"/t/{aid}", {"csrf": csrf, "task": task_id})
         body, aid_mark, csrf_mark = entry
         return body.replace(csrf_mark, csrf).replace(aid_mark, aid)
+
+    def warm(self, task_ids: list[str]) -> None:
+        """Render these tasks' pages now (the first ``SIZE``), before their first raters ask: the site
+        does this at start for the tasks that can take raters, so a burst of arrivals finds them ready.
+        A template that cannot be rendered is left to the task pages to report."""
+        for task_id in task_ids[:self.SIZE]:
+            try:
+                if self._keep(task_id) is None:
+                    return
+            except jinja2.TemplateError:
+                return
+
+    def _keep(self, task_id: str) -> tuple[str, str, str] | None:
+        """The task's kept page, rendered now unless another thread did while this one waited; None when
+        pages are rendered per request (see the class)."""
+        with self._render_lock:
+            entry = self._cached(task_id)
+            if entry is None and self._verified is not False:
+                entry = self._with_markers(task_id)
+                if entry is not None:
+                    with self._lock:
+                        self._pages[task_id] = entry
+                        if len(self._pages) > self.SIZE:
+                            self._pages.popitem(last=False)
+            return entry
 
     def _with_markers(self, task_id: str) -> tuple[str, str, str] | None:
         # markers of the same alphabet and length as the real values (hex assignment id, hex token)
@@ -339,6 +365,8 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
         rating_html([PRACTICE[settings.language]], "#", {})
     except jinja2.TemplateError:
         pass      # a broken rating template: each task page says so (500), as without this warm-up
+    else:
+        task_pages.warm(store.task_ids_open())
 
     def task_page(a: Assignment) -> Response:
         csrf = sign("task", a.assignment_id)

@@ -36,7 +36,8 @@ Batches: ``add_batch(batch_id, items, tasks, k, reservation_s, language, setting
 ``batches()``, ``close_batch(id)``, ``reopen_batch(id)``, ``update_settings(id, **settings)``;
 ``add_task(batch_id, task_key, items, k, reservation_s, request_token, annotation) -> (task_id, created)``
 (task by task, exactly once per request token), ``tasks_by_annotation(set)``, ``close_task(task_id)``,
-``task(task_id)``, ``task_open(task_id)``, ``task_items(task_id)``, ``task_ids(batch_id)``.
+``task(task_id)``, ``task_open(task_id)``, ``task_items(task_id)``, ``task_ids(batch_id)``,
+``task_ids_open()`` (tasks that can take a rater now).
 Invites: ``create_invites(n) -> [Invite]``, ``invite(token)``, ``invites()``, ``revoke_invite(token)``.
 Raters: ``rater(platform, rater_id)``, ``block_rater(platform, rater_id, reason)``, ``unblock_rater``.
 Allocation: ``allocate(platform, rater_id, batch_ids=None, ref=None, extra=None, now=None) ->
@@ -504,6 +505,14 @@ class SiteStore:
     def task_ids(self, batch_id: str) -> list[str]:
         return [r[0] for r in self._conn().execute("SELECT task_id FROM tasks WHERE batch_id=? ORDER BY seq",
                                                    (batch_id,))]
+
+    def task_ids_open(self) -> list[str]:
+        """Tasks that can take a rater now (open, in an open batch, a place free), in the order
+        :meth:`allocate` fills them when all are equally full."""
+        return [r[0] for r in self._conn().execute(
+            "SELECT t.task_id FROM tasks t JOIN batches b USING (batch_id) WHERE t.state = 'open' AND b.state = 'open'"
+            " AND (SELECT COUNT(*) FROM assignments a WHERE a.task_id = t.task_id"
+            "      AND a.state IN ('reserved', 'submitted', 'approved')) < t.k ORDER BY b.seq, t.seq")]
 
     def task_items(self, task_id: str) -> list[dict[str, Any]]:
         """The task's items in slot order (as given to :meth:`add_batch`)."""
