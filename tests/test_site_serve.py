@@ -71,9 +71,15 @@ def test_serve_production_rates_over_http(tmp_path):
         assert sub.status_code == 303
         prog = requests.get(f"{base}/requester/progress?format=json&token={req_token}").json()
         assert prog["batches"][0]["items_complete"] == 2
+        # SIGTERM to `mturk-eval serve` alone (as kill or systemd send it) stops gunicorn too.
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{base}/healthz", timeout=5)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
 
 
 def test_a_bad_public_url_is_a_one_line_error(tmp_path):

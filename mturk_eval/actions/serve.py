@@ -22,6 +22,10 @@ from mturk_eval.site.store import SiteStore
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)  # unwinds through serve()'s ``finally``, which stops gunicorn
+
+
 def serve(cfg: ExperimentConfig, *, host: str = "127.0.0.1", port: int = 8000, public_url: str | None = None,
           production: bool = False, workers: int = WORKERS, threads: int = THREADS, echo: Callable[[str], None] = print,
           ready_file: str | None = None) -> None:
@@ -62,6 +66,10 @@ def serve(cfg: ExperimentConfig, *, host: str = "127.0.0.1", port: int = 8000, p
         return
     cmd, env = gunicorn_command(path, host, port, workers, threads)
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    # gunicorn runs in its own session (a Ctrl-C reaches it only through us), so a SIGTERM or SIGHUP to
+    # this process (kill, systemd, a closed terminal) must stop it too instead of leaving it serving.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
     try:
         wait_healthy(url.replace("0.0.0.0", "127.0.0.1"), proc)
         if ready_file:
