@@ -178,3 +178,24 @@ def test_pilot_with_one_rater_on_an_item_is_refused(tmp_path):
     assert "item 'persona.p1.q2.prompt_tuning.tiny' (fluency) has 1 rater after exclusions; expected at least 2" \
         in res.output
     assert not (tmp_path / "p").exists()
+
+
+def test_cost_counts_the_attention_checks_publish_adds():
+    """publish mixes hit.attention_check_rate of attention checks into the tasks; the plan prices them:
+    the same count as the builder makes, the same number of tasks publish would create."""
+    from mturk_eval.planning.cost import design_cost
+    from mturk_eval.platforms.mturk.fees import estimate
+    from mturk_eval.tasks import builder
+
+    cfg = ExperimentConfig(name="t")
+    cfg.hit.items_per_hit = 5
+    cfg.hit.attention_check_rate = 0.1
+    items = [{"item_id": f"x{i}", "persona": ["p"], "eval_set": "persona", "utterance": "u", "response": "r"}
+             for i in range(150)]
+    checks = builder.make_attention_checks(items, 0.1, 1, "en", "b")
+    assert len(checks) == builder.attention_check_count(150, 0.1) == 17
+    c = design_cost("mturk", cfg, 50, 10, 3)        # 150 responses + 17 checks = 167 items -> 34 HITs
+    assert c["tasks"] == 34 and c["total"] == float(estimate(34, 10, cfg.hit.reward).total)
+    assert design_cost("prolific", cfg, 50, 10, 3)["places"] == 340
+    cfg.hit.attention_check_rate = 0.0
+    assert design_cost("mturk", cfg, 50, 10, 3)["tasks"] == 30

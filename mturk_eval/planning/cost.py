@@ -2,7 +2,8 @@
 
 - MTurk: ``platforms.mturk.fees.estimate`` as ``publish`` prices a batch (20% commission, +20% for HITs of
   10 or more assignments, +5% Masters, at least $0.01 per assignment), one HIT per ``hit.items_per_hit``
-  responses and ``raters`` assignments per HIT, reward ``hit.reward``.
+  responses and ``raters`` assignments per HIT, reward ``hit.reward``. On every platform the attention
+  checks ``publish`` mixes in (``hit.attention_check_rate``) fill tasks as responses do, and are priced.
 - Prolific: ``platforms.prolific.fees.study_cost`` (participants' rewards + the service fee + VAT on the
   fee, the ``[platform.prolific]`` fee_rate and vat_rate), one place per task of ``hit.items_per_hit``
   responses, reward ``platform.prolific.reward``. With ``PROLIFIC_TOKEN`` in the environment,
@@ -57,9 +58,15 @@ def check_platforms(requested: list[str], cfg: ExperimentConfig | None) -> list[
     return requested or have
 
 
-def tasks_of(items: int, raters: int, systems: int, items_per_task: int) -> tuple[int, int]:
-    """(tasks, places): one task holds ``items_per_task`` responses; each is done by ``raters`` raters."""
-    tasks = math.ceil(items * systems / max(items_per_task, 1))
+def tasks_of(items: int, raters: int, systems: int, items_per_task: int,
+             attention_check_rate: float = 0.0) -> tuple[int, int]:
+    """(tasks, places): one task holds ``items_per_task`` responses or attention checks (``publish`` adds
+    ``attention_check_rate`` of them, :func:`tasks.builder.attention_check_count`); each task is done by
+    ``raters`` raters."""
+    from mturk_eval.tasks.builder import attention_check_count
+
+    responses = items * systems
+    tasks = math.ceil((responses + attention_check_count(responses, attention_check_rate)) / max(items_per_task, 1))
     return tasks, tasks * raters
 
 
@@ -67,7 +74,7 @@ def design_cost(platform: str, cfg: ExperimentConfig, items: int, raters: int, s
                 eval_sets: int = 1) -> dict[str, Any]:
     """Cost of rating ``items`` prompts x ``systems`` systems x ``eval_sets`` eval sets, ``raters`` each."""
     per_task = cfg.hit.items_per_hit
-    tasks, places = tasks_of(items * eval_sets, raters, systems, per_task)
+    tasks, places = tasks_of(items * eval_sets, raters, systems, per_task, cfg.hit.attention_check_rate)
     if platform == "mturk":
         from mturk_eval.platforms.mturk import quals
         from mturk_eval.platforms.mturk.fees import estimate

@@ -128,14 +128,22 @@ def short_hash(text: str, n: int = 12) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
 
 
+def attention_check_count(n_items: int, rate: float) -> int:
+    """How many attention-check items :func:`make_attention_checks` adds to ``n_items`` items so that they
+    make up ``rate`` of all (at least one when the rate is above 0); the study planner prices them too."""
+    if rate <= 0 or n_items <= 0:
+        return 0
+    return max(1, round(n_items * rate / (1.0 - rate)))
+
+
 def make_attention_checks(items: list[dict[str, Any]], rate: float, seed: int, language: str,
                           batch: str) -> list[dict[str, Any]]:
     """Attention-check items so that they make up ``rate`` of all items: half garbled replies (expected
     fluency <= 2), half off-topic replies (expected relevance <= 2), built from real items' personas and
     utterances so that workers cannot tell them apart. ``method`` and ``model`` are ``attention_check``."""
-    if rate <= 0 or not items:
+    n = attention_check_count(len(items), rate)
+    if n == 0:
         return []
-    n = max(1, round(len(items) * rate / (1.0 - rate)))
     rng = random.Random(f"{seed}:{batch}:attention")
     sources = [items[rng.randrange(len(items))] for _ in range(n)]
     off_topic = _OFF_TOPIC.get(language, _OFF_TOPIC["en"])
