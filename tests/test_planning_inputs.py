@@ -116,8 +116,8 @@ def test_simulated_ratings_stay_on_each_aspects_scale():
     (["--design", "both"], "--design: expected one of auto, paired, unpaired, got 'both'"),
     (["--prompt-share", "-0.1"], "--prompt-share: expected a share of the item variance from 0 to below 1, got -0.1"),
     (["--design", "unpaired", "--prompt-share", "0.3"],
-     "--prompt-share: an unpaired design shares no prompts between systems; expected no --prompt-share with "
-     "--design unpaired, got 0.3"),
+     "--prompt-share: the design is unpaired (--design unpaired, or --design auto on a pilot whose systems share"
+     " no prompts) and shares no prompts between systems; expected no --prompt-share, got 0.3"),
 ])
 def test_bad_inputs_on_custom_scales_are_one_line(tmp_path, args, message):
     out = tmp_path / "plan"

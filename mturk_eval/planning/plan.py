@@ -68,8 +68,9 @@ def make_setting(cfg: ExperimentConfig, model: RatingModel, *, effect: float, sy
         aspect = max(model.aspects, key=lambda a: a.total).aspect
     check_effect(effect, model.aspect(aspect))
     if design == "unpaired" and prompt_share:
-        raise UserError(f"--prompt-share: an unpaired design shares no prompts between systems; expected no "
-                        f"--prompt-share with --design unpaired, got {prompt_share:g}")
+        raise UserError(f"--prompt-share: the design is unpaired (--design unpaired, or --design auto on a pilot"
+                        f" whose systems share no prompts) and shares no prompts between systems; expected no"
+                        f" --prompt-share, got {prompt_share:g}")
     return Setting(model, systems=systems, aspect=aspect, alpha=cfg.report.alpha, family=cfg.report.holm_family,
                    design=design, prompt_share=prompt_share)
 
