@@ -7,26 +7,18 @@ answered, clicks the radios, submits, and ``mturk-eval collect`` brings the answ
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from helpers.browser import launch, sync_api
 from helpers.sandbox import sandbox_server
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EVIL_SCRIPT = "<script>window.__pwned = 1; alert('script ran');</script>"
 EVIL_IMG = "<img src=x onerror=\"window.__pwned = 2; alert('onerror ran')\">"
-
-
-def _playwright():
-    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make system-deps)")
-    return pw
 
 
 def write_experiment(tmp_path: Path, assignments: int = 2) -> tuple[Path, Path]:
@@ -59,7 +51,7 @@ def task_frame(page):
 
 
 def test_browser_works_a_hit_and_collect_gets_the_answer(tmp_path):
-    pw = _playwright()
+    pw = sync_api()
     from mturk_eval.cli import main
     from mturk_eval.config import load_config
     from mturk_eval.ledger import Ledger, ledger_path
@@ -72,7 +64,7 @@ def test_browser_works_a_hit_and_collect_gets_the_answer(tmp_path):
         assert r.exit_code == 0, r.output
         dialogs: list[str] = []
         with pw.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            browser = launch(p)
             try:
                 page = browser.new_page()
                 page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))

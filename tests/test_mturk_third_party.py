@@ -9,19 +9,18 @@ browser (Playwright + Debian's chromium) submits a crowd-form HIT through the wo
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import requests
 from lxml import etree
 
+from helpers.browser import launch, sync_api
 from helpers.sandbox import client, html_question, sandbox  # noqa: F401
 from mturk_eval.analysis.batch_csv import BATCH_FIXED_COLUMNS, read_batch_csv
 from mturk_eval.emulators.mturk import qualifications as q
 from mturk_eval.platforms.mturk.answers import parse_fields
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 QFA_XSD = etree.XMLSchema(etree.parse(str(Path(__file__).parent / "schemas" / "QuestionFormAnswers-2005-10-01.xsd")))
 
 # The shape of the crowd-form templates in MTurk's template gallery and third-party tools.
@@ -59,11 +58,9 @@ CLASSIFIER = """<script src="https://assets.crowd.aws/crowd-html-elements.js"></
 @pytest.fixture
 def page():
     """A page of Debian's chromium through Playwright (skipped where either is missing)."""
-    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make system-deps)")
+    pw = sync_api()
     with pw.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        browser = launch(p)
         try:
             yield browser.new_page()
         finally:

@@ -3,23 +3,18 @@ with PROLIFIC_PID, STUDY_ID and SESSION_ID, rates on the rating site, is redirec
 code, appears as AWAITING REVIEW, and is approved and bonused exactly once."""
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 from click.testing import CliRunner
 
 from mturk_eval.cli import main
+from tests.helpers.browser import launch, sync_api
 from tests.helpers.prolific import emulator, load, site_for, write_config, write_responses
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def test_a_browser_takes_the_study_and_is_paid_once(tmp_path):
-    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make system-deps)")
+    pw = sync_api()
     cfg_path = write_config(tmp_path, k=1, per_task=2)
     cfg = load(tmp_path, k=1, per_task=2)
     responses = write_responses(tmp_path, 2)
@@ -30,7 +25,7 @@ def test_a_browser_takes_the_study_and_is_paid_once(tmp_path):
         assert r.exit_code == 0, r.output
         study = emu.state()["studies"][0]
         with pw.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            browser = launch(p)
             try:
                 page = browser.new_page()
                 page.goto(f"{emu.url}/_prolific/studies/{study['id']}/take?PROLIFIC_PID={pid}")

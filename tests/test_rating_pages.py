@@ -18,15 +18,15 @@ Every request other than to 127.0.0.1 is aborted.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
 
+from helpers.browser import launch, sync_api
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--no-first-run"]
 REPO = Path(__file__).resolve().parent.parent
@@ -43,12 +43,10 @@ JA_ITEMS = [{"persona": ["猫を二匹飼っています。"], "utterance": "ペ
 
 @pytest.fixture(scope="module")
 def pw():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    api = sync_api()
     pytest.importorskip("axe_playwright_python", reason="axe-playwright-python is not installed")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (scripts/install-system-deps.sh)")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with api.sync_playwright() as p:
+        browser = launch(p, ARGS)
         try:
             yield p, browser
         finally:

@@ -4,27 +4,18 @@ mid-task (same task, choices kept) and a double submit (one answer set stored). 
 ``<script>`` and ``<img onerror>`` are shown literally and run nothing."""
 from __future__ import annotations
 
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 
+from helpers.browser import launch, sync_api
 from helpers.sandbox import client, sandbox_server
 from helpers.site import load_batch, running_site
 from mturk_eval.platforms.mturk.external import external_question
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 EVIL = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned = 2\">"
-
-
-def _playwright():
-    pw = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (make system-deps)")
-    return pw
 
 
 def _evil_batch(store, k: int = 2) -> list[str]:
@@ -68,13 +59,13 @@ def _rate_with_reload_and_double_submit(frame_or_page, reload, scores: dict[str,
 
 
 def test_browser_rates_through_an_invite_link(tmp_path):
-    pw = _playwright()
+    pw = sync_api()
     with running_site(tmp_path) as site:
         _evil_batch(site.store)
         token = site.store.create_invites(1)[0].token
         dialogs: list[str] = []
         with pw.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            browser = launch(p)
             try:
                 page = browser.new_page()
                 page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -116,7 +107,7 @@ def test_browser_rates_through_an_invite_link(tmp_path):
 
 
 def test_browser_rates_through_an_external_question_on_the_sandbox(tmp_path):
-    pw = _playwright()
+    pw = sync_api()
     with running_site(tmp_path) as site, sandbox_server() as srv:
         task_ids = _evil_batch(site.store, k=1)
         mturk = client(srv.url)
@@ -124,7 +115,7 @@ def test_browser_rates_through_an_external_question_on_the_sandbox(tmp_path):
                                LifetimeInSeconds=3600, AssignmentDurationInSeconds=600,
                                Question=external_question(site.url, task_ids[0]))["HIT"]
         with pw.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            browser = launch(p)
             try:
                 page = browser.new_page()
                 page.goto(f"{srv.url}/mturk/preview?hitId={hit['HITId']}&workerId=ABROWSERWORKER2")
@@ -173,12 +164,12 @@ def test_a_second_click_while_the_first_submit_is_on_its_way_sends_nothing(tmp_p
     """The first submit's answer is slow (held 0.8 s); a second click meanwhile must not send the form
     again: its "already submitted" page could replace the first one's hand-back to the platform (MTurk's
     frame then never gets the assignment)."""
-    pw = _playwright()
+    pw = sync_api()
     with running_site(tmp_path) as site:
         load_batch(site.store, n_items=2, items_per_task=2, k=1)
         token = site.store.create_invites(1)[0].token
         with pw.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            browser = launch(p)
             try:
                 page = browser.new_page()
                 page.goto(f"{site.url}/i/{token}")
