@@ -115,8 +115,10 @@ def _order(values: list[str], preferred: tuple[str, ...] | list[str]) -> list[in
     return sorted(range(len(values)), key=lambda i: (pos.get(values[i], len(pos)), i))
 
 
-def _exclusions(r: Ratings, min_pass_rate: float) -> tuple[np.ndarray, dict[str, Any], list[dict[str, Any]]]:
-    """Mask of rows that count, the counts of what was excluded, and the excluded workers with reasons."""
+def _exclusions(r: Ratings, min_pass_rate: float) -> tuple[np.ndarray, dict[str, Any], list[dict[str, Any]],
+                                                             np.ndarray]:
+    """Mask of rows that count, the counts of what was excluded, the excluded workers with reasons, and the
+    mask (per worker code) of those excluded below the attention-check pass rate."""
     n_assign = len(r.assignment_ids)
     n_workers = len(r.worker_ids)
     rejected_codes = [i for i, s in enumerate(r.statuses) if s.strip().lower() == "rejected"]
@@ -168,7 +170,7 @@ def _exclusions(r: Ratings, min_pass_rate: float) -> tuple[np.ndarray, dict[str,
         "excluded_worker_rows": int((worker_out & ~rejected & ~check_rows & ~failed).sum()),
         "failed_check_assignments_of_excluded_workers": int((valid & (ap == 0) & bad_worker[a_worker]).sum()),
     }
-    return keep, counts, excluded_workers
+    return keep, counts, excluded_workers, bad_worker
 
 
 def _failed_check_warning(c: dict[str, int]) -> str:
@@ -237,6 +239,7 @@ class Prepared:
     keep: np.ndarray              # mask over r's rows: the rows that count
     counts: dict[str, int]        # what was read, excluded and used
     excluded_workers: list[dict[str, Any]]
+    attention_excluded: np.ndarray  # per worker code: excluded whole, below the attention-check pass rate
     warnings: list[str]
     systems: list[System]
     item_sys: np.ndarray          # per item code: its system (only meaningful for used items)
@@ -369,7 +372,7 @@ def prepare(r: Ratings, cfg: ExperimentConfig, *, seed: int | None = None) -> Pr
                 f"{cfg.source_path or '<config>'}: report.human_reference.{k}: expected one of "
                 f"{', '.join(table2_aspects)}, got an unknown aspect"
             )
-    keep, counts, excluded_workers = _exclusions(r, rc.min_attention_pass_rate)
+    keep, counts, excluded_workers, attention_excluded = _exclusions(r, rc.min_attention_pass_rate)
     keep, n_dup, dup_examples = _drop_duplicates(r, keep, rc.duplicates)
     counts["duplicate_rows"] = n_dup
     if n_dup:
@@ -402,7 +405,8 @@ def prepare(r: Ratings, cfg: ExperimentConfig, *, seed: int | None = None) -> Pr
     unit_sum = np.bincount(unit, weights=score, minlength=n_units)
     unit_cnt = np.bincount(unit, minlength=n_units)
     return Prepared(r=r, cfg=cfg, seed=cfg.seed if seed is None else seed, keep=keep, counts=counts,
-                    excluded_workers=excluded_workers, warnings=warnings, systems=systems, item_sys=item_sys,
+                    excluded_workers=excluded_workers, attention_excluded=attention_excluded, warnings=warnings,
+                    systems=systems, item_sys=item_sys,
                     item=item, aspect=aspect, score=score, unit=unit, unit_sum=unit_sum, unit_cnt=unit_cnt,
                     has=unit_cnt > 0)
 

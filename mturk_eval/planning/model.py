@@ -274,9 +274,7 @@ def model_from_pilot(r, cfg, source: str, responses=None) -> RatingModel:
         wt = float(np.median(w)) if w.size else None
     # Exclusions split as the report makes them: raters excluded whole (below the attention pass rate),
     # and the share of the other raters' rating rows dropped (rejected, failed checks, duplicates).
-    code = {w: i for i, w in enumerate(r.worker_ids)}
-    bad = np.zeros(len(r.worker_ids), bool)
-    bad[[code[w["worker_id"]] for w in p.excluded_workers if w["reason"].startswith("passed")]] = True
+    bad = p.attention_excluded
     rating_rows = ~r.attention_check
     others = rating_rows & ~bad[r.worker]
     return RatingModel(aspects=aspects, source=source, systems=[s.label for s in p.systems],
