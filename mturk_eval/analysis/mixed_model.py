@@ -181,7 +181,7 @@ class _Crossed:
             else:               # eliminate the rater block, factorise items x items
                 Cd = self.C.multiply(1.0 / d_r).tocsr()             # I x J
                 S = np.diag(d_i) - (Cd @ self.C.T).toarray()
-                u1, u2, d1, Cm = self.ZtW_r, self.ZtW_i, d_r, self.C.T.tocsr()
+                u1, u2, d1, Cm = self.ZtW_r, self.ZtW_i, d_r, self.C_T
             L = sla.cho_factor(S, lower=True, check_finite=False)
             rhs = u2 - Cm.T @ (u1 / d1[:, None])
             x2 = sla.cho_solve(L, rhs, check_finite=False)
