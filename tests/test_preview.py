@@ -138,7 +138,8 @@ def test_preview_with_external_questions_writes_the_external_question(tmp_path):
     not an HTMLQuestion; the page beside it is what the frame shows."""
     responses = write_responses(tmp_path / "r.jsonl", 4)
     out = tmp_path / "pv"
-    conf = _conf(tmp_path, '[hit]\nitems_per_hit = 2\n[platform.mturk]\nquestion = "external"\n'
+    conf = _conf(tmp_path, '[hit]\nitems_per_hit = 2\n[platform.mturk]\nquestion = "external"\nframe_height = 900\n'
+                           'target = "local"\nendpoint_url = "http://127.0.0.1:9"\n'
                            '[site]\npublic_url = "https://rate.example.org"\n')
     r = CliRunner().invoke(main, ["preview", "--config", str(conf), "--responses", str(responses), "--out", str(out),
                                   "--count", "2"])
@@ -149,10 +150,12 @@ def test_preview_with_external_questions_writes_the_external_question(tmp_path):
     assert etree.XMLSchema(etree.parse(str(SCHEMAS / "ExternalQuestion-2006-07-14.xsd"))).validate(doc)
     assert not etree.XMLSchema(etree.parse(str(SCHEMAS / "HTMLQuestion.xsd"))).validate(doc)
     url = doc.getroot().find("{*}ExternalURL").text
-    assert url == "https://rate.example.org/mturk/PREVIEW-001"
+    assert url == "https://rate.example.org/mturk/PREVIEW-001"            # the address publish would use
+    assert doc.getroot().find("{*}FrameHeight").text == "900"
     assert response_row(0)["response"] in (out / "hit-001.html").read_text()
-    # Without a public URL (the bundled sandbox starts the site at publish) a placeholder stands in.
-    conf2 = _conf(tmp_path, '[hit]\nitems_per_hit = 2\n[platform.mturk]\nquestion = "external"\n')
+    # The bundled sandbox starts its own site at publish (not [site] public_url): a placeholder stands in.
+    conf2 = _conf(tmp_path, '[hit]\nitems_per_hit = 2\n[platform.mturk]\nquestion = "external"\n'
+                            '[site]\npublic_url = "https://rate.example.org"\n')
     out2 = tmp_path / "pv2"
     r = CliRunner().invoke(main, ["preview", "--config", str(conf2), "--responses", str(responses), "--out", str(out2)])
     assert r.exit_code == 0, r.output

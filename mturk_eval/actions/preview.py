@@ -40,14 +40,20 @@ def spread(items: list[dict]) -> list[dict]:
 EXTERNAL_SITE_PLACEHOLDER = "http://127.0.0.1:SITE-PORT"
 
 
-def _external_question_url(cfg: ExperimentConfig) -> str | None:
-    """The rating site's address for MTurk ExternalQuestions ([platform.mturk] question = "external"), or
-    None when the platform sends its pages itself. Without a public URL (the bundled sandbox starts the site
-    at publish, on a port not known yet) a placeholder stands in."""
-    if cfg.platform.name != "mturk" or cfg.platform.settings.get("mturk", {}).get("question", "html") != "external":
+def _external_question(cfg: ExperimentConfig) -> Callable[[int], str] | None:
+    """For MTurk with [platform.mturk] question = "external": the ExternalQuestion of preview task ``n``, as
+    publish would send it (its settings, site address and frame height); None when the platform sends its
+    pages itself. Where publish finds the site only when it starts it (the bundled sandbox, on a port not
+    known yet) a placeholder stands in for the address."""
+    if cfg.platform.name != "mturk":
         return None
     settings = registry.settings_for(cfg, "mturk")  # validated as publish validates it
-    return settings.public_url or settings.site_public_url or EXTERNAL_SITE_PLACEHOLDER
+    if settings.question != "external":
+        return None
+    from mturk_eval.platforms.mturk.external import external_question
+
+    url = settings.site_url_given or EXTERNAL_SITE_PLACEHOLDER
+    return lambda n: external_question(url, f"PREVIEW-{n:03d}", settings.frame_height)
 
 
 def preview(cfg: ExperimentConfig, responses_path: str | Path, out_dir: str | Path, *,
@@ -91,15 +97,13 @@ def preview(cfg: ExperimentConfig, responses_path: str | Path, out_dir: str | Pa
     links = []
     n_per = cfg.hit.items_per_hit
     plat = registry.get_platform(cfg.platform.name)  # its class: its document format and limits
-    external = _external_question_url(cfg)
+    external = _external_question(cfg)
     # Render everything first: a template error or a question over 64 KB leaves no files behind.
     for n, start in enumerate(range(0, len(chosen), n_per), start=1):
         group = chosen[start:start + n_per]
         page = builder.render_html(group, cfg.language, plat.preview_submit_url, cfg.hit.template_dir)
         if external is not None:  # MTurk gets an ExternalQuestion; the page is what its frame shows
-            from mturk_eval.platforms.mturk.external import external_question
-
-            xml = external_question(external, f"PREVIEW-{n:03d}")
+            xml = external(n)
         else:
             xml = plat.task_document(group, cfg, plat.preview_submit_url)  # the platform's limits apply
         files[out / f"hit-{n:03d}.html"] = page

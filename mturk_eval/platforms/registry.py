@@ -52,17 +52,17 @@ def settings_for(cfg: "ExperimentConfig", name: str, **overrides: Any) -> Any:
     from mturk_eval.config import build_section
 
     cls = get_platform(name)
-    table = dict(cfg.platform.settings.get(name, {}))
-    settings = build_section(cls.Settings, table, f"platform.{name}", cfg.source_path or "<config>")
-    fields = {f.name for f in dataclasses.fields(settings)}
+    fields = {f.name for f in dataclasses.fields(cls.Settings)}
     # target and the bundled sandbox are offered to every platform; each takes those it has settings for.
     given = {k: v for k, v in overrides.items() if v is not None and (k in fields or k not in OPTIONAL)}
     # Platforms served by the rating site keep its store in runs/<exp>/ and link to [site] public_url.
     # config_path: what the background rating site of --sandbox is started with (`mturk-eval serve --config`).
-    for key, value in (("run_dir", str(cfg.run_dir)), ("site_public_url", cfg.site.public_url),
-                       ("config_path", cfg.source_path)):
-        if key in fields and key not in given and value is not None:
-            given[key] = value
+    # They go in with the table, so that the settings check itself (__post_init__) sees them.
+    context = {key: value for key, value in (("run_dir", str(cfg.run_dir)), ("site_public_url", cfg.site.public_url),
+                                             ("config_path", cfg.source_path))
+               if key in fields and key not in given and value is not None}
+    table = {**cfg.platform.settings.get(name, {}), **context}
+    settings = build_section(cls.Settings, table, f"platform.{name}", cfg.source_path or "<config>")
     unknown = [k for k in given if k not in fields]
     if unknown:
         raise UserError(f"--{unknown[0].replace('_', '-')}: not an option of platform {name!r}")

@@ -82,7 +82,7 @@ class MTurkSettings:
                 raise UserError("--public-url: HTMLQuestions carry the page itself; set [platform.mturk] question ="
                                 " \"external\" to send workers to the rating site")
             return
-        url = self.public_url or (None if self.bundled else self.site_public_url)
+        url = self.site_url_given
         if url is None and not self.bundled:
             raise UserError("platform.mturk.question = \"external\": give the rating site's public URL (--public-url"
                             " or [site] public_url; run `mturk-eval serve` there); only with the bundled sandbox"
@@ -97,6 +97,12 @@ class MTurkSettings:
     def bundled(self) -> bool:
         """The bundled local sandbox (--sandbox, no --endpoint-url)."""
         return self.target == "sandbox" and self.endpoint_url is None
+
+    @property
+    def site_url_given(self) -> str | None:
+        """The rating site's address for ExternalQuestions when one is given: --public-url, else (not the
+        bundled sandbox, which starts its own site) [site] public_url; None when publish finds it."""
+        return self.public_url or (None if self.bundled else self.site_public_url)
 
 
 def _epoch(value: Any) -> float | None:
@@ -164,7 +170,7 @@ class MTurkPlatform(CrowdPlatform):
     def _find_site_url(self) -> str:
         if self._site_url is None:
             s = self.settings
-            url = s.public_url or (None if s.bundled else s.site_public_url)
+            url = s.site_url_given
             if url is None:
                 from mturk_eval.emulators.background import ensure_site
 
