@@ -65,12 +65,13 @@ def serve(cfg: ExperimentConfig, *, host: str = "127.0.0.1", port: int = 8000, p
         serve_dev(server)
         return
     cmd, env = gunicorn_command(path, host, port, workers, threads)
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     # gunicorn runs in its own session (a Ctrl-C reaches it only through us), so a SIGTERM or SIGHUP to
-    # this process (kill, systemd, a closed terminal) must stop it too instead of leaving it serving.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _exit_on_signal)
+    # this process (kill, systemd, a closed terminal) must stop it too instead of leaving it serving:
+    # the handlers are in place before it starts, and unwind through the ``finally`` below.
+    previous = {sig: signal.signal(sig, _exit_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    proc = None
     try:
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
         wait_healthy(url.replace("0.0.0.0", "127.0.0.1"), proc)
         if ready_file:
             atomic_write_text(ready_file, url + "\n")
@@ -79,6 +80,9 @@ def serve(cfg: ExperimentConfig, *, host: str = "127.0.0.1", port: int = 8000, p
     except KeyboardInterrupt:
         pass
     finally:
-        stop_process(proc, signal.SIGTERM)
+        if proc is not None:
+            stop_process(proc, signal.SIGTERM)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if proc.returncode not in (0, -signal.SIGTERM, None):
         raise UserError(f"gunicorn exited with status {proc.returncode}")
