@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 import os
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import Any, Callable
 
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
+from mturk_eval.platforms.prolific.contract import major_units
 
 PLATFORMS = ("mturk", "prolific", "links")
 
@@ -89,7 +90,7 @@ def design_cost(platform: str, cfg: ExperimentConfig, items: int, raters: int, s
         from mturk_eval.platforms.prolific.workflow import settings_of
 
         pc = settings_of(cfg)
-        reward_minor = int((Decimal(str(pc.reward)) * 100).to_integral_value())
+        reward_minor = pc.reward_minor
         c = study_cost(reward_minor, places, fee_rate=pc.fee_rate, vat_rate=pc.vat_rate, currency=pc.currency)
         return {"platform": "prolific", "currency": pc.currency, "total": float(c.major()),
                 "rewards": float(c.major(c.rewards)), "fees": float(c.major(c.fees + c.vat)), "tasks": tasks,
@@ -155,13 +156,13 @@ class ProlificCalculator:
     def price(self, cost: dict[str, Any]) -> None:
         """Adds Prolific's figure to one design's Prolific cost (from :func:`design_cost`) and prices it at
         the higher of the two, as ``publish`` counts a run."""
-        reward_minor = int((Decimal(str(self.settings.reward)) * 100).to_integral_value())
+        reward_minor = self.settings.reward_minor
         cost["offline_total"] = cost["total"]
         total = self.quote(reward_minor, cost["places"])
         if total is None:
             cost["calculator_total"] = None
             return
-        major = float((total / 100).quantize(Decimal("0.01"), rounding=ROUND_CEILING))
+        major = float(major_units(total))
         cost["calculator_total"] = major
         cost["total"] = max(cost["offline_total"], major)
         cost["rule"] += f"; Prolific's calculator: {major:,.2f} (counted: the higher)"
