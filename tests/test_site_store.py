@@ -182,3 +182,30 @@ def test_add_task_is_exactly_once_per_request_token_and_close_task_stops_new_pla
     assert store.assignment(a.assignment_id).state == "expired"
     assert store.allocate("links", "r0002", now=1002.0) is None
     assert store.submit(a.assignment_id, {}, now=1003.0).reason == "closed"
+
+
+def test_a_writer_waits_for_the_lock_file_within_the_busy_timeout(tmp_path):
+    """The write lock (flock on site.sqlite.lock) is taken as soon as it is free and given up after the
+    timeout with SQLite's own "database is locked", never waited on for ever."""
+    import fcntl
+    import os
+    import sqlite3
+    import threading
+    import time
+
+    from mturk_eval.site.store import _lock_within
+
+    path = tmp_path / "x.lock"
+    holder, waiter = (os.open(path, os.O_RDWR | os.O_CREAT) for _ in range(2))
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        t0 = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            _lock_within(waiter, 0.1)
+        assert 0.1 <= time.monotonic() - t0 < 2
+        threading.Timer(0.05, fcntl.flock, (holder, fcntl.LOCK_UN)).start()
+        _lock_within(waiter, 5)                  # released meanwhile: taken
+        fcntl.flock(waiter, fcntl.LOCK_UN)
+    finally:
+        os.close(holder)
+        os.close(waiter)

@@ -262,6 +262,29 @@ class _Connection(sqlite3.Connection):
     (the development server runs each request in a new thread)."""
 
 
+BUSY_TIMEOUT_S = 30   # a writer waits this long for another (SQLite's busy timeout, and the lock file's)
+
+
+def _lock_within(fd: int, timeout_s: float) -> None:
+    """flock(LOCK_EX) on ``fd``, given up after ``timeout_s`` as SQLite gives up on a busy database: a
+    writer stopped while holding the lock (a paused process) must not hang every request for ever. Waits
+    in 0.5 ms steps, so a released lock is taken at once (SQLite's own handler sleeps up to 100 ms)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    deadline = time.monotonic() + timeout_s
+    while True:
+        time.sleep(0.0005)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError("database is locked") from None
+
+
 class SiteStore:
     """The site's SQLite store. Safe across threads (one connection per thread) and processes (SQLite
     locking; writes in ``BEGIN IMMEDIATE`` transactions)."""
@@ -305,7 +328,7 @@ class SiteStore:
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
             self._local.conn = conn
             with self._lock:
                 self._conns.add(conn)
@@ -337,9 +360,11 @@ class SiteStore:
         conn = conn or self._conn()
         with self._write_lock:
             if self._lock_fd is None or self._lock_pid != os.getpid():
+                if self._lock_fd is not None:   # inherited over a fork: the parent's lock is its own
+                    os.close(self._lock_fd)
                 self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 self._lock_pid = os.getpid()
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            _lock_within(self._lock_fd, BUSY_TIMEOUT_S)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
