@@ -266,3 +266,24 @@ def test_a_pilots_excluded_workers_are_planned_as_worker_level_exclusions():
     assert m.excluded_worker_share == pytest.approx(1 / 8) and m.excluded_share == pytest.approx(0.0)
     setting = pw.Setting(m, systems=2, aspect="fluency", design="unpaired")
     assert pw._excluded_workers(setting) == pytest.approx(1 / 8)
+
+
+def test_the_calculator_connects_as_the_workflow_does_with_short_retries(tmp_path):
+    """The calculator's client is the workflow's (:func:`api_client`: /api/v1/ added, PROLIFIC_TOKEN from the
+    environment, checked, never shown) with at most 3 attempts and short waits, so a plan does not hang."""
+    from mturk_eval.planning.cost import ProlificCalculator
+    from mturk_eval.platforms.prolific.workflow import api_client, settings_of
+
+    p = tmp_path / "c.toml"
+    p.write_text(f'[experiment]\nname = "c"\nruns_dir = "{tmp_path}"\n'
+                 + PROLIFIC.format(api="http://127.0.0.1:9/prolific"))
+    cfg = load_config(p)
+    client = ProlificCalculator(cfg, env={"PROLIFIC_TOKEN": TOKEN})._connect()
+    assert client.api_url == "http://127.0.0.1:9/prolific/api/v1/"
+    assert (client.attempts, client.base, client.cap, client.timeout) == (3, 0.5, 2.0, 15.0)
+    assert TOKEN not in repr(client)
+    full = api_client(settings_of(cfg), "http://127.0.0.1:9/prolific", env={"PROLIFIC_TOKEN": TOKEN})
+    assert (full.api_url, full.attempts, full.cap, full.timeout) == (client.api_url, 8, 30.0, 30.0)
+    with pytest.raises(UserError, match="PROLIFIC_TOKEN is not set") as exc:
+        ProlificCalculator(cfg, env={})._connect()
+    assert TOKEN not in exc.value.message

@@ -127,13 +127,12 @@ class ProlificCalculator:
         return bool(((os.environ if env is None else env).get(TOKEN_ENV) or "").strip())
 
     def _connect(self):
-        from mturk_eval.platforms.prolific.client import ProlificClient, token_from_env
+        from mturk_eval.platforms.prolific.workflow import api_client
 
         s = self.settings
-        url = self.api_url if self.api_url.rstrip("/").endswith("/api/v1") else self.api_url.rstrip("/") + "/api/v1/"
         # A plan must not hang on a failing API: few attempts, short waits (the call is only a quote).
-        return ProlificClient(url, token_from_env(s.token_pattern, self.env), attempts=min(s.retry_attempts, 3),
-                              base=min(s.retry_base_s, 0.5), cap=min(s.retry_cap_s, 2.0), timeout=15.0)
+        return api_client(s, self.api_url, env=self.env, attempts=min(s.retry_attempts, 3),
+                          base=min(s.retry_base_s, 0.5), cap=min(s.retry_cap_s, 2.0), timeout=15.0)
 
     def quote(self, reward_minor: int, places: int) -> Decimal | None:
         """Prolific's total for ``places`` places at ``reward_minor`` (minor units), or None after a failure."""

@@ -86,14 +86,25 @@ def connect(cfg: ExperimentConfig, *, sandbox: bool, api_url: str | None, echo: 
         token = EMULATOR_TOKEN  # PROLIFIC_TOKEN is never sent to the emulator
     else:
         api_url = api_url or s.api_url
-        token = token_from_env(s.token_pattern)
+        token = None
+    options = {"sleep": sleep} if sleep is not None else {}
+    return ProlificPlatform(api_client(s, api_url, token, **options), s, emulator=sandbox, echo=echo)
+
+
+def api_client(s: ProlificSettings, api_url: str, token: str | None = None, *, env: dict | None = None,
+               **options) -> ProlificClient:
+    """A client for the API at ``api_url`` (``/api/v1/`` added when it is missing) with ``token``, or when
+    None PROLIFIC_TOKEN from ``env`` (the process environment by default; checked, never shown). Retries
+    are the settings' unless ``options`` (:class:`ProlificClient`'s attempts, base, cap, timeout, sleep)
+    override them."""
+    if token is None:
+        token = token_from_env(s.token_pattern, env)
     if not re.match(r"https?://[^\s/]+", api_url):
         raise UserError(f"--api-url: expected an http(s) URL, got {api_url!r}")
     if not api_url.rstrip("/").endswith("/api/v1"):
         api_url = api_url.rstrip("/") + "/api/v1/"
-    kwargs = {"sleep": sleep} if sleep is not None else {}
-    client = ProlificClient(api_url, token, attempts=s.retry_attempts, base=s.retry_base_s, cap=s.retry_cap_s, **kwargs)
-    return ProlificPlatform(client, s, emulator=sandbox, echo=echo)
+    options = {"attempts": s.retry_attempts, "base": s.retry_base_s, "cap": s.retry_cap_s, **options}
+    return ProlificClient(api_url, token, **options)
 
 
 def background_emulator(cfg: ExperimentConfig, echo: Callable[[str], None], start: bool) -> str:
