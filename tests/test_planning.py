@@ -167,6 +167,25 @@ def test_bad_inputs_are_one_line_with_exit_2(tmp_path, repo_root, args, message)
     assert len(res.output.strip().splitlines()) == 1 and not out.exists()
 
 
+def test_the_library_plan_takes_its_checked_inputs_and_resolves_auto():
+    """``make_plan`` is called with what ``PlanInputs`` and ``make_setting`` checked (the verb checks once):
+    a bad input is refused when the inputs are made, and --design auto without a pilot is paired."""
+    from mturk_eval.errors import UserError
+    from mturk_eval.planning.model import default_model
+    from mturk_eval.planning.plan import PlanInputs, check_design, make_plan, make_setting
+
+    with pytest.raises(UserError, match="--studies: expected at least 100 simulated studies per design, got 99"):
+        PlanInputs(0.5, 0.8, [20], [3], 99)
+    with pytest.raises(UserError, match="--design: expected one of auto, paired, unpaired, got 'both'"):
+        check_design("both")
+    cfg = ExperimentConfig(name="t", models=["tiny"])
+    setting = make_setting(cfg, default_model(), effect=0.5, systems=2, design="auto")
+    assert setting.design == "paired" and setting.systems == 2
+    plan = make_plan(cfg, setting, PlanInputs(0.5, 0.8, [20, 10], [3], 100), platforms=["links"], seed=1)
+    assert [(g["items"], g["raters"]) for g in plan.grid] == [(10, 3), (20, 3)]
+    assert plan.setting["design"] == "paired" and plan.setting["studies"] == 100
+
+
 def test_pilot_with_one_rater_on_an_item_is_refused(tmp_path):
     rng = np.random.default_rng(2)
     rows = study_rows(rng, 6, 3, 2, pool=6)

@@ -34,9 +34,6 @@ def read_pilot(path: str, cfg: ExperimentConfig, responses_path: str | None = No
     return read_source(p, responses=responses, config=cfg)[0], responses
 
 
-DESIGN_CHOICES = ("auto", "paired", "unpaired")
-
-
 def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str | None, effect: float,
              power: float, items: list[int] | None, raters: list[int] | None, aspect: str | None,
              systems: int | None, platforms: list[str], studies: int, seed: int | None, out_dir: Path | None,
@@ -46,11 +43,10 @@ def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str 
     from mturk_eval.config import find_config, load_config
     from mturk_eval.planning.cost import ProlificCalculator, check_platforms
     from mturk_eval.planning.model import default_model, model_from_pilot
-    from mturk_eval.planning.plan import (check_inputs, make_plan, make_setting, summary_lines, terminal_table,
-                                          write_plan)
+    from mturk_eval.planning.plan import (PlanInputs, check_design, make_plan, make_setting, summary_lines,
+                                          terminal_table, write_plan)
 
-    if design not in DESIGN_CHOICES:
-        raise UserError(f"--design: expected one of {', '.join(DESIGN_CHOICES)}, got {design!r}")
+    check_design(design)
 
     if config_path is None:   # $MTURK_EVAL_CONFIG or mturk-eval.toml here or above, as every verb finds it
         found = find_config(required=False)
@@ -60,9 +56,8 @@ def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str 
                         "either ($MTURK_EVAL_CONFIG, mturk-eval.toml here or above: `mturk-eval init` writes one)")
     # The plan reads no data: the config's data paths need not resolve (every verb that reads them checks).
     cfg = load_config(config_path, data_paths=False) if config_path else ExperimentConfig(name="plan")
-    items = DEFAULT_ITEMS if items is None else items
-    raters = DEFAULT_RATERS if raters is None else raters
-    check_inputs(effect, power, items, raters, studies)      # before any slow work
+    inputs = PlanInputs(effect, power, DEFAULT_ITEMS if items is None else items,   # checked before any slow work
+                        DEFAULT_RATERS if raters is None else raters, studies)
     chosen = check_platforms(platforms, cfg if config_path else None)
     if out_dir is None:
         if not config_path:
@@ -73,8 +68,6 @@ def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str 
         model = model_from_pilot(ratings, cfg, f"pilot `{pilot}`", responses)
     else:
         model = default_model(config_aspects(cfg))
-    if design == "auto":   # what the report would run: on the pilot, its own rule; else the toolkit's paired studies
-        design = model.design or "paired"
     if systems is None:
         if config_path:
             systems = len(cfg.methods) * len(cfg.models)
@@ -84,23 +77,21 @@ def run_plan(*, config_path: str | None, pilot: str | None, responses_path: str 
                 es = label.split(" / ")[0]
                 per_set[es] = per_set.get(es, 0) + 1
             systems = max(per_set.values(), default=2)
-    make_setting(cfg, model, effect=effect, systems=max(systems, 2), aspect=aspect, design=design,
-                 prompt_share=prompt_share)   # every input checked before any slow work or call
+    setting = make_setting(cfg, model, effect=effect, systems=max(systems, 2), aspect=aspect, design=design,
+                           prompt_share=prompt_share)   # every input checked before any slow work or call
     calculator = None
     if "prolific" in chosen and ProlificCalculator.wanted():
         calculator = ProlificCalculator(cfg, echo=echo)
     done = [0]
-    n_designs = len(set(items)) * len(set(raters))
+    n_designs = len(set(inputs.items)) * len(set(inputs.raters))
 
     def progress(d):
         done[0] += 1
         if echo:
             echo(f"  design {done[0]}/{n_designs}: {d.items} items x {d.raters} raters")
 
-    plan = make_plan(cfg, model, effect=effect, power=power, items=items, raters=raters, platforms=chosen,
-                     systems=max(systems, 2), aspect=aspect, design=design, prompt_share=prompt_share,
-                     studies=studies, seed=cfg.seed if seed is None else seed, progress=progress,
-                     calculator=calculator)
+    plan = make_plan(cfg, setting, inputs, platforms=chosen, seed=cfg.seed if seed is None else seed,
+                     progress=progress, calculator=calculator)
     write_plan(plan, out_dir)
     terminal = terminal_table(plan) + "\n" + "\n".join(summary_lines(plan))
     return PlanResult(out=out_dir, terminal=terminal, plan=plan)

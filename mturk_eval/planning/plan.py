@@ -14,7 +14,7 @@ from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.planning.cost import design_cost
 from mturk_eval.planning.model import AspectModel, RatingModel
-from mturk_eval.planning.power import (Design, Setting, analytic_mdd, analytic_power, simulate_power,
+from mturk_eval.planning.power import (DESIGNS, Design, Setting, analytic_mdd, analytic_power, simulate_power,
                                        simulated_mdd, target_shift)
 
 
@@ -27,21 +27,40 @@ def check_effect(effect: float, am: AspectModel) -> None:
     target_shift(am, effect)
 
 
-def check_inputs(effect: float, power: float, items: list[int], raters: list[int], studies: int) -> None:
-    if not effect > 0:
-        raise UserError(f"--effect: expected a difference of mean ratings above 0, got {effect:g}")
-    if not 0 < power < 1:
-        raise UserError(f"--power: expected a probability strictly between 0 and 1, got {power:g}")
-    if not items:
-        raise UserError("--items: expected at least one number of items per system, got an empty grid")
-    if not raters:
-        raise UserError("--raters: expected at least one number of raters per item, got an empty grid")
-    if min(items) < 2:
-        raise UserError(f"--items: expected at least 2 items per system, got {min(items)}")
-    if min(raters) < 1:
-        raise UserError(f"--raters: expected at least 1 rater per item, got {min(raters)}")
-    if studies < 100:
-        raise UserError(f"--studies: expected at least 100 simulated studies per design, got {studies}")
+# --design: one of the simulated designs, or auto: what the report would run on the pilot, else paired.
+DESIGN_CHOICES = ("auto", *DESIGNS)
+
+
+def check_design(design: str) -> None:
+    if design not in DESIGN_CHOICES:
+        raise UserError(f"--design: expected one of {', '.join(DESIGN_CHOICES)}, got {design!r}")
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """The requested difference and power, the items x raters grid and the simulated studies per design,
+    checked on construction (cheap: build it before any slow work)."""
+    effect: float
+    power: float
+    items: list[int]
+    raters: list[int]
+    studies: int
+
+    def __post_init__(self) -> None:
+        if not self.effect > 0:
+            raise UserError(f"--effect: expected a difference of mean ratings above 0, got {self.effect:g}")
+        if not 0 < self.power < 1:
+            raise UserError(f"--power: expected a probability strictly between 0 and 1, got {self.power:g}")
+        if not self.items:
+            raise UserError("--items: expected at least one number of items per system, got an empty grid")
+        if not self.raters:
+            raise UserError("--raters: expected at least one number of raters per item, got an empty grid")
+        if min(self.items) < 2:
+            raise UserError(f"--items: expected at least 2 items per system, got {min(self.items)}")
+        if min(self.raters) < 1:
+            raise UserError(f"--raters: expected at least 1 rater per item, got {min(self.raters)}")
+        if self.studies < 100:
+            raise UserError(f"--studies: expected at least 100 simulated studies per design, got {self.studies}")
 
 
 @dataclass
@@ -61,7 +80,10 @@ class Plan:
 
 def make_setting(cfg: ExperimentConfig, model: RatingModel, *, effect: float, systems: int,
                  aspect: str | None = None, design: str = "paired", prompt_share: float | None = None) -> Setting:
-    """The simulated analysis for ``model`` with every input checked (before any slow work)."""
+    """The simulated analysis for ``model`` with every input checked (before any slow work). ``design``
+    "auto": what the report would run on the pilot (its own rule), else the toolkit's paired studies."""
+    if design == "auto":
+        design = model.design or "paired"
     if systems < 2:
         raise UserError(f"systems: expected at least 2 systems to compare, got {systems}")
     if aspect is None:  # the hardest aspect: the largest total variance
@@ -75,16 +97,13 @@ def make_setting(cfg: ExperimentConfig, model: RatingModel, *, effect: float, sy
                    design=design, prompt_share=prompt_share)
 
 
-def make_plan(cfg: ExperimentConfig, model: RatingModel, *, effect: float, power: float, items: list[int],
-              raters: list[int], platforms: list[str], systems: int, eval_sets: int = 1, aspect: str | None = None,
-              design: str = "paired", prompt_share: float | None = None, studies: int = 1000, seed: int = 0,
-              progress=None, calculator=None) -> Plan:
-    """The plan. ``calculator`` (optional): a :class:`~mturk_eval.planning.cost.ProlificCalculator` pricing
-    each design's Prolific places with Prolific's own figure beside the offline one."""
-    check_inputs(effect, power, items, raters, studies)
-    setting = make_setting(cfg, model, effect=effect, systems=systems, aspect=aspect, design=design,
-                           prompt_share=prompt_share)
-    aspect = setting.aspect
+def make_plan(cfg: ExperimentConfig, setting: Setting, inputs: PlanInputs, *, platforms: list[str],
+              eval_sets: int = 1, seed: int = 0, progress=None, calculator=None) -> Plan:
+    """The plan for ``setting`` (from :func:`make_setting`) and ``inputs``, both checked when they were
+    made. ``calculator`` (optional): a :class:`~mturk_eval.planning.cost.ProlificCalculator` pricing each
+    design's Prolific places with Prolific's own figure beside the offline one."""
+    model, systems, aspect = setting.model, setting.systems, setting.aspect
+    effect, power, items, raters, studies = inputs.effect, inputs.power, inputs.items, inputs.raters, inputs.studies
     designs = [Design(i, k) for i in sorted(set(items)) for k in sorted(set(raters))]
     grid = []
     for d in designs:
