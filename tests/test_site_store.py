@@ -58,6 +58,15 @@ def test_a_reload_gets_the_same_reservation_and_a_lapsed_one_is_released(store):
     assert store.submit(b.assignment_id, ANS, now=1063.0).stored
 
 
+def test_a_new_reservation_is_the_row_it_stored(store):
+    """What allocate returns for a new place is field for field what the store reads back for it."""
+    load_batch(store, n_items=2, items_per_task=2, k=1, reservation_s=60)
+    a = store.allocate("links", "r0001", ref="ref-1", extra={"invite": "x", "n": 2}, now=1000.0)
+    assert (a.state, a.reserved_at, a.expires_at, a.ref, a.extra) == ("reserved", 1000.0, 1060.0, "ref-1",
+                                                                       {"invite": "x", "n": 2})
+    assert store.assignment(a.assignment_id) == a
+
+
 def test_a_late_submit_is_kept_while_its_place_is_still_free(store):
     load_batch(store, n_items=2, items_per_task=2, k=1, reservation_s=60)
     a = store.allocate("links", "r0001", now=1000.0)

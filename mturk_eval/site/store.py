@@ -630,8 +630,10 @@ class SiteStore:
         c.execute("INSERT INTO assignments (assignment_id, task_id, batch_id, platform, rater_id, ref, state,"
                   " reserved_at, expires_at, extra) VALUES (?, ?, ?, ?, ?, ?, 'reserved', ?, ?, ?)",
                   (aid, task["task_id"], task["batch_id"], platform, rater_id, ref, now, expires, extra_json))
-        return Assignment(aid, task["task_id"], task["batch_id"], platform, rater_id, ref, "reserved", now, expires,
-                          None, None, None, False, json.loads(extra_json), None, None)
+        return Assignment(assignment_id=aid, task_id=task["task_id"], batch_id=task["batch_id"], platform=platform,
+                          rater_id=rater_id, ref=ref, state="reserved", reserved_at=now, expires_at=expires,
+                          submitted_at=None, work_time_s=None, answers=None, simulated=False,
+                          extra=json.loads(extra_json), reviewed_at=None, feedback=None)
 
     def _blocked(self, c: sqlite3.Connection, platform: str, rater_id: str) -> bool:
         r = c.execute("SELECT blocked FROM raters WHERE platform=? AND rater_id=?", (platform, rater_id)).fetchone()
