@@ -1,5 +1,5 @@
 """Rating-site load benchmark: 200 simulated raters arrive together on loopback, each opens its invite
-link, gets a task page and submits it; latency of the task page (entry + redirect, allocation included)
+link, gets a task page and submits it; latency of the task page (the entry link, which allocates and serves the task page)
 and of the submit (p50/p95/p99), tasks per second. Target: p95 < 150 ms. The same run checks that no
 rating is lost, doubled or over-allocated: every item ends with exactly k ratings from distinct raters.
 
@@ -54,6 +54,7 @@ ITEMS_PER_TASK = 2
 TIMEOUT = 60.0   # seconds a phase may run beyond its arrivals before the run stops as failed
 HIDDEN_RE = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 RADIO_RE = re.compile(r'<input type="radio" [^>]*name="([^"]+)"')
+TASK_URL_RE = re.compile(r'<form id="mturk_form" method="post" action="(/t/[0-9a-f]+)"')
 
 
 class HTTPConnection:
@@ -164,7 +165,7 @@ async def arrive_together(url: str, n: int, work, delays: list[float] | None = N
 async def phases(url: str, tokens: list[str], delays: list[float] | None, think: list[float],
                  server_pgid: int | None, floor: bool = False) -> dict:
     """The baseline (``/healthz``) and then the raters, each phase released at once. ``floor``: each rater
-    sends ``/healthz`` three times instead of its three requests (what the server costs before the site
+    sends ``/healthz`` twice instead of its two requests (what the server costs before the site
     does any work)."""
     async def health(i: int, c: HTTPConnection) -> float:
         t0 = time.perf_counter()
@@ -177,13 +178,11 @@ async def phases(url: str, tokens: list[str], delays: list[float] | None, think:
 
     async def rater(i: int, c: HTTPConnection) -> dict:
         t0 = time.perf_counter()
-        status, headers, _ = await c.request("GET", f"/i/{tokens[i]}")     # entry and allocation
-        assert status == 303, status
-        task_path = urlsplit(headers["location"]).path
-        status, _, body = await c.request("GET", task_path)                 # the task page
-        t1 = time.perf_counter()
+        status, headers, body = await c.request("GET", f"/i/{tokens[i]}")  # entry, allocation, the task
         assert status == 200, status
+        t1 = time.perf_counter()
         page = body.decode()
+        task_path = TASK_URL_RE.search(page).group(1)
         if not first_page:
             first_page.append(page)
         hidden, groups = form_fields(page)
@@ -197,7 +196,7 @@ async def phases(url: str, tokens: list[str], delays: list[float] | None, think:
         return {"aid": task_path.rsplit("/", 1)[1], "answers": answers, "page": t1 - t0, "submit": t2 - t1b}
 
     async def floor_rater(i: int, c: HTTPConnection) -> float:
-        return sum([await health(i, c) for _ in range(3)])
+        return sum([await health(i, c) for _ in range(2)])
 
     out: dict = {"first_page": first_page}
     for name, work in (("baseline", health), ("raters", floor_rater if floor else rater)):
@@ -219,8 +218,8 @@ def print_cpu(ph: dict, n: int, note: str) -> None:
 
 def floor_report(ph: dict, n: int, label: str) -> bool:
     """The ``--floor`` run's figures: CPU per phase and per rater; no store to check."""
-    print(f"\n{n} raters, each /healthz three times on its connection (--floor); {label}")
-    print_cpu(ph, n, "3 requests, no site work")
+    print(f"\n{n} raters, each /healthz twice on its connection (--floor); {label}")
+    print_cpu(ph, n, "2 requests, no site work")
     failed = [r for name in ("baseline", "raters") for r in ph[name]["results"] if isinstance(r, Exception)]
     for exc in failed[:3]:
         print(f"  failed: {exc!r}")
@@ -275,7 +274,7 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
     for name, xs in (("baseline /healthz", healthz), ("task page (invite -> task)", page), ("submit", submit)):
         if xs:
             print(f"{name:<28}{pct(xs, 50):>9.1f}{pct(xs, 95):>9.1f}{pct(xs, 99):>9.1f}{max(xs):>9.1f}")
-    print_cpu(ph, n, "3 requests")
+    print_cpu(ph, n, "2 requests: entry, submit")
     print(f"tasks/s: {len(ok) / wall:.1f} ({len(ok)} tasks in {wall:.2f} s); failed raters: {len(failed)}")
     for exc in failed[:3]:
         print(f"  failed: {exc!r}")

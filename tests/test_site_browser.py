@@ -71,10 +71,13 @@ def test_browser_rates_through_an_invite_link(tmp_path):
                 page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
                 posts: list[str] = []
                 page.on("request", lambda r: r.method == "POST" and posts.append(r.url))
-                page.goto(f"{site.url}/i/{token}")
+                entry = page.goto(f"{site.url}/i/{token}")
                 page.wait_for_selector("#submitButton")
+                # the invite link serves the task itself (no redirect); the address bar shows the task's URL
+                assert entry.status == 200 and entry.request.redirected_from is None
                 task_url = page.url
                 assert "/t/" in task_url and page.evaluate("document.documentElement.lang") == "en"
+                assert page.evaluate("history.length") == 2     # about:blank, then the task: replaced, not pushed
                 names = sorted(set(page.eval_on_selector_all("input[type=radio]", "els => els.map(e => e.name)")))
                 scores = {n: str(1 + i % 5) for i, n in enumerate(names)}
 

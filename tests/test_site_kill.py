@@ -1,4 +1,4 @@
-"""SIGKILL the rating site (gunicorn, master and workers) at random points while raters submit, restart it,
+"""SIGKILL the rating site (the production server, master and workers) at random points while raters submit, restart it,
 and check that no confirmed answer is lost, none is stored twice, no task goes above k, and the
 reservations of killed requests lapse on time and their places are taken by others."""
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 import requests
 
-from helpers.site import form_of, load_batch
+from helpers.site import form_of, load_batch, task_path
 from mturk_eval.site.app import SiteSettings
 from mturk_eval.site.serving import free_port, start_production, stop_process, write_settings
 from mturk_eval.site.store import SiteStore
@@ -25,26 +25,29 @@ RATERS = 10
 
 def _rater(base: list[str], tokens: list[str], confirmed: dict, lock: threading.Lock, stop: threading.Event,
            seed: int) -> None:
-    """Rate with one invite until no task is left; when a request is cut, walk away now and then (the
-    reservation held is then abandoned) and come back as the next invited rater."""
+    """Rate with one invite until no task is left; when the site goes down under a request, walk away now
+    and then (the reservation held is then abandoned) and come back as the next invited rater. One such
+    choice per outage, however many retries it takes the site to come back."""
     rng = random.Random(seed)
     with lock:
         token = tokens.pop()
     s = requests.Session()
+    down = False
     while not stop.is_set():
         try:
-            r = s.get(f"{base[0]}/i/{token}", allow_redirects=False, timeout=5)
-            if r.status_code == 200:          # no tasks left for this rater
-                return
-            page = s.get(base[0] + r.headers["Location"], timeout=5)
+            page = s.get(f"{base[0]}/i/{token}", allow_redirects=False, timeout=5)
             if page.status_code != 200:
                 continue
+            if "mturk_form" not in page.text:   # no tasks left for this rater
+                return
+            task_url = base[0] + task_path(page.text)
             _, hidden, groups = form_of(page.text)
             answers = {g: str(rng.randint(1, 5)) for g in groups}
             time.sleep(rng.uniform(0.05, 0.15))  # reading: on a quiet machine the work must outlast the kills
-            sub = s.post(page.url, data={**hidden, **answers}, allow_redirects=False, timeout=5)
+            sub = s.post(task_url, data={**hidden, **answers}, allow_redirects=False, timeout=5)
+            down = False
             if sub.status_code == 303:
-                aid = page.url.rsplit("/", 1)[1]
+                aid = task_url.rsplit("/", 1)[1]
                 with lock:
                     assert aid not in confirmed
                     confirmed[aid] = answers
@@ -52,8 +55,9 @@ def _rater(base: list[str], tokens: list[str], confirmed: dict, lock: threading.
             with lock:
                 confirmed.setdefault("_cut", 0)
                 confirmed["_cut"] += 1
-                if rng.random() < 0.4 and tokens:
+                if not down and rng.random() < 0.4 and tokens:
                     token = tokens.pop()       # walk away; someone else comes
+            down = True
             time.sleep(0.05)                   # the site is down: try again
 
 
@@ -64,7 +68,7 @@ def test_sigkill_during_submits_loses_nothing_and_doubles_nothing(tmp_path):
         tokens = [i.token for i in st.create_invites(RATERS * 20)]   # walk-aways use up invites
     settings_path = write_settings(SiteSettings(store_path=str(store_path)), tmp_path)
     port = free_port()
-    log = open(tmp_path / "gunicorn.log", "wb")
+    log = open(tmp_path / "server.log", "wb")
     proc, url = start_production(settings_path, port=port, workers=2, threads=4, log=log)
     base = [url]
     confirmed: dict[str, dict] = {}

@@ -639,6 +639,14 @@ def rate_site_page(session: requests.Session, page: requests.Response, worker: S
     return done
 
 
+def site_task_url(page: requests.Response) -> str:
+    """The task's own URL (``/t/<assignment id>``) of a site task page, which its form posts to: an entry
+    link serves the task on its own request, so ``page.url`` is the entry link (a browser's address bar
+    shows the task's URL, set by the page's script)."""
+    action = lxml_html.document_fromstring(page.text).xpath("//form[@id='mturk_form']/@action")
+    return urljoin(page.url, action[0]) if action else page.url
+
+
 def site_items(store) -> Callable[[str], list[dict[str, Any]] | None]:
     """Items of the task behind a site page URL (``/t/<assignment id>``), from an open SiteStore."""
 
@@ -672,7 +680,7 @@ def simulate_links(site_url: str, invites: list, model: RatingModel | None = Non
                     page = _through_gates(sessions[i], _request(sessions[i], "GET", f"{site_url.rstrip('/')}/i/{tok}"), w)
                 except requests.RequestException as exc:
                     raise UserError(f"{site_url}: cannot reach the rating site ({exc})") from None
-                done = rate_site_page(sessions[i], page, w, model, items_of(page.url), result)
+                done = rate_site_page(sessions[i], page, w, model, items_of(site_task_url(page)), result)
                 if done is None:
                     active.remove(i)
                     continue

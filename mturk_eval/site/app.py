@@ -7,7 +7,8 @@ werkzeug's threaded development server. Pages (docs/architecture.md, "The rating
   ``PROLIFIC_PID``, ``STUDY_ID``, ``SESSION_ID`` (Prolific), ``/mturk/<task id>`` with ``assignmentId``,
   ``hitId``, ``workerId``, ``turkSubmitTo`` (an MTurk ExternalQuestion; ``ASSIGNMENT_ID_NOT_AVAILABLE``
   is the preview). Each checks the rater is not blocked, asks for consent and runs the onboarding when
-  configured, reserves a task and redirects to it;
+  configured, reserves a task and serves its page on the same request (no redirect; the page's script
+  shows ``/t/<assignment id>`` in the address bar, so a reload comes to the task's own URL);
 - ``/consent`` and ``/onboarding`` (signed links made by the entry points, so nobody can record consent
   for someone else);
 - ``/t/<assignment id>``: GET shows the reserved task (the same one on a reload or in a second tab),
@@ -342,10 +343,11 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
                 for k, it in enumerate(items)]
 
     def rating_html(items: Any, action: str, hidden: dict[str, str], preview: bool = False,
-                    heading: str | None = None, intro: str | None = None) -> str:
+                    heading: str | None = None, intro: str | None = None, task_url: str | None = None) -> str:
         return env.get_template("task.html").render(
             rating_template=builder.template_name(settings.language), items=view(items), aspects=ASPECTS,
-            submit_url=action, hidden=hidden, preview=preview, site_heading=heading, site_intro=intro, site_t=t)
+            submit_url=action, hidden=hidden, preview=preview, site_heading=heading, site_intro=intro, site_t=t,
+            task_url=task_url)
 
     def rating_page(items: Any, action: str, hidden: dict[str, str], preview: bool = False,
                     heading: str | None = None, intro: str | None = None, status: int = 200) -> Response:
@@ -355,7 +357,8 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
             raise problem(f"The rating template cannot be shown: {exc}.", 500) from None
         return Response(body, status=status, content_type="text/html; charset=utf-8")
 
-    task_pages = TaskPages(lambda task_id, action, hidden: rating_html(items_of(task_id), action, hidden))
+    task_pages = TaskPages(lambda task_id, action, hidden: rating_html(items_of(task_id), action, hidden,
+                                                                       task_url=action))
 
     # Compile every template now, not in the first requests (where a burst of arrivals would compile each
     # one in many threads at once): the site's pages, and the rating template through a practice page.
@@ -428,6 +431,18 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
             return redirect(back.redirect, 303)
         return render("submitted.html", status, note=note, back=back, auto=auto, again=again_link(a))
 
+    def show_task(a: Assignment, auto: bool = False) -> Response:
+        """The page at ``/t/<aid>``: the task while it is the rater's, else what became of it."""
+        consent_required(a)
+        if a.state in DONE:
+            return submitted_page(a, auto=auto)
+        if a.state in ("returned", "expired") or not a.live(settings.clock()):
+            raise problem("This task was given back or its time ran out, so your place went to someone else.",
+                          410, link=again_link(a), link_text=t["next_task"])
+        if not store.task_open(a.task_id):
+            raise problem("This batch of tasks is closed.", 410)
+        return task_page(a)
+
     @app.errorhandler(_Page)
     def _page(exc: _Page) -> Response:
         return exc.response
@@ -476,7 +491,7 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
         a = store.allocate("links", inv.rater_id, now=settings.clock())
         if a is None:
             return message(t["no_tasks"], t["no_tasks_body"])
-        return redirect(f"/t/{a.assignment_id}", 303)
+        return show_task(a)
 
     @app.get("/p/<batch_id>")
     def prolific(batch_id: str) -> Response:
@@ -497,7 +512,7 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
                                extra={"STUDY_ID": study, "SESSION_ID": session}, now=settings.clock())
         if a is None:
             return message(t["no_tasks"], t["no_tasks_body"])
-        return redirect(f"/t/{a.assignment_id}", 303)
+        return show_task(a)
 
     @app.get("/mturk/<task_id>")
     def mturk(task_id: str) -> Response:
@@ -519,7 +534,7 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
                                    extra={"hitId": hit, "turkSubmitTo": submit_to.rstrip("/")}, now=settings.clock())
         except UserError as exc:
             raise problem(f"This task cannot be given to you: {exc.message}.", 409) from None
-        return redirect(f"/t/{a.assignment_id}", 303)
+        return show_task(a)
 
     # ------------------------------------------------------------------ consent and onboarding
     def _gate_args(kind: str, with_batch: bool) -> tuple[str, str, str, str]:
@@ -577,16 +592,7 @@ def create_app(settings: SiteSettings, store: SiteStore | None = None,
     # ------------------------------------------------------------------ the task
     @app.get("/t/<aid>")
     def task(aid: str) -> Response:
-        a = assignment_or_404(aid)
-        consent_required(a)
-        if a.state in DONE:
-            return submitted_page(a, auto=request.args.get("done") == "1")
-        if a.state in ("returned", "expired") or not a.live(settings.clock()):
-            raise problem("This task was given back or its time ran out, so your place went to someone else.",
-                          410, link=again_link(a), link_text=t["next_task"])
-        if not store.task_open(a.task_id):
-            raise problem("This batch of tasks is closed.", 410)
-        return task_page(a)
+        return show_task(assignment_or_404(aid), auto=request.args.get("done") == "1")
 
     @app.post("/t/<aid>")
     def submit(aid: str) -> Response:

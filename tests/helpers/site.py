@@ -68,5 +68,13 @@ def rate(session: requests.Session, base: str, task_url: str, rng: random.Random
     return session.post(requests.compat.urljoin(page.url, action), data=data, allow_redirects=False)
 
 
+def task_path(page: str) -> str:
+    """The task's own path, ``/t/<assignment id>``, of a task page (an entry link serves the page on its own
+    request; the page's form posts to, and its script shows, the task's path)."""
+    action = form_of(page)[0]
+    assert re.fullmatch(r"/t/[0-9a-f]{24}", action), action
+    return action
+
+
 def assignment_id(url: str) -> str:
     return re.search(r"/t/([0-9a-f]{24})", url).group(1)
