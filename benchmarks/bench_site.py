@@ -21,7 +21,7 @@ a page (the first page is checked against lxml's reading after the run). Latency
 from the moment it is sent (connecting included) to the whole response read. CPU seconds (user + sys)
 of the generator and of the server's processes are printed for each phase.
 
-Run: .venv/bin/python benchmarks/bench_site.py [--raters 200] [--server gunicorn|dev] [--workers 2] [--threads 4]
+Run: .venv/bin/python benchmarks/bench_site.py [--raters 200] [--server granian|gunicorn|dev] [--workers 2] [--threads 4]
 [--shared-socket] [--only burst|spread] [--floor]
 """
 from __future__ import annotations
@@ -45,8 +45,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers.site import form_of, load_batch  # noqa: E402
 from mturk_eval.site.app import SiteSettings  # noqa: E402
-from mturk_eval.site.serving import (THREADS, WORKERS, start_production, start_site, stop_process,  # noqa: E402
-                                     write_settings)
+from mturk_eval.site.servers import SERVER, SERVERS, THREADS, WORKERS  # noqa: E402
+from mturk_eval.site.serving import start_production, start_site, stop_process, write_settings  # noqa: E402
 from mturk_eval.site.store import SiteStore  # noqa: E402
 
 K = 5
@@ -119,7 +119,7 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def group_cpu(pgid: int | None) -> float:
-    """CPU seconds (user + sys) of every live process in process group ``pgid`` (the gunicorn master and
+    """CPU seconds (user + sys) of every live process in process group ``pgid`` (the server's master and
     its workers); 0 without one (the development server runs in this process)."""
     if pgid is None:
         return 0.0
@@ -238,12 +238,13 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
         load_batch(st, n_items=n_tasks * ITEMS_PER_TASK, items_per_task=ITEMS_PER_TASK, k=K)
         tokens = [i.token for i in st.create_invites(n)]
     settings = SiteSettings(store_path=str(store_path))
-    if args.server == "gunicorn":
-        proc, url = start_production(write_settings(settings, tmp), workers=args.workers, threads=args.threads,
-                                     reuse_port=not args.shared_socket)
+    if args.server in SERVERS:
+        proc, url = start_production(write_settings(settings, tmp), server=args.server, workers=args.workers,
+                                     threads=args.threads, reuse_port=not args.shared_socket)
         stop, pgid = (lambda: stop_process(proc)), proc.pid  # noqa: E731
-        label = (f"gunicorn, {args.workers} workers x {args.threads} threads"
-                 + (", one shared listening socket" if args.shared_socket else ", a listening socket per worker"))
+        label = f"{args.server}, {args.workers} workers x {args.threads} threads"
+        if args.server == "gunicorn":
+            label += ", one shared listening socket" if args.shared_socket else ", a listening socket per worker"
     else:
         site = start_site(settings)
         url, stop, pgid, label = site.url, site.stop, None, "werkzeug threaded development server (in this process)"
@@ -295,16 +296,17 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--raters", type=int, default=200)
-    ap.add_argument("--server", choices=["gunicorn", "dev"], default="gunicorn")
-    ap.add_argument("--workers", type=int, default=WORKERS, help="gunicorn workers (default: as mturk-eval serve)")
+    ap.add_argument("--server", choices=[*SERVERS, "dev"], default=SERVER,
+                    help="a production server (default: as mturk-eval serve --production), or werkzeug's")
+    ap.add_argument("--workers", type=int, default=WORKERS, help="server workers (default: as mturk-eval serve)")
     ap.add_argument("--threads", type=int, default=THREADS, help="threads per worker (default: as mturk-eval serve)")
     ap.add_argument("--shared-socket", action="store_true",
-                    help="one listening socket for all workers (gunicorn without --reuse-port; mturk-eval serve gives"
-                         " each worker its own, see serving.gunicorn_command)")
+                    help="gunicorn: one listening socket for all workers (without --reuse-port; mturk-eval serve gives"
+                         " each gunicorn worker its own, see servers.production_command)")
     ap.add_argument("--window", type=float, default=10.0, help="seconds over which spread arrivals come")
     ap.add_argument("--only", choices=["burst", "spread"], default=None)
     ap.add_argument("--floor", action="store_true",
-                    help="each rater sends /healthz three times instead of its requests: the server's and Flask's"
+                    help="each rater sends /healthz twice instead of its requests: the server's and Flask's"
                          " CPU per rater before the site does any work")
     args = ap.parse_args()
     ok = True

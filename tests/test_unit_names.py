@@ -76,5 +76,5 @@ def test_neutral_verbs_help_names_mturk_units_only_as_mturk_s():
     for verb in verbs:
         text = CliRunner().invoke(main, [*verb, "--help"], terminal_width=400).output
         for line in text.splitlines():
-            if MTURK_WORDS.search(line) and "gunicorn" not in line:  # serve --workers: server processes
+            if MTURK_WORDS.search(line) and "production server" not in line:  # serve --workers: server processes
                 assert "MTurk" in line, f"{' '.join(verb)} --help: {line.strip()!r}"

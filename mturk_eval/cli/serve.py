@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from mturk_eval.cli import config_option
+from mturk_eval.site.servers import SERVER, SERVERS, THREADS, WORKERS
 
 
 @click.command()
@@ -14,13 +15,15 @@ from mturk_eval.cli import config_option
 @click.option("--public-url", default=None, metavar="URL",
               help="The address raters use (behind an HTTPS reverse proxy: its https:// URL); invite links"
                    " and ExternalQuestions are made with it. Default [site] public_url, else http://HOST:PORT.")
-@click.option("--production", is_flag=True, help="Serve with gunicorn (for a real study) instead of Flask's"
-              " development server.")
-@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes.")
-@click.option("--threads", default=4, show_default=True, type=int, help="Threads per gunicorn worker.")
+@click.option("--production", is_flag=True, help="Serve with a production server (for a real study) instead of"
+              " Flask's development server.")
+@click.option("--server", type=click.Choice(SERVERS), default=None, show_default=SERVER,
+              help="The production server (with --production).")
+@click.option("--workers", default=WORKERS, show_default=True, type=int, help="Worker processes of the production server.")
+@click.option("--threads", default=THREADS, show_default=True, type=int, help="Threads per worker process of the production server.")
 @click.option("--ready-file", type=click.Path(dir_okay=False), default=None,
               help="Write the site's URL to this file once it serves (scripts; the background site of --sandbox).")
-def serve(config_path, host, port, public_url, production, workers, threads, ready_file):
+def serve(config_path, host, port, public_url, production, server, workers, threads, ready_file):
     """Run the rating site: raters arrive by invite link, from Prolific or by MTurk ExternalQuestion.
 
     Prints the site's URL and the requester token (for /requester/progress and /requester/export.csv).
@@ -32,5 +35,5 @@ def serve(config_path, host, port, public_url, production, workers, threads, rea
     from mturk_eval.config import load_config
 
     run(load_config(config_path), host=host, port=port, public_url=public_url, production=production,
-        workers=workers, threads=threads, echo=click.echo,
+        server=server, workers=workers, threads=threads, echo=click.echo,
         ready_file=ready_file)

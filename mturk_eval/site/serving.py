@@ -1,11 +1,11 @@
 """Running the rating site: settings from the experiment config, a development server in a thread or the
-foreground, and gunicorn (the production server) as a subprocess.
+foreground, and a production server (granian, or gunicorn) as a subprocess.
 
 ``settings_from_config(cfg)`` reads ``[site]`` (consent text: Markdown or HTML, refused when missing or
-empty), ``write_settings`` keeps them as ``runs/<exp>/site.settings.json`` for gunicorn's workers,
-which build the app from that file (:mod:`mturk_eval.site.wsgi`). ``start_site`` (tests, simulated
-raters, benchmarks) serves in a daemon thread on a free loopback port; ``run_production`` starts
-gunicorn and waits for ``/healthz``.
+empty), ``write_settings`` keeps them as ``runs/<exp>/site.settings.json`` for the production server's
+workers, which build the app from that file (:mod:`mturk_eval.site.wsgi`). ``start_site`` (tests,
+simulated raters, benchmarks) serves in a daemon thread on a free loopback port; ``start_production``
+starts the production server (``production_command``) and waits for ``/healthz``.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -27,17 +26,10 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from mturk_eval.errors import UserError
 from mturk_eval.io import atomic_write_text, read_text
 from mturk_eval.site.app import SiteSettings, create_app
+from mturk_eval.site.servers import REUSE_PORT, SERVER, THREADS, WORKERS, production_command
 from mturk_eval.site.store import SiteStore, site_store_path
 
 SETTINGS_FILE = "site.settings.json"
-# gunicorn for real studies and the benchmark alike (docs/benchmarks.md, rating site): gthread workers
-# (kept-alive connections wait in the worker's poller, not in a thread), one per core, few threads each
-# (with 8 or 16 the threads of a worker queue for its GIL and a burst of 200 raters was slower), and a
-# listening socket per worker (SO_REUSEPORT: the kernel spreads new connections evenly; on one shared
-# socket the worker that woke first took about three quarters of a burst).
-WORKERS = 2
-THREADS = 4
-REUSE_PORT = True
 
 
 def consent_html(path: str | Path) -> str:
@@ -171,25 +163,6 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def gunicorn_command(settings_path: str | Path, host: str, port: int, workers: int = WORKERS,
-                     threads: int = THREADS, reuse_port: bool = REUSE_PORT) -> tuple[list[str], dict[str, str]]:
-    """The gunicorn command line and environment serving the site described by ``settings_path``.
-    ``reuse_port``: each worker listens on its own socket (SO_REUSEPORT) and the kernel spreads new
-    connections over them evenly, where on a shared socket whichever worker wakes first takes most of
-    a burst. The price: a worker that dies takes the connections still queued on its own socket (not
-    yet accepted) with it, where a shared socket keeps them for the others."""
-    cmd = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads),
-           "--worker-class", "gthread", "--bind", f"{host}:{port}", "--graceful-timeout", "5",
-           *(["--reuse-port"] if reuse_port else []),
-           "--error-logfile", "-", "--log-level", "warning",   # no access log: URLs carry invite tokens and ids
-           "mturk_eval.site.wsgi:app"]
-    env = {**os.environ, "MTURK_EVAL_SITE_SETTINGS": str(Path(settings_path).resolve())}
-    # the worktree's own package (PYTHONPATH) must reach the workers too
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
-                                                       os.environ.get("PYTHONPATH")]))
-    return cmd, env
-
-
 def wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -204,12 +177,12 @@ def wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float 
     raise UserError(f"the rating site did not answer on {url} within {timeout:.0f} s")
 
 
-def start_production(settings_path: str | Path, host: str = "127.0.0.1", port: int = 0, workers: int = WORKERS,
-                     threads: int = THREADS, log: Any = subprocess.DEVNULL,
+def start_production(settings_path: str | Path, host: str = "127.0.0.1", port: int = 0, server: str = SERVER,
+                     workers: int = WORKERS, threads: int = THREADS, log: Any = subprocess.DEVNULL,
                      reuse_port: bool = REUSE_PORT) -> tuple[subprocess.Popen, str]:
-    """Start gunicorn as a subprocess (its own process group) and wait until it answers."""
+    """Start the production server as a subprocess (its own process group) and wait until it answers."""
     port = port or free_port(host)
-    cmd, env = gunicorn_command(settings_path, host, port, workers, threads, reuse_port)
+    cmd, env = production_command(settings_path, host, port, server, workers, threads, reuse_port)
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://{host}:{port}"
     try:
