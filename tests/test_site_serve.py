@@ -96,13 +96,17 @@ def test_granian_starts_a_worker_again_when_one_dies(tmp_path):
         def workers() -> set[int]:
             return {int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(p) == proc.pid}
 
+        deadline = time.monotonic() + 20      # /healthz answered once one worker was up
+        while time.monotonic() < deadline and len(workers()) < 2:
+            time.sleep(0.05)
         first = workers()
         assert len(first) == 2
         os.kill(min(first), signal.SIGKILL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and (len(workers()) < 2 or min(first) in workers()):
+        deadline, now = time.monotonic() + 20, workers()
+        while time.monotonic() < deadline and (len(now) < 2 or min(first) in now):
             time.sleep(0.1)
-        assert len(workers()) == 2 and min(first) not in workers()
+            now = workers()
+        assert len(now) == 2 and min(first) not in now, (first, now)
         assert all(requests.get(f"{url}/healthz", timeout=5).text == "ok\n" for _ in range(6))
     finally:
         stop_process(proc)
