@@ -592,9 +592,12 @@ def _read_csv_arrow(path: Path) -> dict[str, pd.Series] | None:
             except UnicodeDecodeError:
                 return None
             # One physical line per row, or the line numbers in messages would be wrong: pyarrow skips
-            # blank lines, so compare the rows it read with the line breaks (counted a block at a time).
-            breaks = sum(raw[i:i + ARROW_BLOCK].count(b"\n") for i in range(0, len(raw), ARROW_BLOCK))
-            breaks += raw[len(raw) - 1:] != b"\n"
+            # blank lines, so compare the rows it read with the line breaks, counted by numpy a block at a
+            # time on the mapping itself (bytes.count of each block's copy took 4-5 times as long).
+            view = np.frombuffer(raw, dtype=np.uint8)
+            breaks = sum(int(np.count_nonzero(view[i:i + ARROW_BLOCK] == 10)) for i in range(0, view.size, ARROW_BLOCK))
+            breaks += int(view[-1]) != 10
+            del view  # the mapping cannot be closed while a view of it exists
     except (OSError, ValueError):      # unreadable, or empty (an empty file cannot be mapped)
         return None
     try:
@@ -806,7 +809,13 @@ def ratings_parquet(r: Ratings) -> bytes:
     if r.aspects != PAPER_ASPECTS:
         table = table.replace_schema_metadata({b"PANDAS_ATTRS": json.dumps(_aspect_attrs(r)).encode()})
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", write_statistics=False)
+    # Every column is stored dictionary-encoded but the submission ids: nearly every one is distinct (a
+    # million in 4e6 rows), so its dictionary outgrows Parquet's dictionary page, the writer falls back to
+    # plain values after hashing them all (0.8 of the 1.2 s the file took at 4e6 rows), and the file is
+    # larger (8.7 against 5.4 MB). Read back, the column is the same dictionary column (the Arrow schema
+    # stored in the file says so) with the same values.
+    pq.write_table(table, sink, compression="zstd", write_statistics=False,
+                   use_dictionary=[c for c in table.column_names if c != "assignment_id"])
     return sink.getvalue().to_pybytes()
 
 
