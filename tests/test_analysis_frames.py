@@ -213,3 +213,20 @@ def test_arrow_path_counts_the_line_breaks(files, tail, fast):
     assert (got is not None) == fast
     if fast:
         assert got["item_id"].codes.size == len(rows)
+
+
+def test_bytes_that_are_not_utf8_leave_the_csv_to_the_careful_reader(files):
+    """pyarrow checks UTF-8 on each column's distinct values, not on every cell: a bad byte in any cell,
+    a repeated value or not, still sends the file to the careful reader and its one-line message."""
+    import mturk_eval.analysis.ratings as ratings_mod
+
+    tmp, _ = files
+    lines = (tmp / "ratings.csv").read_bytes().split(b"\n")
+    for cell in (b"fluency", b"AW1"):
+        bad = lines[:]
+        k = next(i for i, ln in enumerate(bad) if b"," + cell + b"," in ln and i > 3)
+        bad[k] = bad[k].replace(b"," + cell + b",", b"," + cell + b"\xff,", 1)
+        (tmp / "bad.csv").write_bytes(b"\n".join(bad))
+        assert ratings_mod._read_csv_arrow(tmp / "bad.csv") is None
+        with pytest.raises(UserError, match=r"bad.csv.*not valid utf-8"):
+            read_ratings(tmp / "bad.csv")
