@@ -148,8 +148,9 @@ def kept_memory():
     every fresh 32 MB array of the report at 4,000,000 rows is 8,000 new page faults, the kernel zeroing
     each page again; on the development machine (a virtual machine) page faults are most of the report's
     1.6-2.2 s of system time. With the mmap threshold raised to 1 GiB (the heap serves them) and the trim
-    threshold too (freed memory stays with the process), the report takes about 100,000 page faults fewer
-    (450,000 against 550,000) and 0.5-0.8 s less system time. Afterwards both thresholds are glibc's
+    threshold too (freed memory stays with the process), the report takes about 90,000 page faults fewer
+    (450,000-465,000 against 540,000-575,000) and 0.2-0.8 s less system time (docs/benchmarks.md), for
+    100-150 MB more peak memory. Afterwards both thresholds are glibc's
     initial 128 KiB and the free memory is returned (``malloc_trim``). Elsewhere (musl, macOS, Windows)
     nothing changes."""
     libc = _glibc()
