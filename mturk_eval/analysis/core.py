@@ -190,9 +190,11 @@ def _failed_check_warning(c: dict[str, int]) -> str:
 
 def _drop_duplicates(r: Ratings, keep: np.ndarray, policy: str) -> tuple[np.ndarray, int, list[str]]:
     """A worker rating the same item's aspect twice: keep the first row (policy "first") or fail."""
-    idx = np.flatnonzero(keep)
+    every = bool(keep.all())       # the usual file: then the columns themselves, not copies of them
+    idx = None if every else np.flatnonzero(keep)
     names = r.aspect_names
-    key = (r.worker[idx] * len(r.item_ids) + r.item[idx]) * len(names) + r.aspect[idx]
+    worker, item, aspect = (r.worker, r.item, r.aspect) if every else (r.worker[idx], r.item[idx], r.aspect[idx])
+    key = (worker * len(r.item_ids) + item) * len(names) + aspect
     # Most files have no duplicate, which a sort proves: numpy's stable sort finds the runs that ratings
     # files come in (one worker's assignment, one item's raters), a tenth of the time of hashing every key
     # at 4e6 rows and still faster for keys in random order. Only a file with duplicates is hashed
@@ -200,6 +202,8 @@ def _drop_duplicates(r: Ratings, keep: np.ndarray, policy: str) -> tuple[np.ndar
     ordered = np.sort(key, kind="stable")
     if not (ordered[1:] == ordered[:-1]).any():
         return keep.copy(), 0, []
+    if idx is None:
+        idx = np.arange(len(r))
     is_first = ~pd.Index(key).duplicated(keep="first")
     dups = idx[~is_first]
 
@@ -716,6 +720,8 @@ def _status_and_item_warnings(r: Ratings) -> list[str]:
         out.append(f"{total} rating row(s) have a status other than Submitted, Approved or Rejected ({ex}); they "
                    "were used as not rejected.")
     n_items = len(r.item_ids)
+    if not r.attention_check.any():   # no check rows: no item can be partly one
+        return out
     checks = np.bincount(r.item[r.attention_check], minlength=n_items)
     others = np.bincount(r.item[~r.attention_check], minlength=n_items)
     partly = np.flatnonzero((checks > 0) & (others > 0))
