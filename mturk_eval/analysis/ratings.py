@@ -150,9 +150,8 @@ def kept_memory():
     1.6-2.2 s of system time. With the mmap threshold raised to 1 GiB (the heap serves them) and the trim
     threshold too (freed memory stays with the process), the report takes about 90,000 page faults fewer
     (450,000-465,000 against 540,000-575,000) and 0.2-0.8 s less system time (docs/benchmarks.md), for
-    100-150 MB more peak memory. Afterwards both thresholds are glibc's
-    initial 128 KiB and the free memory is returned (``malloc_trim``). Elsewhere (musl, macOS, Windows)
-    nothing changes."""
+    100-150 MB more peak memory. Afterwards both thresholds are glibc's initial 128 KiB and the free
+    memory is returned (``malloc_trim``). Elsewhere (musl, macOS, Windows) nothing changes."""
     libc = _glibc()
     if libc is None:
         yield
@@ -643,8 +642,8 @@ def _read_csv_arrow(path: Path) -> dict[str, pd.Series] | None:
     # column, whose chunks then share one dictionary, in order of first appearance.
     types = {h: pa.string() if h in ENCODED_AFTER else pa.dictionary(pa.int32(), pa.string()) for h in header}
     try:
-        # The file is mapped, not read into memory, and mapped once: the line count and pyarrow's threads
-        # read the same pages (each mapping of a 300 MB file costs 70,000 page faults, 0.12-0.18 s here).
+        # The file is mapped, not read into memory (a copy of a 300 MB file cost 0.15 s and its size in
+        # peak memory), and mapped once: the line count and pyarrow's threads read the same pages.
         with pa.memory_map(str(path)) as source:
             data = source.read_buffer()
             # One physical line per row, or the line numbers in messages would be wrong: pyarrow skips
