@@ -457,12 +457,14 @@ def pseudonymise_ratings(ratings: Any, cfg: Any, *, from_ledger: bool) -> Report
     }, original)
 
 
-def report_privacy(ratings: Any, cfg: Any, ledger_path: str | os.PathLike | None) -> ReportPrivacy:
+def report_privacy(ratings: Any, cfg: Any, ledger_path: str | os.PathLike | None,
+                   free_text: dict[str, Any] | None = None) -> ReportPrivacy:
     """The report's one privacy step, right after loading: pseudonymise ``ratings`` in place (the
     experiment's key when read from the ledger ``ledger_path`` or with a config) and look for free text
-    (the template's fields; with the ledger, the stored answers)."""
+    (the template's fields; with the ledger, the stored answers), or take ``free_text``, what
+    :func:`free_text_notes` gave for the same config and ledger (the report computes it while it reads)."""
     out = pseudonymise_ratings(ratings, cfg, from_ledger=ledger_path is not None)
-    out.info.update(free_text_notes(cfg, ledger_path))
+    out.info.update(free_text_notes(cfg, ledger_path) if free_text is None else free_text)
     return out
 
 

@@ -177,3 +177,56 @@ def test_arrow_blocks_keep_first_appearance_order(files, monkeypatch):
         assert np.array_equal(getattr(fast, f), getattr(careful, f)), f
     assert (fast.item_ids, fast.worker_ids, fast.assignment_ids) == (careful.item_ids, careful.worker_ids,
                                                                       careful.assignment_ids)
+
+
+def test_ratings_parquet_reads_back_as_the_frame_it_was_written_from(files):
+    """The report's ratings.parquet (every string column stored dictionary-encoded but the submission ids)
+    reads back as the same long-format frame, categories and their order included, and as the same
+    ratings."""
+    from mturk_eval.analysis.ratings import ratings_frame, ratings_parquet, read_ratings_parquet
+
+    tmp, _ = files
+    r = read_ratings(tmp / "ratings.csv")
+    (tmp / "r.parquet").write_bytes(ratings_parquet(r))
+    back, frame = pd.read_parquet(tmp / "r.parquet"), ratings_frame(r).reset_index(drop=True)
+    assert isinstance(back["assignment_id"].dtype, pd.CategoricalDtype)
+    # attention_passed: a nullable boolean in the frame, object (True/False/None) from Parquet.
+    assert back["attention_passed"].tolist() == [None if v is pd.NA else bool(v) for v in frame["attention_passed"]]
+    pd.testing.assert_frame_equal(back.drop(columns="attention_passed"), frame.drop(columns="attention_passed"))
+    again = read_ratings_parquet(tmp / "r.parquet")
+    for f in ("item", "worker", "assignment", "aspect", "score", "status", "attention_passed", "item_method"):
+        assert np.array_equal(getattr(again, f), getattr(r, f)), f
+    assert (again.item_ids, again.worker_ids, again.assignment_ids) == (r.item_ids, r.worker_ids, r.assignment_ids)
+
+
+@pytest.mark.parametrize("tail, fast", [("\n", True), ("", True), ("\n\n", False), ("\r\n", True)])
+def test_arrow_path_counts_the_line_breaks(files, tail, fast):
+    """pyarrow's reader is used when its rows are the file's lines (last line with or without a break);
+    a blank line anywhere (here at the end) leaves the file to the careful reader."""
+    import mturk_eval.analysis.ratings as ratings_mod
+
+    tmp, rows = files
+    lines = (tmp / "ratings.csv").read_text().splitlines()
+    sep = "\r\n" if tail == "\r\n" else "\n"
+    (tmp / "t.csv").write_bytes((sep.join(lines) + tail).encode())
+    got = ratings_mod._read_csv_arrow(tmp / "t.csv")
+    assert (got is not None) == fast
+    if fast:
+        assert got["item_id"].codes.size == len(rows)
+
+
+def test_bytes_that_are_not_utf8_leave_the_csv_to_the_careful_reader(files):
+    """pyarrow checks UTF-8 on each column's distinct values, not on every cell: a bad byte in any cell,
+    a repeated value or not, still sends the file to the careful reader and its one-line message."""
+    import mturk_eval.analysis.ratings as ratings_mod
+
+    tmp, _ = files
+    lines = (tmp / "ratings.csv").read_bytes().split(b"\n")
+    for cell in (b"fluency", b"AW1"):
+        bad = lines[:]
+        k = next(i for i, ln in enumerate(bad) if b"," + cell + b"," in ln and i > 3)
+        bad[k] = bad[k].replace(b"," + cell + b",", b"," + cell + b"\xff,", 1)
+        (tmp / "bad.csv").write_bytes(b"\n".join(bad))
+        assert ratings_mod._read_csv_arrow(tmp / "bad.csv") is None
+        with pytest.raises(UserError, match=r"bad.csv.*not valid utf-8"):
+            read_ratings(tmp / "bad.csv")

@@ -282,3 +282,34 @@ def test_small_pages_switches_numpys_huge_pages_off_and_back():
             assert mod._get_madvise_hugepage() is False
         assert mod._get_madvise_hugepage() is False
     assert mod._get_madvise_hugepage() is before
+
+
+def test_kept_memory_reuses_freed_arrays_and_then_gives_memory_back(monkeypatch):
+    """Inside kept_memory an array of 32 MB freed and allocated again reuses the same pages (no page
+    faults); afterwards glibc maps and unmaps each one again (thousands of faults); without glibc it does
+    nothing."""
+    import resource
+
+    from mturk_eval.analysis import ratings as ratings_mod
+    from mturk_eval.analysis.ratings import kept_memory, small_pages
+
+    if ratings_mod._glibc() is None:
+        pytest.skip("glibc's malloc only")
+
+    def faults_of_a_fresh_array() -> int:
+        a = np.ones(4_000_000)
+        del a
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        b = np.ones(4_000_000)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        del b
+        return faults
+
+    with small_pages():                       # ordinary pages, as the report has them
+        with kept_memory():
+            inside = faults_of_a_fresh_array()
+        after = faults_of_a_fresh_array()
+    assert inside < 500 < 4000 < after        # 32 MB = 7,813 pages
+    monkeypatch.setattr(ratings_mod, "_glibc", lambda: None)
+    with kept_memory():
+        pass

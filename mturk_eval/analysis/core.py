@@ -190,9 +190,11 @@ def _failed_check_warning(c: dict[str, int]) -> str:
 
 def _drop_duplicates(r: Ratings, keep: np.ndarray, policy: str) -> tuple[np.ndarray, int, list[str]]:
     """A worker rating the same item's aspect twice: keep the first row (policy "first") or fail."""
-    idx = np.flatnonzero(keep)
+    every = bool(keep.all())       # the usual file: then the columns themselves, not copies of them
+    idx = None if every else np.flatnonzero(keep)
     names = r.aspect_names
-    key = (r.worker[idx] * len(r.item_ids) + r.item[idx]) * len(names) + r.aspect[idx]
+    worker, item, aspect = (r.worker, r.item, r.aspect) if every else (r.worker[idx], r.item[idx], r.aspect[idx])
+    key = (worker * len(r.item_ids) + item) * len(names) + aspect
     # Most files have no duplicate, which a sort proves: numpy's stable sort finds the runs that ratings
     # files come in (one worker's assignment, one item's raters), a tenth of the time of hashing every key
     # at 4e6 rows and still faster for keys in random order. Only a file with duplicates is hashed
@@ -200,6 +202,8 @@ def _drop_duplicates(r: Ratings, keep: np.ndarray, policy: str) -> tuple[np.ndar
     ordered = np.sort(key, kind="stable")
     if not (ordered[1:] == ordered[:-1]).any():
         return keep.copy(), 0, []
+    if idx is None:
+        idx = np.arange(len(r))
     is_first = ~pd.Index(key).duplicated(keep="first")
     dups = idx[~is_first]
 
@@ -285,8 +289,8 @@ class Tables:
     mean: np.ndarray
     sd: np.ndarray
     items: np.ndarray
-    ci_low: np.ndarray
-    ci_high: np.ndarray
+    ci_low: np.ndarray | None     # None until filled (tables_stage(intervals=False))
+    ci_high: np.ndarray | None
     bins: dict[int, np.ndarray]   # per Table 3 aspect (index): (S, bins of its scale)
 
 
@@ -315,20 +319,27 @@ def analyze(
     hourly pay and the total cost to the worker figures."""
     r = with_table3_aspects(r, cfg)
     p = prepare(r, cfg, seed=seed)
-    tables = tables_stage(p)
     # Agreement and the mixed model run in a thread while the tests and the worker figures run here:
     # their numpy work releases the GIL, so the second core takes about half the statistics (0.9 s at 4e6
-    # rows). Neither touches p.warnings (the tests and the worker figures add to it, in this order, here)
-    # and the groupings they share with the tests are made first, so the results are the same values as
-    # one stage after the other. OpenBLAS keeps one thread meanwhile: its second thread spins on the core
-    # the two stages share (0.4-0.5 s more of the statistics at 4e6 rows with it).
+    # rows). So do the crossed intervals of the Table 2 means (0.3 s at 4e6), which the tests do not need
+    # (they take the means); the bootstrap's draws are shared with the tests' differences, so those
+    # intervals are drawn here first. Nothing in the thread touches p.warnings (the tests and the worker
+    # figures add to it, in this order, here) and the groupings it shares with the tests are made first,
+    # so the results are the same values as one stage after the other. OpenBLAS keeps one thread
+    # meanwhile: its second thread spins on the core the two stages share (0.4-0.5 s more of the
+    # statistics at 4e6 rows with it).
     inference.group_ordered(p)
+    side_intervals = cfg.report.intervals == "crossed"
     with ThreadPoolExecutor(max_workers=1) as pool, threadpool_limits(1, user_api="blas"):
-        side = pool.submit(lambda: (agreement_stage(p), mixed_model_stage(p)))
+        side = pool.submit(lambda: (inference.mean_intervals(p) if side_intervals else None, agreement_stage(p),
+                                    mixed_model_stage(p)))
+        tables = tables_stage(p, intervals=not side_intervals)
         tests = tests_stage(p, tables, responses)
         workers, underrated, planned = workers_stage(p, spend)
         worker_table = worker_rows(p)
-        agreement_rows, mixed = side.result()
+        intervals, agreement_rows, mixed = side.result()
+    if side_intervals:
+        tables.ci_low, tables.ci_high = intervals
     rc = cfg.report
     return Analysis(
         experiment=cfg.name, language=cfg.language, systems=p.systems,
@@ -447,15 +458,16 @@ def _systems(r: Ratings, cfg: ExperimentConfig, item: np.ndarray) -> tuple[list[
     return systems, item_sys.reshape(-1)
 
 
-def tables_stage(p: Prepared) -> Tables:
+def tables_stage(p: Prepared, intervals: bool = True) -> Tables:
     """Table 2/7 (mean and SD over all answers, items, the interval of every mean, the persona aspect
-    too for the plots) and Table 3/8 (each response's persona mean, binned)."""
+    too for the plots) and Table 3/8 (each response's persona mean, binned). ``intervals=False`` leaves
+    ``ci_low``/``ci_high`` None, for the caller to fill from :func:`inference.mean_intervals`."""
     S, A = p.S, p.A
-    group = p.item_sys[p.item] * A + p.aspect
+    group, _, _ = inference.rows_by_group(p)   # each kept row's system x aspect, made once
     n_g, mean_g, sd_g = stats.group_mean_sd(group, p.score, S * A)
     unit_group = p.unit_group
     items_g = np.bincount(unit_group, minlength=S * A)
-    ci_lo, ci_hi = inference.mean_intervals(p)
+    ci_lo, ci_hi = inference.mean_intervals(p) if intervals else (None, None)
     # Table 3, per marked aspect (persona by default): each response's mean on it, binned with exact
     # integer comparisons (sum >= k * count) at each point of the aspect's scale above its lowest.
     bins: dict[int, np.ndarray] = {}
@@ -708,6 +720,8 @@ def _status_and_item_warnings(r: Ratings) -> list[str]:
         out.append(f"{total} rating row(s) have a status other than Submitted, Approved or Rejected ({ex}); they "
                    "were used as not rejected.")
     n_items = len(r.item_ids)
+    if not r.attention_check.any():   # no check rows: no item can be partly one
+        return out
     checks = np.bincount(r.item[r.attention_check], minlength=n_items)
     others = np.bincount(r.item[~r.attention_check], minlength=n_items)
     partly = np.flatnonzero((checks > 0) & (others > 0))

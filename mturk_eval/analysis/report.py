@@ -24,11 +24,12 @@ from tqdm import tqdm
 
 from mturk_eval.analysis import frames, render
 from mturk_eval.analysis.core import Analysis, analyze, with_table3_aspects
-from mturk_eval.analysis.ratings import Ratings, ResponseIndex, ratings_parquet, read_responses, small_pages
+from mturk_eval.analysis.ratings import (Ratings, ResponseIndex, kept_memory, ratings_parquet, read_responses,
+                                         small_pages)
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.io import atomic_directory, atomic_write_text
-from mturk_eval.privacy import privacy_markdown, report_privacy
+from mturk_eval.privacy import free_text_notes, privacy_markdown, report_privacy
 
 
 @dataclass
@@ -148,14 +149,17 @@ def build_report(
     check_report_config(cfg)
     # Ordinary pages for numpy's arrays while the report runs (see ratings.small_pages: huge pages cost
     # more than a second of the kernel's compaction at 4e6 rows on a machine whose memory is fragmented).
-    with small_pages():
-        return _build_report(cfg, ratings_path=ratings_path, batch_csv=batch_csv, mapping=mapping, target=target,
-                             responses_path=responses_path, out_dir=out_dir, seed=seed, plots=plots,
+    # Freed arrays' memory kept for the next ones (see ratings.kept_memory: fewer page faults). One thread
+    # beside this one: the template's free-text check while the ratings are read, then the encoding of
+    # ratings.parquet while the statistics run.
+    with small_pages(), kept_memory(), ThreadPoolExecutor(max_workers=1) as pool:
+        return _build_report(cfg, pool, ratings_path=ratings_path, batch_csv=batch_csv, mapping=mapping,
+                             target=target, responses_path=responses_path, out_dir=out_dir, seed=seed, plots=plots,
                              progress=progress, default_responses=default_responses)
 
 
-def _build_report(cfg: ExperimentConfig, *, ratings_path, batch_csv, mapping, target, responses_path, out_dir, seed,
-                  plots, progress, default_responses) -> ReportResult:
+def _build_report(cfg: ExperimentConfig, pool: ThreadPoolExecutor, *, ratings_path, batch_csv, mapping, target,
+                  responses_path, out_dir, seed, plots, progress, default_responses) -> ReportResult:
     timings: dict[str, float] = {}
     # disable=None: progress only on a terminal, so logs and captured output stay clean.
     stages = tqdm(total=4, desc="report", unit="step", disable=None if progress else True, leave=False)
@@ -164,23 +168,27 @@ def _build_report(cfg: ExperimentConfig, *, ratings_path, batch_csv, mapping, ta
         responses_path = cfg.run_dir / "responses.jsonl"
     responses = read_responses(responses_path) if responses_path is not None else None
     stages.set_postfix_str("loading ratings")
+    # The rating template's free-text check (a Jinja render and an HTML parse: Python, 0.07 s) runs while
+    # pyarrow's threads parse a ratings file, which leaves the interpreter free; with the ledger as the
+    # source it also reads the ledger's answers, after the ratings (as before).
+    from_ledger = ratings_path is None and batch_csv is None
+    free_text = None if from_ledger else pool.submit(free_text_notes, cfg, None)
     ratings, source = report_ratings(cfg, ratings_path=ratings_path, batch_csv=batch_csv, mapping=mapping,
                                      target=target, responses=responses)
     ratings = with_table3_aspects(ratings, cfg)  # a bad name stops here, before anything is written
     # Privacy (mturk_eval/privacy.py, docs/participants.md): rater and submission ids are pseudonyms from
     # here on, before anything is computed, encoded or written (tables, ratings files, report.json/.md).
-    privacy = report_privacy(ratings, cfg, find_ledger(cfg, target) if ratings_path is None and batch_csv is None
-                             else None)
+    privacy = report_privacy(ratings, cfg, find_ledger(cfg, target) if from_ledger else None,
+                             free_text=None if free_text is None else free_text.result())
     stages.update()
     # ratings.parquet is encoded in a thread while the statistics run (pyarrow releases the GIL); only
     # bytes in memory, so a failure later leaves nothing behind.
-    pool = ThreadPoolExecutor(max_workers=1)
     parquet = pool.submit(ratings_parquet, ratings)
     t1 = time.perf_counter()
     timings["load_s"] = t1 - t0
     stages.set_postfix_str("statistics")
     spend = None
-    if ratings_path is None and batch_csv is None:  # the ledger: bonuses and fees are known
+    if from_ledger:  # the ledger: bonuses and fees are known
         from mturk_eval.analysis.cost import ledger_spend
         from mturk_eval.ledger import Ledger
 
@@ -251,5 +259,4 @@ def _build_report(cfg: ExperimentConfig, *, ratings_path, batch_csv, mapping, ta
         stages.update()
         timings["write_s"] = time.perf_counter() - t3
     stages.close()
-    pool.shutdown()
     return ReportResult(out_dir=out, analysis=an, terminal=terminal, timings=timings)
