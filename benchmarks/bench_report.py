@@ -88,6 +88,7 @@ def child(what: str, path: str, out_dir: str) -> None:
         t, c = time.perf_counter(), cpu_seconds()
         read_ratings(path)
     elif what in ("report", "report_bootstrap"):
+        from mturk_eval.analysis.ratings import kept_memory
         from mturk_eval.analysis.report import build_report
         from mturk_eval.config import ExperimentConfig
         # Imported before the clock (a notebook has them loaded; the CLI's start-up is not the report).
@@ -99,7 +100,8 @@ def child(what: str, path: str, out_dir: str) -> None:
         if what == "report_bootstrap":
             cfg.report.intervals = "item_bootstrap"
         t, c = time.perf_counter(), cpu_seconds()
-        res = build_report(cfg, ratings_path=path, out_dir=out_dir, progress=False)
+        with kept_memory():               # as `mturk-eval report` runs it (cli/report.py)
+            res = build_report(cfg, ratings_path=path, out_dir=out_dir, progress=False)
         extra = {k: round(v, 3) for k, v in res.timings.items()}
         extra["tests"] = len(res.analysis.tests)
     elif what == "stages":

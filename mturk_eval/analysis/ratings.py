@@ -151,7 +151,12 @@ def kept_memory():
     threshold too (freed memory stays with the process), the report takes about 90,000 page faults fewer
     (450,000-465,000 against 540,000-575,000) and 0.2-0.8 s less system time (docs/benchmarks.md), for
     100-150 MB more peak memory. Afterwards both thresholds are glibc's initial 128 KiB and the free
-    memory is returned (``malloc_trim``). Elsewhere (musl, macOS, Windows) nothing changes."""
+    memory is returned (``malloc_trim``). Elsewhere (musl, macOS, Windows) nothing changes.
+
+    Process-wide, and not quite undone: once a threshold is set, glibc stops moving its mmap threshold by
+    itself for the rest of the process. So the ``report`` verb uses it (its process ends with the report:
+    ``mturk_eval/cli/report.py``); :func:`mturk_eval.analysis.report.build_report` called from a notebook
+    leaves the notebook's malloc alone."""
     libc = _glibc()
     if libc is None:
         yield

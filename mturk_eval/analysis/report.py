@@ -24,8 +24,7 @@ from tqdm import tqdm
 
 from mturk_eval.analysis import frames, render
 from mturk_eval.analysis.core import Analysis, analyze, with_table3_aspects
-from mturk_eval.analysis.ratings import (Ratings, ResponseIndex, kept_memory, ratings_parquet, read_responses,
-                                         small_pages)
+from mturk_eval.analysis.ratings import Ratings, ResponseIndex, ratings_parquet, read_responses, small_pages
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.io import atomic_directory, atomic_write_text
@@ -149,10 +148,9 @@ def build_report(
     check_report_config(cfg)
     # Ordinary pages for numpy's arrays while the report runs (see ratings.small_pages: huge pages cost
     # more than a second of the kernel's compaction at 4e6 rows on a machine whose memory is fragmented).
-    # Freed arrays' memory kept for the next ones (see ratings.kept_memory: fewer page faults). One thread
-    # beside this one: the template's free-text check while the ratings are read, then the encoding of
+    # One thread beside this one: the template's free-text check while the ratings are read, then the encoding of
     # ratings.parquet while the statistics run.
-    with small_pages(), kept_memory(), ThreadPoolExecutor(max_workers=1) as pool:
+    with small_pages(), ThreadPoolExecutor(max_workers=1) as pool:
         return _build_report(cfg, pool, ratings_path=ratings_path, batch_csv=batch_csv, mapping=mapping,
                              target=target, responses_path=responses_path, out_dir=out_dir, seed=seed, plots=plots,
                              progress=progress, default_responses=default_responses)
