@@ -242,7 +242,7 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
         proc, url = start_production(write_settings(settings, tmp), server=args.server, workers=args.workers,
                                      threads=args.threads, reuse_port=not args.shared_socket)
         stop, pgid = (lambda: stop_process(proc)), proc.pid  # noqa: E731
-        label = f"{args.server}, {args.workers} workers x {args.threads} threads"
+        label = f"{args.server}, {args.workers} workers x {args.threads or THREADS[args.server]} threads"
         if args.server == "gunicorn":
             label += ", one shared listening socket" if args.shared_socket else ", a listening socket per worker"
     else:
@@ -299,7 +299,8 @@ def main() -> None:
     ap.add_argument("--server", choices=[*SERVERS, "dev"], default=SERVER,
                     help="a production server (default: as mturk-eval serve --production), or werkzeug's")
     ap.add_argument("--workers", type=int, default=WORKERS, help="server workers (default: as mturk-eval serve)")
-    ap.add_argument("--threads", type=int, default=THREADS, help="threads per worker (default: as mturk-eval serve)")
+    ap.add_argument("--threads", type=int, default=None, help="threads per worker (default: the server's, as mturk-eval"
+                    f" serve: {THREADS})")
     ap.add_argument("--shared-socket", action="store_true",
                     help="gunicorn: one listening socket for all workers (without --reuse-port; mturk-eval serve gives"
                          " each gunicorn worker its own, see servers.production_command)")

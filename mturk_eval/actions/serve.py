@@ -28,18 +28,19 @@ def _exit_on_signal(signum: int, frame: object) -> None:
 
 
 def serve(cfg: ExperimentConfig, *, host: str = "127.0.0.1", port: int = 8000, public_url: str | None = None,
-          production: bool = False, server: str | None = None, workers: int = WORKERS, threads: int = THREADS,
+          production: bool = False, server: str | None = None, workers: int = WORKERS, threads: int | None = None,
           echo: Callable[[str], None] = print, ready_file: str | None = None) -> None:
     """``server``: the production server (:data:`mturk_eval.site.servers.SERVERS`, default granian; only with
     ``production``). ``port`` 0 picks a free one; ``ready_file`` gets the site's URL once it serves (the background site
     of ``--sandbox``, :func:`mturk_eval.emulators.background.ensure_site`, waits for it)."""
-    if workers < 1 or threads < 1:
+    if workers < 1 or (threads is not None and threads < 1):
         raise UserError("--workers and --threads: expected integers >= 1")
     if server is not None and not production:
         raise UserError("--server: a production server runs only with --production")
     server = server or SERVER
     if server not in SERVERS:
         raise UserError(f"--server: expected one of {', '.join(SERVERS)}, got {server!r}")
+    threads = threads or THREADS[server]
     if not 0 <= port <= 65535:
         raise UserError(f"--port: expected 0-65535 (0: a free one), got {port}")
     settings = settings_from_config(cfg, public_url)      # refuses a missing or empty consent file

@@ -20,7 +20,8 @@ from mturk_eval.site.servers import SERVER, SERVERS, THREADS, WORKERS
 @click.option("--server", type=click.Choice(SERVERS), default=None, show_default=SERVER,
               help="The production server (with --production).")
 @click.option("--workers", default=WORKERS, show_default=True, type=int, help="Worker processes of the production server.")
-@click.option("--threads", default=THREADS, show_default=True, type=int, help="Threads per worker process of the production server.")
+@click.option("--threads", default=None, type=int, show_default=", ".join(f"{n} for {s}" for s, n in THREADS.items()),
+              help="Threads per worker process of the production server.")
 @click.option("--ready-file", type=click.Path(dir_okay=False), default=None,
               help="Write the site's URL to this file once it serves (scripts; the background site of --sandbox).")
 def serve(config_path, host, port, public_url, production, server, workers, threads, ready_file):

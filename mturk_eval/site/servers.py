@@ -14,20 +14,22 @@ from mturk_eval.errors import UserError
 # what gunicorn's gthread worker costs (bench_site.py --floor), which a burst of arrivals on a small machine
 # needs. gunicorn stays for those who run it elsewhere: gthread workers (kept-alive connections wait in the
 # worker's poller) and a listening socket per worker (SO_REUSEPORT: on one shared socket the worker that
-# woke first took about three quarters of a burst). Both: a worker per core, few threads each (with 8 or
-# 16 the threads of a worker queue for its GIL and a burst of 200 raters was slower).
+# woke first took about three quarters of a burst). Both: a worker per core, few threads each (the threads
+# of a worker queue for its GIL: granian with 2 spent less CPU per rater than with 4 and answered a burst
+# sooner; gunicorn's threads also read the requests, and 1-4 were alike, 8 and 16 slower).
 SERVERS = ("granian", "gunicorn")
 SERVER = "granian"
 WORKERS = 2
-THREADS = 4
+THREADS = {"granian": 2, "gunicorn": 4}   # per worker, for each server
 REUSE_PORT = True     # gunicorn's --reuse-port
 
 
 def production_command(settings_path: str | Path, host: str, port: int, server: str = SERVER,
-                       workers: int = WORKERS, threads: int = THREADS,
+                       workers: int = WORKERS, threads: int | None = None,
                        reuse_port: bool = REUSE_PORT) -> tuple[list[str], dict[str, str]]:
     """The production server's command line and environment serving the site described by
-    ``settings_path``; ``server``: one of :data:`SERVERS`. Neither writes an access log (URLs carry invite
+    ``settings_path``; ``server``: one of :data:`SERVERS`; ``threads`` per worker, by default the server's
+    (:data:`THREADS`). Neither writes an access log (URLs carry invite
     tokens and participant ids).
 
     granian: ``workers`` processes with ``threads`` Python threads each running the WSGI app; a worker
@@ -35,6 +37,9 @@ def production_command(settings_path: str | Path, host: str, port: int, server: 
     socket (SO_REUSEPORT) and the kernel spreads new connections evenly, where on a shared socket
     whichever worker wakes first takes most of a burst. The price: a worker that dies takes the
     connections still queued on its own socket (not yet accepted) with it."""
+    if server not in SERVERS:
+        raise UserError(f"--server: expected one of {', '.join(SERVERS)}, got {server!r}")
+    threads = threads or THREADS[server]
     if server == "granian":
         cmd = [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port", str(port),
                "--workers", str(workers), "--blocking-threads", str(threads), "--respawn-failed-workers",
@@ -45,8 +50,6 @@ def production_command(settings_path: str | Path, host: str, port: int, server: 
                "--worker-class", "gthread", "--bind", f"{host}:{port}", "--graceful-timeout", "5",
                *(["--reuse-port"] if reuse_port else []),
                "--error-logfile", "-", "--log-level", "warning", "mturk_eval.site.wsgi:app"]
-    else:
-        raise UserError(f"--server: expected one of {', '.join(SERVERS)}, got {server!r}")
     env = {**os.environ, "MTURK_EVAL_SITE_SETTINGS": str(Path(settings_path).resolve())}
     # the worktree's own package (PYTHONPATH) must reach the workers too
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),

@@ -26,7 +26,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from mturk_eval.errors import UserError
 from mturk_eval.io import atomic_write_text, read_text
 from mturk_eval.site.app import SiteSettings, create_app
-from mturk_eval.site.servers import REUSE_PORT, SERVER, THREADS, WORKERS, production_command
+from mturk_eval.site.servers import REUSE_PORT, SERVER, WORKERS, production_command
 from mturk_eval.site.store import SiteStore, site_store_path
 
 SETTINGS_FILE = "site.settings.json"
@@ -178,7 +178,7 @@ def wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float 
 
 
 def start_production(settings_path: str | Path, host: str = "127.0.0.1", port: int = 0, server: str = SERVER,
-                     workers: int = WORKERS, threads: int = THREADS, log: Any = subprocess.DEVNULL,
+                     workers: int = WORKERS, threads: int | None = None, log: Any = subprocess.DEVNULL,
                      reuse_port: bool = REUSE_PORT) -> tuple[subprocess.Popen, str]:
     """Start the production server as a subprocess (its own process group) and wait until it answers."""
     port = port or free_port(host)
