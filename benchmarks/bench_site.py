@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from helpers.site import form_of, load_batch  # noqa: E402
 from mturk_eval.site.app import SiteSettings  # noqa: E402
-from mturk_eval.site.servers import SERVER, SERVERS, THREADS, WORKERS  # noqa: E402
+from mturk_eval.site.servers import SERVER, SERVERS, THREADS, WORKERS, server_threads  # noqa: E402
 from mturk_eval.site.serving import start_production, start_site, stop_process, write_settings  # noqa: E402
 from mturk_eval.site.store import SiteStore  # noqa: E402
 
@@ -242,7 +242,7 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
         proc, url = start_production(write_settings(settings, tmp), server=args.server, workers=args.workers,
                                      threads=args.threads, reuse_port=not args.shared_socket)
         stop, pgid = (lambda: stop_process(proc)), proc.pid  # noqa: E731
-        label = f"{args.server}, {args.workers} workers x {args.threads or THREADS[args.server]} threads"
+        label = f"{args.server}, {args.workers} workers x {server_threads(args.server, args.threads)[1]} threads"
         if args.server == "gunicorn":
             label += ", one shared listening socket" if args.shared_socket else ", a listening socket per worker"
     else:

@@ -15,7 +15,7 @@ from typing import Callable
 from mturk_eval.config import ExperimentConfig
 from mturk_eval.errors import UserError
 from mturk_eval.io import atomic_write_text
-from mturk_eval.site.servers import SERVER, SERVERS, THREADS, WORKERS, production_command
+from mturk_eval.site.servers import WORKERS, production_command, server_threads
 from mturk_eval.site.serving import (_bind_check, dev_server, free_port, serve_dev, settings_from_config, stop_process,
                                      wait_healthy, write_settings)
 from mturk_eval.site.store import SiteStore
@@ -37,10 +37,7 @@ def serve(cfg: ExperimentConfig, *, host: str = "127.0.0.1", port: int = 8000, p
         raise UserError("--workers and --threads: expected integers >= 1")
     if server is not None and not production:
         raise UserError("--server: a production server runs only with --production")
-    server = server or SERVER
-    if server not in SERVERS:
-        raise UserError(f"--server: expected one of {', '.join(SERVERS)}, got {server!r}")
-    threads = threads or THREADS[server]
+    server, threads = server_threads(server, threads)     # checked before anything starts or is written
     if not 0 <= port <= 65535:
         raise UserError(f"--port: expected 0-65535 (0: a free one), got {port}")
     settings = settings_from_config(cfg, public_url)      # refuses a missing or empty consent file

@@ -24,6 +24,15 @@ THREADS = {"granian": 2, "gunicorn": 4}   # per worker, for each server
 REUSE_PORT = True     # gunicorn's --reuse-port
 
 
+def server_threads(server: str | None, threads: int | None = None) -> tuple[str, int]:
+    """``(server, threads per worker)``: the server named (default :data:`SERVER`), checked, and ``threads``
+    or that server's default (:data:`THREADS`)."""
+    server = server or SERVER
+    if server not in SERVERS:
+        raise UserError(f"--server: expected one of {', '.join(SERVERS)}, got {server!r}")
+    return server, threads or THREADS[server]
+
+
 def production_command(settings_path: str | Path, host: str, port: int, server: str = SERVER,
                        workers: int = WORKERS, threads: int | None = None,
                        reuse_port: bool = REUSE_PORT) -> tuple[list[str], dict[str, str]]:
@@ -37,9 +46,7 @@ def production_command(settings_path: str | Path, host: str, port: int, server: 
     socket (SO_REUSEPORT) and the kernel spreads new connections evenly, where on a shared socket
     whichever worker wakes first takes most of a burst. The price: a worker that dies takes the
     connections still queued on its own socket (not yet accepted) with it."""
-    if server not in SERVERS:
-        raise UserError(f"--server: expected one of {', '.join(SERVERS)}, got {server!r}")
-    threads = threads or THREADS[server]
+    server, threads = server_threads(server, threads)
     if server == "granian":
         cmd = [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port", str(port),
                "--workers", str(workers), "--blocking-threads", str(threads), "--respawn-failed-workers",
