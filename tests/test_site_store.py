@@ -194,27 +194,147 @@ def test_add_task_is_exactly_once_per_request_token_and_close_task_stops_new_pla
 
 
 def test_a_writer_waits_for_the_lock_file_within_the_busy_timeout(tmp_path):
-    """The write lock (flock on site.sqlite.lock) is taken as soon as it is free and given up after the
-    timeout with SQLite's own "database is locked", never waited on for ever."""
+    """The write lock (flock on site.sqlite.lock) is taken as soon as it is free (a blocking wait, not a
+    poll) and given up after the timeout with SQLite's own "database is locked", never waited on for ever;
+    a wait that timed out never holds the lock for a later writer."""
     import fcntl
     import os
     import sqlite3
     import threading
     import time
 
-    from mturk_eval.site.store import _lock_within
+    from mturk_eval.site.store import _LockFile
 
     path = tmp_path / "x.lock"
-    holder, waiter = (os.open(path, os.O_RDWR | os.O_CREAT) for _ in range(2))
+    holder = os.open(path, os.O_RDWR | os.O_CREAT)
+    lock = _LockFile(str(path))
     try:
         fcntl.flock(holder, fcntl.LOCK_EX)
         t0 = time.monotonic()
         with pytest.raises(sqlite3.OperationalError, match="database is locked"):
-            _lock_within(waiter, 0.1)
+            lock.acquire(0.1)
         assert 0.1 <= time.monotonic() - t0 < 2
-        threading.Timer(0.05, fcntl.flock, (holder, fcntl.LOCK_UN)).start()
-        _lock_within(waiter, 5)                  # released meanwhile: taken
-        fcntl.flock(waiter, fcntl.LOCK_UN)
+        released = []
+
+        def release() -> None:
+            released.append(time.monotonic())
+            fcntl.flock(holder, fcntl.LOCK_UN)
+
+        timer = threading.Timer(0.05, release)
+        timer.start()
+        lock.acquire(5)                          # released meanwhile: taken
+        taken = time.monotonic()
+        timer.join()
+        assert taken - released[0] < 0.5
+        # the timed-out wait got the lock too, on its own descriptor, and dropped it: this one still holds
+        time.sleep(0.05)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.release()
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(holder, fcntl.LOCK_UN)
     finally:
+        lock.close()
         os.close(holder)
-        os.close(waiter)
+
+
+def _places_held(store: SiteStore) -> tuple[dict[str, int], dict[str, int]]:
+    """(tasks.used, the count of each task's assignments holding a place) for every task."""
+    conn = store._conn()
+    kept = dict(conn.execute("SELECT task_id, used FROM tasks").fetchall())
+    counted = dict(conn.execute("SELECT t.task_id, (SELECT COUNT(*) FROM assignments a WHERE a.task_id = t.task_id"
+                                " AND a.state IN ('reserved', 'submitted', 'approved')) FROM tasks t").fetchall())
+    return kept, counted
+
+
+def test_the_places_a_task_holds_follow_every_change_of_state(store):
+    """tasks.used (kept by triggers, what allocation reads) equals the count of the task's reserved,
+    submitted and approved assignments after each of 400 random operations of every kind that changes
+    an assignment."""
+    import random
+
+    rng = random.Random(7)
+    load_batch(store, n_items=12, items_per_task=2, k=3, reservation_s=100)
+    load_batch(store, n_items=6, items_per_task=2, k=2, reservation_s=100, batch="b2")
+    now, raters = 1000.0, [f"r{i:04d}" for i in range(12)]
+    ops = Counter()
+    for _ in range(400):
+        now += rng.uniform(0, 20)
+        rater = rng.choice(raters)
+        op = rng.choice(["allocate", "allocate", "submit", "review", "release", "expire", "block", "release_rater",
+                         "delete", "reserve", "close_task"])
+        mine = [a for a in store.assignments() if a.rater_id == rater]
+        if op == "allocate":
+            store.allocate("links", rater, rng.choice([None, ["b2"]]), now=now)
+        elif op == "submit" and mine:
+            store.submit(rng.choice(mine).assignment_id, ANS, now=now)
+        elif op == "review" and (done := [a for a in mine if a.state in ("submitted", "approved", "rejected")]):
+            store.review(rng.choice(done).assignment_id, rng.choice(["approved", "rejected"]), now=now)
+        elif op == "release" and mine:
+            store.release(rng.choice(mine).assignment_id, rng.choice(["returned", "expired"]), now=now)
+        elif op == "expire":
+            store.expire_lapsed(now=now)
+        elif op == "block":
+            (store.block_rater if rng.random() < 0.5 else lambda p, r, *_a, **_k: store.unblock_rater(p, r))(
+                "links", rater, "test", now=now)
+        elif op == "release_rater" and mine:
+            store.release_rater("links", rater, ref=None, now=now)
+        elif op == "delete" and rng.random() < 0.2:
+            store.delete_rater("links", rater)
+        elif op == "reserve":
+            task_id = rng.choice(store.task_ids("b1"))
+            try:
+                store.reserve_task("mturk", f"W{rng.randrange(6)}", task_id, ref=f"A{rng.randrange(30)}", now=now)
+            except UserError:
+                pass
+        elif op == "close_task" and rng.random() < 0.1:
+            store.close_task(rng.choice(store.task_ids("b1")), now=now)
+        else:
+            continue
+        ops[op] += 1
+        kept, counted = _places_held(store)
+        assert kept == counted, (op, ops)
+    assert min(ops.values()) >= 2 and len(ops) == 10, ops
+
+
+def test_a_schema1_store_is_migrated_on_open(tmp_path):
+    """A store written by the schema-1 code (tests/fixtures/site_store_v1, see its make_fixture.py) gets
+    tasks.used counted from its assignments, the triggers and the index, in one transaction, once; its
+    assignments stay as they were and allocation goes on from there, never above k."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "fixtures" / "site_store_v1"
+    expected = json.loads((fixture / "expected.json").read_text())
+    shutil.copy(fixture / "site.sqlite", tmp_path / "site.sqlite")
+    for _ in range(2):                                  # the second open finds schema 2: nothing to do
+        with SiteStore.open(tmp_path / "site.sqlite") as st:
+            assert st.get_meta("schema_version") == "2"
+            kept, counted = _places_held(st)
+            assert kept == counted == expected["places_held"]
+            assert {a.assignment_id: a.state for a in st.assignments()} == expected["states"]
+    with SiteStore.open(tmp_path / "site.sqlite") as st:
+        free = {t: st.task(t)["k"] - n for t, n in kept.items()}
+        got = Counter()
+        for i in range(40):
+            a = st.allocate("links", f"r{100 + i:04d}", now=1500.0)  # the fixture's reservations have not lapsed at 1500
+            if a is not None:
+                got[a.task_id] += 1
+        assert got == {t: n for t, n in free.items() if n}
+
+
+def test_the_wal_is_checkpointed_every_so_many_writes(tmp_path, monkeypatch):
+    """SQLite's own checkpoint is off (it would run inside COMMIT, under the write lock); the store runs a
+    passive one every CHECKPOINT_EVERY write transactions, so the WAL holds only the last few."""
+    from mturk_eval.site import store as store_mod
+
+    def wal_frames(every: int) -> int:
+        monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", every)
+        with SiteStore.open(tmp_path / f"s{every}.sqlite") as st:
+            for i in range(95):
+                st.set_meta("n", str(i))
+            return st._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+
+    assert wal_frames(10**9) >= 95          # no checkpoint: every commit's frames are still in the WAL
+    assert wal_frames(10) <= 20             # the last one after the 90th commit
