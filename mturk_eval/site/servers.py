@@ -16,11 +16,13 @@ from mturk_eval.errors import UserError
 # worker's poller) and a listening socket per worker (SO_REUSEPORT: on one shared socket the worker that
 # woke first took about three quarters of a burst). Both: a worker per core, few threads each (the threads
 # of a worker queue for its GIL: granian with 2 spent less CPU per rater than with 4 and answered a burst
-# sooner; gunicorn's threads also read the requests, and 1-4 were alike, 8 and 16 slower).
+# sooner; with 1 a writer holding the store's write lock no longer waits for its worker's other thread to
+# hand back the GIL after each SQLite call, and the writers that every rater queues behind held it about a
+# third less; gunicorn's threads also read the requests, and 1-4 were alike, 8 and 16 slower).
 SERVERS = ("granian", "gunicorn")
 SERVER = "granian"
 WORKERS = 2
-THREADS = {"granian": 2, "gunicorn": 4}   # per worker, for each server
+THREADS = {"granian": 1, "gunicorn": 4}   # per worker, for each server
 REUSE_PORT = True     # gunicorn's --reuse-port
 
 
