@@ -23,8 +23,8 @@ instead of asyncio's own, the raters' phase of a burst cost the generator 0.05-0
 from the moment it is sent (connecting included) to the whole response read. CPU seconds (user + sys)
 of the generator and of the server's processes are printed for each phase.
 
-Run: .venv/bin/python benchmarks/bench_site.py [--raters 200] [--server granian|gunicorn|dev] [--workers 2] [--threads 4]
-[--shared-socket] [--only burst|spread] [--floor]
+Run: .venv/bin/python benchmarks/bench_site.py [--raters 200] [--tasks 1000] [--server granian|gunicorn|dev] [--workers 2]
+[--threads 1] [--shared-socket] [--only burst|spread] [--floor]
 """
 from __future__ import annotations
 
@@ -138,6 +138,19 @@ def group_cpu(pgid: int | None) -> float:
     return total / tick
 
 
+def settle(pgid: int | None, timeout: float = 60.0) -> None:
+    """Wait until the server's processes are idle: the first worker answers while the others may still be
+    starting (each renders up to 512 task pages at start), which a burst should not be measured against."""
+    deadline = time.monotonic() + timeout
+    last = group_cpu(pgid)
+    while pgid is not None and time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = group_cpu(pgid)
+        if now - last < 0.02:
+            return
+        last = now
+
+
 async def arrive_together(url: str, n: int, work, delays: list[float] | None = None) -> tuple[list, float, float]:
     """Run ``work(i, connection)`` for ``n`` raters, each with its own connection, all released in the same
     instant (each after ``delays[i]`` seconds if given); (results, wall seconds, this process's CPU
@@ -237,7 +250,7 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
     think = [rng.uniform(1.0, 3.0) if spread else 0.0 for _ in range(n)]
     tmp = Path(tempfile.mkdtemp(prefix="bench-site-"))
     store_path = tmp / "site.sqlite"
-    n_tasks = -(-n // K)
+    n_tasks = max(args.tasks or 0, -(-n // K))
     with SiteStore.open(store_path) as st:
         load_batch(st, n_items=n_tasks * ITEMS_PER_TASK, items_per_task=ITEMS_PER_TASK, k=K)
         tokens = [i.token for i in st.create_invites(n)]
@@ -253,6 +266,7 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
         site = start_site(settings)
         url, stop, pgid, label = site.url, site.stop, None, "werkzeug threaded development server (in this process)"
     try:
+        settle(pgid)
         ph = uvloop.run(phases(url, tokens, delays, think, pgid, args.floor))
     finally:
         stop()
@@ -274,7 +288,8 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
     submit = [r["submit"] * 1000 for r in ok]
     healthz = [b * 1000 for b in ph["baseline"]["results"] if not isinstance(b, Exception)]
     how = f"arriving over {args.window:g} s, 1-3 s reading" if spread else "released in the same instant"
-    print(f"\n{n} raters {how}; {label}; loopback; load generator: uvloop, one thread")
+    print(f"\n{n} raters {how}, {n_tasks} tasks of {ITEMS_PER_TASK} items (k = {K}); {label}; loopback;"
+          " load generator: uvloop, one thread")
     print(f"{'request':<28}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}")
     for name, xs in (("baseline /healthz", healthz), ("task page (invite -> task)", page), ("submit", submit)):
         if xs:
@@ -291,6 +306,9 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
     checks = {"lost or altered": lost, "stored": len(subs), "tasks above k": sum(1 for v in per_task.values() if v > K),
               "rater twice on an item": sum(1 for v in pairs.values() if v > 1),
               "items not at exactly k": sum(1 for v in counts.values() if v != K)}
+    if n_tasks * K > n:     # a study larger than the burst: fullest tasks first, so n / k tasks are full, the rest untouched
+        checks["items not at exactly k"] = (sum(1 for v in counts.values() if v not in (0, K))
+                                            + abs(sum(1 for v in counts.values() if v == K) - n // K * ITEMS_PER_TASK))
     good = not (failed or lost or checks["tasks above k"] or checks["rater twice on an item"]
                 or checks["items not at exactly k"] or len(subs) != n)
     print("checks: " + ", ".join(f"{k} {v}" for k, v in checks.items()) + f" -> {'pass' if good else 'FAIL'}")
@@ -309,6 +327,9 @@ def main() -> None:
                     help="gunicorn: one listening socket for all workers (without --reuse-port; mturk-eval serve gives"
                          " each gunicorn worker its own, see servers.production_command)")
     ap.add_argument("--window", type=float, default=10.0, help="seconds over which spread arrivals come")
+    ap.add_argument("--tasks", type=int, default=None,
+                    help="open tasks in the study (default: just enough for the raters, raters / k); with more,"
+                         " n / k of them end full and the rest untouched")
     ap.add_argument("--only", choices=["burst", "spread"], default=None)
     ap.add_argument("--floor", action="store_true",
                     help="each rater sends /healthz twice instead of its requests: the server's and Flask's"

@@ -307,9 +307,9 @@ class _Connection(sqlite3.Connection):
 
 
 # A passive checkpoint (the WAL copied into the database) after every this many of a process's write
-# transactions, run once the write lock is released: SQLite's automatic one runs inside COMMIT, which
-# would hold every other writer up for its 4-6 ms (the default, 1000 pages, is about 300 of the site's
-# transactions).
+# transactions, run by a thread of the process's own, outside the write lock: SQLite's automatic one runs
+# inside COMMIT, which would hold every other writer up for its 4-9 ms (its default, 1000 pages, is
+# about 100-300 of the site's transactions).
 CHECKPOINT_EVERY = 200
 BUSY_TIMEOUT_S = 30   # a writer waits this long for another (SQLite's busy timeout, and the lock file's)
 
@@ -404,6 +404,8 @@ class SiteStore:
         self._write_lock = threading.Lock()        # this process's writers, one at a time
         self._lock_file = _LockFile(f"{path}.lock")  # then all processes' writers, one at a time
         self._commits = 0                          # this process's write transactions, for the checkpoints
+        self._checkpoint_due: threading.Event | None = None   # wakes this process's checkpoint thread
+        self._checkpoint_pid = 0
 
     @classmethod
     def open(cls, path: str | Path, create: bool = True) -> "SiteStore":
@@ -447,6 +449,9 @@ class SiteStore:
 
     def close(self) -> None:
         with self._lock:
+            due, self._checkpoint_due, self._checkpoint_pid = self._checkpoint_due, None, 0
+            if due is not None:
+                due.set()           # the checkpoint thread finds itself retired and ends
             for c in list(self._conns):
                 c.close()
             self._conns = weakref.WeakSet()
@@ -466,7 +471,7 @@ class SiteStore:
         Writers queue on the thread lock and the lock file first, so SQLite never finds the database
         busy with another of our writers (its busy handler sleeps instead of waking when the lock is
         free). The kernel drops a killed process's flock, so a crash never leaves the lock held. Every
-        ``CHECKPOINT_EVERY`` transactions the process checkpoints the WAL after releasing the lock."""
+        ``CHECKPOINT_EVERY`` transactions the process checkpoints the WAL, in a thread of its own."""
         conn = conn or self._conn()
         with self._write_lock:
             self._commits += 1
@@ -483,10 +488,31 @@ class SiteStore:
             finally:
                 self._lock_file.release()
         if checkpoint:
+            self._checkpoint_soon()
+
+    def _checkpoint_soon(self) -> None:
+        """Wake this process's checkpoint thread (started on first use, a daemon with its own connection):
+        a checkpoint writes and syncs the database file (7-9 ms here), which the request that asked for it
+        should not wait for. A checkpoint still running when the next is due absorbs it."""
+        with self._lock:
+            if self._checkpoint_pid != os.getpid():
+                self._checkpoint_due = threading.Event()
+                self._checkpoint_pid = os.getpid()
+                threading.Thread(target=self._checkpointer, args=(self._checkpoint_due,), name="site-store-checkpoint",
+                                 daemon=True).start()
+            self._checkpoint_due.set()
+
+    def _checkpointer(self, due: threading.Event) -> None:
+        while True:
+            due.wait()
+            due.clear()
+            if self._checkpoint_due is not due:
+                return              # the store was closed
             try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            except sqlite3.OperationalError:
-                pass                # another process is checkpointing: the next one catches up
+                # read to the end: a statement left pending keeps its read lock, and the WAL never restarts
+                self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error:
+                pass                # closed meanwhile, or another process is checkpointing: the next one catches up
 
     # ------------------------------------------------------------------ secrets
     def secret(self, name: str) -> str:
