@@ -326,26 +326,124 @@ def test_a_schema1_store_is_migrated_on_open(tmp_path):
 
 
 def test_the_wal_is_checkpointed_every_so_many_writes(tmp_path, monkeypatch):
-    """SQLite's own checkpoint is off (it would run inside COMMIT, under the write lock); the store runs a
-    passive one every CHECKPOINT_EVERY write transactions, so the WAL holds only the last few."""
+    """SQLite's own checkpoint is off (it would run inside COMMIT, under the write lock); every
+    CHECKPOINT_EVERY write transactions wake the store's checkpoint thread, which runs a passive one with
+    its own connection; close() ends the thread."""
     from mturk_eval.site import store as store_mod
 
-    def wal_frames(every: int) -> int:
-        monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", every)
-        with SiteStore.open(tmp_path / f"s{every}.sqlite") as st:
-            for i in range(90):
-                st.set_meta("n", str(i))
-            checkpointer = [t for t in threading.enumerate() if t.name == "site-store-checkpoint"]
-            if checkpointer:                # the checkpoint thread's passive checkpoint after the 90th commit
-                deadline = time.monotonic() + 10
-                while st._checkpoint_due.is_set() and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                time.sleep(0.1)
-            for i in range(5):
-                st.set_meta("n", str(i))
-            frames = st._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
-        assert all(not t.is_alive() for t in checkpointer)      # the store's close ends its thread
-        return frames
+    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 10)
+    wakes, runs = [], []
+    soon, checkpoint = store_mod._Checkpointer.soon, store_mod._Checkpointer.checkpoint
+    monkeypatch.setattr(store_mod._Checkpointer, "soon", lambda self: (wakes.append(1), soon(self)))
+    monkeypatch.setattr(store_mod._Checkpointer, "checkpoint",
+                        lambda self, conn: (checkpoint(self, conn), runs.append(threading.current_thread().name)))
+    with SiteStore.open(tmp_path / "site.sqlite") as st:
+        assert st._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for i in range(89):                     # with the version row written by open: 90 transactions
+            st.set_meta("n", str(i))
+        assert len(wakes) == 9
+        deadline = time.monotonic() + 20
+        while not runs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runs and set(runs) == {"site-store-checkpoint"}
+        thread = st._checkpoints._thread
+    thread.join(5)
+    assert not thread.is_alive()                # the store's close ended it
 
-    assert wal_frames(10**9) >= 95          # no checkpoint: every commit's frames are still in the WAL
-    assert wal_frames(10) <= 20             # the last one after the 90th commit, by the store's own thread
+
+def test_a_checkpoint_that_cannot_catch_up_copies_the_last_frames_under_the_write_lock(tmp_path, monkeypatch):
+    """A checkpoint beside busy writers never copies the frames they add meanwhile, and the WAL starts
+    again only after one that did: past WAL_FRAMES_LIMIT frames the rest is copied under the writers'
+    lock (here a reader's open snapshot stands for the busy writers, and ends when the lock is taken)."""
+    import sqlite3
+
+    from mturk_eval.site import store as store_mod
+
+    monkeypatch.setattr(store_mod, "CHECKPOINT_EVERY", 10**9)
+    monkeypatch.setattr(store_mod, "WAL_FRAMES_LIMIT", 30)
+    with SiteStore.open(tmp_path / "site.sqlite") as st:
+        reader = sqlite3.connect(tmp_path / "site.sqlite", isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM meta").fetchall()      # its snapshot: the frames so far
+        for i in range(40):
+            st.set_meta("n", str(i))
+        acquire, taken = st._lock_file.acquire, []
+
+        def acquire_and_end_the_reader(timeout_s: float) -> None:
+            acquire(timeout_s)
+            taken.append(reader.in_transaction)
+            if reader.in_transaction:
+                reader.execute("COMMIT")
+
+        monkeypatch.setattr(st._lock_file, "acquire", acquire_and_end_the_reader)
+        conn = sqlite3.connect(tmp_path / "site.sqlite", isolation_level=None)
+        st._checkpoints.checkpoint(conn)
+        assert taken == [True]                  # the second checkpoint took the writers' lock
+        st.set_meta("n", "after")
+        assert conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0][1] <= 3    # started again
+        conn.close()
+        reader.close()
+
+
+def test_an_interrupted_wait_for_the_lock_file_never_leaves_it_held(tmp_path):
+    """A signal that interrupts a writer waiting for the lock abandons the wait: when the lock comes to
+    the waiter thread it is dropped, not kept for a writer that is no longer there."""
+    import fcntl
+    import os
+    import signal
+
+    from mturk_eval.site.store import _LockFile
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt(*_):
+        raise Interrupted
+
+    path = tmp_path / "x.lock"
+    holder, probe = (os.open(path, os.O_RDWR | os.O_CREAT) for _ in range(2))
+    lock = _LockFile(str(path))
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        with pytest.raises(Interrupted):
+            lock.acquire(5)
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        deadline = time.monotonic() + 5
+        while True:         # the waiter takes it and drops it at once: the probe gets it soon
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the abandoned wait kept the lock"
+                time.sleep(0.01)
+        fcntl.flock(probe, fcntl.LOCK_UN)
+        lock.acquire(1)                         # and the lock file still works for later writers
+        lock.release()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        lock.close()
+        os.close(holder)
+        os.close(probe)
+
+
+def test_a_schema1_store_without_its_version_row_is_migrated_too(tmp_path):
+    """The schema-1 code could be stopped between creating the tables and writing the version row; such
+    a store is told by its tasks table (no ``used``) and migrated like any other."""
+    import json
+    import shutil
+    import sqlite3
+    from pathlib import Path
+
+    fixture = Path(__file__).parent / "fixtures" / "site_store_v1"
+    shutil.copy(fixture / "site.sqlite", tmp_path / "site.sqlite")
+    conn = sqlite3.connect(tmp_path / "site.sqlite")
+    conn.execute("DELETE FROM meta WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    with SiteStore.open(tmp_path / "site.sqlite") as st:
+        assert st.get_meta("schema_version") == "2"
+        kept, counted = _places_held(st)
+        assert kept == counted == json.loads((fixture / "expected.json").read_text())["places_held"]

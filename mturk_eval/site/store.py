@@ -210,25 +210,24 @@ _PLACES = (
 _SCHEMA += "".join(f"{sql};\n" for sql in _PLACES)
 
 
-def _schema_version(conn: sqlite3.Connection) -> str | None:
-    """The store's schema version; None for a new file."""
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone() is None:
-        return None
-    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-    return row[0] if row else None
+def _schema1(conn: sqlite3.Connection) -> bool:
+    """Whether the file holds a schema-1 store: its tasks have no ``used`` column (also a schema-1 store
+    left without its version row, by a process stopped while it created the file)."""
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(tasks)").fetchall()]
+    return bool(columns) and "used" not in columns
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     """Schema 1 -> 2 in the caller's write transaction: ``tasks.used`` counted from the assignments, its
     triggers and index."""
-    if _schema_version(conn) != "1":
+    if not _schema1(conn):
         return                                      # another process migrated it meanwhile
     conn.execute("ALTER TABLE tasks ADD COLUMN used INTEGER NOT NULL DEFAULT 0")
     conn.execute(f"UPDATE tasks SET used = (SELECT COUNT(*) FROM assignments a WHERE a.task_id = tasks.task_id"
                  f" AND a.state IN {_HOLDS})")
     for sql in _PLACES:
         conn.execute(sql)
-    conn.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '2') ON CONFLICT(key) DO UPDATE SET value='2'")
 
 
 @dataclass(frozen=True)
@@ -311,6 +310,10 @@ class _Connection(sqlite3.Connection):
 # inside COMMIT, which would hold every other writer up for its 4-9 ms (its default, 1000 pages, is
 # about 100-300 of the site's transactions).
 CHECKPOINT_EVERY = 200
+# A checkpoint beside busy writers never catches up with them, and SQLite starts the WAL again from its
+# beginning only after one that did: past this many frames since it last started (16 MB of 4 kB pages;
+# a burst of 200 raters writes about 2,500) the checkpoint copies the last frames under the writers' lock.
+WAL_FRAMES_LIMIT = 4000
 BUSY_TIMEOUT_S = 30   # a writer waits this long for another (SQLite's busy timeout, and the lock file's)
 
 
@@ -324,16 +327,17 @@ class _LockFile:
     Why a thread: a blocking ``flock`` wakes at once when the lock is released but cannot time out, and
     polling with ``LOCK_NB`` leaves the lock idle until the next poll (with 0.5 ms steps a burst of 200
     raters lost 40-50 ms that way, the writers' lock being the one thing they queue on). So a wait is
-    handed to this process's waiter thread (a daemon, started on the first wait), which blocks in
-    ``flock``; the caller waits for it with a timeout. A wait that times out leaves its descriptor to the
-    waiter, which drops and closes it once the lock comes, and the process opens a new one: a lock is
-    held by the open file description, so the stale wait can never be taken for a later caller's."""
+    handed to a waiter thread (a daemon, started on the first wait; ``close`` ends it), which blocks in
+    ``flock``; the caller waits for it with a timeout. A wait that times out (or is interrupted) leaves
+    its descriptor to the waiter, which drops and closes it once the lock comes, and the process opens a
+    new one: a lock is held by the open file description, so the stale wait can never be taken for a
+    later caller's."""
 
     def __init__(self, path: str):
         self.path = path
         self._fd: int | None = None
         self._pid = 0                   # the process that opened it (a fork opens its own)
-        self._waits: Any = None         # this process's waiter thread's queue
+        self._waits: Any = None         # the waiter thread's queue, in this process
 
     def _descriptor(self) -> int:
         if self._pid != os.getpid():    # inherited over a fork: the parent's lock and waiter are its own
@@ -353,30 +357,36 @@ class _LockFile:
         except BlockingIOError:
             pass
         if self._waits is None:
-            self._waits = queue.SimpleQueue()
-            threading.Thread(target=_lock_waiter, args=(self._waits,), name="site-store-lock", daemon=True).start()
-        taken = Future()
+            waits: queue.SimpleQueue = queue.SimpleQueue()
+            threading.Thread(target=_lock_waiter, args=(waits,), name="site-store-lock", daemon=True).start()
+            self._waits = waits         # only once its thread runs
+        taken: Future = Future()
         self._waits.put((fd, taken))
         try:
             taken.result(timeout_s)
-        except FutureTimeout:
+        except BaseException as exc:    # the timeout, or an interrupt while waiting: the wait is abandoned
             self._fd = None
             taken.add_done_callback(lambda _f: _drop(fd))
-            raise sqlite3.OperationalError("database is locked") from None
+            if isinstance(exc, FutureTimeout):
+                raise sqlite3.OperationalError("database is locked") from None
+            raise
 
     def release(self) -> None:
         if self._fd is not None and self._pid == os.getpid():
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
-        self._fd = None
+        if self._pid == os.getpid():
+            if self._fd is not None:
+                os.close(self._fd)
+            if self._waits is not None:
+                self._waits.put(None)   # the waiter ends once the waits queued before are done
+        self._fd, self._waits = None, None
 
 
-def _lock_waiter(waits: "queue.SimpleQueue[tuple[int, Future]]") -> None:
-    while True:
-        fd, taken = waits.get()
+def _lock_waiter(waits: "queue.SimpleQueue[tuple[int, Future] | None]") -> None:
+    while (wait := waits.get()) is not None:
+        fd, taken = wait
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as exc:
@@ -386,10 +396,79 @@ def _lock_waiter(waits: "queue.SimpleQueue[tuple[int, Future]]") -> None:
 
 
 def _drop(fd: int) -> None:
+    """An abandoned wait's descriptor, once its wait ended: unlocked and closed."""
     try:
         fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    except OSError:
+        pass
+    os.close(fd)
+
+
+class _Checkpointer:
+    """The store's WAL checkpoints, run by a thread of their own in each process (a daemon with its own
+    connection, started on first use, ended by ``close``): ``soon()`` wakes it. A checkpoint writes and
+    syncs the database file (7-9 ms here), which neither the request that asked for it nor the writers
+    queued on the lock should wait for; one still running when the next is due absorbs it."""
+
+    def __init__(self, path: str, write_lock: threading.Lock, lock_file: _LockFile):
+        self.path = path
+        self._write_lock, self._lock_file = write_lock, lock_file
+        self._lock = threading.Lock()
+        self._due: threading.Event | None = None     # the running thread's; None: no thread in this process
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def soon(self) -> None:
+        try:
+            with self._lock:
+                if self._due is None or self._pid != os.getpid() or not self._thread.is_alive():
+                    due = threading.Event()
+                    thread = threading.Thread(target=self._run, args=(due,), name="site-store-checkpoint", daemon=True)
+                    thread.start()
+                    self._due, self._thread, self._pid = due, thread, os.getpid()
+                self._due.set()
+        except RuntimeError:
+            pass        # no thread can start now (interpreter exit, a thread limit): the next write tries again
+
+    def close(self) -> None:
+        with self._lock:
+            due, self._due = self._due, None
+        if due is not None:
+            due.set()   # the thread finds itself retired and ends
+
+    def _run(self, due: threading.Event) -> None:
+        conn = None
+        try:
+            while True:
+                due.wait()
+                due.clear()
+                with self._lock:
+                    if self._due is not due:
+                        return
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                               check_same_thread=False)
+                    self.checkpoint(conn)
+                except sqlite3.Error:
+                    pass    # another process is checkpointing, say: the next one catches up
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        """A passive checkpoint; when the WAL has not started again for ``WAL_FRAMES_LIMIT`` frames (the
+        writers never left a checkpoint time to copy the frames they added meanwhile), the last frames
+        too, under the writers' lock, so that the next writer starts it again."""
+        # read to the end: a statement left pending keeps its read lock, and the WAL never restarts
+        _busy, frames, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+        if frames > WAL_FRAMES_LIMIT:
+            with self._write_lock:
+                self._lock_file.acquire(BUSY_TIMEOUT_S)
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                finally:
+                    self._lock_file.release()
 
 
 class SiteStore:
@@ -404,8 +483,7 @@ class SiteStore:
         self._write_lock = threading.Lock()        # this process's writers, one at a time
         self._lock_file = _LockFile(f"{path}.lock")  # then all processes' writers, one at a time
         self._commits = 0                          # this process's write transactions, for the checkpoints
-        self._checkpoint_due: threading.Event | None = None   # wakes this process's checkpoint thread
-        self._checkpoint_pid = 0
+        self._checkpoints = _Checkpointer(str(path), self._write_lock, self._lock_file)
 
     @classmethod
     def open(cls, path: str | Path, create: bool = True) -> "SiteStore":
@@ -416,13 +494,16 @@ class SiteStore:
         store = cls(path)
         try:
             conn = store._conn()
-            if _schema_version(conn) == "1":
+            if _schema1(conn):
                 with store._write(conn):
                     _migrate_1_to_2(conn)
             conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             store.close()
             raise UserError(f"{path}: not a readable rating-site store ({exc})") from None
+        except OSError as exc:      # its lock file, beside it
+            store.close()
+            raise UserError(f"{exc.filename or path}: cannot open ({exc.strerror})") from None
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:
             with store._write(conn):
@@ -448,10 +529,8 @@ class SiteStore:
         return conn
 
     def close(self) -> None:
+        self._checkpoints.close()
         with self._lock:
-            due, self._checkpoint_due, self._checkpoint_pid = self._checkpoint_due, None, 0
-            if due is not None:
-                due.set()           # the checkpoint thread finds itself retired and ends
             for c in list(self._conns):
                 c.close()
             self._conns = weakref.WeakSet()
@@ -488,31 +567,7 @@ class SiteStore:
             finally:
                 self._lock_file.release()
         if checkpoint:
-            self._checkpoint_soon()
-
-    def _checkpoint_soon(self) -> None:
-        """Wake this process's checkpoint thread (started on first use, a daemon with its own connection):
-        a checkpoint writes and syncs the database file (7-9 ms here), which the request that asked for it
-        should not wait for. A checkpoint still running when the next is due absorbs it."""
-        with self._lock:
-            if self._checkpoint_pid != os.getpid():
-                self._checkpoint_due = threading.Event()
-                self._checkpoint_pid = os.getpid()
-                threading.Thread(target=self._checkpointer, args=(self._checkpoint_due,), name="site-store-checkpoint",
-                                 daemon=True).start()
-            self._checkpoint_due.set()
-
-    def _checkpointer(self, due: threading.Event) -> None:
-        while True:
-            due.wait()
-            due.clear()
-            if self._checkpoint_due is not due:
-                return              # the store was closed
-            try:
-                # read to the end: a statement left pending keeps its read lock, and the WAL never restarts
-                self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error:
-                pass                # closed meanwhile, or another process is checkpointing: the next one catches up
+            self._checkpoints.soon()
 
     # ------------------------------------------------------------------ secrets
     def secret(self, name: str) -> str:
