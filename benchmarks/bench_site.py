@@ -10,8 +10,8 @@ Two arrival patterns, each on a fresh store: ``burst`` (all raters released in t
 ``spread`` (arrivals uniform over ``--window`` seconds, each rater reading for 1-3 s between page and
 submit, as people do).
 
-The load generator is one asyncio event loop (uvloop's) in one thread, each rater its own HTTP/1.1 connection
-(kept alive, as a browser's is). It shares the machine's cores with the server, so it must cost little:
+The load generator is one event loop (uvloop's) in one thread, each rater its own HTTP/1.1
+connection (kept alive, as a browser's is). It shares the machine's cores with the server, so it must cost little:
 measured against gunicorn's ``/healthz`` (600 requests on 200 connections), Python threads with
 ``requests`` took 1.0-1.2 ms of CPU per request and fought the server's workers for the same cores,
 aiohttp 0.17-0.18 ms, the small client here 0.09-0.10 ms (:class:`HTTPConnection` over asyncio streams:
@@ -19,8 +19,8 @@ the site's responses always carry Content-Length and set no cookies, so it needs
 not cheap enough to be worth a dependency). A regular expression reads the form where lxml took 0.4 ms
 a page (the first page is checked against lxml's reading after the run). On uvloop's event loop
 instead of asyncio's own, the raters' phase of a burst cost the generator 0.05-0.07 s of CPU instead of
-0.08-0.14 s (a test-only dependency: real raters are not on the site's machine). Latency is measured per request
-from the moment it is sent (connecting included) to the whole response read. CPU seconds (user + sys)
+0.08-0.14 s (a test-only dependency: real raters are not on the site's machine). Latency is measured
+per request from the moment it is sent (connecting included) to the whole response read. CPU seconds (user + sys)
 of the generator and of the server's processes are printed for each phase.
 
 Run: .venv/bin/python benchmarks/bench_site.py [--raters 200] [--tasks 1000] [--server granian|gunicorn|dev] [--workers 2]
@@ -141,9 +141,11 @@ def group_cpu(pgid: int | None) -> float:
 def settle(pgid: int | None, timeout: float = 60.0) -> None:
     """Wait until the server's processes are idle: the first worker answers while the others may still be
     starting (each renders up to 512 task pages at start), which a burst should not be measured against."""
+    if pgid is None:
+        return
     deadline = time.monotonic() + timeout
     last = group_cpu(pgid)
-    while pgid is not None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         time.sleep(0.25)
         now = group_cpu(pgid)
         if now - last < 0.02:
@@ -303,12 +305,12 @@ def scenario(args: argparse.Namespace, spread: bool) -> bool:
         print(f"p95 task page {pct(page, 95) / pct(healthz, 95):.2f}x baseline, submit"
               f" {pct(submit, 95) / pct(healthz, 95):.2f}x")
     print(f"target p95 < 150 ms (task page and submit): {'met' if target else 'NOT met'}")
+    # fullest tasks first: n / k tasks end full and the rest untouched (none, when the study is just the burst)
+    full_items = n // K * ITEMS_PER_TASK
     checks = {"lost or altered": lost, "stored": len(subs), "tasks above k": sum(1 for v in per_task.values() if v > K),
               "rater twice on an item": sum(1 for v in pairs.values() if v > 1),
-              "items not at exactly k": sum(1 for v in counts.values() if v != K)}
-    if n_tasks * K > n:     # a study larger than the burst: fullest tasks first, so n / k tasks are full, the rest untouched
-        checks["items not at exactly k"] = (sum(1 for v in counts.values() if v not in (0, K))
-                                            + abs(sum(1 for v in counts.values() if v == K) - n // K * ITEMS_PER_TASK))
+              "items not at exactly k": (sum(1 for v in counts.values() if v not in (0, K))
+                                         + abs(sum(1 for v in counts.values() if v == K) - full_items))}
     good = not (failed or lost or checks["tasks above k"] or checks["rater twice on an item"]
                 or checks["items not at exactly k"] or len(subs) != n)
     print("checks: " + ", ".join(f"{k} {v}" for k, v in checks.items()) + f" -> {'pass' if good else 'FAIL'}")

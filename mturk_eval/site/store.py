@@ -194,8 +194,8 @@ CREATE TABLE IF NOT EXISTS onboarding (
 # or approved), whichever statement changes them, and the index the allocation walks: a batch's open
 # tasks with a free place, fullest first. Allocation then takes the first task the rater may do instead
 # of counting every task's assignments (55-75 us a reservation at 40 tasks, 1.3-1.5 ms at 1000, inside
-# the write lock every writer queues on; 19 us either way now). A list, not a script: the schema-1 migration runs it inside its
-# transaction.
+# the write lock every writer queues on; 19 us either way now). A list, not a script: the schema-1
+# migration runs it inside its transaction.
 _HOLDS = "(" + ", ".join(f"'{state}'" for state in TAKEN) + ")"
 _PLACES = (
     "CREATE TRIGGER IF NOT EXISTS assignments_hold_insert AFTER INSERT ON assignments"
@@ -414,18 +414,18 @@ class _Checkpointer:
         self.path = path
         self._write_lock, self._lock_file = write_lock, lock_file
         self._lock = threading.Lock()
-        self._due: threading.Event | None = None     # the running thread's; None: no thread in this process
+        self._due: threading.Event | None = None     # the running thread's; None: no thread started yet
         self._thread: threading.Thread | None = None
-        self._pid = 0
 
     def soon(self) -> None:
         try:
             with self._lock:
-                if self._due is None or self._pid != os.getpid() or not self._thread.is_alive():
+                # a thread that died, or the parent's after a fork (not alive in the child), is started again
+                if self._due is None or not self._thread.is_alive():
                     due = threading.Event()
                     thread = threading.Thread(target=self._run, args=(due,), name="site-store-checkpoint", daemon=True)
                     thread.start()
-                    self._due, self._thread, self._pid = due, thread, os.getpid()
+                    self._due, self._thread = due, thread
                 self._due.set()
         except RuntimeError:
             pass        # no thread can start now (interpreter exit, a thread limit): the next write tries again
@@ -522,7 +522,7 @@ class SiteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
-            conn.execute("PRAGMA wal_autocheckpoint=0")     # checkpoints run after the write lock, see _write
+            conn.execute("PRAGMA wal_autocheckpoint=0")     # the store runs its own, see _Checkpointer
             self._local.conn = conn
             with self._lock:
                 self._conns.add(conn)
@@ -729,8 +729,7 @@ class SiteStore:
         :meth:`allocate` fills them when all are equally full."""
         return [r[0] for r in self._conn().execute(
             "SELECT t.task_id FROM tasks t JOIN batches b USING (batch_id) WHERE t.state = 'open' AND b.state = 'open'"
-            " AND (SELECT COUNT(*) FROM assignments a WHERE a.task_id = t.task_id"
-            "      AND a.state IN ('reserved', 'submitted', 'approved')) < t.k ORDER BY b.seq, t.seq")]
+            " AND t.used < t.k ORDER BY b.seq, t.seq")]
 
     def task_items(self, task_id: str) -> list[dict[str, Any]]:
         """The task's items in slot order (as given to :meth:`add_batch`)."""
@@ -913,8 +912,7 @@ class SiteStore:
                              " LIMIT 1", (task_id, platform, rater_id)).fetchone()
             if seen is not None:
                 raise UserError("you have already rated an item of this task")
-            used = c.execute("SELECT COUNT(*) FROM assignments WHERE task_id=? AND state IN"
-                             " ('reserved', 'submitted', 'approved')", (task_id,)).fetchone()[0]
+            used = task["used"]
             if used >= task["k"] and platform == "mturk" and ref is not None:
                 # MTurk hands out at most k assignments at once: a new one means an older assignment was
                 # returned or abandoned there, so its reservation here gives way (oldest first).
