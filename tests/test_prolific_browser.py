@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from mturk_eval.cli import main
-from tests.helpers.browser import launch, sync_api
+from tests.helpers.browser import launch, radio_names, sync_api
 from tests.helpers.prolific import emulator, load, site_for, write_config, write_responses
 
 pytestmark = pytest.mark.browser
@@ -35,7 +35,7 @@ def test_a_browser_takes_the_study_and_is_paid_once(tmp_path):
                 assert sub["status"] == "ACTIVE" and sub["participant_id"] == pid
                 a = site.store.by_ref("prolific", sub["id"])  # the site got SESSION_ID and STUDY_ID
                 assert a.rater_id == pid and a.extra == {"STUDY_ID": study["id"], "SESSION_ID": sub["id"]}
-                for name in sorted({e.get_attribute("name") for e in page.query_selector_all("input[type=radio]")}):
+                for name in radio_names(page):
                     page.check(f"input[name='{name}'][value='4']")
                 page.click("#submitButton")
                 page.wait_for_selector("#code")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers.browser import launch, sync_api
+from helpers.browser import launch, radio_names, sync_api
 from helpers.sandbox import client, sandbox_server
 from helpers.site import load_batch, running_site
 from mturk_eval.platforms.mturk.external import external_question
@@ -36,7 +36,7 @@ def _rate_with_reload_and_double_submit(frame_or_page, reload, scores: dict[str,
     """Answer half, reload (same task, choices kept), answer the rest; meanwhile the same task is open in
     a second tab with other answers. Double-click submit here, then submit the second tab too."""
     target = frame_or_page
-    names = sorted(set(target.eval_on_selector_all("input[type=radio]", "els => els.map(e => e.name)")))
+    names = radio_names(target)
     assert len(names) == 8
     half = names[:4]
     for n in half:
@@ -78,7 +78,7 @@ def test_browser_rates_through_an_invite_link(tmp_path):
                 task_url = page.url
                 assert "/t/" in task_url and page.evaluate("document.documentElement.lang") == "en"
                 assert page.evaluate("history.length") == 2     # about:blank, then the task: replaced, not pushed
-                names = sorted(set(page.eval_on_selector_all("input[type=radio]", "els => els.map(e => e.name)")))
+                names = radio_names(page)
                 scores = {n: str(1 + i % 5) for i, n in enumerate(names)}
 
                 def reload():
@@ -131,7 +131,7 @@ def test_browser_rates_through_an_external_question_on_the_sandbox(tmp_path):
                 frame = page.wait_for_selector("iframe#task").content_frame()
                 frame.wait_for_selector("#submitButton")
                 assert "/t/" in frame.url and frame.is_enabled("#submitButton")
-                names = sorted(set(frame.eval_on_selector_all("input[type=radio]", "els => els.map(e => e.name)")))
+                names = radio_names(frame)
                 scores = {n: str(5 - i % 5) for i, n in enumerate(names)}
                 url = frame.url
 
@@ -177,7 +177,7 @@ def test_a_second_click_while_the_first_submit_is_on_its_way_sends_nothing(tmp_p
                 page = browser.new_page()
                 page.goto(f"{site.url}/i/{token}")
                 page.wait_for_selector("#submitButton")
-                for name in sorted(set(page.eval_on_selector_all("input[type=radio]", "els => els.map(e => e.name)"))):
+                for name in radio_names(page):
                     page.check(f"input[name='{name}'][value='4']")
                 posts: list[str] = []
                 page.on("request", lambda r: r.method == "POST" and posts.append(r.url))

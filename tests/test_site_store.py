@@ -298,17 +298,23 @@ def test_the_places_a_task_holds_follow_every_change_of_state(store):
     assert min(ops.values()) >= 2 and len(ops) == 10, ops
 
 
-def test_a_schema1_store_is_migrated_on_open(tmp_path):
-    """A store written by the schema-1 code (tests/fixtures/site_store_v1, see its make_fixture.py) gets
-    tasks.used counted from its assignments, the triggers and the index, in one transaction, once; its
-    assignments stay as they were and allocation goes on from there, never above k."""
+def _schema1_store(tmp_path) -> dict:
+    """A copy of the store written by the schema-1 code (tests/fixtures/site_store_v1, see its
+    make_fixture.py) as ``tmp_path / "site.sqlite"``; what it holds (its expected.json)."""
     import json
     import shutil
     from pathlib import Path
 
     fixture = Path(__file__).parent / "fixtures" / "site_store_v1"
-    expected = json.loads((fixture / "expected.json").read_text())
     shutil.copy(fixture / "site.sqlite", tmp_path / "site.sqlite")
+    return json.loads((fixture / "expected.json").read_text())
+
+
+def test_a_schema1_store_is_migrated_on_open(tmp_path):
+    """A store written by the schema-1 code gets tasks.used counted from its assignments, the triggers
+    and the index, in one transaction, once; its assignments stay as they were and allocation goes on
+    from there, never above k."""
+    expected = _schema1_store(tmp_path)
     for _ in range(2):                                  # the second open finds schema 2: nothing to do
         with SiteStore.open(tmp_path / "site.sqlite") as st:
             assert st.get_meta("schema_version") == "2"
@@ -319,7 +325,8 @@ def test_a_schema1_store_is_migrated_on_open(tmp_path):
         free = {t: st.task(t)["k"] - n for t, n in kept.items()}
         got = Counter()
         for i in range(40):
-            a = st.allocate("links", f"r{100 + i:04d}", now=1500.0)  # the fixture's reservations have not lapsed at 1500
+            # the fixture's reservations have not lapsed at 1500
+            a = st.allocate("links", f"r{100 + i:04d}", now=1500.0)
             if a is not None:
                 got[a.task_id] += 1
         assert got == {t: n for t, n in free.items() if n}
@@ -432,13 +439,9 @@ def test_an_interrupted_wait_for_the_lock_file_never_leaves_it_held(tmp_path):
 def test_a_schema1_store_without_its_version_row_is_migrated_too(tmp_path):
     """The schema-1 code could be stopped between creating the tables and writing the version row; such
     a store is told by its tasks table (no ``used``) and migrated like any other."""
-    import json
-    import shutil
     import sqlite3
-    from pathlib import Path
 
-    fixture = Path(__file__).parent / "fixtures" / "site_store_v1"
-    shutil.copy(fixture / "site.sqlite", tmp_path / "site.sqlite")
+    expected = _schema1_store(tmp_path)
     conn = sqlite3.connect(tmp_path / "site.sqlite")
     conn.execute("DELETE FROM meta WHERE key='schema_version'")
     conn.commit()
@@ -446,4 +449,4 @@ def test_a_schema1_store_without_its_version_row_is_migrated_too(tmp_path):
     with SiteStore.open(tmp_path / "site.sqlite") as st:
         assert st.get_meta("schema_version") == "2"
         kept, counted = _places_held(st)
-        assert kept == counted == json.loads((fixture / "expected.json").read_text())["places_held"]
+        assert kept == counted == expected["places_held"]

@@ -22,3 +22,8 @@ def sync_api():
 def launch(p, args: list[str] = ARGS):
     """Debian's chromium from a running ``sync_playwright()`` ``p``."""
     return p.chromium.launch(executable_path=CHROMIUM, args=args)
+
+
+def radio_names(target) -> list[str]:
+    """The radio groups of the rating form on ``target`` (a page or a frame), sorted."""
+    return sorted(set(target.eval_on_selector_all("input[type=radio]", "els => els.map(e => e.name)")))
